@@ -1,0 +1,7 @@
+//! The coordinator: HTTP API, judge state machine, scheduler, and the agents' QUIC link.
+
+pub mod api;
+pub mod judge;
+pub mod link;
+pub mod scheduler;
+pub mod tls;

@@ -1,0 +1,18 @@
+//! Wire types of the agent <-> coordinator link and their framing.
+//!
+//! Every message is an rkyv archive prefixed by its length (u32, big endian). Received
+//! frames are validated with rkyv's checked access before anything reads them, and then
+//! deserialized into owned values, so the rest of the code never sees archived data.
+//! bytecheck validates structure only: meaning (sizes, counts) is checked by the receiver.
+
+mod frame;
+mod messages;
+
+pub use frame::{FrameError, MAX_FRAME_BYTES, decode, encode, read_frame, write_frame};
+pub use messages::*;
+
+/// Bumped on every incompatible change of the types below; the handshake carries it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// ALPN protocol id of the agent link, so a stray TLS client of another kind is refused.
+pub const ALPN: &[u8] = b"judge-agent/1";

@@ -1,0 +1,196 @@
+use rkyv::{Archive, Deserialize, Serialize};
+
+/// What an agent sends to the coordinator.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum AgentMsg {
+    /// First frame on the control stream.
+    Hello(Hello),
+    /// Periodic liveness and capacity report on the control stream.
+    Heartbeat(Heartbeat),
+    /// One test of a job finished (on the job's stream).
+    TestResult(TestResult),
+    /// The job finished; the last frame on the job's stream.
+    Final(FinalResult),
+    /// The agent could not handle a frame.
+    Error(ErrorMsg),
+}
+
+/// What the coordinator sends to an agent.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum CoordinatorMsg {
+    /// Answer to `Hello` when the agent is admitted.
+    Welcome(Welcome),
+    /// A job to judge; the first and only coordinator frame on a job stream.
+    Job(Job),
+    /// The coordinator refuses the agent or a frame, and closes the stream.
+    Error(ErrorMsg),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Hello {
+    pub protocol_version: u32,
+    pub agent_id: String,
+    /// Language ids this agent can compile and run.
+    pub languages: Vec<String>,
+    /// Jobs the agent runs at once (cores reserved for judging).
+    pub slots: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Welcome {
+    pub protocol_version: u32,
+    pub coordinator_id: String,
+    /// The coordinator declares the agent gone after three missed intervals.
+    pub heartbeat_interval_ms: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    pub free_slots: u32,
+    /// Submissions the agent is judging now.
+    pub running: Vec<u64>,
+}
+
+/// Limits of one run. Zero is never "unlimited": the coordinator fills in defaults.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub cpu_ms: u64,
+    pub wall_ms: u64,
+    pub memory_bytes: u64,
+    /// Processes and threads of the run together.
+    pub max_processes: u32,
+    /// Bytes of stdout and of stderr kept and allowed; more is OLE.
+    pub output_bytes: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TestCase {
+    pub input: Vec<u8>,
+    pub expected_output: Vec<u8>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Job {
+    pub submission_id: u64,
+    pub language: String,
+    pub source: Vec<u8>,
+    pub tests: Vec<TestCase>,
+    pub limits: Limits,
+}
+
+/// The verdict codes of the judge. The string forms are part of the public API.
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum Verdict {
+    /// Accepted.
+    AC,
+    /// Wrong answer.
+    WA,
+    /// Time limit exceeded (CPU or wall; `TestResult::limit` says which).
+    TLE,
+    /// Memory limit exceeded: the cgroup's OOM killer stopped the run.
+    MLE,
+    /// Runtime error: nonzero exit or a signal.
+    RE,
+    /// Output limit exceeded.
+    OLE,
+    /// Compilation error.
+    CE,
+    /// Internal error of the judge; the message says why.
+    IE,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::AC => "AC",
+            Verdict::WA => "WA",
+            Verdict::TLE => "TLE",
+            Verdict::MLE => "MLE",
+            Verdict::RE => "RE",
+            Verdict::OLE => "OLE",
+            Verdict::CE => "CE",
+            Verdict::IE => "IE",
+        }
+    }
+}
+
+/// Which limit stopped a run, when one did.
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitHit {
+    Cpu,
+    Wall,
+    Memory,
+    Output,
+    Processes,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TestResult {
+    pub submission_id: u64,
+    pub index: u32,
+    pub verdict: Verdict,
+    pub limit: Option<LimitHit>,
+    /// user + sys, from the run's cgroup.
+    pub cpu_time_us: u64,
+    pub wall_time_us: u64,
+    /// Peak memory of the run's cgroup.
+    pub peak_memory_bytes: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Truncated to the job's output cap.
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Human-readable detail: the signal's name, the first difference, the IE reason.
+    pub message: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FinalResult {
+    pub submission_id: u64,
+    pub verdict: Verdict,
+    pub compile_output: String,
+    pub message: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// A frame failed validation or came out of order.
+    BadFrame,
+    /// The agent does not have the job's language.
+    UnknownLanguage,
+    /// The agent has no free slot.
+    Busy,
+    Internal,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ErrorMsg {
+    pub code: ErrorCode,
+    pub message: String,
+}

@@ -1,0 +1,3 @@
+//! The sandbox agent: judges jobs from the coordinator in fresh sandboxes.
+
+pub mod link;
