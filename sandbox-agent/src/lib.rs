@@ -1,3 +1,4 @@
 //! The sandbox agent: judges jobs from the coordinator in fresh sandboxes.
 
 pub mod link;
+pub mod sandbox;

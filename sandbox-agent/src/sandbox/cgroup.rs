@@ -1,0 +1,430 @@
+//! Per-run cgroups on cgroup v1 (hybrid hosts) and v2, behind one type.
+//!
+//! Groups are created only below the agent's own cgroup in each hierarchy, under a parent
+//! named after the project, so the agent never writes outside what it was delegated. The
+//! filesystem root is injectable: the v2 code is unit-tested against fixture directories.
+//! We write the control files ourselves rather than through cgroups-rs: its builder
+//! touches every v1 hierarchy at the top level, which is exactly what we must not do.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Name of the parent group of all runs, in every hierarchy.
+pub const PROJECT: &str = "judge-cluster";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot create cgroup {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("no usable cgroup hierarchy: {0}")]
+    Unsupported(String),
+    #[error("unexpected content in {path}: {content:?}")]
+    Parse { path: PathBuf, content: String },
+}
+
+/// Limits a run's cgroup enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLimits {
+    pub memory_bytes: u64,
+    pub max_processes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    /// One directory per controller (hybrid hosts such as ours).
+    V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf },
+    /// The unified hierarchy.
+    V2 { parent: PathBuf },
+}
+
+/// Creates per-run cgroups below the agent's own cgroup.
+#[derive(Debug, Clone)]
+pub struct CgroupManager {
+    layout: Layout,
+}
+
+impl CgroupManager {
+    /// Finds this process's cgroups on the live system and prepares the project parent.
+    pub fn detect() -> Result<CgroupManager, CgroupError> {
+        let read = |p: &str| fs::read_to_string(p).map_err(|source| CgroupError::Read { path: p.into(), source });
+        let mgr = CgroupManager::from_proc(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?, Path::new("/"))?;
+        mgr.prepare()?;
+        Ok(mgr)
+    }
+
+    /// Works out the layout from `/proc/self/mountinfo` and `/proc/self/cgroup` contents;
+    /// `fs_root` prefixes every path (a fixture directory in tests, `/` for real).
+    pub fn from_proc(mountinfo: &str, proc_cgroup: &str, fs_root: &Path) -> Result<CgroupManager, CgroupError> {
+        let mounts = parse_mountinfo(mountinfo);
+        let own = |controller: &str| -> Option<String> {
+            proc_cgroup.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_id, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let hit = if controller.is_empty() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
+                hit.then(|| path.to_string())
+            })
+        };
+        let place = |m: &Mount, path: &str| -> PathBuf {
+            let rel = path.strip_prefix(m.root.as_str()).unwrap_or(path);
+            let dir = m.point.join(rel.trim_start_matches('/')).join(PROJECT);
+            fs_root.join(dir.strip_prefix("/").unwrap_or(&dir))
+        };
+        let v1 = |controller: &str| -> Option<PathBuf> {
+            let m = mounts.iter().find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == controller))?;
+            Some(place(m, &own(controller)?))
+        };
+        if let Some(memory) = v1("memory") {
+            let missing = |c: &str| CgroupError::Unsupported(format!("memory is on cgroup v1 but {c} is not"));
+            let pids = v1("pids").ok_or_else(|| missing("pids"))?;
+            let cpuacct = v1("cpuacct").ok_or_else(|| missing("cpuacct"))?;
+            return Ok(CgroupManager { layout: Layout::V1 { memory, pids, cpuacct } });
+        }
+        let m = mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup2")
+            .ok_or_else(|| CgroupError::Unsupported("no cgroup v1 memory controller and no cgroup2 mount".into()))?;
+        let path = own("").ok_or_else(|| CgroupError::Unsupported("no cgroup v2 entry in /proc/self/cgroup".into()))?;
+        Ok(CgroupManager { layout: Layout::V2 { parent: place(m, &path) } })
+    }
+
+    /// Creates the project parents and, on v2, delegates the controllers runs need.
+    fn prepare(&self) -> Result<(), CgroupError> {
+        match &self.layout {
+            Layout::V1 { memory, pids, cpuacct } => {
+                for dir in [memory, pids, cpuacct] {
+                    mkdir(dir)?;
+                }
+                // Hierarchical accounting, so a run's children are charged to the run.
+                let _ = write(&memory.join("memory.use_hierarchy"), "1");
+                Ok(())
+            }
+            Layout::V2 { parent } => {
+                let own = parent.parent().ok_or_else(|| CgroupError::Unsupported("v2 parent has no parent".into()))?;
+                let controllers = read(&own.join("cgroup.controllers"))?;
+                for needed in ["memory", "pids"] {
+                    if !controllers.split_whitespace().any(|c| c == needed) {
+                        return Err(CgroupError::Unsupported(format!(
+                            "cgroup v2 controller {needed} is not delegated to {}",
+                            own.display()
+                        )));
+                    }
+                }
+                let enable = "+memory +pids";
+                if write(&own.join("cgroup.subtree_control"), enable).is_err() {
+                    // "No internal processes": a cgroup that hands controllers to its
+                    // children may hold no process itself, so the agent moves into a leaf.
+                    let leaf = own.join(format!("{PROJECT}-agent"));
+                    mkdir(&leaf)?;
+                    for pid in read(&own.join("cgroup.procs"))?.split_whitespace() {
+                        // A process may exit meanwhile; the retry below tells if it mattered.
+                        let _ = write(&leaf.join("cgroup.procs"), pid);
+                    }
+                    write(&own.join("cgroup.subtree_control"), enable)?;
+                }
+                mkdir(parent)?;
+                write(&parent.join("cgroup.subtree_control"), enable)
+            }
+        }
+    }
+
+    /// Whether runs are accounted on cgroup v2 (for logs and metrics).
+    pub fn is_v2(&self) -> bool {
+        matches!(self.layout, Layout::V2 { .. })
+    }
+
+    /// Creates the cgroup of one run with its limits set, ready for a process.
+    pub fn create(&self, name: &str, limits: CgroupLimits) -> Result<RunCgroup, CgroupError> {
+        let run = match &self.layout {
+            Layout::V1 { memory, pids, cpuacct } => {
+                RunCgroup::V1 { memory: memory.join(name), pids: pids.join(name), cpuacct: cpuacct.join(name) }
+            }
+            Layout::V2 { parent } => RunCgroup::V2 { dir: parent.join(name) },
+        };
+        for dir in run.dirs() {
+            // A stale group of the same name (an agent killed mid-run) is removed first.
+            if dir.exists() {
+                let _ = fs::remove_dir(dir);
+            }
+            mkdir(dir)?;
+        }
+        if let Err(e) = run.set_limits(limits) {
+            run.remove();
+            return Err(e);
+        }
+        Ok(run)
+    }
+}
+
+/// The cgroup of one run. Call `remove` once its processes are gone.
+#[derive(Debug)]
+pub enum RunCgroup {
+    V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf },
+    V2 { dir: PathBuf },
+}
+
+impl RunCgroup {
+    fn dirs(&self) -> Vec<&Path> {
+        match self {
+            RunCgroup::V1 { memory, pids, cpuacct } => vec![memory, pids, cpuacct],
+            RunCgroup::V2 { dir } => vec![dir],
+        }
+    }
+
+    fn set_limits(&self, l: CgroupLimits) -> Result<(), CgroupError> {
+        let mem = l.memory_bytes.to_string();
+        match self {
+            RunCgroup::V1 { memory, pids, .. } => {
+                write(&memory.join("memory.limit_in_bytes"), &mem)?;
+                // memsw exists only with swap accounting; without it swappiness 0 is the
+                // best v1 offers, and hosts without swap need neither.
+                let memsw = memory.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write(&memsw, &mem)?;
+                }
+                let _ = write(&memory.join("memory.swappiness"), "0");
+                write(&pids.join("pids.max"), &l.max_processes.to_string())
+            }
+            RunCgroup::V2 { dir } => {
+                write(&dir.join("memory.max"), &mem)?;
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
+                write(&dir.join("pids.max"), &l.max_processes.to_string())
+            }
+        }
+    }
+
+    /// Moves a process (and its future children) into this group in every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in self.dirs() {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// CPU time (user + sys) of every process that ran in the group, in nanoseconds.
+    pub fn cpu_usage_ns(&self) -> Result<u64, CgroupError> {
+        match self {
+            RunCgroup::V1 { cpuacct, .. } => parse_u64(&cpuacct.join("cpuacct.usage")),
+            RunCgroup::V2 { dir } => Ok(keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000)),
+        }
+    }
+
+    /// The group's peak memory use in bytes.
+    pub fn memory_peak_bytes(&self) -> Result<u64, CgroupError> {
+        match self {
+            RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.max_usage_in_bytes")),
+            RunCgroup::V2 { dir } => parse_u64(&dir.join("memory.peak")),
+        }
+    }
+
+    /// Current memory use, for live step data.
+    pub fn memory_current_bytes(&self) -> Result<u64, CgroupError> {
+        match self {
+            RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.usage_in_bytes")),
+            RunCgroup::V2 { dir } => parse_u64(&dir.join("memory.current")),
+        }
+    }
+
+    /// How many times the OOM killer killed a process of this group.
+    pub fn oom_kills(&self) -> Result<u64, CgroupError> {
+        match self {
+            RunCgroup::V1 { memory, .. } => keyed(&memory.join("memory.oom_control"), "oom_kill"),
+            RunCgroup::V2 { dir } => keyed(&dir.join("memory.events"), "oom_kill"),
+        }
+    }
+
+    /// How many forks the pids limit refused.
+    pub fn pids_limit_hits(&self) -> Result<u64, CgroupError> {
+        let dir = match self {
+            RunCgroup::V1 { pids, .. } => pids,
+            RunCgroup::V2 { dir } => dir,
+        };
+        keyed(&dir.join("pids.events"), "max")
+    }
+
+    /// Whether any process is still in the group.
+    pub fn is_empty(&self) -> Result<bool, CgroupError> {
+        for dir in self.dirs() {
+            if !read(&dir.join("cgroup.procs"))?.trim().is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// SIGKILLs every process in the group: `cgroup.kill` on v2, each listed pid on v1.
+    /// Only a fallback: a run is normally stopped by killing its pid namespace's init.
+    pub fn kill_all(&self) {
+        match self {
+            RunCgroup::V2 { dir } => {
+                let _ = write(&dir.join("cgroup.kill"), "1");
+            }
+            RunCgroup::V1 { pids, .. } => {
+                let Ok(list) = read(&pids.join("cgroup.procs")) else { return };
+                for pid in list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                    // SAFETY: kill(2) has no memory preconditions. The pid was read from
+                    // this run's cgroup, which only the run's processes can be in.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+
+    /// Removes the group's directories; a group that still holds processes stays (and
+    /// is reported), since rmdir refuses it.
+    pub fn remove(&self) {
+        for dir in self.dirs() {
+            if let Err(e) = fs::remove_dir(dir)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!(cgroup = %dir.display(), error = %e, "cannot remove run cgroup");
+            }
+        }
+    }
+}
+
+struct Mount {
+    root: String,
+    point: PathBuf,
+    fstype: String,
+    options: Vec<String>,
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let mut post = post.split(' ');
+            let fstype = post.next()?.to_string();
+            let _source = post.next()?;
+            let options = post.next().unwrap_or("").split(',').map(str::to_string).collect();
+            Some(Mount { root: pre.get(3)?.to_string(), point: PathBuf::from(pre.get(4)?), fstype, options })
+        })
+        .collect()
+}
+
+fn mkdir(dir: &Path) -> Result<(), CgroupError> {
+    match fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(source) => Err(CgroupError::Create { path: dir.into(), source }),
+    }
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.into(), source })
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError::Write { path: path.into(), source })
+}
+
+fn parse_u64(path: &Path) -> Result<u64, CgroupError> {
+    let s = read(path)?;
+    s.trim().parse().map_err(|_| CgroupError::Parse { path: path.into(), content: s })
+}
+
+/// Reads `key value` from a flat-keyed file (`memory.events`, `cpu.stat`, ...).
+fn keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
+    let s = read(path)?;
+    s.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+        .ok_or_else(|| CgroupError::Parse { path: path.into(), content: s.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const HYBRID_CGROUP: &str = "8:pids:/\n4:memory:/process_api/abc\n2:cpuacct:/\n0::/\n";
+
+    #[test]
+    fn hybrid_host_uses_v1_below_own_groups() {
+        let m = CgroupManager::from_proc(HYBRID_MOUNTINFO, HYBRID_CGROUP, Path::new("/")).unwrap();
+        assert_eq!(
+            m.layout,
+            Layout::V1 {
+                memory: "/sys/fs/cgroup/memory/process_api/abc/judge-cluster".into(),
+                pids: "/sys/fs/cgroup/pids/judge-cluster".into(),
+                cpuacct: "/sys/fs/cgroup/cpuacct/judge-cluster".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn v1_without_pids_is_refused() {
+        let mi = HYBRID_MOUNTINFO.replace("rw,pids", "rw,freezer");
+        assert!(matches!(
+            CgroupManager::from_proc(&mi, HYBRID_CGROUP, Path::new("/")),
+            Err(CgroupError::Unsupported(_))
+        ));
+    }
+
+    /// A pure v2 host as seen from a container whose cgroup namespace root is mounted.
+    fn v2_fixture() -> (tempfile::TempDir, CgroupManager, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let own = root.path().join("sys/fs/cgroup/system.slice/judge.service");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(own.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        fs::write(own.join("cgroup.procs"), "").unwrap();
+        fs::write(own.join("cgroup.subtree_control"), "").unwrap();
+        let mountinfo = "30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let cg = "0::/system.slice/judge.service\n";
+        let m = CgroupManager::from_proc(mountinfo, cg, root.path()).unwrap();
+        (root, m, own)
+    }
+
+    #[test]
+    fn v2_layout_limits_and_readings_on_a_fixture() {
+        let (_root, m, own) = v2_fixture();
+        assert!(m.is_v2());
+        m.prepare().unwrap();
+        assert_eq!(fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(), "+memory +pids");
+        let parent = own.join(PROJECT);
+        assert_eq!(fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap(), "+memory +pids");
+
+        let run = m.create("run-1", CgroupLimits { memory_bytes: 64 << 20, max_processes: 32 }).unwrap();
+        let dir = parent.join("run-1");
+        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), (64u64 << 20).to_string());
+        assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "32");
+        run.add_process(4242).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "4242");
+
+        fs::write(dir.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n").unwrap();
+        fs::write(dir.join("memory.peak"), "67108864\n").unwrap();
+        fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        fs::write(dir.join("pids.events"), "max 7\n").unwrap();
+        assert_eq!(run.cpu_usage_ns().unwrap(), 1_500_000);
+        assert_eq!(run.memory_peak_bytes().unwrap(), 64 << 20);
+        assert_eq!(run.oom_kills().unwrap(), 1);
+        assert_eq!(run.pids_limit_hits().unwrap(), 7);
+        assert!(!run.is_empty().unwrap());
+        fs::write(dir.join("memory.peak"), "garbage").unwrap();
+        assert!(matches!(run.memory_peak_bytes(), Err(CgroupError::Parse { .. })));
+    }
+
+    #[test]
+    fn v2_without_memory_controller_is_refused() {
+        let (_root, m, own) = v2_fixture();
+        fs::write(own.join("cgroup.controllers"), "cpu pids\n").unwrap();
+        assert!(matches!(m.prepare(), Err(CgroupError::Unsupported(_))));
+    }
+}

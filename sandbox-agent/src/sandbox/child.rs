@@ -1,0 +1,194 @@
+//! What runs after the clone: the run's init (pid 1 of the new pid namespace) and the
+//! user program it forks. Everything is prepared beforehand in `Plan`, so this code only
+//! makes syscalls: no allocation, no locks, no formatting.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use super::sys;
+
+/// One step of assembling the sandbox's filesystem, executed in order by init.
+pub enum Step {
+    /// Makes every mount below / private, so nothing propagates back to the host.
+    PrivateRoot,
+    Mkdir(CString, libc::mode_t),
+    Touch(CString),
+    Symlink { target: CString, path: CString },
+    Mount { src: Option<CString>, dst: CString, fstype: Option<CString>, flags: libc::c_ulong, data: Option<CString> },
+    /// Remounts an existing (bind) mount with new flags, e.g. read-only.
+    Remount { dst: CString, flags: libc::c_ulong },
+    CharDevice { path: CString, major: u32, minor: u32 },
+    /// chdir into the new root, pivot_root, drop the old root.
+    PivotRoot(CString),
+    Hostname(CString),
+}
+
+/// Everything the child side needs, built before the clone.
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Human-readable description of each step, for the parent's error messages.
+    pub step_names: Vec<String>,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub cwd: CString,
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub cap_last: u32,
+}
+
+/// Descriptors handed to the child, all close-on-exec in the parent.
+#[derive(Clone, Copy)]
+pub struct ChildFds {
+    /// Init blocks on this until the parent has put it into the run's cgroup.
+    pub sync_read: RawFd,
+    /// Setup or exec failures: (step index, errno) as two native-endian u32.
+    pub error_write: RawFd,
+    /// Init writes the user program's wait status here.
+    pub status_write: RawFd,
+    pub stdin: RawFd,
+    pub stdout: RawFd,
+    pub stderr: RawFd,
+}
+
+/// Step index reported when a failure is not a filesystem step.
+pub const STEP_SYNC: u32 = u32::MAX - 1;
+pub const STEP_FORK: u32 = u32::MAX - 2;
+pub const STEP_FDS: u32 = u32::MAX - 3;
+pub const STEP_RLIMIT: u32 = u32::MAX - 4;
+pub const STEP_PRIVILEGES: u32 = u32::MAX - 5;
+pub const STEP_CHDIR: u32 = u32::MAX - 6;
+pub const STEP_EXEC: u32 = u32::MAX - 7;
+pub const STEP_CGROUP_NS: u32 = u32::MAX - 8;
+
+/// Fixed descriptor numbers in init, above 0..2, so inherited descriptors of other runs
+/// (cloned concurrently by other threads of the agent) can all be closed.
+const FD_SYNC: RawFd = 3;
+const FD_ERROR: RawFd = 4;
+const FD_STATUS: RawFd = 5;
+const FD_STDIN: RawFd = 6;
+const FD_STDOUT: RawFd = 7;
+const FD_STDERR: RawFd = 8;
+
+fn fail(err_fd: RawFd, step: u32, errno: i32) -> ! {
+    let mut buf = [0u8; 8];
+    buf[..4].copy_from_slice(&step.to_ne_bytes());
+    buf[4..].copy_from_slice(&(errno as u32).to_ne_bytes());
+    sys::write_all(err_fd, &buf);
+    sys::exit(127)
+}
+
+/// The run's init. Never returns.
+pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_char], fds: ChildFds) -> ! {
+    // The parent's descriptors are all >= 10, so these targets clobber nothing we need.
+    let moves = [
+        (fds.sync_read, FD_SYNC),
+        (fds.error_write, FD_ERROR),
+        (fds.status_write, FD_STATUS),
+        (fds.stdin, FD_STDIN),
+        (fds.stdout, FD_STDOUT),
+        (fds.stderr, FD_STDERR),
+    ];
+    for (from, to) in moves {
+        if let Err(e) = sys::dup3_cloexec(from, to) {
+            fail(fds.error_write, STEP_FDS, e);
+        }
+    }
+    if let Err(e) = sys::close_from(FD_STDERR as u32 + 1) {
+        fail(FD_ERROR, STEP_FDS, e);
+    }
+    if !sys::read_byte(FD_SYNC) {
+        // The parent could not set up the cgroup, or died: never run unaccounted.
+        fail(FD_ERROR, STEP_SYNC, 0);
+    }
+    sys::close(FD_SYNC);
+    // Now inside the run's cgroup: a cgroup namespace rooted here hides the host's tree.
+    if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
+        fail(FD_ERROR, STEP_CGROUP_NS, e);
+    }
+    sys::umask(0);
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let Err(e) = run_step(step) {
+            fail(FD_ERROR, i as u32, e);
+        }
+    }
+    sys::umask(0o022);
+
+    // SAFETY: this process has a single thread (the clone copied only the caller), so
+    // forking it again is fork-safe; the child only makes syscalls until execve.
+    let pid = match unsafe { sys::clone3(0) } {
+        Ok((pid, _)) => pid,
+        Err(e) => fail(FD_ERROR, STEP_FORK, e.raw_os_error().unwrap_or(0)),
+    };
+    if pid == 0 {
+        exec_user(plan, argv, envp);
+    }
+    for fd in [FD_STDIN, FD_STDOUT, FD_STDERR] {
+        sys::close(fd);
+    }
+    // Reap everything; orphans of the namespace are re-parented to us.
+    let mut main_status: Option<i32> = None;
+    while let Some((p, status)) = sys::wait_any() {
+        if p == pid {
+            main_status = Some(status);
+            break;
+        }
+    }
+    if let Some(status) = main_status {
+        sys::write_all(FD_STATUS, &status.to_ne_bytes());
+    }
+    // Init's exit makes the kernel kill whatever is left in the namespace.
+    sys::exit(0)
+}
+
+fn run_step(step: &Step) -> Result<(), i32> {
+    match step {
+        Step::PrivateRoot => sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
+        Step::Mkdir(p, mode) => sys::mkdir(p, *mode),
+        Step::Touch(p) => sys::touch(p),
+        Step::Symlink { target, path } => sys::symlink(target, path),
+        Step::Mount { src, dst, fstype, flags, data } => {
+            sys::mount(src.as_deref(), dst, fstype.as_deref(), *flags, data.as_deref())
+        }
+        Step::Remount { dst, flags } => sys::mount(None, dst, None, libc::MS_REMOUNT | libc::MS_BIND | flags, None),
+        Step::CharDevice { path, major, minor } => sys::mknod_char(path, *major, *minor),
+        Step::PivotRoot(new_root) => {
+            sys::chdir(new_root)?;
+            sys::pivot_root_here()?;
+            sys::chdir(c"/")
+        }
+        Step::Hostname(name) => sys::sethostname(name),
+    }
+}
+
+/// The user program's side: descriptors, limits, privileges, exec.
+fn exec_user(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
+    if let Err(e) = sys::setsid() {
+        fail(FD_ERROR, STEP_FDS, e);
+    }
+    for (from, to) in [(FD_STDIN, 0), (FD_STDOUT, 1), (FD_STDERR, 2)] {
+        if let Err(e) = sys::dup2(from, to) {
+            fail(FD_ERROR, STEP_FDS, e);
+        }
+    }
+    // Only 0, 1, 2 and the (close-on-exec) error pipe survive into the program.
+    if let Err(e) = sys::dup3_cloexec(FD_ERROR, 3).and_then(|_| sys::close_from(4)) {
+        fail(FD_ERROR, STEP_FDS, e);
+    }
+    for &(resource, value) in &plan.rlimits {
+        if let Err(e) = sys::setrlimit(resource, value) {
+            fail(3, STEP_RLIMIT, e);
+        }
+    }
+    if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last) {
+        fail(3, STEP_PRIVILEGES, e);
+    }
+    if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {
+        fail(3, STEP_PRIVILEGES, e);
+    }
+    if let Err(e) = sys::chdir(&plan.cwd) {
+        fail(3, STEP_CHDIR, e);
+    }
+    let e = sys::execve(argv, envp);
+    fail(3, STEP_EXEC, e)
+}

@@ -1,0 +1,247 @@
+//! The raw syscalls of the sandbox, each wrapped once.
+//!
+//! Everything here may run in a freshly cloned child of a multi-threaded process, so the
+//! wrappers only call the kernel: no allocation, no locks, no formatting.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::RawFd;
+
+/// The kernel's `struct clone_args` (linux/sched.h), version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks with `flags` (namespaces, `CLONE_PIDFD`); returns 0 in the child and the child's
+/// pid in the parent, plus a pidfd when `CLONE_PIDFD` is set.
+///
+/// # Safety
+/// Like `fork` without glibc's atfork handlers: in the child of a multi-threaded parent
+/// only async-signal-safe work may follow (no allocation: another thread may have held
+/// the allocator's lock at the moment of the clone).
+pub unsafe fn clone3(flags: u64) -> io::Result<(i32, RawFd)> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if flags & libc::CLONE_PIDFD as u64 != 0 {
+        args.pidfd = &mut pidfd as *mut RawFd as u64;
+    }
+    // SAFETY: `args` is a valid clone_args of the size passed; no stack is given, so the
+    // child runs on a copy of this stack, as with fork. The caller upholds the
+    // async-signal-safety of the child.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, size_of::<CloneArgs>()) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok((r as i32, pidfd)) }
+}
+
+/// The calling thread's errno, without allocating.
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Turns a -1 return into the errno.
+pub fn check(r: libc::c_int) -> Result<(), i32> {
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+pub fn mount(src: Option<&CStr>, dst: &CStr, fstype: Option<&CStr>, flags: libc::c_ulong, data: Option<&CStr>) -> Result<(), i32> {
+    let p = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call;
+    // `data` is a string for every filesystem we mount.
+    check(unsafe { libc::mount(p(src), dst.as_ptr(), p(fstype), flags, p(data).cast()) })
+}
+
+pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Err(libc::EEXIST) => Ok(()),
+        r => r,
+    }
+}
+
+/// Creates an empty file to bind-mount a file onto.
+pub fn touch(path: &CStr) -> Result<(), i32> {
+    // SAFETY: `path` is NUL-terminated; the fd returned is closed right away.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    close(fd);
+    Ok(())
+}
+
+pub fn symlink(target: &CStr, path: &CStr) -> Result<(), i32> {
+    // SAFETY: both are NUL-terminated and outlive the call.
+    check(unsafe { libc::symlink(target.as_ptr(), path.as_ptr()) })
+}
+
+pub fn mknod_char(path: &CStr, major: u32, minor: u32) -> Result<(), i32> {
+    // SAFETY: `path` is NUL-terminated; makedev has no preconditions.
+    check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) })
+}
+
+pub fn chdir(path: &CStr) -> Result<(), i32> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    check(unsafe { libc::chdir(path.as_ptr()) })
+}
+
+/// `pivot_root(".", ".")` then detaching the old root stacked beneath: the new root
+/// needs no directory to hold the old one.
+pub fn pivot_root_here() -> Result<(), i32> {
+    let dot = c".";
+    // SAFETY: both arguments are NUL-terminated static strings.
+    let r = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    if r < 0 {
+        return Err(errno());
+    }
+    // SAFETY: as above.
+    check(unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) })
+}
+
+pub fn sethostname(name: &CStr) -> Result<(), i32> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    check(unsafe { libc::sethostname(name.as_ptr(), name.to_bytes().len()) })
+}
+
+pub fn unshare(flags: libc::c_int) -> Result<(), i32> {
+    // SAFETY: unshare has no memory preconditions.
+    check(unsafe { libc::unshare(flags) })
+}
+
+pub fn dup2(from: RawFd, to: RawFd) -> Result<(), i32> {
+    // SAFETY: dup2 has no memory preconditions; invalid fds are reported as errors.
+    check(unsafe { libc::dup2(from, to) })
+}
+
+/// Duplicates `from` onto `to` with close-on-exec set.
+pub fn dup3_cloexec(from: RawFd, to: RawFd) -> Result<(), i32> {
+    // SAFETY: as dup2.
+    check(unsafe { libc::dup3(from, to, libc::O_CLOEXEC) })
+}
+
+/// Closes every descriptor from `first` up.
+pub fn close_from(first: u32) -> Result<(), i32> {
+    // SAFETY: close_range has no memory preconditions.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) };
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+pub fn close(fd: RawFd) {
+    // SAFETY: closing a descriptor this process owns; errors are irrelevant here.
+    unsafe { libc::close(fd) };
+}
+
+pub fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), i32> {
+    let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
+    // SAFETY: `lim` is a valid rlimit that outlives the call.
+    check(unsafe { libc::setrlimit(resource, &lim) })
+}
+
+pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<(), i32> {
+    // SAFETY: the options used here take integer arguments only.
+    check(unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) })
+}
+
+/// Drops every capability from the bounding set, the ambient set, and then all
+/// privileges by switching to `uid`/`gid` with no supplementary groups.
+pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32) -> Result<(), i32> {
+    for cap in 0..=cap_last {
+        prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
+    }
+    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong)?;
+    // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
+    // glibc believes the process has, and in a cloned child of a multi-threaded parent
+    // they wait forever for threads that are not there.
+    // SAFETY: a null list with length 0 clears the supplementary groups.
+    sys_ret(unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) })?;
+    // SAFETY: plain integer arguments.
+    sys_ret(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })?;
+    // SAFETY: plain integer arguments. Without PR_SET_KEEPCAPS this also clears the
+    // permitted and effective capability sets.
+    sys_ret(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+}
+
+fn sys_ret(r: libc::c_long) -> Result<(), i32> {
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+pub fn setsid() -> Result<(), i32> {
+    // SAFETY: setsid has no preconditions.
+    if unsafe { libc::setsid() } < 0 { Err(errno()) } else { Ok(()) }
+}
+
+pub fn umask(mask: libc::mode_t) {
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(mask) };
+}
+
+/// Blocks until one byte arrives; false on EOF or error.
+pub fn read_byte(fd: RawFd) -> bool {
+    let mut b = 0u8;
+    loop {
+        // SAFETY: reading one byte into a local.
+        let r = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
+        if r == 1 {
+            return true;
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return false;
+    }
+}
+
+/// Writes all of `buf`, best effort (used for reports to the parent).
+pub fn write_all(fd: RawFd, buf: &[u8]) {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: the pointer and length describe the unwritten rest of `buf`.
+        let r = unsafe { libc::write(fd, buf[off..].as_ptr().cast(), buf.len() - off) };
+        if r > 0 {
+            off += r as usize;
+        } else if r < 0 && errno() == libc::EINTR {
+            continue;
+        } else {
+            return;
+        }
+    }
+}
+
+/// Waits for any child; returns (pid, wait status) or None when none are left.
+pub fn wait_any() -> Option<(i32, i32)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+        if pid > 0 {
+            return Some((pid, status));
+        }
+        if errno() != libc::EINTR {
+            return None;
+        }
+    }
+}
+
+pub fn execve(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
+    // SAFETY: both arrays are NULL-terminated arrays of NUL-terminated strings that
+    // outlive the call (the caller builds them before forking); argv[0] is the path.
+    unsafe { libc::execve(argv[0], argv.as_ptr(), envp.as_ptr()) };
+    errno()
+}
+
+pub fn exit(code: i32) -> ! {
+    // SAFETY: _exit ends the process without running atexit handlers or destructors,
+    // which is what a forked child must do.
+    unsafe { libc::_exit(code) }
+}
