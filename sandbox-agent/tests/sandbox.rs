@@ -84,3 +84,119 @@ fn program_sees_only_the_sandbox() {
     assert!(out.contains("CapBnd:\t0000000000000000"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
 }
+
+fn with(f: impl FnOnce(&mut RunLimits)) -> RunLimits {
+    let mut l = limits();
+    f(&mut l);
+    l
+}
+
+#[test]
+fn cpu_limit_stops_a_busy_loop_near_the_limit() {
+    let f = fixture();
+    let o = run(&f, &["/bin/sh", "-c", "while :; do :; done"], with(|l| l.cpu = Duration::from_millis(500)));
+    assert_eq!(o.limit, Some(protocol::LimitHit::Cpu), "{o:?}");
+    assert_eq!(o.exit, Exit::Signal(libc::SIGKILL));
+    assert!(o.cpu >= Duration::from_millis(500) && o.cpu < Duration::from_millis(700), "{o:?}");
+}
+
+#[test]
+fn wall_limit_stops_a_sleeper() {
+    let f = fixture();
+    let o = run(&f, &["/bin/sleep", "30"], with(|l| l.wall = Duration::from_millis(300)));
+    assert_eq!(o.limit, Some(protocol::LimitHit::Wall), "{o:?}");
+    assert!(o.wall >= Duration::from_millis(300) && o.wall < Duration::from_secs(2), "{o:?}");
+    assert!(o.cpu < Duration::from_millis(100));
+}
+
+#[test]
+fn memory_limit_is_an_oom_kill() {
+    let f = fixture();
+    let o = run(
+        &f,
+        &["/usr/bin/python3", "-c", "b = bytearray(512 << 20); print(len(b))"],
+        with(|l| l.memory_bytes = 64 << 20),
+    );
+    assert_eq!(o.limit, Some(protocol::LimitHit::Memory), "{o:?}");
+    assert_eq!(o.exit, Exit::Signal(libc::SIGKILL));
+    assert!(o.peak_memory_bytes <= 64 << 20, "{o:?}");
+    assert!(o.peak_memory_bytes > 32 << 20, "{o:?}");
+}
+
+#[test]
+fn endless_output_is_stopped_and_capped() {
+    let f = fixture();
+    let o = run(&f, &["/usr/bin/yes"], with(|l| l.output_bytes = 64 << 10));
+    assert_eq!(o.limit, Some(protocol::LimitHit::Output), "{o:?}");
+    assert_eq!(o.stdout.len(), 64 << 10);
+    assert!(o.stdout.starts_with(b"y\ny\n"));
+}
+
+#[test]
+fn fork_bomb_meets_the_pids_limit() {
+    let f = fixture();
+    let o = run(
+        &f,
+        &["/bin/sh", "-c", "n=0; for i in $(seq 1000); do sleep 30 & n=$((n+1)); done; echo $n; exit 3"],
+        with(|l| {
+            l.max_processes = 32;
+            l.wall = Duration::from_secs(10);
+        }),
+    );
+    assert!(o.pids_limit_hits > 0, "{o:?}");
+    // The background sleepers died with the namespace: the run ended long before 30 s.
+    assert!(o.wall < Duration::from_secs(10), "{o:?}");
+}
+
+#[test]
+fn no_network_and_a_read_only_root() {
+    let f = fixture();
+    let o = sh(
+        &f,
+        "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; \
+         cat /sys/class/net/lo/operstate 2>/dev/null; \
+         touch /usr/x 2>/dev/null && echo usr-writable; touch /box/x 2>/dev/null && echo box-writable; \
+         touch /x 2>/dev/null && echo root-writable; touch /tmp/x && echo tmp-ok; \
+         ls /home /root /work 2>/dev/null | wc -l; \
+         python3 -c 'import socket; s=socket.socket(); s.settimeout(1); s.connect((\"1.1.1.1\", 80))' 2>/dev/null || echo no-connect",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out, "lo\ntmp-ok\n0\nno-connect\n", "{o:?}");
+}
+
+#[test]
+fn processes_run_as_their_own_init_tree() {
+    let f = fixture();
+    let o = sh(&f, "echo $$; ps -e >/dev/null 2>&1; ls /proc | grep -c '^[0-9]'");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mut lines = out.lines();
+    // The shell is pid 2: init is pid 1 and nothing of the host is visible.
+    assert_eq!(lines.next(), Some("2"), "{o:?}");
+}
+
+#[test]
+fn stdin_is_the_given_file() {
+    let f = fixture();
+    std::fs::write(&f.stdin, "3 4\n").unwrap();
+    let o = sh(&f, "read a b; echo $((a+b))");
+    assert_eq!(o.stdout, b"7\n");
+}
+
+#[test]
+fn missing_program_is_a_setup_error() {
+    let f = fixture();
+    let argv = vec!["/nonexistent".to_string()];
+    let env = env();
+    let spec = RunSpec {
+        argv: &argv,
+        env: &env,
+        box_dir: &f.box_dir,
+        box_writable: false,
+        stdin: &f.stdin,
+        limits: limits(),
+        uid: 60000,
+        gid: 60000,
+    };
+    let err = f.sandbox.run(&spec).unwrap_err().to_string();
+    assert!(err.contains("executing /nonexistent") && err.contains("No such file"), "{err}");
+}
