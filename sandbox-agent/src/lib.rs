@@ -1,4 +1,6 @@
 //! The sandbox agent: judges jobs from the coordinator in fresh sandboxes.
 
+pub mod check;
+pub mod judge;
 pub mod link;
 pub mod sandbox;

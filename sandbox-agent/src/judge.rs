@@ -1,0 +1,289 @@
+//! Judging one job: compile once, run every test in a fresh sandbox, check the output,
+//! decide each verdict from the measurements.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::{FinalResult, Job, LimitHit, TestResult, Verdict};
+use rootfs::Language;
+
+use crate::check;
+use crate::sandbox::{Exit, RunLimits, RunOutcome, RunSpec, Sandbox};
+
+/// Bytes of a run's stdout/stderr sent back in a result; the rest is only checked.
+pub const RETURNED_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Limits of compilation, the same for every submission.
+const COMPILE_LIMITS: RunLimits = RunLimits {
+    cpu: Duration::from_secs(10),
+    wall: Duration::from_secs(20),
+    memory_bytes: 1 << 30,
+    max_processes: 64,
+    output_bytes: 1 << 20,
+    file_bytes: 256 << 20,
+    open_files: 256,
+    stack_bytes: 64 << 20,
+};
+
+/// Largest file a run may write to its /tmp.
+const RUN_FILE_BYTES: u64 = 64 << 20;
+
+pub struct Judge {
+    sandbox: Sandbox,
+    spec: Arc<rootfs::Spec>,
+    jobs_dir: PathBuf,
+    /// One uid/gid per slot, so concurrent runs never share an identity.
+    free_ids: Mutex<Vec<u32>>,
+    fallback_id: u32,
+    counter: AtomicU64,
+}
+
+impl Judge {
+    pub fn new(sandbox: Sandbox, spec: Arc<rootfs::Spec>, work_dir: &Path, uid_base: u32, slots: u32) -> std::io::Result<Judge> {
+        let jobs_dir = work_dir.join("jobs");
+        // Leftovers of a crashed agent are not anyone's anymore.
+        let _ = std::fs::remove_dir_all(&jobs_dir);
+        std::fs::create_dir_all(&jobs_dir)?;
+        Ok(Judge {
+            sandbox,
+            spec,
+            jobs_dir,
+            free_ids: Mutex::new((0..slots).map(|i| uid_base + i).collect()),
+            fallback_id: uid_base + slots,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn languages(&self) -> Vec<String> {
+        self.spec.languages.iter().map(|l| l.id.clone()).collect()
+    }
+
+    /// Judges a job, handing each test's result to `on_result` as soon as it is known.
+    /// Blocking: call from a blocking thread.
+    pub fn judge(&self, job: &Job, mut on_result: impl FnMut(TestResult)) -> FinalResult {
+        let id = self.take_id();
+        let dir = self.jobs_dir.join(format!("{}-{}", job.submission_id, self.counter.fetch_add(1, Ordering::Relaxed)));
+        let result = self.judge_in(job, &dir, id, &mut on_result);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
+        }
+        self.put_id(id);
+        result
+    }
+
+    fn take_id(&self) -> u32 {
+        self.free_ids.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or(self.fallback_id)
+    }
+
+    fn put_id(&self, id: u32) {
+        if id != self.fallback_id
+            && let Ok(mut v) = self.free_ids.lock()
+        {
+            v.push(id);
+        }
+    }
+
+    fn judge_in(&self, job: &Job, dir: &Path, id: u32, on_result: &mut impl FnMut(TestResult)) -> FinalResult {
+        let fin = |verdict, compile_output: String, message: String| FinalResult {
+            submission_id: job.submission_id,
+            verdict,
+            compile_output,
+            message,
+        };
+        let Some(lang) = self.spec.language(&job.language) else {
+            return fin(Verdict::IE, String::new(), format!("this agent has no language {:?}", job.language));
+        };
+        let box_dir = dir.join("box");
+        if let Err(e) = prepare_box(&box_dir, &lang.source, &job.source, id) {
+            return fin(Verdict::IE, String::new(), format!("cannot prepare the work dir: {e}"));
+        }
+        let input = dir.join("input");
+
+        if let Some(compile) = &lang.compile {
+            if let Err(e) = std::fs::write(&input, b"") {
+                return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
+            }
+            let spec = RunSpec {
+                argv: compile,
+                env: &lang.env,
+                box_dir: &box_dir,
+                box_writable: true,
+                stdin: &input,
+                limits: COMPILE_LIMITS,
+                uid: id,
+                gid: id,
+            };
+            match self.sandbox.run(&spec) {
+                Err(e) => return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}")),
+                Ok(o) => {
+                    let mut output = o.stdout.clone();
+                    output.extend_from_slice(&o.stderr);
+                    let output = lossy_truncated(&output);
+                    if let Some(limit) = o.limit {
+                        return fin(Verdict::CE, output, format!("compilation exceeded its {} limit", limit_name(limit)));
+                    }
+                    if o.exit != Exit::Code(0) {
+                        return fin(Verdict::CE, output, format!("compiler {}", describe_exit(o.exit)));
+                    }
+                }
+            }
+        }
+
+        let mut verdict = Verdict::AC;
+        let mut message = String::new();
+        for (index, test) in job.tests.iter().enumerate() {
+            if let Err(e) = std::fs::write(&input, &test.input) {
+                return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
+            }
+            let spec = RunSpec {
+                argv: &lang.run,
+                env: &lang.env,
+                box_dir: &box_dir,
+                box_writable: false,
+                stdin: &input,
+                limits: run_limits(job, lang),
+                uid: id,
+                gid: id,
+            };
+            let result = match self.sandbox.run(&spec) {
+                Ok(o) => test_result(job, index as u32, &o, &test.expected_output, spec.limits),
+                Err(e) => TestResult {
+                    submission_id: job.submission_id,
+                    index: index as u32,
+                    verdict: Verdict::IE,
+                    limit: None,
+                    cpu_time_us: 0,
+                    wall_time_us: 0,
+                    peak_memory_bytes: 0,
+                    exit_code: None,
+                    signal: None,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    message: format!("sandbox failed: {e}"),
+                },
+            };
+            if verdict == Verdict::AC && result.verdict != Verdict::AC {
+                verdict = result.verdict;
+                message = format!("test {}: {}", index + 1, result.message);
+            }
+            on_result(result);
+        }
+        fin(verdict, String::new(), message)
+    }
+}
+
+fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    std::fs::create_dir_all(box_dir)?;
+    let src = box_dir.join(source_name);
+    std::fs::write(&src, source)?;
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644))?;
+    // The compiler runs as the slot's uid and writes its output here.
+    chown(box_dir, Some(id), Some(id))?;
+    std::fs::set_permissions(box_dir, std::fs::Permissions::from_mode(0o755))?;
+    let parent = box_dir.parent().unwrap_or(box_dir);
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))
+}
+
+fn run_limits(job: &Job, lang: &Language) -> RunLimits {
+    let scale = |ms: u64| Duration::from_secs_f64(ms as f64 * lang.time_multiplier / 1000.0);
+    RunLimits {
+        cpu: scale(job.limits.cpu_ms),
+        wall: scale(job.limits.wall_ms),
+        memory_bytes: job.limits.memory_bytes,
+        max_processes: job.limits.max_processes,
+        output_bytes: job.limits.output_bytes,
+        file_bytes: RUN_FILE_BYTES,
+        open_files: 256,
+        stack_bytes: job.limits.memory_bytes,
+    }
+}
+
+fn test_result(job: &Job, index: u32, o: &RunOutcome, expected: &[u8], limits: RunLimits) -> TestResult {
+    let (verdict, message) = match o.limit {
+        Some(LimitHit::Cpu) => (Verdict::TLE, format!("CPU time limit of {} ms exceeded", limits.cpu.as_millis())),
+        Some(LimitHit::Wall) => (Verdict::TLE, format!("wall time limit of {} ms exceeded", limits.wall.as_millis())),
+        Some(LimitHit::Memory) => (Verdict::MLE, format!("memory limit of {} MiB exceeded", limits.memory_bytes >> 20)),
+        Some(LimitHit::Output) => (Verdict::OLE, format!("output limit of {} bytes exceeded", limits.output_bytes)),
+        Some(LimitHit::Processes) => {
+            (Verdict::RE, format!("{} after reaching the limit of {} processes", describe_exit(o.exit), limits.max_processes))
+        }
+        None => match o.exit {
+            Exit::Code(0) => match check::compare(expected, &o.stdout) {
+                Ok(()) => (Verdict::AC, String::new()),
+                Err(diff) => (Verdict::WA, diff),
+            },
+            e => (Verdict::RE, describe_exit(e)),
+        },
+    };
+    let (exit_code, signal) = match o.exit {
+        Exit::Code(c) => (Some(c), None),
+        Exit::Signal(s) => (None, Some(s)),
+    };
+    TestResult {
+        submission_id: job.submission_id,
+        index,
+        verdict,
+        limit: o.limit,
+        cpu_time_us: o.cpu.as_micros() as u64,
+        wall_time_us: o.wall.as_micros() as u64,
+        peak_memory_bytes: o.peak_memory_bytes,
+        exit_code,
+        signal,
+        stdout: o.stdout[..o.stdout.len().min(RETURNED_OUTPUT_BYTES)].to_vec(),
+        stderr: o.stderr[..o.stderr.len().min(RETURNED_OUTPUT_BYTES)].to_vec(),
+        message,
+    }
+}
+
+fn limit_name(l: LimitHit) -> &'static str {
+    match l {
+        LimitHit::Cpu => "CPU time",
+        LimitHit::Wall => "wall time",
+        LimitHit::Memory => "memory",
+        LimitHit::Output => "output",
+        LimitHit::Processes => "process",
+    }
+}
+
+fn describe_exit(e: Exit) -> String {
+    match e {
+        Exit::Code(c) => format!("exited with code {c}"),
+        Exit::Signal(s) => format!("killed by {}", signal_name(s)),
+    }
+}
+
+/// The conventional name of a signal, as judges and users know them.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL (illegal instruction)",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT (aborted)",
+        libc::SIGBUS => "SIGBUS (bus error)",
+        libc::SIGFPE => "SIGFPE (arithmetic error)",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV (segmentation fault)",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ (file size limit)",
+        libc::SIGSYS => "SIGSYS (bad system call)",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+fn lossy_truncated(bytes: &[u8]) -> String {
+    let cut = bytes.len().min(RETURNED_OUTPUT_BYTES);
+    let mut s = String::from_utf8_lossy(&bytes[..cut]).into_owned();
+    if cut < bytes.len() {
+        s.push_str("\n[output truncated]");
+    }
+    s
+}
