@@ -56,6 +56,11 @@ impl Judge {
         })
     }
 
+    /// Stops every run in progress: the agent is shutting down.
+    pub fn abort_all(&self) {
+        self.sandbox.abort_all();
+    }
+
     pub fn languages(&self) -> Vec<String> {
         self.spec.languages.iter().map(|l| l.id.clone()).collect()
     }
@@ -286,4 +291,33 @@ fn lossy_truncated(bytes: &[u8]) -> String {
         s.push_str("\n[output truncated]");
     }
     s
+}
+
+/// The link's view of the judge: each job on a blocking thread, results streamed back.
+pub struct JudgeRunner(pub Arc<Judge>);
+
+impl crate::link::JobRunner for JudgeRunner {
+    fn run(
+        &self,
+        job: Job,
+        results: tokio::sync::mpsc::Sender<TestResult>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = FinalResult> + Send>> {
+        let judge = self.0.clone();
+        Box::pin(async move {
+            let submission_id = job.submission_id;
+            let task = tokio::task::spawn_blocking(move || {
+                judge.judge(&job, |r| {
+                    // A closed channel means the link is gone; the job's result is lost
+                    // anyway and the coordinator re-queues it.
+                    let _ = results.blocking_send(r);
+                })
+            });
+            task.await.unwrap_or_else(|e| FinalResult {
+                submission_id,
+                verdict: Verdict::IE,
+                compile_output: String::new(),
+                message: format!("the judge task failed: {e}"),
+            })
+        })
+    }
 }

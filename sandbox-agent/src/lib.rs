@@ -1,6 +1,7 @@
 //! The sandbox agent: judges jobs from the coordinator in fresh sandboxes.
 
 pub mod check;
+pub mod cli;
 pub mod judge;
 pub mod link;
 pub mod sandbox;

@@ -1,1 +1,184 @@
-//! Cross-process tests live in tests/*.rs; this crate has no library code.
+//! Helpers for the cross-process tests in `tests/tests/`: build and start the real
+//! binaries, talk to them over HTTP, and check that nothing is left behind.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Directory of the workspace's built binaries, building them once per test process.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // The test binary is target/<profile>/deps/<name>; the binaries sit in <profile>.
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--bins", "-p", "coordinator", "-p", "sandbox-agent"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "building the binaries failed");
+        dir
+    })
+}
+
+/// A `coordinator up` started for one test, in its own data dir, on free ports.
+pub struct Judge {
+    pub child: Child,
+    pub api: String,
+    pub data_dir: tempfile::TempDir,
+    pub uid_base: u32,
+}
+
+impl Judge {
+    /// Starts `coordinator up` and waits until its local agent has registered.
+    pub fn up(uid_base: u32, extra: &[&str]) -> Judge {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(bin_dir().join("coordinator"))
+            .args(["up", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(["--uid-base", &uid_base.to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // The coordinator prints the API's address once it listens.
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let api = loop {
+            let line = lines.next().expect("coordinator exited before printing its address").unwrap();
+            if let Some(rest) = line.split("API on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stdout so the coordinator never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let judge = Judge { child, api, data_dir, uid_base };
+        judge.wait_for(Duration::from_secs(30), |health| health["agents"]["connected"].as_u64() >= Some(1));
+        judge
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.api, path)
+    }
+
+    pub fn health(&self) -> serde_json::Value {
+        reqwest::blocking::get(self.url("/health")).unwrap().json().unwrap()
+    }
+
+    /// Polls /health until `pred` holds; fails the test at the deadline.
+    pub fn wait_for(&self, deadline: Duration, pred: impl Fn(&serde_json::Value) -> bool) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::blocking::get(self.url("/health"))
+                && let Ok(h) = r.json::<serde_json::Value>()
+                && pred(&h)
+            {
+                return;
+            }
+            assert!(start.elapsed() < deadline, "condition on /health not reached in {deadline:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Submits and returns the id.
+    pub fn submit(&self, body: &serde_json::Value) -> u64 {
+        let r = reqwest::blocking::Client::new().post(self.url("/api/submissions")).json(body).send().unwrap();
+        let status = r.status();
+        let v: serde_json::Value = r.json().unwrap();
+        assert!(status.is_success(), "submit failed: {status} {v}");
+        v["id"].as_u64().unwrap()
+    }
+
+    /// Waits for a submission to be done and returns it.
+    pub fn result(&self, id: u64, deadline: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let v: serde_json::Value =
+                reqwest::blocking::get(self.url(&format!("/api/submissions/{id}"))).unwrap().json().unwrap();
+            if v["status"] == "done" {
+                return v;
+            }
+            assert!(start.elapsed() < deadline, "submission {id} not done in {deadline:?}: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the judge with SIGTERM and waits for it, failing if it takes too long.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child process, not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!("coordinator did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Judge {
+    fn drop(&mut self) {
+        // A failed test must not leave a judge running.
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Processes on this host running as one of the uids in `uids`.
+pub fn processes_with_uid(uids: std::ops::Range<u32>) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse::<u32>().ok());
+        if uid.is_some_and(|u| uids.contains(&u)) {
+            found.push(status.lines().next().unwrap_or_default().to_string());
+        }
+    }
+    found
+}
+
+/// Run cgroups of the judge left on this host (any hierarchy), named `run-<pid>-<n>`,
+/// belonging to processes that are gone.
+pub fn leftover_run_cgroups() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !p.is_dir() || p.is_symlink() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("run-").and_then(|r| r.split('-').next())
+                && dir.file_name().is_some_and(|n| n == "judge-cluster")
+            {
+                if !Path::new("/proc").join(pid).exists() {
+                    found.push(p);
+                }
+                continue;
+            }
+            stack.push(p);
+        }
+    }
+    found
+}

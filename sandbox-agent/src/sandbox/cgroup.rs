@@ -132,6 +132,31 @@ impl CgroupManager {
         }
     }
 
+    /// Kills and removes run groups left by an agent that died mid-run. Groups are named
+    /// `run-<agent pid>-<n>`; those of a live process (another agent, a test) are kept.
+    pub fn remove_stale(&self) {
+        let parents: Vec<&PathBuf> = match &self.layout {
+            Layout::V1 { memory, pids, cpuacct } => vec![memory, pids, cpuacct],
+            Layout::V2 { parent } => vec![parent],
+        };
+        for parent in parents {
+            let Ok(entries) = fs::read_dir(parent) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("run-").and_then(|r| r.split('-').next()) else { continue };
+                if Path::new("/proc").join(pid).exists() {
+                    continue;
+                }
+                if e.path().is_dir() {
+                    // One directory of one hierarchy: the V2 shape describes exactly that.
+                    let stale = RunCgroup::V2 { dir: e.path() };
+                    stale.kill_all_listed();
+                    stale.remove();
+                }
+            }
+        }
+    }
+
     /// Whether runs are accounted on cgroup v2 (for logs and metrics).
     pub fn is_v2(&self) -> bool {
         matches!(self.layout, Layout::V2 { .. })
@@ -262,17 +287,21 @@ impl RunCgroup {
     /// SIGKILLs every process in the group: `cgroup.kill` on v2, each listed pid on v1.
     /// Only a fallback: a run is normally stopped by killing its pid namespace's init.
     pub fn kill_all(&self) {
-        match self {
-            RunCgroup::V2 { dir } => {
-                let _ = write(&dir.join("cgroup.kill"), "1");
-            }
-            RunCgroup::V1 { pids, .. } => {
-                let Ok(list) = read(&pids.join("cgroup.procs")) else { return };
-                for pid in list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-                    // SAFETY: kill(2) has no memory preconditions. The pid was read from
-                    // this run's cgroup, which only the run's processes can be in.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
+        if let RunCgroup::V2 { dir } = self
+            && write(&dir.join("cgroup.kill"), "1").is_ok()
+        {
+            return;
+        }
+        self.kill_all_listed();
+    }
+
+    fn kill_all_listed(&self) {
+        for dir in self.dirs() {
+            let Ok(list) = read(&dir.join("cgroup.procs")) else { continue };
+            for pid in list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                // SAFETY: kill(2) has no memory preconditions. The pid was read from a
+                // run's cgroup, which only that run's processes can be in.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
     }

@@ -80,6 +80,11 @@ fn fail(err_fd: RawFd, step: u32, errno: i32) -> ! {
 
 /// The run's init. Never returns.
 pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_char], fds: ChildFds) -> ! {
+    // If the agent's thread dies, the run dies with it (and with init, the namespace).
+    // Should it already be gone, the sync read below sees end of file instead.
+    if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
+        fail(fds.error_write, STEP_FDS, e);
+    }
     // The parent's descriptors are all >= 10, so these targets clobber nothing we need.
     let moves = [
         (fds.sync_read, FD_SYNC),

@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cgroup::{CgroupError, CgroupLimits, CgroupManager, RunCgroup};
@@ -35,6 +35,8 @@ pub enum SandboxError {
     Setup { step: String, errno: io::Error },
     #[error("invalid run: {0}")]
     Invalid(String),
+    #[error("the agent is shutting down")]
+    Aborted,
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> SandboxError {
@@ -100,6 +102,7 @@ pub struct Sandbox {
     root_mountpoint: PathBuf,
     cap_last: u32,
     cpus: u32,
+    aborted: AtomicBool,
 }
 
 /// Names run cgroups uniquely across every `Sandbox` of the process.
@@ -120,6 +123,7 @@ impl Sandbox {
             return Err(SandboxError::Invalid("the agent must run as root (user namespaces come later)".into()));
         }
         let cgroups = CgroupManager::detect()?;
+        cgroups.remove_stale();
         let root_mountpoint = work_dir.join("sandbox-root");
         std::fs::create_dir_all(&root_mountpoint).map_err(io_err("create the sandbox root mountpoint"))?;
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -128,11 +132,20 @@ impl Sandbox {
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, mounts, root_mountpoint, cap_last, cpus })
+        Ok(Sandbox { cgroups, mounts, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false) })
+    }
+
+    /// Stops every run in progress (each ends with `SandboxError::Aborted`) and refuses
+    /// new ones: the agent is shutting down.
+    pub fn abort_all(&self) {
+        self.aborted.store(true, Ordering::SeqCst);
     }
 
     /// Runs one program to completion. Blocking: call from a blocking thread.
     pub fn run(&self, spec: &RunSpec<'_>) -> Result<RunOutcome, SandboxError> {
+        if self.aborted.load(Ordering::SeqCst) {
+            return Err(SandboxError::Aborted);
+        }
         let plan = self.plan(spec)?;
         let argv: Vec<*const libc::c_char> =
             plan.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
@@ -280,7 +293,10 @@ impl Sandbox {
         loop {
             let elapsed = start.elapsed();
             let cpu = Duration::from_nanos(cg.cpu_usage_ns()?);
-            let hit = if elapsed >= spec.limits.wall {
+            let hit = if self.aborted.load(Ordering::SeqCst) {
+                kill_pidfd(pidfd);
+                return Err(SandboxError::Aborted);
+            } else if elapsed >= spec.limits.wall {
                 Some(LimitHit::Wall)
             } else if cpu > spec.limits.cpu {
                 Some(LimitHit::Cpu)
@@ -290,9 +306,7 @@ impl Sandbox {
                 None
             };
             if let Some(hit) = hit {
-                // SAFETY: pidfd_send_signal on our own un-reaped child's pidfd: it cannot
-                // hit a recycled pid.
-                unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, 0, 0) };
+                kill_pidfd(pidfd);
                 return Ok(Some(hit));
             }
             // CPU time can grow at most `cpus` times faster than the wall clock, so this
@@ -583,6 +597,13 @@ fn read_status(fd: &OwnedFd) -> Option<i32> {
     // SAFETY: reading into a local buffer of the given length.
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
     (n == 4).then(|| i32::from_ne_bytes(buf))
+}
+
+/// Kills a run's init, and with it the whole pid namespace.
+fn kill_pidfd(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal on our own un-reaped child's pidfd: it cannot hit a
+    // recycled pid.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, 0, 0) };
 }
 
 fn reap(pid: i32) {

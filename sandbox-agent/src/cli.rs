@@ -1,0 +1,102 @@
+//! The agent's command line, shared by the `sandbox-agent` binary and by
+//! `coordinator agent`, which `coordinator up` starts as its local agent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::judge::{Judge, JudgeRunner};
+use crate::link::{self, LinkConfig};
+use crate::sandbox::Sandbox;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The coordinator's agent (QUIC) address.
+    #[arg(long, default_value = "127.0.0.1:3002")]
+    pub coordinator: SocketAddr,
+    /// Name the coordinator's certificate is checked against.
+    #[arg(long, default_value = "judge-coordinator")]
+    pub server_name: String,
+    /// Directory holding ca.pem, agent.pem and agent.key (`coordinator issue-agent-cert`).
+    #[arg(long)]
+    pub tls_dir: PathBuf,
+    /// This agent's id; must match the certificate's name.
+    #[arg(long)]
+    pub agent_id: String,
+    /// Jobs judged at once; defaults to the number of CPUs.
+    #[arg(long)]
+    pub slots: Option<u32>,
+    /// Private working directory (job files, the sandbox root mountpoint).
+    #[arg(long, default_value = "./agent-data")]
+    pub work_dir: PathBuf,
+    /// Directory with languages.toml and mounts.toml; the built-in spec by default.
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    /// First uid/gid of the unprivileged identities runs use (one per slot).
+    #[arg(long, default_value_t = 60000)]
+    pub uid_base: u32,
+}
+
+/// Runs an agent until SIGTERM or SIGINT. Tracing must be set up by the caller.
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let spec = match &args.rootfs {
+        Some(dir) => rootfs::Spec::load(dir),
+        None => rootfs::Spec::builtin(),
+    }
+    .context("loading the rootfs spec")?;
+    let slots = args
+        .slots
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+        .max(1);
+    std::fs::create_dir_all(&args.work_dir).with_context(|| format!("creating {}", args.work_dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Job files and test data are the agent's alone.
+        std::fs::set_permissions(&args.work_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let spec = Arc::new(spec);
+    let sandbox = Sandbox::new(&args.work_dir, spec.mounts.clone()).context("setting up the sandbox")?;
+    let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?);
+    let config = LinkConfig {
+        coordinator: args.coordinator,
+        server_name: args.server_name,
+        tls_dir: args.tls_dir,
+        agent_id: args.agent_id,
+        languages: judge.languages(),
+        slots,
+    };
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopper = judge.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: aborting runs in progress");
+            stopper.abort_all();
+            let _ = stop_tx.send(true);
+        });
+        link::run(config, Arc::new(JudgeRunner(judge.clone())), stop_rx).await
+    });
+    // Dropping the runtime waits for the judge's blocking threads, which end promptly
+    // once their runs are aborted, so no sandbox outlives the agent.
+    drop(rt);
+    result.context("agent link")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the default action (exit) applies, which is still safe:
+        // every run dies with its init through PDEATHSIG.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
