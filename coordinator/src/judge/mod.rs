@@ -50,8 +50,10 @@ pub enum Command {
     /// accepted while queued or running; from an agent it must hold the lease.
     Complete { submission_id: SubmissionId, agent_id: Option<String>, result: FinalResult, now_ms: u64 },
     /// Running -> queued, dropping partial results (its agent died, the stream broke).
+    /// With `agent_id`, only if that agent still holds the lease: a report about an old
+    /// lease must not requeue the submission from under its new agent.
     /// `now_ms` is there because a submission out of attempts is completed (`IE`) instead.
-    Requeue { submission_id: SubmissionId, reason: String, now_ms: u64 },
+    Requeue { submission_id: SubmissionId, agent_id: Option<String>, reason: String, now_ms: u64 },
     /// An agent joined (or rejoined: its old leases are then void and requeued).
     AgentUp { agent_id: String, languages: Vec<String>, slots: u32, now_ms: u64 },
     /// An agent left; everything it was running goes back to the queue.

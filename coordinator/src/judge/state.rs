@@ -64,10 +64,21 @@ impl JudgeState {
             Command::Complete { submission_id, agent_id, result, now_ms } => {
                 self.complete(submission_id, agent_id, result, now_ms)
             }
-            Command::Requeue { submission_id, reason, now_ms } => {
-                let sub = self.get(submission_id).ok_or(Rejected::UnknownSubmission(submission_id))?;
-                if sub.status != Status::Running {
-                    return Err(Rejected::WrongStatus { id: submission_id, actual: sub.status, expected: "running" });
+            Command::Requeue { submission_id, agent_id, reason, now_ms } => {
+                match &agent_id {
+                    Some(agent) => {
+                        self.running_on(submission_id, agent)?;
+                    }
+                    None => {
+                        let sub = self.get(submission_id).ok_or(Rejected::UnknownSubmission(submission_id))?;
+                        if sub.status != Status::Running {
+                            return Err(Rejected::WrongStatus {
+                                id: submission_id,
+                                actual: sub.status,
+                                expected: "running",
+                            });
+                        }
+                    }
                 }
                 let (requeued, gave_up) = self.requeue_all([submission_id], &reason, now_ms);
                 Ok(Effect::Requeued { requeued, gave_up })

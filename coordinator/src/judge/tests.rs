@@ -232,7 +232,8 @@ fn requeue_returns_running_job_to_its_place_and_clears_results() {
     agent_up(&mut s, "a", &["py"], 1);
     assign(&mut s, first, "a").unwrap();
     s.apply(Command::TestDone { submission_id: first, agent_id: "a".into(), result: test_result(first, 0) }).unwrap();
-    let r = s.apply(Command::Requeue { submission_id: first, reason: "stream reset".into(), now_ms: 40 });
+    let r =
+        s.apply(Command::Requeue { submission_id: first, agent_id: None, reason: "stream reset".into(), now_ms: 40 });
     assert_eq!(r, Ok(Effect::Requeued { requeued: vec![first], gave_up: vec![] }));
     let sub = s.get(first).unwrap();
     assert_eq!(sub.status, Status::Queued);
@@ -250,8 +251,9 @@ fn requeue_returns_running_job_to_its_place_and_clears_results() {
 fn requeue_of_queued_done_or_unknown_is_rejected() {
     let mut s = JudgeState::new();
     let id = accept(&mut s, "py");
-    let requeue =
-        |s: &mut JudgeState, id| s.apply(Command::Requeue { submission_id: id, reason: "x".into(), now_ms: 0 });
+    let requeue = |s: &mut JudgeState, id| {
+        s.apply(Command::Requeue { submission_id: id, agent_id: None, reason: "x".into(), now_ms: 0 })
+    };
     assert!(matches!(requeue(&mut s, id), Err(Rejected::WrongStatus { actual: Status::Queued, .. })));
     assert_eq!(requeue(&mut s, 42), Err(Rejected::UnknownSubmission(42)));
     complete(&mut s, id, None, Verdict::IE).unwrap();
@@ -298,7 +300,7 @@ fn gives_up_with_ie_after_max_attempts() {
     let id = accept(&mut s, "py");
     agent_up(&mut s, "a", &["py"], 1);
     assign(&mut s, id, "a").unwrap();
-    s.apply(Command::Requeue { submission_id: id, reason: "crash".into(), now_ms: 1 }).unwrap();
+    s.apply(Command::Requeue { submission_id: id, agent_id: None, reason: "crash".into(), now_ms: 1 }).unwrap();
     assign(&mut s, id, "a").unwrap();
     let r = s.apply(Command::AgentDown { agent_id: "a".into(), now_ms: 2 });
     assert_eq!(r, Ok(Effect::Requeued { requeued: vec![], gave_up: vec![id] }));
@@ -365,7 +367,7 @@ fn replaying_the_same_commands_gives_the_same_state() {
         Command::AgentUp { agent_id: "a".into(), languages: vec!["py".into()], slots: 1, now_ms: 0 },
         Command::Accept { submission: new_sub("py", 1), now_ms: 1 },
         Command::Assign { submission_id: 1, agent_id: "a".into(), now_ms: 2 },
-        Command::Requeue { submission_id: 1, reason: "lost".into(), now_ms: 3 },
+        Command::Requeue { submission_id: 1, agent_id: Some("a".into()), reason: "lost".into(), now_ms: 3 },
         Command::Accept { submission: new_sub("py", 1), now_ms: 4 },
         Command::Assign { submission_id: 1, agent_id: "a".into(), now_ms: 5 },
         Command::Complete {
@@ -381,4 +383,19 @@ fn replaying_the_same_commands_gives_the_same_state() {
         (s, effects)
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn requeue_from_a_former_lease_holder_is_rejected() {
+    let mut s = JudgeState::new();
+    let id = accept(&mut s, "py");
+    agent_up(&mut s, "a", &["py"], 1);
+    agent_up(&mut s, "b", &["py"], 1);
+    assign(&mut s, id, "a").unwrap();
+    s.apply(Command::Requeue { submission_id: id, agent_id: Some("a".into()), reason: "lost".into(), now_ms: 1 })
+        .unwrap();
+    assign(&mut s, id, "b").unwrap();
+    let stale = Command::Requeue { submission_id: id, agent_id: Some("a".into()), reason: "late".into(), now_ms: 2 };
+    assert_eq!(s.apply(stale), Err(Rejected::NotLeaseHolder { id, agent: "a".into() }));
+    assert_eq!(s.get(id).unwrap().lease.as_ref().unwrap().agent_id, "b");
 }
