@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use protocol::{Job, Verdict};
+use protocol::{Job, Limits, Verdict};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
@@ -60,6 +60,7 @@ pub struct SubmissionView {
     pub message: String,
     pub compile_output: String,
     pub test_count: usize,
+    pub limits: Limits,
     /// Sorted by test index.
     pub tests: Vec<TestRecord>,
     pub attempts: u32,
@@ -138,6 +139,7 @@ impl Scheduler {
             message,
             compile_output,
             test_count: sub.test_count,
+            limits: sub.limits,
             tests,
             attempts: sub.attempts,
             accepted_ms: sub.accepted_ms,
