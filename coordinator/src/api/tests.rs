@@ -345,3 +345,27 @@ async fn serve_answers_on_a_real_socket_and_shuts_down() {
     stop.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(15), server).await.unwrap().unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn oversized_body_on_a_real_socket_gets_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let router = router(Scheduler::new(Arc::new(NoAgents)), Arc::new(Spec::builtin().unwrap()), small_caps());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve(listener, router, std::future::pending()));
+    let body = with(valid(), "/source", json!("x".repeat(1 << 20))).to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/submissions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer and close before taking the whole body; that is fine.
+    let _ = conn.write_all(body.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+    server.abort();
+}
