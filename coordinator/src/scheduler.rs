@@ -1,1 +1,304 @@
-//! TODO: being written.
+//! The async shell around `JudgeState`: it reads the clock, feeds link events and API
+//! submissions in as commands, and hands assignable jobs to agents.
+//!
+//! Concurrency: the state sits behind a `std::sync::Mutex` shared by clones of
+//! `Scheduler`, rather than inside an actor task. Every critical section is a few
+//! in-memory commands, never an `.await`, so a blocking mutex is cheaper than a channel
+//! round trip and API reads see the state directly. The lock is not held while calling
+//! `Dispatch`, so an agent link can never deadlock against the scheduler.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use protocol::{Job, Limits, Verdict};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::{debug, info, warn};
+
+use crate::judge::{self, Command, Effect, JudgeState, NewSubmission, Rejected, Status, SubmissionId, TestRecord};
+use crate::link::{Dispatch, DispatchError, LinkEvent};
+
+/// Milliseconds since the UNIX epoch. Replaceable so tests control time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Submissions waiting at most; beyond this `submit` refuses, so a burst of clients
+    /// cannot grow memory without bound while no agent is connected.
+    pub max_queued: usize,
+    /// See `judge::DEFAULT_MAX_ATTEMPTS`.
+    pub max_attempts: u32,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig { max_queued: 10_000, max_attempts: judge::DEFAULT_MAX_ATTEMPTS }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the queue is full ({0} submissions waiting); try again later")]
+    QueueFull(usize),
+    #[error("submission refused: {0}")]
+    Rejected(#[from] Rejected),
+    /// A bug: the judge answered something impossible.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A submission as the API shows it: no source, no test inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmissionView {
+    pub id: SubmissionId,
+    pub language: String,
+    pub status: Status,
+    pub verdict: Option<Verdict>,
+    pub message: String,
+    pub compile_output: String,
+    pub test_count: usize,
+    pub limits: Limits,
+    /// Sorted by test index.
+    pub tests: Vec<TestRecord>,
+    pub attempts: u32,
+    pub accepted_ms: u64,
+    pub finished_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AgentsSummary {
+    pub connected: usize,
+    pub slots: u64,
+    pub free_slots: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueSummary {
+    pub queued: usize,
+    pub running: usize,
+}
+
+/// Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<JudgeState>,
+    dispatch: Arc<dyn Dispatch>,
+    clock: Clock,
+    config: SchedulerConfig,
+}
+
+impl Scheduler {
+    pub fn new(dispatch: Arc<dyn Dispatch>) -> Scheduler {
+        Scheduler::with_config(dispatch, SchedulerConfig::default(), system_clock())
+    }
+
+    pub fn with_config(dispatch: Arc<dyn Dispatch>, config: SchedulerConfig, clock: Clock) -> Scheduler {
+        let state = Mutex::new(JudgeState::with_max_attempts(config.max_attempts));
+        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config }) }
+    }
+
+    /// Queues a validated submission and dispatches it if an agent is free.
+    pub async fn submit(&self, submission: NewSubmission) -> Result<SubmissionId, SubmitError> {
+        let id = {
+            let mut state = self.lock();
+            if state.queued_len() >= self.inner.config.max_queued {
+                return Err(SubmitError::QueueFull(state.queued_len()));
+            }
+            let command = Command::Accept { submission, now_ms: self.now() };
+            match state.apply(command)? {
+                Effect::Accepted { id } => id,
+                other => return Err(SubmitError::Internal(format!("Accept answered {other:?}"))),
+            }
+        };
+        info!(submission = id, "submission queued");
+        self.pump();
+        Ok(id)
+    }
+
+    pub async fn get(&self, id: SubmissionId) -> Option<SubmissionView> {
+        let state = self.lock();
+        let sub = state.get(id)?;
+        let mut tests = sub.results.clone();
+        tests.sort_by_key(|t| t.result.index);
+        let (verdict, message, compile_output) = match &sub.outcome {
+            Some(o) => (Some(o.verdict), o.message.clone(), o.compile_output.clone()),
+            None => (None, String::new(), String::new()),
+        };
+        Some(SubmissionView {
+            id: sub.id,
+            language: sub.language.clone(),
+            status: sub.status,
+            verdict,
+            message,
+            compile_output,
+            test_count: sub.test_count,
+            limits: sub.limits,
+            tests,
+            attempts: sub.attempts,
+            accepted_ms: sub.accepted_ms,
+            finished_ms: sub.finished_ms,
+        })
+    }
+
+    pub async fn agents_summary(&self) -> AgentsSummary {
+        let state = self.lock();
+        state.agents().fold(AgentsSummary::default(), |mut s, a| {
+            s.connected += 1;
+            s.slots += u64::from(a.slots);
+            s.free_slots += u64::from(a.free_slots());
+            s
+        })
+    }
+
+    pub async fn queue_summary(&self) -> QueueSummary {
+        let state = self.lock();
+        QueueSummary { queued: state.queued_len(), running: state.running_len() }
+    }
+
+    /// Consumes link events until the link drops its sender.
+    pub async fn run(self, mut events: UnboundedReceiver<LinkEvent>) {
+        while let Some(event) = events.recv().await {
+            self.handle_event(event);
+        }
+        info!("link event channel closed; scheduler stops");
+    }
+
+    /// Applies one link event and dispatches whatever became assignable.
+    pub fn handle_event(&self, event: LinkEvent) {
+        let now_ms = self.now();
+        let command = match event {
+            LinkEvent::AgentUp { agent_id, languages, slots } => {
+                info!(agent = %agent_id, ?languages, slots, "agent up");
+                Command::AgentUp { agent_id, languages, slots, now_ms }
+            }
+            LinkEvent::AgentDown { agent_id } => {
+                info!(agent = %agent_id, "agent down");
+                Command::AgentDown { agent_id, now_ms }
+            }
+            LinkEvent::Heartbeat { agent_id, free_slots } => {
+                // Only changes are applied: heartbeats are frequent and carry no news most
+                // of the time, which matters once commands go through a replicated log.
+                let unchanged = self.lock().agent(&agent_id).is_some_and(|a| a.reported_free_slots == Some(free_slots));
+                if unchanged {
+                    return;
+                }
+                Command::AgentSlots { agent_id, free_slots }
+            }
+            LinkEvent::TestResult { agent_id, result } => {
+                Command::TestDone { submission_id: result.submission_id, agent_id, result }
+            }
+            LinkEvent::Final { agent_id, result } => {
+                info!(submission = result.submission_id, agent = %agent_id, verdict = result.verdict.as_str(), "verdict");
+                Command::Complete { submission_id: result.submission_id, agent_id: Some(agent_id), result, now_ms }
+            }
+            LinkEvent::JobLost { agent_id, submission_id, reason } => {
+                warn!(submission = submission_id, agent = %agent_id, %reason, "job lost");
+                Command::Requeue { submission_id, agent_id: Some(agent_id), reason, now_ms }
+            }
+        };
+        self.apply(command);
+        self.pump();
+    }
+
+    fn apply(&self, command: Command) -> Option<Effect> {
+        let result = self.lock().apply(command);
+        match result {
+            Ok(effect) => {
+                if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = &effect {
+                    for id in gave_up {
+                        warn!(submission = id, "out of attempts; completed with IE");
+                    }
+                }
+                Some(effect)
+            }
+            Err(rejected) => {
+                // Expected in normal operation (late or duplicate reports), so not a warning.
+                debug!(%rejected, "command rejected");
+                None
+            }
+        }
+    }
+
+    /// Assigns and dispatches until nothing more is assignable.
+    fn pump(&self) {
+        loop {
+            let jobs = self.assign_all();
+            if jobs.is_empty() {
+                return;
+            }
+            let mut failed = false;
+            for (agent_id, job) in jobs {
+                let submission_id = job.submission_id;
+                debug!(submission = submission_id, agent = %agent_id, "dispatching");
+                if let Err(err) = self.inner.dispatch.dispatch(&agent_id, job) {
+                    warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
+                    self.dispatch_failed(submission_id, &agent_id, &err);
+                    failed = true;
+                }
+            }
+            // Only a failure can free something assignable again; without one, stop.
+            if !failed {
+                return;
+            }
+        }
+    }
+
+    fn dispatch_failed(&self, submission_id: SubmissionId, agent_id: &str, err: &DispatchError) {
+        let now_ms = self.now();
+        let reason = err.to_string();
+        self.apply(Command::Requeue { submission_id, agent_id: Some(agent_id.to_owned()), reason, now_ms });
+        match err {
+            // The link no longer knows the agent: its AgentDown is on the way or lost. Dropping
+            // it now keeps `pump` from handing the same job to it again in a loop.
+            DispatchError::UnknownAgent(_) => {
+                self.apply(Command::AgentDown { agent_id: agent_id.to_owned(), now_ms });
+            }
+        }
+    }
+
+    /// Leases every assignable submission under one lock and builds its job.
+    fn assign_all(&self) -> Vec<(String, Job)> {
+        let now_ms = self.now();
+        let mut state = self.lock();
+        let mut jobs = Vec::new();
+        while let Some((submission_id, agent_id)) = state.next_assignment() {
+            let command = Command::Assign { submission_id, agent_id: agent_id.clone(), now_ms };
+            if let Err(rejected) = state.apply(command) {
+                // next_assignment only proposes valid assignments; bail out rather than spin.
+                warn!(%rejected, "proposed assignment refused");
+                break;
+            }
+            if let Some(sub) = state.get(submission_id) {
+                let job = Job {
+                    submission_id,
+                    language: sub.language.clone(),
+                    source: sub.source.clone(),
+                    tests: sub.tests.clone(),
+                    limits: sub.limits,
+                };
+                jobs.push((agent_id, job));
+            }
+        }
+        jobs
+    }
+
+    fn now(&self) -> u64 {
+        (self.inner.clock)()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, JudgeState> {
+        // Every command validates before it mutates, so a panic elsewhere while holding the
+        // lock cannot leave a half-applied command behind: the state is safe to keep using.
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! The one error type of the HTTP API, and its mapping to a status and a JSON body.
+
+use salvo::http::StatusCode;
+use salvo::{Response, writing::Json};
+use serde_json::json;
+
+/// Every way a request can fail. `code()` is the stable, machine-readable part of the
+/// answer; the message is for humans and names the offending field.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("cannot read request body: {0}")]
+    BadBody(String),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    MissingField(String),
+    #[error("{0}")]
+    UnknownField(String),
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("unknown language {language:?}; known: {known}")]
+    UnknownLanguage { language: String, known: String },
+    #[error("a submission needs at least one test")]
+    NoTests,
+    #[error("{count} tests given, at most {max} allowed")]
+    TooManyTests { count: usize, max: usize },
+    #[error("{field} is {size} bytes, at most {limit} allowed")]
+    TooLarge { field: String, size: usize, limit: usize },
+    #[error("{field} is {value}, must be within {min}..={max}")]
+    OutOfRange { field: &'static str, value: u64, min: u64, max: u64 },
+    #[error("submission id {0:?} is not a number")]
+    InvalidId(String),
+    #[error("submission {0} does not exist")]
+    SubmissionNotFound(u64),
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("{0}")]
+    QueueFull(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BodyTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadBody(_)
+            | ApiError::MalformedJson(_)
+            | ApiError::MissingField(_)
+            | ApiError::UnknownField(_)
+            | ApiError::InvalidField(_)
+            | ApiError::UnknownLanguage { .. }
+            | ApiError::NoTests
+            | ApiError::TooManyTests { .. }
+            | ApiError::OutOfRange { .. }
+            | ApiError::InvalidId(_) => StatusCode::BAD_REQUEST,
+            ApiError::SubmissionNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::QueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::BadBody(_) => "bad_body",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::MissingField(_) => "missing_field",
+            ApiError::UnknownField(_) => "unknown_field",
+            ApiError::InvalidField(_) => "invalid_field",
+            ApiError::UnknownLanguage { .. } => "unknown_language",
+            ApiError::NoTests => "no_tests",
+            ApiError::TooManyTests { .. } => "too_many_tests",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::OutOfRange { .. } => "out_of_range",
+            ApiError::InvalidId(_) => "invalid_id",
+            ApiError::SubmissionNotFound(_) => "submission_not_found",
+            ApiError::RouteNotFound { .. } => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::QueueFull(_) => "queue_full",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn write(&self, res: &mut Response) {
+        if self.status().is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        res.status_code(self.status());
+        res.render(Json(json!({ "error": { "code": self.code(), "message": self.to_string() } })));
+    }
+}

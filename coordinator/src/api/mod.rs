@@ -1,0 +1,206 @@
+//! The HTTP API (salvo): health, languages, submissions. JSON in and out, camelCase.
+//!
+//! Every answer, errors included, is JSON; errors are `{"error": {"code", "message"}}`
+//! (see `ApiError`). Serve with `serve`, or by hand:
+//! `Server::new(TcpListener::new(addr).bind().await).serve(router)`.
+
+mod error;
+mod submit;
+#[cfg(test)]
+mod tests;
+mod view;
+
+pub use error::ApiError;
+pub use view::SHOWN_OUTPUT_BYTES;
+
+use std::future::Future;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rootfs::Spec;
+use salvo::conn::tcp::TcpAcceptor;
+use salvo::http::{ParseError, StatusCode};
+use salvo::writing::Json;
+use salvo::{Depot, FlowCtrl, Handler, Request, Response, Router, Server, async_trait};
+use serde_json::{Value, json};
+
+use crate::scheduler::{Scheduler, SubmitError};
+
+const MIB: usize = 1 << 20;
+
+/// Caps on what clients may ask for, and the defaults filled in for what they omit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiLimits {
+    /// Whole request body. JSON escaping can double binary-ish test data, so this is
+    /// above the sum of the field caps; bodies over it are refused before parsing.
+    pub max_body_bytes: usize,
+    pub max_source_bytes: usize,
+    /// Each test's input and each expected output, separately.
+    pub max_test_bytes: usize,
+    /// All inputs and expected outputs of one submission together.
+    pub max_tests_total_bytes: usize,
+    pub max_tests: usize,
+    pub cpu_ms: RangeInclusive<u64>,
+    pub wall_ms: RangeInclusive<u64>,
+    pub memory_mb: RangeInclusive<u64>,
+    pub default_cpu_ms: u64,
+    pub default_memory_mb: u64,
+    /// Not client-settable: processes and threads of a run.
+    pub max_processes: u32,
+    /// Not client-settable: bytes of stdout and of stderr allowed per run (more is OLE).
+    pub output_bytes: u64,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_bytes: 64 * MIB,
+            max_source_bytes: 256 * 1024,
+            max_test_bytes: 16 * MIB,
+            max_tests_total_bytes: 48 * MIB,
+            max_tests: 100,
+            cpu_ms: 1..=20_000,
+            wall_ms: 1..=60_000,
+            memory_mb: 16..=2048,
+            default_cpu_ms: 2000,
+            default_memory_mb: 256,
+            max_processes: 64,
+            output_bytes: 16 * MIB as u64,
+        }
+    }
+}
+
+impl ApiLimits {
+    /// Defaults are clamped into the configured ranges, so a tightened range never makes
+    /// a request without limits fail.
+    pub fn default_cpu_ms(&self) -> u64 {
+        self.default_cpu_ms.clamp(*self.cpu_ms.start(), *self.cpu_ms.end())
+    }
+
+    pub fn default_memory_mb(&self) -> u64 {
+        self.default_memory_mb.clamp(*self.memory_mb.start(), *self.memory_mb.end())
+    }
+
+    /// Three times the CPU limit plus a second: room for a program that waits on I/O or
+    /// shares the core, while a sleeping program still ends well before a client gives up.
+    pub fn default_wall_ms(&self, cpu_ms: u64) -> u64 {
+        cpu_ms.saturating_mul(3).saturating_add(1000).clamp(*self.wall_ms.start(), *self.wall_ms.end())
+    }
+}
+
+struct Api {
+    scheduler: Scheduler,
+    spec: Arc<Spec>,
+    caps: ApiLimits,
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    Health,
+    Languages,
+    Submit,
+    GetSubmission,
+    Fallback,
+}
+
+struct Endpoint {
+    api: Arc<Api>,
+    route: Route,
+}
+
+#[async_trait]
+impl Handler for Endpoint {
+    async fn handle(&self, req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
+        let api = &self.api;
+        let answer = match self.route {
+            Route::Health => Ok((StatusCode::OK, health(api).await)),
+            Route::Languages => Ok((StatusCode::OK, languages(&api.spec))),
+            Route::Submit => submit(api, req).await,
+            Route::GetSubmission => get_submission(api, req).await,
+            Route::Fallback => Err(fallback(req)),
+        };
+        match answer {
+            Ok((status, body)) => {
+                res.status_code(status);
+                res.render(Json(body));
+            }
+            Err(err) => err.write(res),
+        }
+    }
+}
+
+/// All routes, plus a catch-all so unknown paths answer JSON rather than salvo's page.
+pub fn router(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits) -> Router {
+    let api = Arc::new(Api { scheduler, spec, caps });
+    let ep = |route| Endpoint { api: api.clone(), route };
+    Router::new()
+        .push(Router::with_path("health").get(ep(Route::Health)))
+        .push(Router::with_path("api/languages").get(ep(Route::Languages)))
+        .push(Router::with_path("api/submissions").post(ep(Route::Submit)))
+        .push(Router::with_path("api/submissions/{id}").get(ep(Route::GetSubmission)))
+        .push(Router::with_path("{**rest}").goal(ep(Route::Fallback)))
+}
+
+/// Serves `router` on an already bound listener until `shutdown` resolves, then lets
+/// requests in flight finish for up to ten seconds. Binding is the caller's business so
+/// it can bind port 0 and learn the address first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = TcpAcceptor::try_from(listener)?;
+    let server = Server::new(acceptor);
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown.await;
+        handle.stop_graceful(Duration::from_secs(10));
+    });
+    server.try_serve(router).await
+}
+
+async fn health(api: &Api) -> Value {
+    let agents = api.scheduler.agents_summary().await;
+    let queue = api.scheduler.queue_summary().await;
+    json!({
+        "status": "ok",
+        "agents": { "connected": agents.connected, "slots": agents.slots, "freeSlots": agents.free_slots },
+        "queue": { "queued": queue.queued, "running": queue.running },
+    })
+}
+
+fn languages(spec: &Spec) -> Value {
+    spec.languages.iter().map(|l| json!({ "id": l.id, "name": l.name })).collect()
+}
+
+async fn submit(api: &Api, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+    let limit = api.caps.max_body_bytes;
+    let body = req.payload_with_max_size(limit).await.map_err(|e| match e {
+        ParseError::PayloadTooLarge => ApiError::BodyTooLarge { limit },
+        other => ApiError::BadBody(other.to_string()),
+    })?;
+    let submission = submit::parse(body, &api.spec, &api.caps)?;
+    let id = api.scheduler.submit(submission).await.map_err(|e| match e {
+        SubmitError::QueueFull(_) => ApiError::QueueFull(e.to_string()),
+        SubmitError::Rejected(_) | SubmitError::Internal(_) => ApiError::Internal(e.to_string()),
+    })?;
+    Ok((StatusCode::CREATED, json!({ "id": id })))
+}
+
+async fn get_submission(api: &Api, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+    let raw = req.param::<String>("id").unwrap_or_default();
+    let id: u64 = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
+    let view = api.scheduler.get(id).await.ok_or(ApiError::SubmissionNotFound(id))?;
+    Ok((StatusCode::OK, view::submission(&view)))
+}
+
+/// Known paths with the wrong method get 405, anything else 404.
+fn fallback(req: &Request) -> ApiError {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let trimmed = path.trim_end_matches('/');
+    let known = matches!(trimmed, "/health" | "/api/languages" | "/api/submissions")
+        || trimmed.strip_prefix("/api/submissions/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    if known { ApiError::MethodNotAllowed { method, path } } else { ApiError::RouteNotFound { method, path } }
+}

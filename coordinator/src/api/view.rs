@@ -1,0 +1,57 @@
+//! JSON shapes of the API's answers.
+
+use serde_json::{Value, json};
+
+use crate::judge::TestRecord;
+use crate::scheduler::SubmissionView;
+
+/// Output bytes shown per stream per test.
+pub const SHOWN_OUTPUT_BYTES: usize = 64 * 1024;
+
+pub fn submission(view: &SubmissionView) -> Value {
+    json!({
+        "id": view.id,
+        "language": view.language,
+        "status": view.status.as_str(),
+        "verdict": view.verdict.map(|v| v.as_str()),
+        "message": view.message,
+        "compileOutput": view.compile_output,
+        "limits": {
+            "cpuMs": view.limits.cpu_ms,
+            "wallMs": view.limits.wall_ms,
+            "memoryMb": view.limits.memory_bytes >> 20,
+            "maxProcesses": view.limits.max_processes,
+            "outputBytes": view.limits.output_bytes,
+        },
+        "testCount": view.test_count,
+        "tests": view.tests.iter().map(test).collect::<Vec<_>>(),
+    })
+}
+
+fn test(record: &TestRecord) -> Value {
+    let r = &record.result;
+    json!({
+        "index": r.index,
+        "verdict": r.verdict.as_str(),
+        "limit": r.limit,
+        "cpuTimeUs": r.cpu_time_us,
+        "wallTimeUs": r.wall_time_us,
+        "peakMemoryBytes": r.peak_memory_bytes,
+        "exitCode": r.exit_code,
+        "signal": r.signal,
+        "stdout": output(&r.stdout, record.stdout_len),
+        "stderr": output(&r.stderr, record.stderr_len),
+        "message": r.message,
+    })
+}
+
+/// Lossy UTF-8 of at most `SHOWN_OUTPUT_BYTES`, with a marker when anything was cut,
+/// here or earlier when the judge stored it. `total` is the length the agent reported.
+pub fn output(kept: &[u8], total: u64) -> String {
+    let shown = &kept[..kept.len().min(SHOWN_OUTPUT_BYTES)];
+    let mut text = String::from_utf8_lossy(shown).into_owned();
+    if total > shown.len() as u64 {
+        text.push_str(&format!("\n[output truncated: showing {} of {} bytes]", shown.len(), total));
+    }
+    text
+}

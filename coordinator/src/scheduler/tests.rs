@@ -1,0 +1,203 @@
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use protocol::{FinalResult, Limits, TestCase, TestResult};
+
+use super::*;
+
+/// Records dispatched jobs; agents listed in `gone` fail like a disconnected agent.
+#[derive(Default)]
+struct FakeDispatch {
+    sent: Mutex<Vec<(String, Job)>>,
+    gone: Mutex<Vec<String>>,
+}
+
+impl FakeDispatch {
+    fn sent(&self) -> Vec<(String, u64)> {
+        self.sent.lock().unwrap().iter().map(|(a, j)| (a.clone(), j.submission_id)).collect()
+    }
+}
+
+impl Dispatch for FakeDispatch {
+    fn dispatch(&self, agent_id: &str, job: Job) -> Result<(), DispatchError> {
+        if self.gone.lock().unwrap().iter().any(|g| g == agent_id) {
+            return Err(DispatchError::UnknownAgent(agent_id.to_owned()));
+        }
+        self.sent.lock().unwrap().push((agent_id.to_owned(), job));
+        Ok(())
+    }
+}
+
+fn scheduler(config: SchedulerConfig) -> (Scheduler, Arc<FakeDispatch>) {
+    let fake = Arc::new(FakeDispatch::default());
+    let ticks = Arc::new(AtomicU64::new(1_000));
+    let clock: Clock = Arc::new(move || ticks.fetch_add(1, Ordering::SeqCst));
+    (Scheduler::with_config(fake.clone(), config, clock), fake)
+}
+
+fn submission(language: &str) -> NewSubmission {
+    NewSubmission {
+        language: language.into(),
+        source: b"print(input())".to_vec(),
+        tests: vec![
+            TestCase { input: b"1\n".to_vec(), expected_output: b"1\n".to_vec() },
+            TestCase { input: b"2\n".to_vec(), expected_output: b"2\n".to_vec() },
+        ],
+        limits: Limits {
+            cpu_ms: 1000,
+            wall_ms: 4000,
+            memory_bytes: 256 << 20,
+            max_processes: 64,
+            output_bytes: 1 << 20,
+        },
+    }
+}
+
+fn agent_up(id: &str, languages: &[&str], slots: u32) -> LinkEvent {
+    LinkEvent::AgentUp { agent_id: id.into(), languages: languages.iter().map(|l| l.to_string()).collect(), slots }
+}
+
+fn test_result(id: u64, index: u32) -> TestResult {
+    TestResult {
+        submission_id: id,
+        index,
+        verdict: Verdict::AC,
+        limit: None,
+        cpu_time_us: 10,
+        wall_time_us: 20,
+        peak_memory_bytes: 30,
+        exit_code: Some(0),
+        signal: None,
+        stdout: b"ok".to_vec(),
+        stderr: Vec::new(),
+        message: String::new(),
+    }
+}
+
+fn final_event(agent: &str, id: u64, verdict: Verdict) -> LinkEvent {
+    LinkEvent::Final {
+        agent_id: agent.into(),
+        result: FinalResult { submission_id: id, verdict, compile_output: "warning".into(), message: "done".into() },
+    }
+}
+
+#[tokio::test]
+async fn submission_is_dispatched_judged_and_shown_done() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    let id = s.submit(submission("py")).await.unwrap();
+    assert_eq!(id, 1);
+    assert!(fake.sent().is_empty(), "no agent yet");
+    assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
+
+    s.handle_event(agent_up("a", &["py"], 2));
+    assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
+    let job = fake.sent.lock().unwrap()[0].1.clone();
+    assert_eq!(job.tests.len(), 2);
+    assert_eq!(job.language, "py");
+    assert_eq!(job.limits.cpu_ms, 1000);
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running);
+    assert_eq!(s.agents_summary().await, AgentsSummary { connected: 1, slots: 2, free_slots: 1 });
+    assert_eq!(s.queue_summary().await, QueueSummary { queued: 0, running: 1 });
+
+    // Out of order on purpose: the view sorts by index.
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 1) });
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) });
+    s.handle_event(final_event("a", id, Verdict::AC));
+    let view = s.get(id).await.unwrap();
+    assert_eq!(view.status, Status::Done);
+    assert_eq!(view.verdict, Some(Verdict::AC));
+    assert_eq!(view.message, "done");
+    assert_eq!(view.compile_output, "warning");
+    assert_eq!(view.tests.iter().map(|t| t.result.index).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(view.finished_ms.is_some());
+    assert_eq!(s.queue_summary().await, QueueSummary { queued: 0, running: 0 });
+
+    // A second Final changes nothing.
+    s.handle_event(final_event("a", id, Verdict::WA));
+    assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::AC));
+}
+
+#[tokio::test]
+async fn lost_job_is_dispatched_again() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    s.handle_event(agent_up("a", &["py"], 1));
+    let id = s.submit(submission("py")).await.unwrap();
+    assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) });
+    s.handle_event(LinkEvent::JobLost { agent_id: "a".into(), submission_id: id, reason: "stream reset".into() });
+    assert_eq!(fake.sent(), vec![("a".to_string(), id), ("a".to_string(), id)]);
+    let view = s.get(id).await.unwrap();
+    assert_eq!(view.status, Status::Running);
+    assert!(view.tests.is_empty(), "partial results of the lost run are dropped");
+    assert_eq!(view.attempts, 2);
+}
+
+#[tokio::test]
+async fn agent_down_moves_its_jobs_to_another_agent() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    s.handle_event(agent_up("a", &["py"], 1));
+    let id = s.submit(submission("py")).await.unwrap();
+    s.handle_event(LinkEvent::AgentDown { agent_id: "a".into() });
+    assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
+    s.handle_event(agent_up("b", &["py"], 1));
+    assert_eq!(fake.sent(), vec![("a".to_string(), id), ("b".to_string(), id)]);
+    assert_eq!(s.agents_summary().await.connected, 1);
+}
+
+#[tokio::test]
+async fn dispatch_error_requeues_and_forgets_the_agent() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    fake.gone.lock().unwrap().push("ghost".into());
+    s.handle_event(agent_up("ghost", &["py"], 4));
+    let id = s.submit(submission("py")).await.unwrap();
+    assert!(fake.sent().is_empty());
+    assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
+    assert_eq!(s.agents_summary().await.connected, 0);
+    s.handle_event(agent_up("b", &["py"], 1));
+    assert_eq!(fake.sent(), vec![("b".to_string(), id)]);
+}
+
+#[tokio::test]
+async fn jobs_wait_for_a_free_slot() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    s.handle_event(agent_up("a", &["py"], 1));
+    let first = s.submit(submission("py")).await.unwrap();
+    let second = s.submit(submission("py")).await.unwrap();
+    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(s.queue_summary().await, QueueSummary { queued: 1, running: 1 });
+    s.handle_event(final_event("a", first, Verdict::AC));
+    assert_eq!(fake.sent(), vec![("a".to_string(), first), ("a".to_string(), second)]);
+}
+
+#[tokio::test]
+async fn heartbeats_do_not_disturb_scheduling() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    s.handle_event(agent_up("a", &["py"], 2));
+    s.handle_event(LinkEvent::Heartbeat { agent_id: "a".into(), free_slots: 0 });
+    s.submit(submission("py")).await.unwrap();
+    assert_eq!(fake.sent().len(), 1);
+    s.handle_event(LinkEvent::Heartbeat { agent_id: "nobody".into(), free_slots: 3 });
+}
+
+#[tokio::test]
+async fn full_queue_refuses_submissions() {
+    let (s, _fake) = scheduler(SchedulerConfig { max_queued: 1, ..SchedulerConfig::default() });
+    s.submit(submission("py")).await.unwrap();
+    assert!(matches!(s.submit(submission("py")).await, Err(SubmitError::QueueFull(1))));
+    assert!(s.get(2).await.is_none());
+}
+
+#[tokio::test]
+async fn run_consumes_the_event_channel() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(s.clone().run(rx));
+    let id = s.submit(submission("c")).await.unwrap();
+    tx.send(agent_up("a", &["c"], 1)).unwrap();
+    tx.send(final_event("a", id, Verdict::CE)).unwrap();
+    drop(tx);
+    task.await.unwrap();
+    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::CE));
+}
