@@ -1,1 +1,238 @@
-fn main(){}
+//! `coordinator`: the judge's front door, and on one host the whole judge (`up`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use coordinator::api::{self, ApiLimits};
+use coordinator::link::AgentHub;
+use coordinator::scheduler::Scheduler;
+use coordinator::tls::{ClusterTls, SERVER_NAME};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Judge cluster coordinator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The whole judge on this host: a coordinator plus a local sandbox agent.
+    Up(UpArgs),
+    /// A coordinator only; agents on other hosts connect to it.
+    Serve(ServeArgs),
+    /// A sandbox agent (what `up` starts as its child; `sandbox-agent` is the same).
+    Agent(sandbox_agent::cli::AgentArgs),
+    /// Issues a client certificate for an agent, signed by this cluster's CA.
+    IssueAgentCert {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        agent_id: String,
+        /// Where ca.pem, agent.pem and agent.key are written (give it to the agent).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// State of this coordinator: the cluster CA and certificates, the local agent's files.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// HTTP API address. Loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    listen: SocketAddr,
+    /// QUIC address agents connect to.
+    #[arg(long, default_value = "127.0.0.1:3002")]
+    agent_listen: SocketAddr,
+    /// Extra DNS names or IPs for the coordinator's certificate (for remote agents).
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
+    /// Directory with languages.toml and mounts.toml; the built-in spec by default.
+    #[arg(long)]
+    rootfs: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct UpArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Jobs the local agent judges at once; the number of CPUs by default.
+    #[arg(long)]
+    slots: Option<u32>,
+    /// First uid/gid of the local agent's sandboxed runs.
+    #[arg(long, default_value_t = 60000)]
+    uid_base: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Agent(args) => sandbox_agent::cli::run(args),
+        Command::IssueAgentCert { data_dir, agent_id, out } => {
+            let tls = ClusterTls::load_or_create(&data_dir).context("loading the cluster CA")?;
+            tls.issue_agent_cert(&agent_id, &out).context("issuing the agent certificate")?;
+            println!("certificate for agent {agent_id} written to {}", out.display());
+            Ok(())
+        }
+        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args, None)),
+        Command::Up(args) => {
+            let local = LocalAgent { slots: args.slots, uid_base: args.uid_base };
+            tokio::runtime::Runtime::new()?.block_on(serve(args.serve, Some(local)))
+        }
+    }
+}
+
+struct LocalAgent {
+    slots: Option<u32>,
+    uid_base: u32,
+}
+
+async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()> {
+    create_private_dir(&args.data_dir)?;
+    let spec = match &args.rootfs {
+        Some(dir) => rootfs::Spec::load(dir),
+        None => rootfs::Spec::builtin(),
+    }
+    .context("loading the rootfs spec")?;
+    let tls = ClusterTls::load_or_create_with_names(&args.data_dir, &args.tls_names).context("cluster TLS")?;
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let hub = AgentHub::bind(args.agent_listen, &tls, "coordinator-1".into(), events_tx)
+        .await
+        .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
+    let scheduler = Scheduler::new(Arc::new(hub.clone()));
+    tokio::spawn(scheduler.clone().run(events_rx));
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the API on {}", args.listen))?;
+    let api_addr = listener.local_addr()?;
+    let router = api::router(scheduler, Arc::new(spec), ApiLimits::default());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(api::serve(listener, router, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+
+    println!("judge is up: API on http://{api_addr} , agents connect to {} (QUIC)", hub.local_addr());
+    if local.is_none() {
+        println!("issue agent certificates with: coordinator issue-agent-cert --data-dir {} --agent-id NAME --out DIR", args.data_dir.display());
+    }
+
+    let mut agent = match &local {
+        Some(l) => Some(spawn_local_agent(&args.data_dir, &tls, hub.local_addr(), l)?),
+        None => None,
+    };
+    let mut restarts = 0u32;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        let exited = async {
+            match agent.as_mut() {
+                Some(child) => child.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut signal => break,
+            status = exited => {
+                // The local agent died: judging stops until it is back, so restart it
+                // with a growing pause rather than spin.
+                tracing::error!(status = ?status, "local agent exited; restarting it");
+                restarts += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(restarts.min(25)))).await;
+                if let Some(l) = &local {
+                    agent = Some(spawn_local_agent(&args.data_dir, &tls, hub.local_addr(), l)?);
+                }
+            }
+        }
+    }
+
+    tracing::info!("stopping");
+    if let Some(child) = agent.as_mut() {
+        stop_child(child).await;
+    }
+    let _ = stop_tx.send(true);
+    hub.shutdown().await;
+    match server.await {
+        Ok(r) => r.context("API server")?,
+        Err(e) => anyhow::bail!("API server task failed: {e}"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_local_agent(
+    data_dir: &Path,
+    tls: &ClusterTls,
+    coordinator: SocketAddr,
+    local: &LocalAgent,
+) -> anyhow::Result<tokio::process::Child> {
+    let tls_dir = data_dir.join("agents").join("local");
+    tls.issue_agent_cert("local", &tls_dir).context("issuing the local agent's certificate")?;
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("agent")
+        .arg("--coordinator")
+        .arg(coordinator.to_string())
+        .args(["--server-name", SERVER_NAME, "--agent-id", "local"])
+        .arg("--tls-dir")
+        .arg(&tls_dir)
+        .arg("--work-dir")
+        .arg(data_dir.join("agent"))
+        .arg("--uid-base")
+        .arg(local.uid_base.to_string())
+        .stdin(std::process::Stdio::null())
+        // Its own process group: a terminal's Ctrl-C reaches only us, and we stop the
+        // agent in order (its runs aborted first).
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(slots) = local.slots {
+        cmd.arg("--slots").arg(slots.to_string());
+    }
+    let child = cmd.spawn().context("starting the local agent")?;
+    tracing::info!(pid = child.id(), "local agent started");
+    Ok(child)
+}
+
+/// SIGTERM, then up to 20 s for the agent to abort its runs and exit, then SIGKILL.
+async fn stop_child(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: signalling our own child, which has not been reaped (id() is Some).
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
+        Ok(Ok(status)) => tracing::info!(?status, "local agent stopped"),
+        _ => {
+            tracing::warn!("local agent did not stop in time; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Keys and the agent's job files live here.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("securing {}", dir.display()))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
