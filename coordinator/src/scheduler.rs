@@ -253,13 +253,16 @@ impl Scheduler {
     fn dispatch_failed(&self, submission_id: SubmissionId, agent_id: &str, err: &DispatchError) {
         let now_ms = self.now();
         let reason = err.to_string();
-        self.apply(Command::Requeue { submission_id, agent_id: Some(agent_id.to_owned()), reason, now_ms });
         match err {
             // The link no longer knows the agent: its AgentDown is on the way or lost. Dropping
             // it now keeps `pump` from handing the same job to it again in a loop.
             DispatchError::UnknownAgent(_) => {
+                self.apply(Command::Requeue { submission_id, agent_id: Some(agent_id.to_owned()), reason, now_ms });
                 self.apply(Command::AgentDown { agent_id: agent_id.to_owned(), now_ms });
             }
+            // The agent is judging it already, which is what the new lease says too: its
+            // results will arrive on the existing stream.
+            DispatchError::AlreadyRunning { .. } => {}
         }
     }
 
