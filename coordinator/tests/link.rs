@@ -330,7 +330,7 @@ async fn result_of_another_submission_loses_the_job() {
 }
 
 #[tokio::test]
-async fn busy_agent_refuses_a_job_beyond_its_slots() {
+async fn agent_refuses_jobs_beyond_its_slots_or_languages() {
     let mut c = cluster().await;
     let dir = c.agent_dir("agent-1");
     let (started_tx, mut started) = mpsc::unbounded_channel();
@@ -343,6 +343,12 @@ async fn busy_agent_refuses_a_job_beyond_its_slots() {
     c.hub.dispatch("agent-1", job(3, 1)).unwrap();
     match c.next().await {
         LinkEvent::JobLost { submission_id: 3, reason, .. } => assert!(reason.contains("Busy"), "{reason}"),
+        other => panic!("expected the job refused, got {other:?}"),
+    }
+    // A language the agent lacks is refused before slots are even looked at.
+    c.hub.dispatch("agent-1", Job { language: "cobol".into(), ..job(4, 1) }).unwrap();
+    match c.next().await {
+        LinkEvent::JobLost { submission_id: 4, reason, .. } => assert!(reason.contains("UnknownLanguage"), "{reason}"),
         other => panic!("expected the job refused, got {other:?}"),
     }
     agent.stop().await;
