@@ -371,3 +371,27 @@ async fn second_connection_of_an_agent_replaces_the_first() {
     c.hub.shutdown().await;
     assert_eq!(c.next().await, LinkEvent::AgentDown { agent_id: "agent-r".into() });
 }
+
+#[tokio::test]
+async fn agent_reconnects_when_its_connection_is_taken_away() {
+    let mut c = cluster().await;
+    let dir = c.agent_dir("agent-1");
+    let agent = Agent::start(&c.hub, &dir, "agent-1", Arc::new(Echo));
+    assert!(matches!(c.next().await, LinkEvent::AgentUp { .. }));
+
+    // A second connection with the same certificate replaces the agent's; the agent then
+    // reconnects by itself and takes its place back.
+    let (_endpoint, intruder, ..) = raw_agent(&c, &dir, hello("agent-1")).await;
+    assert_eq!(c.next().await, LinkEvent::AgentDown { agent_id: "agent-1".into() });
+    assert!(matches!(c.next().await, LinkEvent::AgentUp { slots: 1, .. }));
+    assert_eq!(c.next().await, LinkEvent::AgentDown { agent_id: "agent-1".into() });
+    assert!(matches!(c.next().await, LinkEvent::AgentUp { slots: 2, .. }));
+    let closed = timeout(WAIT, intruder.closed()).await.unwrap();
+    assert!(matches!(closed, quinn::ConnectionError::ApplicationClosed(_)), "{closed}");
+
+    c.hub.dispatch("agent-1", job(9, 1)).unwrap();
+    assert!(matches!(c.next().await, LinkEvent::TestResult { .. }));
+    assert!(matches!(c.next().await, LinkEvent::Final { ref result, .. } if result.submission_id == 9));
+    agent.stop().await;
+    c.hub.shutdown().await;
+}
