@@ -20,7 +20,7 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Cluster {
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     tls: ClusterTls,
     hub: AgentHub,
     events: mpsc::UnboundedReceiver<LinkEvent>,
@@ -35,12 +35,12 @@ async fn cluster() -> Cluster {
     let tls = ClusterTls::load_or_create(data.path()).unwrap();
     let (tx, events) = mpsc::unbounded_channel();
     let hub = AgentHub::bind("127.0.0.1:0".parse().unwrap(), &tls, "coord-test".into(), tx).await.unwrap();
-    Cluster { _data: data, tls, hub, events }
+    Cluster { data, tls, hub, events }
 }
 
 impl Cluster {
     fn agent_dir(&self, agent_id: &str) -> PathBuf {
-        let dir = self._data.path().join("agents").join(agent_id);
+        let dir = self.data.path().join("agents").join(agent_id);
         self.tls.issue_agent_cert(agent_id, &dir).unwrap();
         dir
     }
@@ -203,7 +203,7 @@ async fn client_cert_from_another_ca_is_refused() {
     let dir = other_data.path().join("agent");
     other.issue_agent_cert("agent-1", &dir).unwrap();
     // Trust the real coordinator, so it is the coordinator that must do the refusing.
-    std::fs::copy(c._data.path().join("tls/ca.pem"), dir.join("ca.pem")).unwrap();
+    std::fs::copy(c.data.path().join("tls/ca.pem"), dir.join("ca.pem")).unwrap();
 
     let agent = Agent::start(&c.hub, &dir, "agent-1", Arc::new(Echo));
     let err = agent.outcome().await.unwrap_err();
