@@ -276,6 +276,7 @@ async fn session(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let slots = Arc::new(Semaphore::new(config.slots as usize));
+    let languages: Arc<[String]> = config.languages.clone().into();
     let running = Arc::new(Mutex::new(BTreeSet::new()));
     // Dropping the set aborts the jobs: once the connection is gone their results have
     // nowhere to go, and the coordinator has already reported them lost.
@@ -292,7 +293,7 @@ async fn session(
             }
             stream = conn.accept_bi() => {
                 let (job_send, job_recv) = stream.map_err(|e| classify(&e))?;
-                let task = serve_job(job_send, job_recv, runner.clone(), slots.clone(), running.clone());
+                let task = serve_job(job_send, job_recv, runner.clone(), languages.clone(), slots.clone(), running.clone());
                 jobs.spawn(task.in_current_span());
             }
             Some(done) = jobs.join_next() => {
@@ -335,6 +336,7 @@ async fn serve_job(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     runner: Arc<dyn JobRunner>,
+    languages: Arc<[String]>,
     slots: Arc<Semaphore>,
     running: Arc<Mutex<BTreeSet<u64>>>,
 ) {
@@ -345,6 +347,10 @@ async fn serve_job(
         Err(e) => return reply_error(&mut send, ErrorCode::BadFrame, format!("bad Job frame: {e}")).await,
     };
     let submission_id = job.submission_id;
+    if !languages.contains(&job.language) {
+        let msg = format!("no {:?} here (submission {submission_id})", job.language);
+        return reply_error(&mut send, ErrorCode::UnknownLanguage, msg).await;
+    }
     let Ok(permit) = slots.try_acquire_owned() else {
         let msg = format!("no free slot for submission {submission_id}");
         return reply_error(&mut send, ErrorCode::Busy, msg).await;
