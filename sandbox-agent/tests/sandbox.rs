@@ -67,6 +67,7 @@ fn true_exits_zero_and_is_measured() {
     assert_eq!(o.exit, Exit::Code(0), "{o:?}");
     assert!(o.peak_memory_bytes > 0);
     assert!(o.limit.is_none());
+    assert!(o.setup > Duration::ZERO && o.setup < o.wall, "{o:?}");
 }
 
 #[test]

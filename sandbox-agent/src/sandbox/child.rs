@@ -128,7 +128,9 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
     if pid == 0 {
         exec_user(plan, argv, envp);
     }
-    for fd in [FD_STDIN, FD_STDOUT, FD_STDERR] {
+    // Closing our copy of the error pipe leaves the program's, which closes on exec:
+    // the parent sees end of file at the moment the program starts (its set-up time).
+    for fd in [FD_STDIN, FD_STDOUT, FD_STDERR, FD_ERROR] {
         sys::close(fd);
     }
     // Reap everything; orphans of the namespace are re-parented to us.

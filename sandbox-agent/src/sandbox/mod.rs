@@ -86,6 +86,8 @@ pub struct RunOutcome {
     pub cpu: Duration,
     pub wall: Duration,
     pub peak_memory_bytes: u64,
+    /// From the clone to the program's exec: the sandbox's own cost, included in `wall`.
+    pub setup: Duration,
     /// The limit that stopped the run, if one did.
     pub limit: Option<LimitHit>,
     /// Forks refused by the pids limit.
@@ -218,7 +220,8 @@ impl Sandbox {
 
         let mut capture = Capture { bufs: [Vec::new(), Vec::new()], open: [true, true], cap: watched_cap(spec) };
         let pipes = [&out_r, &errout_r];
-        let watched = self.watch(spec, cg, &pidfd, pipes, &mut capture, start);
+        let mut setup = SetupWatch { report: Vec::new(), exec_at: None };
+        let watched = self.watch(spec, cg, &pidfd, pipes, &mut capture, (&err_r, &mut setup), start);
         let killed_for = match watched {
             Ok(k) => k,
             Err(e) => {
@@ -235,7 +238,8 @@ impl Sandbox {
         stdout.truncate(output_cap);
         stderr.truncate(output_cap);
 
-        if let Some((step, errno)) = read_failure(&err_r) {
+        setup.finish(&err_r);
+        if let Some((step, errno)) = setup.failure() {
             let name = match step {
                 child::STEP_SYNC => "joining the cgroup".to_string(),
                 child::STEP_FORK => "forking the program".into(),
@@ -276,7 +280,8 @@ impl Sandbox {
                 None
             }
         });
-        Ok(RunOutcome { exit, cpu, wall, peak_memory_bytes: peak, limit, pids_limit_hits: pids_hits, stdout, stderr })
+        let setup = setup.exec_at.map_or(wall, |t| t.duration_since(start));
+        Ok(RunOutcome { exit, cpu, wall, peak_memory_bytes: peak, setup, limit, pids_limit_hits: pids_hits, stdout, stderr })
     }
 
     /// Waits for init to exit while reading output and enforcing the CPU, wall and
@@ -288,6 +293,7 @@ impl Sandbox {
         pidfd: &OwnedFd,
         pipes: [&OwnedFd; 2],
         capture: &mut Capture,
+        (err_pipe, setup): (&OwnedFd, &mut SetupWatch),
         start: Instant,
     ) -> Result<Option<LimitHit>, SandboxError> {
         loop {
@@ -314,13 +320,15 @@ impl Sandbox {
             let cpu_left = spec.limits.cpu.saturating_sub(cpu) / self.cpus;
             let wait = cpu_left.min(spec.limits.wall - elapsed).clamp(Duration::from_millis(1), Duration::from_millis(500));
             let watch = |i: usize| if capture.open[i] { pipes[i].as_raw_fd() } else { -1 };
+            let setup_fd = if setup.exec_at.is_none() { err_pipe.as_raw_fd() } else { -1 };
             let mut pfds = [
                 libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: watch(0), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: watch(1), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: setup_fd, events: libc::POLLIN, revents: 0 },
             ];
-            // SAFETY: `pfds` is a valid array of 3 pollfds for the duration of the call.
-            let n = unsafe { libc::poll(pfds.as_mut_ptr(), 3, wait.as_millis() as libc::c_int) };
+            // SAFETY: `pfds` is a valid array of 4 pollfds for the duration of the call.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), 4, wait.as_millis() as libc::c_int) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -332,6 +340,9 @@ impl Sandbox {
                 if pfds[i + 1].revents != 0 {
                     capture.read(i, pipes[i])?;
                 }
+            }
+            if pfds[3].revents != 0 {
+                setup.read(err_pipe);
             }
             if pfds[0].revents != 0 {
                 return Ok(None);
@@ -581,15 +592,42 @@ impl Capture {
     }
 }
 
-fn read_failure(fd: &OwnedFd) -> Option<(u32, i32)> {
-    let mut buf = [0u8; 8];
-    // SAFETY: reading into a local buffer of the given length.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-    (n == 8).then(|| {
-        let step = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
-        let errno = u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]) as i32;
-        (step, errno)
-    })
+/// The error pipe: a failure report from the child, or end of file at the exec.
+struct SetupWatch {
+    report: Vec<u8>,
+    exec_at: Option<Instant>,
+}
+
+impl SetupWatch {
+    fn read(&mut self, fd: &OwnedFd) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading into a local buffer of the given length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => self.exec_at = Some(Instant::now()),
+            n if n > 0 => self.report.extend_from_slice(&buf[..n as usize]),
+            _ => {}
+        }
+    }
+
+    /// Reads what is left once the run is over (every writer is gone by then).
+    fn finish(&mut self, fd: &OwnedFd) {
+        while self.exec_at.is_none() && self.report.len() < 8 {
+            let before = self.report.len();
+            self.read(fd);
+            if self.exec_at.is_none() && self.report.len() == before {
+                break;
+            }
+        }
+    }
+
+    /// The (step, errno) the child reported, if it failed before or at exec.
+    fn failure(&self) -> Option<(u32, i32)> {
+        let b = self.report.get(..8)?;
+        let step = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let errno = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]) as i32;
+        Some((step, errno))
+    }
 }
 
 fn read_status(fd: &OwnedFd) -> Option<i32> {
