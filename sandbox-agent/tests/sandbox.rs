@@ -201,3 +201,73 @@ fn missing_program_is_a_setup_error() {
     let err = f.sandbox.run(&spec).unwrap_err().to_string();
     assert!(err.contains("executing /nonexistent") && err.contains("No such file"), "{err}");
 }
+
+#[test]
+fn steps_stream_while_the_program_runs_with_cgroup_readings() {
+    use sandbox_agent::sandbox::{Observer, StepLimits};
+    let f = fixture();
+    let argv: Vec<String> = [
+        "/usr/bin/python3",
+        "-c",
+        "import os, time\nfor i in range(5):\n    os.write(3, b'{\"i\": %d}\\n' % i)\ntime.sleep(0.3)\nos.write(3, b'x' * 5000 + b'\\n')\nos.write(3, b'last')\nprint('done')",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let env = env();
+    let spec = RunSpec {
+        argv: &argv,
+        env: &env,
+        box_dir: &f.box_dir,
+        box_writable: false,
+        stdin: &f.stdin,
+        limits: limits(),
+        uid: 60000,
+        gid: 60000,
+    };
+    let mut got: Vec<(String, Duration, u64, Duration)> = Vec::new();
+    let mut sink = |e: sandbox_agent::sandbox::StepEvent<'_>| {
+        got.push((String::from_utf8_lossy(e.line).into_owned(), e.cpu, e.memory_bytes, e.elapsed));
+    };
+    let limits = StepLimits { max_steps: 100, max_line_bytes: 1000, max_total_bytes: 1 << 20 };
+    let o = f.sandbox.run_observed(&spec, Observer { steps: Some((limits, &mut sink)), cancel: None }).unwrap();
+    assert_eq!(o.exit, Exit::Code(0), "{o:?}");
+    assert_eq!(o.stdout, b"done\n");
+    let lines: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!(lines, ["{\"i\": 0}", "{\"i\": 1}", "{\"i\": 2}", "{\"i\": 3}", "{\"i\": 4}", "last"]);
+    assert_eq!((o.steps, o.steps_dropped), (6, 1));
+    // The first steps were seen while the program still slept: long before its end.
+    assert!(got[0].3 + Duration::from_millis(250) < o.wall, "{:?} vs {:?}", got[0].3, o.wall);
+    assert!(got[0].1 > Duration::ZERO && got[0].2 > 0);
+}
+
+#[test]
+fn cancel_stops_a_run_quickly() {
+    use sandbox_agent::sandbox::{Observer, SandboxError};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let f = fixture();
+    let cancel = AtomicBool::new(false);
+    let argv: Vec<String> = ["/bin/sleep", "30"].iter().map(|s| s.to_string()).collect();
+    let env = env();
+    let spec = RunSpec {
+        argv: &argv,
+        env: &env,
+        box_dir: &f.box_dir,
+        box_writable: false,
+        stdin: &f.stdin,
+        limits: with(|l| l.wall = Duration::from_secs(20)),
+        uid: 60000,
+        gid: 60000,
+    };
+    std::thread::scope(|s| {
+        let started = std::time::Instant::now();
+        let h = s.spawn(|| f.sandbox.run_observed(&spec, Observer { steps: None, cancel: Some(&cancel) }));
+        std::thread::sleep(Duration::from_millis(200));
+        let asked = std::time::Instant::now();
+        cancel.store(true, Ordering::SeqCst);
+        let r = h.join().unwrap();
+        assert!(matches!(r, Err(SandboxError::Cancelled)), "{r:?}");
+        assert!(asked.elapsed() < Duration::from_millis(100), "{:?}", asked.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(5));
+    });
+}

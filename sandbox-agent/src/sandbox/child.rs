@@ -35,6 +35,8 @@ pub struct Plan {
     pub uid: u32,
     pub gid: u32,
     pub cap_last: u32,
+    /// The program gets the step channel as descriptor 3.
+    pub with_steps: bool,
 }
 
 /// Descriptors handed to the child, all close-on-exec in the parent.
@@ -49,6 +51,8 @@ pub struct ChildFds {
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
+    /// Write end of the step channel, or -1.
+    pub steps: RawFd,
 }
 
 /// Step index reported when a failure is not a filesystem step.
@@ -69,6 +73,7 @@ const FD_STATUS: RawFd = 5;
 const FD_STDIN: RawFd = 6;
 const FD_STDOUT: RawFd = 7;
 const FD_STDERR: RawFd = 8;
+const FD_STEPS: RawFd = 9;
 
 fn fail(err_fd: RawFd, step: u32, errno: i32) -> ! {
     let mut buf = [0u8; 8];
@@ -99,7 +104,12 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
             fail(fds.error_write, STEP_FDS, e);
         }
     }
-    if let Err(e) = sys::close_from(FD_STDERR as u32 + 1) {
+    if fds.steps >= 0
+        && let Err(e) = sys::dup3_cloexec(fds.steps, FD_STEPS)
+    {
+        fail(FD_ERROR, STEP_FDS, e);
+    }
+    if let Err(e) = sys::close_from(FD_STEPS as u32 + 1) {
         fail(FD_ERROR, STEP_FDS, e);
     }
     if !sys::read_byte(FD_SYNC) {
@@ -130,7 +140,7 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
     }
     // Closing our copy of the error pipe leaves the program's, which closes on exec:
     // the parent sees end of file at the moment the program starts (its set-up time).
-    for fd in [FD_STDIN, FD_STDOUT, FD_STDERR, FD_ERROR] {
+    for fd in [FD_STDIN, FD_STDOUT, FD_STDERR, FD_ERROR, FD_STEPS] {
         sys::close(fd);
     }
     // Reap everything; orphans of the namespace are re-parented to us.
@@ -178,24 +188,28 @@ fn exec_user(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_c
             fail(FD_ERROR, STEP_FDS, e);
         }
     }
-    // Only 0, 1, 2 and the (close-on-exec) error pipe survive into the program.
-    if let Err(e) = sys::dup3_cloexec(FD_ERROR, 3).and_then(|_| sys::close_from(4)) {
+    // Only 0, 1, 2, the step channel (3, when asked for) and the close-on-exec error
+    // pipe survive into the program.
+    let err_fd = if plan.with_steps { 4 } else { 3 };
+    let moved = if plan.with_steps { sys::dup2(FD_STEPS, 3) } else { sys::dup3_cloexec(FD_ERROR, 3) };
+    // (With steps the error pipe already is descriptor 4, close-on-exec since init.)
+    if let Err(e) = moved.and_then(|_| sys::close_from(err_fd as u32 + 1)) {
         fail(FD_ERROR, STEP_FDS, e);
     }
     for &(resource, value) in &plan.rlimits {
         if let Err(e) = sys::setrlimit(resource, value) {
-            fail(3, STEP_RLIMIT, e);
+            fail(err_fd, STEP_RLIMIT, e);
         }
     }
     if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last) {
-        fail(3, STEP_PRIVILEGES, e);
+        fail(err_fd, STEP_PRIVILEGES, e);
     }
     if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {
-        fail(3, STEP_PRIVILEGES, e);
+        fail(err_fd, STEP_PRIVILEGES, e);
     }
     if let Err(e) = sys::chdir(&plan.cwd) {
-        fail(3, STEP_CHDIR, e);
+        fail(err_fd, STEP_CHDIR, e);
     }
     let e = sys::execve(argv, envp);
-    fail(3, STEP_EXEC, e)
+    fail(err_fd, STEP_EXEC, e)
 }
