@@ -57,7 +57,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         std::fs::set_permissions(&args.work_dir, std::fs::Permissions::from_mode(0o700))?;
     }
     let spec = Arc::new(spec);
-    let sandbox = Sandbox::new(&args.work_dir, spec.mounts.clone()).context("setting up the sandbox")?;
+    // Before any thread exists (the runtime comes later): unshare needs that.
+    crate::sandbox::private_mount_namespace().context("isolating the agent's mounts")?;
+    let sandbox = Sandbox::new(&args.work_dir, &spec.mounts).context("setting up the sandbox")?;
     let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?);
     let config = LinkConfig {
         coordinator: args.coordinator,

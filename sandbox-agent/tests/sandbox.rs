@@ -7,20 +7,21 @@ use std::time::Duration;
 use sandbox_agent::sandbox::{Exit, RunLimits, RunOutcome, RunSpec, Sandbox};
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    // Dropped first: it unmounts its template before the directory goes.
     sandbox: Sandbox,
+    _dir: tempfile::TempDir,
     box_dir: std::path::PathBuf,
     stdin: std::path::PathBuf,
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(dir.path(), rootfs::Spec::builtin().unwrap().mounts).unwrap();
+    let sandbox = Sandbox::new(dir.path(), &rootfs::Spec::builtin().unwrap().mounts).unwrap();
     let box_dir = dir.path().join("box");
     std::fs::create_dir(&box_dir).unwrap();
     let stdin = dir.path().join("input");
     std::fs::write(&stdin, "").unwrap();
-    Fixture { _dir: dir, sandbox, box_dir, stdin }
+    Fixture { sandbox, _dir: dir, box_dir, stdin }
 }
 
 fn limits() -> RunLimits {
@@ -270,4 +271,17 @@ fn cancel_stops_a_run_quickly() {
         assert!(asked.elapsed() < Duration::from_millis(100), "{:?}", asked.elapsed());
         assert!(started.elapsed() < Duration::from_secs(5));
     });
+}
+
+#[test]
+fn dev_shm_and_tmp_are_fresh_and_private_to_each_run() {
+    let f = fixture();
+    let o = sh(&f, "echo secret > /dev/shm/x && echo secret > /tmp/y && ls /dev/shm /tmp");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "/dev/shm:\nx\n\n/tmp:\ny\n", "{o:?}");
+    let o = sh(&f, "ls -A /dev/shm /tmp; ls /dev");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "/dev/shm:\n\n/tmp:\nfd\nfull\nnull\nrandom\nshm\nstderr\nstdin\nstdout\nurandom\nzero\n",
+        "{o:?}"
+    );
 }

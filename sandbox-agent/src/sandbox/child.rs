@@ -158,7 +158,8 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
     sys::exit(0)
 }
 
-fn run_step(step: &Step) -> Result<(), i32> {
+/// Executes one step; also used by the agent itself to build the template.
+pub fn run_step(step: &Step) -> Result<(), i32> {
     match step {
         Step::PrivateRoot => sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None),
         Step::Mkdir(p, mode) => sys::mkdir(p, *mode),

@@ -136,12 +136,29 @@ pub struct Observer<'a> {
 /// Runs programs in sandboxes. Shared by all slots of the agent.
 pub struct Sandbox {
     cgroups: CgroupManager,
-    mounts: rootfs::Mounts,
-    /// An empty host directory each run mounts its root tmpfs on, in its own mount ns.
+    /// Where the template root is mounted (see `plan`); each run pivots into its copy.
     root_mountpoint: PathBuf,
     cap_last: u32,
     cpus: u32,
     aborted: AtomicBool,
+}
+
+/// Moves the calling process into a mount namespace of its own, so the template root
+/// (and anything else the agent mounts) is invisible to the host and vanishes with the
+/// agent. Call while the process has a single thread.
+pub fn private_mount_namespace() -> Result<(), SandboxError> {
+    let errno = |e: i32| SandboxError::Setup {
+        step: "entering the agent's own mount namespace".into(),
+        errno: io::Error::from_raw_os_error(e),
+    };
+    sys::unshare(libc::CLONE_NEWNS).map_err(errno)?;
+    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(errno)
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        plan::remove_template(&self.root_mountpoint);
+    }
 }
 
 /// Names run cgroups uniquely across every `Sandbox` of the process.
@@ -156,7 +173,7 @@ const NS_FLAGS: u64 = (libc::CLONE_NEWPID
 
 impl Sandbox {
     /// `work_dir` is the agent's private directory (mode 0700 is set on it).
-    pub fn new(work_dir: &Path, mounts: rootfs::Mounts) -> Result<Sandbox, SandboxError> {
+    pub fn new(work_dir: &Path, mounts: &rootfs::Mounts) -> Result<Sandbox, SandboxError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(SandboxError::Invalid("the agent must run as root (user namespaces come later)".into()));
@@ -165,13 +182,15 @@ impl Sandbox {
         cgroups.remove_stale();
         let root_mountpoint = work_dir.join("sandbox-root");
         std::fs::create_dir_all(&root_mountpoint).map_err(io_err("create the sandbox root mountpoint"))?;
+        plan::remove_template(&root_mountpoint);
+        plan::build_template(&root_mountpoint, mounts)?;
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, mounts, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false) })
+        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false) })
     }
 
     /// Stops every run in progress (each ends with `SandboxError::Aborted`) and refuses

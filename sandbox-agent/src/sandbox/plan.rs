@@ -1,152 +1,187 @@
-//! Everything a run's child needs, built before the clone: mount steps, argv, env,
-//! rlimits. The child side may not allocate, so nothing is computed after the clone.
+//! The sandbox's filesystem, in two parts.
+//!
+//! The **template** is built once when the agent starts: an empty tmpfs with the
+//! read-only binds and symlinks of `rootfs/mounts.toml`, a minimal /dev and the empty
+//! mountpoints of every run, then remounted read-only. Each run's mount namespace is a
+//! copy of the agent's, so it starts with the template; after the clone the run only
+//! mounts what is its own — its /box, a fresh /tmp and /dev/shm, its /proc — and pivots
+//! into the template. That keeps the per-run set-up to a handful of mounts.
+//!
+//! Everything the child needs is built here before the clone: the child may not
+//! allocate.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::child::{Plan, Step};
+use super::child::{self, Plan, Step};
 use super::{RunSpec, Sandbox, SandboxError};
 
-impl Sandbox {
-    /// Builds every string and step the child needs, before the clone.
-    pub(super) fn plan(&self, spec: &RunSpec<'_>, with_steps: bool) -> Result<Plan, SandboxError> {
-        let cstr = |s: &[u8]| CString::new(s).map_err(|_| SandboxError::Invalid("NUL byte in a path or argument".into()));
-        let root = self.root_mountpoint.as_os_str().as_bytes();
-        let under = |p: &Path| cstr(&[root, p.as_os_str().as_bytes()].concat());
-        let mut steps = Vec::new();
-        let mut names = Vec::new();
-        let mut add = |name: String, step: Step| {
-            names.push(name);
-            steps.push(step);
+fn cstr(s: &[u8]) -> Result<CString, SandboxError> {
+    CString::new(s).map_err(|_| SandboxError::Invalid("NUL byte in a path or argument".into()))
+}
+
+/// Steps with a description each, for error messages.
+#[derive(Default)]
+struct Steps {
+    steps: Vec<Step>,
+    names: Vec<String>,
+}
+
+impl Steps {
+    fn add(&mut self, name: impl Into<String>, step: Step) {
+        self.names.push(name.into());
+        self.steps.push(step);
+    }
+
+    fn tmpfs(&mut self, name: &str, dst: CString, flags: libc::c_ulong, data: &str) -> Result<(), SandboxError> {
+        let step = Step::Mount {
+            src: Some(cstr(b"tmpfs")?),
+            dst,
+            fstype: Some(cstr(b"tmpfs")?),
+            flags,
+            data: Some(cstr(data.as_bytes())?),
         };
-        let ro = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
-        add("making mounts private".into(), Step::PrivateRoot);
-        add(
-            "mounting the root tmpfs".into(),
-            Step::Mount {
-                src: Some(cstr(b"tmpfs")?),
-                dst: cstr(root)?,
-                fstype: Some(cstr(b"tmpfs")?),
-                flags: libc::MS_NOSUID | libc::MS_NODEV,
-                data: Some(cstr(b"size=1m,nr_inodes=4096,mode=0755")?),
-            },
-        );
-        for b in &self.mounts.bind {
-            let Ok(meta) = std::fs::metadata(&b.source) else {
-                if b.optional {
-                    continue;
-                }
-                return Err(SandboxError::Invalid(format!("bind source {} is missing", b.source.display())));
-            };
-            let target = b.target();
-            for dir in target.ancestors().skip(1).collect::<Vec<_>>().into_iter().rev().skip(1) {
-                add(format!("creating {}", dir.display()), Step::Mkdir(under(dir)?, 0o755));
+        self.add(format!("mounting {name}"), step);
+        Ok(())
+    }
+}
+
+const RO: libc::c_ulong = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+
+/// Builds the template root at `root` in the agent's own mount namespace.
+pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(), SandboxError> {
+    let rootb = root.as_os_str().as_bytes();
+    let under = |p: &Path| cstr(&[rootb, p.as_os_str().as_bytes()].concat());
+    let mut s = Steps::default();
+    s.tmpfs("the template root", cstr(rootb)?, libc::MS_NOSUID | libc::MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")?;
+    // Nothing mounted below the template may propagate anywhere else.
+    s.add("making the template private", Step::Mount {
+        src: None,
+        dst: cstr(rootb)?,
+        fstype: None,
+        flags: libc::MS_REC | libc::MS_PRIVATE,
+        data: None,
+    });
+    for b in &mounts.bind {
+        let Ok(meta) = std::fs::metadata(&b.source) else {
+            if b.optional {
+                continue;
             }
-            let dst = under(target)?;
-            if meta.is_dir() {
-                add(format!("creating {}", target.display()), Step::Mkdir(dst.clone(), 0o755));
-            } else {
-                add(format!("creating {}", target.display()), Step::Touch(dst.clone()));
-            }
-            add(
-                format!("bind-mounting {}", b.source.display()),
-                Step::Mount {
-                    src: Some(cstr(b.source.as_os_str().as_bytes())?),
-                    dst: dst.clone(),
-                    fstype: None,
-                    flags: libc::MS_BIND | libc::MS_REC,
-                    data: None,
-                },
-            );
-            add(format!("making {} read-only", target.display()), Step::Remount { dst, flags: ro });
+            return Err(SandboxError::Invalid(format!("bind source {} is missing", b.source.display())));
+        };
+        let target = b.target();
+        let parents: Vec<&Path> = target.ancestors().skip(1).collect();
+        for dir in parents.into_iter().rev().skip(1) {
+            s.add(format!("creating {}", dir.display()), Step::Mkdir(under(dir)?, 0o755));
         }
-        for s in &self.mounts.symlink {
-            add(
-                format!("linking {}", s.path.display()),
-                Step::Symlink { target: cstr(s.target.as_os_str().as_bytes())?, path: under(&s.path)? },
-            );
+        let dst = under(target)?;
+        if meta.is_dir() {
+            s.add(format!("creating {}", target.display()), Step::Mkdir(dst.clone(), 0o755));
+        } else {
+            s.add(format!("creating {}", target.display()), Step::Touch(dst.clone()));
         }
-        let boxd = under(Path::new("/box"))?;
-        add("creating /box".into(), Step::Mkdir(boxd.clone(), 0o755));
-        add(
-            "bind-mounting the work dir".into(),
-            Step::Mount {
-                src: Some(cstr(spec.box_dir.as_os_str().as_bytes())?),
-                dst: boxd.clone(),
-                fstype: None,
-                flags: libc::MS_BIND,
-                data: None,
-            },
-        );
-        let box_flags = if spec.box_writable { libc::MS_NOSUID | libc::MS_NODEV } else { ro };
-        add("setting /box flags".into(), Step::Remount { dst: boxd, flags: box_flags });
-        let tmp = under(Path::new("/tmp"))?;
-        add("creating /tmp".into(), Step::Mkdir(tmp.clone(), 0o755));
-        let tmp_opts = format!("size={},nr_inodes=4096,mode=1777", spec.limits.file_bytes.max(4096));
-        add(
-            "mounting /tmp".into(),
-            Step::Mount {
-                src: Some(cstr(b"tmpfs")?),
-                dst: tmp,
-                fstype: Some(cstr(b"tmpfs")?),
-                flags: libc::MS_NOSUID | libc::MS_NODEV,
-                data: Some(cstr(tmp_opts.as_bytes())?),
-            },
-        );
-        let proc_dir = under(Path::new("/proc"))?;
-        add("creating /proc".into(), Step::Mkdir(proc_dir.clone(), 0o755));
-        add(
-            "mounting /proc".into(),
-            Step::Mount {
-                src: Some(cstr(b"proc")?),
-                dst: proc_dir,
-                fstype: Some(cstr(b"proc")?),
-                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                data: None,
-            },
-        );
-        let dev = under(Path::new("/dev"))?;
-        add("creating /dev".into(), Step::Mkdir(dev.clone(), 0o755));
-        add(
-            "mounting /dev".into(),
-            Step::Mount {
-                src: Some(cstr(b"tmpfs")?),
-                dst: dev.clone(),
-                fstype: Some(cstr(b"tmpfs")?),
-                flags: libc::MS_NOSUID | libc::MS_NOEXEC,
-                data: Some(cstr(b"size=64k,nr_inodes=64,mode=0755")?),
-            },
-        );
-        for (name, minor) in [("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)] {
-            add(
-                format!("creating /dev/{name}"),
-                Step::CharDevice { path: under(&Path::new("/dev").join(name))?, major: 1, minor },
-            );
+        s.add(format!("bind-mounting {}", b.source.display()), Step::Mount {
+            src: Some(cstr(b.source.as_os_str().as_bytes())?),
+            dst: dst.clone(),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        });
+        s.add(format!("making {} read-only", target.display()), Step::Remount { dst, flags: RO });
+    }
+    for l in &mounts.symlink {
+        s.add(format!("linking {}", l.path.display()), Step::Symlink {
+            target: cstr(l.target.as_os_str().as_bytes())?,
+            path: under(&l.path)?,
+        });
+    }
+    for dir in ["/box", "/tmp", "/proc", "/dev"] {
+        s.add(format!("creating {dir}"), Step::Mkdir(under(Path::new(dir))?, 0o755));
+    }
+    // /dev: device nodes need a mount without nodev; it is read-only and noexec instead.
+    s.tmpfs("/dev", under(Path::new("/dev"))?, libc::MS_NOSUID | libc::MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")?;
+    for (name, minor) in [("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)] {
+        let path = under(&Path::new("/dev").join(name))?;
+        s.add(format!("creating /dev/{name}"), Step::CharDevice { path, major: 1, minor });
+    }
+    for (name, target) in
+        [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
+    {
+        let path = under(&Path::new("/dev").join(name))?;
+        s.add(format!("linking /dev/{name}"), Step::Symlink { target: cstr(target.as_bytes())?, path });
+    }
+    s.add("creating /dev/shm", Step::Mkdir(under(Path::new("/dev/shm"))?, 0o755));
+    s.add("making /dev read-only", Step::Remount {
+        dst: under(Path::new("/dev"))?,
+        flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+    });
+    s.add("making the template read-only", Step::Remount { dst: cstr(rootb)?, flags: RO });
+
+    // umask would strip the device nodes' and directories' modes.
+    // SAFETY: umask has no preconditions; the previous mask is restored below.
+    let old = unsafe { libc::umask(0) };
+    let result = s.steps.iter().zip(&s.names).try_for_each(|(step, name)| {
+        child::run_step(step).map_err(|errno| SandboxError::Setup {
+            step: format!("template: {name}"),
+            errno: std::io::Error::from_raw_os_error(errno),
+        })
+    });
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    result
+}
+
+/// Unmounts a template (and whatever is below it) left by this or an earlier agent.
+pub(super) fn remove_template(root: &Path) {
+    let Ok(path) = cstr(root.as_os_str().as_bytes()) else { return };
+    // Stacked mounts (an agent killed while building) come off one per call.
+    for _ in 0..16 {
+        // SAFETY: `path` is NUL-terminated and outlives the call.
+        if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            break;
         }
-        for (name, target) in
-            [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
-        {
-            add(
-                format!("linking /dev/{name}"),
-                Step::Symlink { target: cstr(target.as_bytes())?, path: under(&Path::new("/dev").join(name))? },
-            );
-        }
-        add("making /dev read-only".into(), Step::Remount { dst: dev, flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC });
-        add("pivoting into the new root".into(), Step::PivotRoot(cstr(root)?));
-        add(
-            "making / read-only".into(),
-            Step::Remount { dst: cstr(b"/")?, flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV },
-        );
-        add("setting the hostname".into(), Step::Hostname(cstr(b"judge")?));
+    }
+}
+
+impl Sandbox {
+    /// Builds the per-run steps, argv, env and limits, before the clone.
+    pub(super) fn plan(&self, spec: &RunSpec<'_>, with_steps: bool) -> Result<Plan, SandboxError> {
+        let rootb = self.root_mountpoint.as_os_str().as_bytes();
+        let under = |p: &str| cstr(&[rootb, p.as_bytes()].concat());
+        let l = spec.limits;
+        let mut s = Steps::default();
+        s.add("making mounts private", Step::PrivateRoot);
+        let boxd = under("/box")?;
+        s.add("bind-mounting the work dir", Step::Mount {
+            src: Some(cstr(spec.box_dir.as_os_str().as_bytes())?),
+            dst: boxd.clone(),
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+        let box_flags = if spec.box_writable { libc::MS_NOSUID | libc::MS_NODEV } else { RO };
+        s.add("setting /box flags", Step::Remount { dst: boxd, flags: box_flags });
+        let tmp_bytes = l.file_bytes.max(4096);
+        let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+        s.tmpfs("/tmp", under("/tmp")?, nosuid_nodev, &format!("size={tmp_bytes},nr_inodes=4096,mode=1777"))?;
+        s.tmpfs("/dev/shm", under("/dev/shm")?, nosuid_nodev | libc::MS_NOEXEC, &format!("size={tmp_bytes},nr_inodes=256,mode=1777"))?;
+        s.add("mounting /proc", Step::Mount {
+            src: Some(cstr(b"proc")?),
+            dst: under("/proc")?,
+            fstype: Some(cstr(b"proc")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data: None,
+        });
+        s.add("pivoting into the new root", Step::PivotRoot(cstr(rootb)?));
+        s.add("setting the hostname", Step::Hostname(cstr(b"judge")?));
 
         if spec.argv.is_empty() {
             return Err(SandboxError::Invalid("empty command".into()));
         }
         let argv = spec.argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
         let env = spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect::<Result<_, _>>()?;
-        let l = spec.limits;
-        // RLIMIT_CPU is a backstop one second past the limit; the watcher acts first.
+        // RLIMIT_CPU is a backstop past the limit; the monitor acts first.
         let cpu_secs = l.cpu.as_secs() + 2;
         let rlimits = vec![
             (libc::RLIMIT_CPU, cpu_secs),
@@ -158,8 +193,8 @@ impl Sandbox {
             (libc::RLIMIT_MSGQUEUE, 0),
         ];
         Ok(Plan {
-            steps,
-            step_names: names,
+            steps: s.steps,
+            step_names: s.names,
             argv,
             env,
             cwd: cstr(b"/box")?,
