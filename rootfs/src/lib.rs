@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 const LANGUAGES_TOML: &str = include_str!("../languages.toml");
 const MOUNTS_TOML: &str = include_str!("../mounts.toml");
+const SECCOMP_TOML: &str = include_str!("../seccomp.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -75,6 +76,59 @@ pub struct Mounts {
     pub symlink: Vec<Symlink>,
 }
 
+/// What a seccomp rule does to a matching call.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompAction {
+    Eperm,
+    Enosys,
+    Kill,
+}
+
+/// Which processes a rule applies to.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompScope {
+    /// Every sandboxed process: compilers and checkers too.
+    #[default]
+    All,
+    /// Only the judged program.
+    Program,
+}
+
+/// One condition on a syscall argument.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ArgCondition {
+    pub arg: u8,
+    #[serde(default)]
+    pub eq: Option<u64>,
+    #[serde(default)]
+    pub ne: Option<u64>,
+    /// `(arg & flag) == flag`.
+    #[serde(default)]
+    pub flag: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompDeny {
+    pub syscall: Vec<String>,
+    pub action: SeccompAction,
+    pub reason: String,
+    /// Denied when any inner list holds entirely; always when absent.
+    #[serde(default)]
+    pub when: Vec<Vec<ArgCondition>>,
+    #[serde(default)]
+    pub runs: SeccompScope,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SeccompPolicy {
+    pub deny: Vec<SeccompDeny>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LanguageFile {
@@ -86,29 +140,32 @@ struct LanguageFile {
 pub struct Spec {
     pub languages: Vec<Language>,
     pub mounts: Mounts,
+    pub seccomp: SeccompPolicy,
 }
 
 impl Spec {
     /// The spec compiled into the binary (this folder at build time).
     pub fn builtin() -> Result<Spec, SpecError> {
-        Spec::parse(LANGUAGES_TOML, MOUNTS_TOML)
+        Spec::parse(LANGUAGES_TOML, MOUNTS_TOML, SECCOMP_TOML)
     }
 
-    /// Loads `languages.toml` and `mounts.toml` from `dir`.
+    /// Loads `languages.toml`, `mounts.toml` and `seccomp.toml` from `dir`.
     pub fn load(dir: &Path) -> Result<Spec, SpecError> {
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read_to_string(&path).map_err(|source| SpecError::Read { path, source })
         };
-        Spec::parse(&read("languages.toml")?, &read("mounts.toml")?)
+        Spec::parse(&read("languages.toml")?, &read("mounts.toml")?, &read("seccomp.toml")?)
     }
 
-    pub fn parse(languages: &str, mounts: &str) -> Result<Spec, SpecError> {
+    pub fn parse(languages: &str, mounts: &str, seccomp: &str) -> Result<Spec, SpecError> {
         let langs: LanguageFile = toml::from_str(languages)
             .map_err(|source| SpecError::Parse { file: "languages.toml".into(), source })?;
         let mounts: Mounts =
             toml::from_str(mounts).map_err(|source| SpecError::Parse { file: "mounts.toml".into(), source })?;
-        let spec = Spec { languages: langs.language, mounts };
+        let seccomp: SeccompPolicy =
+            toml::from_str(seccomp).map_err(|source| SpecError::Parse { file: "seccomp.toml".into(), source })?;
+        let spec = Spec { languages: langs.language, mounts, seccomp };
         spec.validate()?;
         Ok(spec)
     }
@@ -145,6 +202,17 @@ impl Spec {
                 return bad("mounts.toml", format!("bind {:?}: target must not contain ..", b.source));
             }
         }
+        for d in &self.seccomp.deny {
+            if d.syscall.is_empty() || d.reason.trim().is_empty() {
+                return bad("seccomp.toml", format!("{:?}: every rule names syscalls and a reason", d.syscall));
+            }
+            for c in d.when.iter().flatten() {
+                let ops = [c.eq, c.ne, c.flag].iter().filter(|o| o.is_some()).count();
+                if ops != 1 || c.arg > 5 {
+                    return bad("seccomp.toml", format!("{:?}: a condition has an arg 0..=5 and exactly one of eq, ne, flag", d.syscall));
+                }
+            }
+        }
         for s in &self.mounts.symlink {
             if !s.path.is_absolute() || s.path.components().count() != 2 {
                 return bad("mounts.toml", format!("symlink {:?}: must be a top-level absolute path", s.path));
@@ -177,16 +245,22 @@ mod tests {
     #[test]
     fn bad_tables_are_refused_with_a_reason() {
         let lang = |extra: &str| format!("[[language]]\nid = \"x\"\nname = \"X\"\nsource = \"m.x\"\nrun = [\"r\"]\n{extra}");
-        assert!(Spec::parse(&lang(""), "").is_ok());
+        let sc = "deny = []";
+        assert!(Spec::parse(&lang(""), "", sc).is_ok());
         let dup = format!("{}\n{}", lang(""), lang(""));
-        assert!(matches!(Spec::parse(&dup, ""), Err(SpecError::Invalid { .. })));
-        assert!(matches!(Spec::parse(&lang("time_multiplier = 0.0"), ""), Err(SpecError::Invalid { .. })));
-        assert!(matches!(Spec::parse(&lang("bogus = 1"), ""), Err(SpecError::Parse { .. })));
+        assert!(matches!(Spec::parse(&dup, "", sc), Err(SpecError::Invalid { .. })));
+        assert!(matches!(Spec::parse(&lang("time_multiplier = 0.0"), "", sc), Err(SpecError::Invalid { .. })));
+        assert!(matches!(Spec::parse(&lang("bogus = 1"), "", sc), Err(SpecError::Parse { .. })));
         let bad_src = lang("").replace("m.x", "../m.x");
-        assert!(matches!(Spec::parse(&bad_src, ""), Err(SpecError::Invalid { .. })));
+        assert!(matches!(Spec::parse(&bad_src, "", sc), Err(SpecError::Invalid { .. })));
         assert!(matches!(
-            Spec::parse(&lang(""), "[[bind]]\nsource = \"usr\""),
+            Spec::parse(&lang(""), "[[bind]]\nsource = \"usr\"", sc),
             Err(SpecError::Invalid { .. })
         ));
+        let rule = |extra: &str| format!("[[deny]]\nsyscall = [\"bpf\"]\naction = \"eperm\"\nreason = \"r\"\n{extra}");
+        assert!(Spec::parse(&lang(""), "", &rule("")).is_ok());
+        assert!(matches!(Spec::parse(&lang(""), "", &rule("when = [[{ arg = 0 }]]")), Err(SpecError::Invalid { .. })));
+        assert!(matches!(Spec::parse(&lang(""), "", &rule("when = [[{ arg = 9, eq = 1 }]]")), Err(SpecError::Invalid { .. })));
+        assert!(matches!(Spec::parse(&lang(""), "", &rule("").replace("eperm", "maybe")), Err(SpecError::Parse { .. })));
     }
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sandbox_agent::sandbox::{Exit, RunLimits, RunSpec, Sandbox};
+use sandbox_agent::sandbox::{Profile, Exit, RunLimits, RunSpec, Sandbox};
 
 fn limits() -> RunLimits {
     RunLimits {
@@ -38,7 +38,7 @@ struct Ctx {
 impl Ctx {
     fn new() -> Ctx {
         let dir = tempfile::tempdir().unwrap();
-        let sandbox = Arc::new(Sandbox::new(dir.path(), &rootfs::Spec::builtin().unwrap().mounts).unwrap());
+        let sandbox = Arc::new(Sandbox::new(dir.path(), &rootfs::Spec::builtin().unwrap()).unwrap());
         let box_dir = dir.path().join("box");
         std::fs::create_dir(&box_dir).unwrap();
         let stdin = dir.path().join("input");
@@ -70,6 +70,7 @@ impl Ctx {
             limits,
             uid: 60000,
             gid: 60000,
+            profile: Profile::Program,
         };
         self.sandbox.run(&spec).unwrap()
     }

@@ -59,7 +59,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let spec = Arc::new(spec);
     // Before any thread exists (the runtime comes later): unshare needs that.
     crate::sandbox::private_mount_namespace().context("isolating the agent's mounts")?;
-    let sandbox = Sandbox::new(&args.work_dir, &spec.mounts).context("setting up the sandbox")?;
+    let sandbox = Sandbox::new(&args.work_dir, &spec).context("setting up the sandbox")?;
     let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?);
     let config = LinkConfig {
         coordinator: args.coordinator,

@@ -10,7 +10,7 @@ use protocol::{FinalResult, Job, LimitHit, TestResult, Verdict};
 use rootfs::Language;
 
 use crate::check;
-use crate::sandbox::{Exit, RunLimits, RunOutcome, RunSpec, Sandbox};
+use crate::sandbox::{Exit, Profile, RunLimits, RunOutcome, RunSpec, Sandbox};
 
 /// Bytes of a run's stdout/stderr sent back in a result; the rest is only checked.
 pub const RETURNED_OUTPUT_BYTES: usize = 64 * 1024;
@@ -119,6 +119,7 @@ impl Judge {
                 limits: COMPILE_LIMITS,
                 uid: id,
                 gid: id,
+                profile: Profile::Tool,
             };
             match self.sandbox.run(&spec) {
                 Err(e) => return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}")),
@@ -151,6 +152,7 @@ impl Judge {
                 limits: run_limits(job, lang),
                 uid: id,
                 gid: id,
+                profile: Profile::Program,
             };
             let result = match self.sandbox.run(&spec) {
                 Ok(o) => test_result(job, index as u32, &o, &test.expected_output, spec.limits),

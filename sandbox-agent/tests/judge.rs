@@ -10,7 +10,7 @@ use sandbox_agent::sandbox::Sandbox;
 fn judge(language: &str, source: &str, tests: &[(&str, &str)]) -> (protocol::FinalResult, Vec<TestResult>) {
     let dir = tempfile::tempdir().unwrap();
     let spec = Arc::new(rootfs::Spec::builtin().unwrap());
-    let sandbox = Sandbox::new(dir.path(), &spec.mounts).unwrap();
+    let sandbox = Sandbox::new(dir.path(), &spec).unwrap();
     let judge = Judge::new(sandbox, spec, dir.path(), 61000, 2).unwrap();
     let job = Job {
         submission_id: 1,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sandbox_agent::sandbox::{Exit, RunLimits, RunOutcome, RunSpec, Sandbox};
+use sandbox_agent::sandbox::{Profile, Exit, RunLimits, RunOutcome, RunSpec, Sandbox};
 
 struct Fixture {
     // Dropped first: it unmounts its template before the directory goes.
@@ -16,7 +16,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(dir.path(), &rootfs::Spec::builtin().unwrap().mounts).unwrap();
+    let sandbox = Sandbox::new(dir.path(), &rootfs::Spec::builtin().unwrap()).unwrap();
     let box_dir = dir.path().join("box");
     std::fs::create_dir(&box_dir).unwrap();
     let stdin = dir.path().join("input");
@@ -53,6 +53,7 @@ fn run(f: &Fixture, argv: &[&str], limits: RunLimits) -> RunOutcome {
         limits,
         uid: 60000,
         gid: 60000,
+        profile: Profile::Program,
     };
     f.sandbox.run(&spec).unwrap()
 }
@@ -198,6 +199,7 @@ fn missing_program_is_a_setup_error() {
         limits: limits(),
         uid: 60000,
         gid: 60000,
+        profile: Profile::Program,
     };
     let err = f.sandbox.run(&spec).unwrap_err().to_string();
     assert!(err.contains("executing /nonexistent") && err.contains("No such file"), "{err}");
@@ -225,6 +227,7 @@ fn steps_stream_while_the_program_runs_with_cgroup_readings() {
         limits: limits(),
         uid: 60000,
         gid: 60000,
+        profile: Profile::Program,
     };
     let mut got: Vec<(String, Duration, u64, Duration)> = Vec::new();
     let mut sink = |e: sandbox_agent::sandbox::StepEvent<'_>| {
@@ -259,6 +262,7 @@ fn cancel_stops_a_run_quickly() {
         limits: with(|l| l.wall = Duration::from_secs(20)),
         uid: 60000,
         gid: 60000,
+        profile: Profile::Program,
     };
     std::thread::scope(|s| {
         let started = std::time::Instant::now();

@@ -37,6 +37,9 @@ pub struct Plan {
     pub cap_last: u32,
     /// The program gets the step channel as descriptor 3.
     pub with_steps: bool,
+    /// Seccomp filters installed last before the exec; they point into the
+    /// `Sandbox`'s compiled programs, which outlive the run.
+    pub seccomp: Vec<libc::sock_fprog>,
 }
 
 /// Descriptors handed to the child, all close-on-exec in the parent.
@@ -64,6 +67,7 @@ pub const STEP_PRIVILEGES: u32 = u32::MAX - 5;
 pub const STEP_CHDIR: u32 = u32::MAX - 6;
 pub const STEP_EXEC: u32 = u32::MAX - 7;
 pub const STEP_CGROUP_NS: u32 = u32::MAX - 8;
+pub const STEP_SECCOMP: u32 = u32::MAX - 9;
 
 /// Fixed descriptor numbers in init, above 0..2, so inherited descriptors of other runs
 /// (cloned concurrently by other threads of the agent) can all be closed.
@@ -210,6 +214,11 @@ fn exec_user(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_c
     }
     if let Err(e) = sys::chdir(&plan.cwd) {
         fail(err_fd, STEP_CHDIR, e);
+    }
+    for prog in &plan.seccomp {
+        if let Err(e) = sys::seccomp_filter(prog) {
+            fail(err_fd, STEP_SECCOMP, e);
+        }
     }
     let e = sys::execve(argv, envp);
     fail(err_fd, STEP_EXEC, e)

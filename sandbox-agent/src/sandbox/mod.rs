@@ -12,6 +12,7 @@ pub mod cgroup;
 mod child;
 mod monitor;
 mod plan;
+pub mod seccomp;
 mod sys;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ pub enum SandboxError {
     Setup { step: String, errno: io::Error },
     #[error("invalid run: {0}")]
     Invalid(String),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
     #[error("the agent is shutting down")]
     Aborted,
     #[error("the run was cancelled")]
@@ -74,6 +77,15 @@ pub struct RunSpec<'a> {
     pub limits: RunLimits,
     pub uid: u32,
     pub gid: u32,
+    /// Which seccomp filter applies: the judged program's, or a trusted tool's
+    /// (compilers may take file locks).
+    pub profile: Profile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Program,
+    Tool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +153,7 @@ pub struct Sandbox {
     cap_last: u32,
     cpus: u32,
     aborted: AtomicBool,
+    filters: seccomp::Filters,
 }
 
 /// Moves the calling process into a mount namespace of its own, so the template root
@@ -173,24 +186,25 @@ const NS_FLAGS: u64 = (libc::CLONE_NEWPID
 
 impl Sandbox {
     /// `work_dir` is the agent's private directory (mode 0700 is set on it).
-    pub fn new(work_dir: &Path, mounts: &rootfs::Mounts) -> Result<Sandbox, SandboxError> {
+    pub fn new(work_dir: &Path, spec: &rootfs::Spec) -> Result<Sandbox, SandboxError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(SandboxError::Invalid("the agent must run as root (user namespaces come later)".into()));
         }
+        let filters = seccomp::Filters::compile(&spec.seccomp)?;
         let cgroups = CgroupManager::detect()?;
         cgroups.remove_stale();
         let root_mountpoint = work_dir.join("sandbox-root");
         std::fs::create_dir_all(&root_mountpoint).map_err(io_err("create the sandbox root mountpoint"))?;
         plan::remove_template(&root_mountpoint);
-        plan::build_template(&root_mountpoint, mounts)?;
+        plan::build_template(&root_mountpoint, &spec.mounts)?;
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false) })
+        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters })
     }
 
     /// Stops every run in progress (each ends with `SandboxError::Aborted`) and refuses
@@ -316,6 +330,7 @@ impl Sandbox {
                 child::STEP_CHDIR => "entering /box".into(),
                 child::STEP_EXEC => format!("executing {}", spec.argv.first().map_or("", String::as_str)),
                 child::STEP_CGROUP_NS => "creating the cgroup namespace".into(),
+                child::STEP_SECCOMP => "installing the seccomp filter".into(),
                 i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
             };
             return Err(SandboxError::Setup { step: name, errno: io::Error::from_raw_os_error(errno) });

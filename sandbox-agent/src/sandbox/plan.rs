@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::child::{self, Plan, Step};
-use super::{RunSpec, Sandbox, SandboxError};
+use super::{Profile, RunSpec, Sandbox, SandboxError};
 
 fn cstr(s: &[u8]) -> Result<CString, SandboxError> {
     CString::new(s).map_err(|_| SandboxError::Invalid("NUL byte in a path or argument".into()))
@@ -192,7 +192,20 @@ impl Sandbox {
             (libc::RLIMIT_MEMLOCK, 0),
             (libc::RLIMIT_MSGQUEUE, 0),
         ];
+        let programs = match spec.profile {
+            Profile::Program => &self.filters.program,
+            Profile::Tool => &self.filters.tool,
+        };
+        let seccomp = programs
+            .iter()
+            .map(|p| libc::sock_fprog {
+                len: p.len() as libc::c_ushort,
+                // The programs live in `self.filters`, which outlives every run.
+                filter: p.as_ptr() as *mut libc::sock_filter,
+            })
+            .collect();
         Ok(Plan {
+            seccomp,
             steps: s.steps,
             step_names: s.names,
             argv,

@@ -176,6 +176,14 @@ fn sys_ret(r: libc::c_long) -> Result<(), i32> {
     if r < 0 { Err(errno()) } else { Ok(()) }
 }
 
+/// Installs a seccomp filter on the calling thread (no_new_privs must be set).
+pub fn seccomp_filter(prog: &libc::sock_fprog) -> Result<(), i32> {
+    // SAFETY: `prog` points to a valid BPF program of `prog.len` instructions that
+    // outlives the call; the kernel copies it.
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog as *const libc::sock_fprog) };
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
 pub fn setsid() -> Result<(), i32> {
     // SAFETY: setsid has no preconditions.
     if unsafe { libc::setsid() } < 0 { Err(errno()) } else { Ok(()) }

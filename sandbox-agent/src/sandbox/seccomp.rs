@@ -1,0 +1,210 @@
+//! Compiles the seccomp policy of `rootfs/seccomp.toml` into BPF programs, once, before
+//! any run: the child only installs them.
+//!
+//! One filter per action (the kernel applies the strictest verdict of all installed
+//! filters), plus a hand-written guard that kills foreign syscall ABIs: seccompiler
+//! matches syscall numbers exactly, so the x32 range (numbers with bit 30 set) needs a
+//! comparison of its own.
+
+use std::collections::BTreeMap;
+
+use rootfs::{SeccompAction, SeccompPolicy, SeccompScope};
+use seccompiler::{
+    BpfProgram, SeccompAction as Act, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch, sock_filter,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("seccomp policy names an unknown syscall {0:?}")]
+    UnknownSyscall(String),
+    #[error("seccomp policy: {0}")]
+    Compile(String),
+}
+
+/// The compiled filters for the two kinds of processes.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    /// The judged program.
+    pub program: Vec<BpfProgram>,
+    /// Compilers, checkers and other trusted tools run on untrusted input.
+    pub tool: Vec<BpfProgram>,
+}
+
+impl Filters {
+    pub fn compile(policy: &SeccompPolicy) -> Result<Filters, SeccompError> {
+        Ok(Filters { program: compile_for(policy, true)?, tool: compile_for(policy, false)? })
+    }
+}
+
+fn compile_for(policy: &SeccompPolicy, program: bool) -> Result<Vec<BpfProgram>, SeccompError> {
+    let mut programs = vec![abi_guard()];
+    for action in [SeccompAction::Eperm, SeccompAction::Enosys, SeccompAction::Kill] {
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        for deny in policy.deny.iter().filter(|d| d.action == action) {
+            if deny.runs == SeccompScope::Program && !program {
+                continue;
+            }
+            for name in &deny.syscall {
+                let nr = syscall_number(name).ok_or_else(|| SeccompError::UnknownSyscall(name.clone()))?;
+                let entry = rules.entry(nr).or_default();
+                if deny.when.is_empty() {
+                    // An empty rule list means "always", which overrides any condition.
+                    entry.clear();
+                    entry.push(SeccompRule::new(vec![always()?]).map_err(err)?);
+                    continue;
+                }
+                for all in &deny.when {
+                    let conds = all.iter().map(condition).collect::<Result<Vec<_>, _>>()?;
+                    entry.push(SeccompRule::new(conds).map_err(err)?);
+                }
+            }
+        }
+        if rules.is_empty() {
+            continue;
+        }
+        let on_match = match action {
+            SeccompAction::Eperm => Act::Errno(libc::EPERM as u32),
+            SeccompAction::Enosys => Act::Errno(libc::ENOSYS as u32),
+            SeccompAction::Kill => Act::KillProcess,
+        };
+        let filter = SeccompFilter::new(rules, Act::Allow, on_match, TargetArch::x86_64).map_err(err)?;
+        programs.push(BpfProgram::try_from(filter).map_err(err)?);
+    }
+    Ok(programs)
+}
+
+fn err(e: impl std::fmt::Display) -> SeccompError {
+    SeccompError::Compile(e.to_string())
+}
+
+/// A condition that always holds: `(arg0 & 0) == 0`.
+fn always() -> Result<SeccompCondition, SeccompError> {
+    SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(0), 0).map_err(err)
+}
+
+fn condition(c: &rootfs::ArgCondition) -> Result<SeccompCondition, SeccompError> {
+    // Flags and small values are compared on the full register: a 32-bit comparison
+    // would let garbage in the upper half slip past an `ne`.
+    let (op, value) = match (c.eq, c.ne, c.flag) {
+        (Some(v), None, None) => (SeccompCmpOp::Eq, v),
+        (None, Some(v), None) => (SeccompCmpOp::Ne, v),
+        (None, None, Some(f)) => (SeccompCmpOp::MaskedEq(f), f),
+        _ => return Err(SeccompError::Compile("a condition needs exactly one of eq, ne, flag".into())),
+    };
+    // 32-bit arguments (ints, like socket's domain) are compared as dwords, since the
+    // kernel ignores their upper half too.
+    let len = if value <= u64::from(u32::MAX) { SeccompCmpArgLen::Dword } else { SeccompCmpArgLen::Qword };
+    SeccompCondition::new(c.arg, len, op, value).map_err(err)
+}
+
+/// Kills a process that is not using the native x86_64 ABI: i386 (`int 0x80`) has
+/// another audit arch, x32 has bit 30 set in the syscall number.
+fn abi_guard() -> BpfProgram {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const JGE_K: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        insn(LD_W_ABS, 0, 0, 4),                 // 0: A = seccomp_data.arch
+        insn(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),    // 1: foreign arch -> 5
+        insn(LD_W_ABS, 0, 0, 0),                 // 2: A = seccomp_data.nr
+        insn(JGE_K, 1, 0, X32_SYSCALL_BIT),      // 3: x32 -> 5
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), // 4
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS), // 5
+    ]
+}
+
+/// The syscalls the policy may name (x86_64 numbers).
+fn syscall_number(name: &str) -> Option<i64> {
+    use libc::*;
+    Some(match name {
+        "keyctl" => SYS_keyctl,
+        "add_key" => SYS_add_key,
+        "request_key" => SYS_request_key,
+        "bpf" => SYS_bpf,
+        "perf_event_open" => SYS_perf_event_open,
+        "io_uring_setup" => SYS_io_uring_setup,
+        "io_uring_enter" => SYS_io_uring_enter,
+        "io_uring_register" => SYS_io_uring_register,
+        "ptrace" => SYS_ptrace,
+        "process_vm_readv" => SYS_process_vm_readv,
+        "process_vm_writev" => SYS_process_vm_writev,
+        "kcmp" => SYS_kcmp,
+        "pidfd_getfd" => SYS_pidfd_getfd,
+        "mount" => SYS_mount,
+        "umount2" => SYS_umount2,
+        "pivot_root" => SYS_pivot_root,
+        "chroot" => SYS_chroot,
+        "move_mount" => SYS_move_mount,
+        "open_tree" => SYS_open_tree,
+        "fsopen" => SYS_fsopen,
+        "fsmount" => SYS_fsmount,
+        "fsconfig" => SYS_fsconfig,
+        "fspick" => SYS_fspick,
+        "mount_setattr" => SYS_mount_setattr,
+        "unshare" => SYS_unshare,
+        "setns" => SYS_setns,
+        "clone" => SYS_clone,
+        "clone3" => SYS_clone3,
+        "kexec_load" => SYS_kexec_load,
+        "kexec_file_load" => SYS_kexec_file_load,
+        "reboot" => SYS_reboot,
+        "init_module" => SYS_init_module,
+        "finit_module" => SYS_finit_module,
+        "delete_module" => SYS_delete_module,
+        "swapon" => SYS_swapon,
+        "swapoff" => SYS_swapoff,
+        "acct" => SYS_acct,
+        "quotactl" => SYS_quotactl,
+        "syslog" => SYS_syslog,
+        "iopl" => SYS_iopl,
+        "ioperm" => SYS_ioperm,
+        "vhangup" => SYS_vhangup,
+        "lookup_dcookie" => SYS_lookup_dcookie,
+        "fanotify_init" => SYS_fanotify_init,
+        "nfsservctl" => SYS_nfsservctl,
+        "open_by_handle_at" => SYS_open_by_handle_at,
+        "name_to_handle_at" => SYS_name_to_handle_at,
+        "userfaultfd" => SYS_userfaultfd,
+        "personality" => SYS_personality,
+        "socket" => SYS_socket,
+        "socketpair" => SYS_socketpair,
+        "clock_settime" => SYS_clock_settime,
+        "clock_adjtime" => SYS_clock_adjtime,
+        "settimeofday" => SYS_settimeofday,
+        "adjtimex" => SYS_adjtimex,
+        "sethostname" => SYS_sethostname,
+        "setdomainname" => SYS_setdomainname,
+        "ioctl" => SYS_ioctl,
+        "flock" => SYS_flock,
+        "fcntl" => SYS_fcntl,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn builtin_policy_compiles_for_both_scopes() {
+        let spec = rootfs::Spec::builtin().unwrap();
+        let f = Filters::compile(&spec.seccomp).unwrap();
+        // Guard + EPERM + ENOSYS filters; the program's EPERM filter has the lock rules.
+        assert_eq!(f.program.len(), 3);
+        assert_eq!(f.tool.len(), 3);
+        assert!(f.program[1].len() > f.tool[1].len());
+    }
+
+    #[test]
+    fn unknown_syscalls_are_refused() {
+        let policy: SeccompPolicy =
+            toml::from_str("[[deny]]\nsyscall = [\"frobnicate\"]\naction = \"eperm\"\nreason = \"r\"").unwrap();
+        assert!(matches!(Filters::compile(&policy), Err(SeccompError::UnknownSyscall(_))));
+    }
+}
