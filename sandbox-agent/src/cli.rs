@@ -56,6 +56,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         // Job files and test data are the agent's alone.
         std::fs::set_permissions(&args.work_dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    let mut spec = spec;
+    for problem in spec.mounts.resolve_probes() {
+        tracing::warn!(%problem, "a bind's probe failed; its configured source stays");
+    }
     let spec = Arc::new(spec);
     let sandbox = Sandbox::new(&args.work_dir, spec.mounts.clone()).context("setting up the sandbox")?;
     let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?);

@@ -12,8 +12,10 @@ fn new_sub(language: &str, tests: usize) -> NewSubmission {
     NewSubmission {
         language: language.into(),
         source: b"print(1)".to_vec(),
-        tests: (0..tests).map(|_| TestCase { input: b"".to_vec(), expected_output: b"1\n".to_vec() }).collect(),
+        tests: (0..tests).map(|_| TestCase { input: b"".to_vec(), expected_output: Some(b"1\n".to_vec()) }).collect(),
         limits: limits(),
+        options: Default::default(),
+        judge0: None,
     }
 }
 
