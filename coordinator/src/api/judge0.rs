@@ -380,7 +380,7 @@ impl Judge0 {
             "enable_wait_result": true,
             "enable_compiler_options": true,
             "allowed_languages_for_compile_options":
-                self.spec.languages.iter().filter(|l| l.takes_compiler_options()).map(|l| language_name(l)).collect::<Vec<_>>(),
+                self.spec.languages.iter().filter(|l| l.takes_compiler_options()).map(language_name).collect::<Vec<_>>(),
             "enable_command_line_arguments": true,
             "enable_submission_delete": false,
             "enable_callbacks": true,

@@ -159,7 +159,9 @@ fn statuses_follow_judge0_and_say_the_truth_in_message() {
     let spec = Spec::builtin().unwrap();
     let scheduler = Scheduler::new(Arc::new(NoAgents));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cases: Vec<(Verdict, Option<LimitHit>, Option<i32>, Option<i32>, u32, Option<&str>)> = vec![
+    // verdict, limit, exit code, signal -> Judge0 status id, what `message` says.
+    type Case = (Verdict, Option<LimitHit>, Option<i32>, Option<i32>, u32, Option<&'static str>);
+    let cases: Vec<Case> = vec![
         (Verdict::AC, None, Some(0), None, 3, None),
         (Verdict::WA, None, Some(0), None, 4, None),
         (Verdict::TLE, Some(LimitHit::Cpu), None, Some(9), 5, Some("CPU")),
