@@ -10,11 +10,13 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use protocol::{Job, Limits, Verdict};
+use protocol::{Job, JobOptions, Limits, TestCase, Verdict};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
-use crate::judge::{self, Command, Effect, JudgeState, NewSubmission, Rejected, Status, SubmissionId, TestRecord};
+use crate::judge::{
+    self, Command, Effect, Judge0Meta, JudgeState, NewSubmission, Rejected, Status, Submission, SubmissionId, TestRecord,
+};
 use crate::link::{Dispatch, DispatchError, LinkEvent};
 
 /// Milliseconds since the UNIX epoch. Replaceable so tests control time.
@@ -66,6 +68,40 @@ pub struct SubmissionView {
     pub attempts: u32,
     pub accepted_ms: u64,
     pub finished_ms: Option<u64>,
+    pub source: Vec<u8>,
+    /// The tests' inputs and expected outputs while kept (queued, running, or Judge0).
+    pub inputs: Vec<TestCase>,
+    pub options: JobOptions,
+    pub judge0: Option<Judge0Meta>,
+}
+
+impl SubmissionView {
+    fn of(sub: &Submission) -> SubmissionView {
+        let mut tests = sub.results.clone();
+        tests.sort_by_key(|t| t.result.index);
+        let (verdict, message, compile_output) = match &sub.outcome {
+            Some(o) => (Some(o.verdict), o.message.clone(), o.compile_output.clone()),
+            None => (None, String::new(), String::new()),
+        };
+        SubmissionView {
+            id: sub.id,
+            language: sub.language.clone(),
+            status: sub.status,
+            verdict,
+            message,
+            compile_output,
+            test_count: sub.test_count,
+            limits: sub.limits,
+            tests,
+            attempts: sub.attempts,
+            accepted_ms: sub.accepted_ms,
+            finished_ms: sub.finished_ms,
+            source: sub.source.clone(),
+            inputs: sub.tests.clone(),
+            options: sub.options.clone(),
+            judge0: sub.judge0.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,6 +128,7 @@ struct Inner {
     dispatch: Arc<dyn Dispatch>,
     clock: Clock,
     config: SchedulerConfig,
+    completed: tokio::sync::broadcast::Sender<SubmissionId>,
 }
 
 impl Scheduler {
@@ -101,7 +138,9 @@ impl Scheduler {
 
     pub fn with_config(dispatch: Arc<dyn Dispatch>, config: SchedulerConfig, clock: Clock) -> Scheduler {
         let state = Mutex::new(JudgeState::with_max_attempts(config.max_attempts));
-        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config }) }
+        // Room for bursts; slow receivers lag and re-read the state rather than block us.
+        let (completed, _) = tokio::sync::broadcast::channel(1024);
+        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config, completed }) }
     }
 
     /// Queues a validated submission and dispatches it if an agent is free.
@@ -123,28 +162,30 @@ impl Scheduler {
     }
 
     pub async fn get(&self, id: SubmissionId) -> Option<SubmissionView> {
+        self.lock().get(id).map(SubmissionView::of)
+    }
+
+    /// Most submissions waiting before `submit` refuses.
+    pub fn max_queued(&self) -> usize {
+        self.inner.config.max_queued
+    }
+
+    /// The submission behind a Judge0 token.
+    pub async fn get_by_token(&self, token: &str) -> Option<SubmissionView> {
+        self.lock().by_token(token).map(SubmissionView::of)
+    }
+
+    /// A page of Judge0 submissions, newest first, and their total count.
+    pub async fn judge0_page(&self, skip: usize, per_page: usize) -> (Vec<SubmissionView>, usize) {
         let state = self.lock();
-        let sub = state.get(id)?;
-        let mut tests = sub.results.clone();
-        tests.sort_by_key(|t| t.result.index);
-        let (verdict, message, compile_output) = match &sub.outcome {
-            Some(o) => (Some(o.verdict), o.message.clone(), o.compile_output.clone()),
-            None => (None, String::new(), String::new()),
-        };
-        Some(SubmissionView {
-            id: sub.id,
-            language: sub.language.clone(),
-            status: sub.status,
-            verdict,
-            message,
-            compile_output,
-            test_count: sub.test_count,
-            limits: sub.limits,
-            tests,
-            attempts: sub.attempts,
-            accepted_ms: sub.accepted_ms,
-            finished_ms: sub.finished_ms,
-        })
+        let (page, total) = state.judge0_page(skip, per_page);
+        (page.into_iter().map(SubmissionView::of).collect(), total)
+    }
+
+    /// Ids of submissions as they are completed. A receiver that lags loses ids
+    /// (`RecvError::Lagged`) and must re-read the state instead.
+    pub fn completions(&self) -> tokio::sync::broadcast::Receiver<SubmissionId> {
+        self.inner.completed.subscribe()
     }
 
     pub async fn agents_summary(&self) -> AgentsSummary {
@@ -208,13 +249,22 @@ impl Scheduler {
     }
 
     fn apply(&self, command: Command) -> Option<Effect> {
+        let completing = match &command {
+            Command::Complete { submission_id, .. } => Some(*submission_id),
+            _ => None,
+        };
         let result = self.lock().apply(command);
         match result {
             Ok(effect) => {
                 if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = &effect {
                     for id in gave_up {
                         warn!(submission = id, "out of attempts; completed with IE");
+                        // No receiver is normal: nobody waits on that submission.
+                        let _ = self.inner.completed.send(*id);
                     }
+                }
+                if let (Effect::Completed { .. }, Some(id)) = (&effect, completing) {
+                    let _ = self.inner.completed.send(id);
                 }
                 Some(effect)
             }
@@ -285,6 +335,7 @@ impl Scheduler {
                     source: sub.source.clone(),
                     tests: sub.tests.clone(),
                     limits: sub.limits,
+                    options: sub.options.clone(),
                 };
                 jobs.push((agent_id, job));
             }

@@ -146,9 +146,10 @@ fn job(submission_id: u64, tests: usize) -> Job {
         language: "c".into(),
         source: b"int main(){}".to_vec(),
         tests: (0..tests)
-            .map(|i| TestCase { input: format!("in {i}").into_bytes(), expected_output: vec![] })
+            .map(|i| TestCase { input: format!("in {i}").into_bytes(), expected_output: None })
             .collect(),
         limits: Limits { cpu_ms: 1000, wall_ms: 2000, memory_bytes: 1 << 26, max_processes: 8, output_bytes: 1 << 16 },
+        options: Default::default(),
     }
 }
 

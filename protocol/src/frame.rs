@@ -160,8 +160,20 @@ mod tests {
                 submission_id: 1,
                 language: "cpp".into(),
                 source: b"int main(){}".to_vec(),
-                tests: vec![TestCase { input: b"1 2\n".to_vec(), expected_output: b"3\n".to_vec() }],
+                tests: vec![
+                    TestCase { input: b"1 2\n".to_vec(), expected_output: Some(b"3\n".to_vec()) },
+                    TestCase { input: vec![], expected_output: None },
+                ],
                 limits: limits(),
+                options: JobOptions {
+                    extra_cpu_ms: 500,
+                    stack_bytes: Some(8 << 20),
+                    file_bytes: None,
+                    compiler_args: vec!["-O3".into()],
+                    run_args: vec!["a b".into()],
+                    merge_stderr: true,
+                    runs: 3,
+                },
             }),
             CoordinatorMsg::Error(ErrorMsg { code: ErrorCode::VersionMismatch, message: "v2".into() }),
         ]

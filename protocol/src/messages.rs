@@ -66,7 +66,31 @@ pub struct Limits {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct TestCase {
     pub input: Vec<u8>,
-    pub expected_output: Vec<u8>,
+    /// `None`: the output is not compared; a run that ends normally is accepted
+    /// (Judge0's submissions without `expected_output`).
+    pub expected_output: Option<Vec<u8>>,
+}
+
+/// How a job's runs differ from the language table's defaults. `Default` is the plain
+/// judge: the table's commands as they are, stderr apart, one run per test.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobOptions {
+    /// CPU time a run may use past `cpu_ms` before it is stopped; it is still TLE, but
+    /// its real time is reported (Judge0's `cpu_extra_time`).
+    pub extra_cpu_ms: u64,
+    /// Stack rlimit of runs; `None`: as large as the memory limit.
+    pub stack_bytes: Option<u64>,
+    /// Largest file a run may write (and the size of its /tmp); `None`: the agent's default.
+    pub file_bytes: Option<u64>,
+    /// Spliced into the compile command where the table says `{compiler_options}`.
+    /// Never through a shell.
+    pub compiler_args: Vec<String>,
+    /// Appended to the run command. Never through a shell.
+    pub run_args: Vec<String>,
+    /// The program's stderr goes to its stdout, interleaved as written.
+    pub merge_stderr: bool,
+    /// Runs per test (0 counts as 1); the result reports the average time and memory.
+    pub runs: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -76,6 +100,7 @@ pub struct Job {
     pub source: Vec<u8>,
     pub tests: Vec<TestCase>,
     pub limits: Limits,
+    pub options: JobOptions,
 }
 
 /// The verdict codes of the judge. The string forms are part of the public API.

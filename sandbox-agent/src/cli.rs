@@ -56,6 +56,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         // Job files and test data are the agent's alone.
         std::fs::set_permissions(&args.work_dir, std::fs::Permissions::from_mode(0o700))?;
     }
+    let mut spec = spec;
+    for problem in spec.mounts.resolve_probes() {
+        tracing::warn!(%problem, "a bind's probe failed; its configured source stays");
+    }
     let spec = Arc::new(spec);
     // Before any thread exists (the runtime comes later): unshare needs that.
     crate::sandbox::private_mount_namespace().context("isolating the agent's mounts")?;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::{FinalResult, Job, LimitHit, TestResult, Verdict};
-use rootfs::Language;
+use rootfs::{Expansion, Language};
 
 use crate::check;
 use crate::sandbox::{Exit, Profile, RunLimits, RunOutcome, RunSpec, Sandbox};
@@ -61,8 +61,17 @@ impl Judge {
         self.sandbox.abort_all();
     }
 
+    /// The languages this agent can offer: those whose `requires` exist here.
     pub fn languages(&self) -> Vec<String> {
-        self.spec.languages.iter().map(|l| l.id.clone()).collect()
+        let mut offered = Vec::new();
+        for (lang, missing) in self.spec.missing_requirements() {
+            if missing.is_empty() {
+                offered.push(lang.id.clone());
+            } else {
+                tracing::warn!(language = %lang.id, ?missing, "language left out: its toolchain is missing on this host");
+            }
+        }
+        offered
     }
 
     /// Judges a job, handing each test's result to `on_result` as soon as it is known.
@@ -110,13 +119,27 @@ impl Judge {
             if let Err(e) = std::fs::write(&input, b"") {
                 return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
             }
+            if !job.options.compiler_args.is_empty() && !lang.takes_compiler_options() {
+                return fin(Verdict::IE, String::new(), format!("{} takes no compiler options", lang.id));
+            }
+            let limits = RunLimits {
+                max_processes: COMPILE_LIMITS.max_processes.max(lang.min_processes),
+                open_files: COMPILE_LIMITS.open_files.max(lang.min_open_files),
+                ..COMPILE_LIMITS
+            };
+            let x = Expansion {
+                memory_mb: limits.memory_bytes >> 20,
+                stack_kb: limits.stack_bytes >> 10,
+                compiler_options: &job.options.compiler_args,
+            };
+            let argv = lang.expand(compile, &x);
             let spec = RunSpec {
-                argv: compile,
+                argv: &argv,
                 env: &lang.env,
                 box_dir: &box_dir,
                 box_writable: true,
                 stdin: &input,
-                limits: COMPILE_LIMITS,
+                limits,
                 uid: id,
                 gid: id,
                 profile: Profile::Tool,
@@ -137,6 +160,8 @@ impl Judge {
             }
         }
 
+        let limits = run_limits(job, lang);
+        let argv = run_argv(job, lang, limits);
         let mut verdict = Verdict::AC;
         let mut message = String::new();
         for (index, test) in job.tests.iter().enumerate() {
@@ -144,18 +169,18 @@ impl Judge {
                 return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
             }
             let spec = RunSpec {
-                argv: &lang.run,
+                argv: &argv,
                 env: &lang.env,
                 box_dir: &box_dir,
                 box_writable: false,
                 stdin: &input,
-                limits: run_limits(job, lang),
+                limits,
                 uid: id,
                 gid: id,
                 profile: Profile::Program,
             };
-            let result = match self.sandbox.run(&spec) {
-                Ok(o) => test_result(job, index as u32, &o, &test.expected_output, spec.limits),
+            let result = match self.run_repeated(&spec, job.options.runs.max(1)) {
+                Ok(o) => test_result(job, index as u32, &o, test.expected_output.as_deref(), lang, limits),
                 Err(e) => TestResult {
                     submission_id: job.submission_id,
                     index: index as u32,
@@ -181,6 +206,45 @@ impl Judge {
     }
 }
 
+impl Judge {
+    /// Runs a test `runs` times (Judge0's `number_of_runs`) and reports the first run
+    /// that failed, or the last one with CPU, wall time and memory averaged over all.
+    fn run_repeated(&self, spec: &RunSpec, runs: u32) -> Result<RunOutcome, crate::sandbox::SandboxError> {
+        let (mut cpu, mut wall, mut memory) = (Duration::ZERO, Duration::ZERO, 0u64);
+        let mut last = None;
+        for _ in 0..runs {
+            let o = self.sandbox.run(spec)?;
+            if o.limit.is_some() || o.exit != Exit::Code(0) {
+                return Ok(o);
+            }
+            cpu += o.cpu;
+            wall += o.wall;
+            memory = memory.saturating_add(o.peak_memory_bytes);
+            last = Some(o);
+        }
+        let mut o = last.ok_or_else(|| crate::sandbox::SandboxError::Invalid("no run".into()))?;
+        o.cpu = cpu / runs;
+        o.wall = wall / runs;
+        o.peak_memory_bytes = memory / u64::from(runs);
+        Ok(o)
+    }
+}
+
+/// The run command: the table's, placeholders filled from the run's limits, the job's
+/// arguments appended. Merging stderr into stdout takes a shell that only redirects and
+/// execs: the program and its arguments are positional parameters, never parsed.
+fn run_argv(job: &Job, lang: &Language, limits: RunLimits) -> Vec<String> {
+    let x = Expansion { memory_mb: limits.memory_bytes >> 20, stack_kb: limits.stack_bytes >> 10, compiler_options: &[] };
+    let mut argv = lang.expand(&lang.run, &x);
+    argv.extend(job.options.run_args.iter().cloned());
+    if job.options.merge_stderr {
+        let mut wrapped: Vec<String> = ["/bin/sh", "-c", "exec \"$@\" 2>&1", "sh"].map(String::from).to_vec();
+        wrapped.extend(argv);
+        argv = wrapped;
+    }
+    argv
+}
+
 fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std::io::Result<()> {
     use std::os::unix::fs::{PermissionsExt, chown};
     std::fs::create_dir_all(box_dir)?;
@@ -194,35 +258,55 @@ fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std
     std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))
 }
 
+fn scaled(ms: u64, lang: &Language) -> Duration {
+    Duration::from_secs_f64(ms as f64 * lang.time_multiplier / 1000.0)
+}
+
+/// The sandbox's limits of a run. The CPU limit includes the job's extra time: the run
+/// is stopped only then, but judged against `cpu_ms` (see `test_result`).
 fn run_limits(job: &Job, lang: &Language) -> RunLimits {
-    let scale = |ms: u64| Duration::from_secs_f64(ms as f64 * lang.time_multiplier / 1000.0);
     RunLimits {
-        cpu: scale(job.limits.cpu_ms),
-        wall: scale(job.limits.wall_ms),
+        cpu: scaled(job.limits.cpu_ms.saturating_add(job.options.extra_cpu_ms), lang),
+        wall: scaled(job.limits.wall_ms, lang),
         memory_bytes: job.limits.memory_bytes,
-        max_processes: job.limits.max_processes,
+        max_processes: job.limits.max_processes.max(lang.min_processes),
         output_bytes: job.limits.output_bytes,
-        file_bytes: RUN_FILE_BYTES,
-        open_files: 256,
-        stack_bytes: job.limits.memory_bytes,
+        file_bytes: job.options.file_bytes.unwrap_or(RUN_FILE_BYTES),
+        open_files: 256u64.max(lang.min_open_files),
+        stack_bytes: job.options.stack_bytes.unwrap_or(job.limits.memory_bytes),
     }
 }
 
-fn test_result(job: &Job, index: u32, o: &RunOutcome, expected: &[u8], limits: RunLimits) -> TestResult {
-    let (verdict, message) = match o.limit {
-        Some(LimitHit::Cpu) => (Verdict::TLE, format!("CPU time limit of {} ms exceeded", limits.cpu.as_millis())),
+fn test_result(
+    job: &Job,
+    index: u32,
+    o: &RunOutcome,
+    expected: Option<&[u8]>,
+    lang: &Language,
+    limits: RunLimits,
+) -> TestResult {
+    let cpu_limit = scaled(job.limits.cpu_ms, lang);
+    // Within the extra time the run was not stopped, but it is over the limit all the same;
+    // and a run over its CPU limit that the wall clock stopped is still a CPU TLE.
+    let limit = match o.limit {
+        None | Some(LimitHit::Wall) if o.cpu > cpu_limit => Some(LimitHit::Cpu),
+        l => l,
+    };
+    let (verdict, message) = match limit {
+        Some(LimitHit::Cpu) => (Verdict::TLE, format!("CPU time limit of {} ms exceeded", cpu_limit.as_millis())),
         Some(LimitHit::Wall) => (Verdict::TLE, format!("wall time limit of {} ms exceeded", limits.wall.as_millis())),
         Some(LimitHit::Memory) => (Verdict::MLE, format!("memory limit of {} MiB exceeded", limits.memory_bytes >> 20)),
         Some(LimitHit::Output) => (Verdict::OLE, format!("output limit of {} bytes exceeded", limits.output_bytes)),
         Some(LimitHit::Processes) => {
             (Verdict::RE, format!("{} after reaching the limit of {} processes", describe_exit(o.exit), limits.max_processes))
         }
-        None => match o.exit {
-            Exit::Code(0) => match check::compare(expected, &o.stdout) {
+        None => match (o.exit, expected) {
+            (Exit::Code(0), None) => (Verdict::AC, String::new()),
+            (Exit::Code(0), Some(expected)) => match check::compare(expected, &o.stdout) {
                 Ok(()) => (Verdict::AC, String::new()),
                 Err(diff) => (Verdict::WA, diff),
             },
-            e => (Verdict::RE, describe_exit(e)),
+            (e, _) => (Verdict::RE, describe_exit(e)),
         },
     };
     let (exit_code, signal) = match o.exit {
@@ -233,7 +317,7 @@ fn test_result(job: &Job, index: u32, o: &RunOutcome, expected: &[u8], limits: R
         submission_id: job.submission_id,
         index,
         verdict,
-        limit: o.limit,
+        limit,
         cpu_time_us: o.cpu.as_micros() as u64,
         wall_time_us: o.wall.as_micros() as u64,
         peak_memory_bytes: o.peak_memory_bytes,

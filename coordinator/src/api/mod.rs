@@ -5,12 +5,14 @@
 //! `Server::new(TcpListener::new(addr).bind().await).serve(router)`.
 
 mod error;
+pub mod judge0;
 mod submit;
 #[cfg(test)]
 mod tests;
 mod view;
 
 pub use error::ApiError;
+pub use judge0::Judge0Config;
 pub use view::SHOWN_OUTPUT_BYTES;
 
 use std::future::Future;
@@ -93,6 +95,7 @@ struct Api {
     scheduler: Scheduler,
     spec: Arc<Spec>,
     caps: ApiLimits,
+    judge0: judge0::Judge0,
 }
 
 #[derive(Clone, Copy)]
@@ -101,6 +104,7 @@ enum Route {
     Languages,
     Submit,
     GetSubmission,
+    Judge0(judge0::Judge0Route),
     Fallback,
 }
 
@@ -118,6 +122,17 @@ impl Handler for Endpoint {
             Route::Languages => Ok((StatusCode::OK, languages(&api.spec))),
             Route::Submit => submit(api, req).await,
             Route::GetSubmission => get_submission(api, req).await,
+            Route::Judge0(route) => {
+                // Judge0's own error shapes, which its clients parse.
+                match api.judge0.handle(route, req).await {
+                    Ok((status, body)) => {
+                        res.status_code(status);
+                        res.render(Json(body));
+                    }
+                    Err(err) => err.write(res),
+                }
+                return;
+            }
             Route::Fallback => Err(fallback(req)),
         };
         match answer {
@@ -131,14 +146,40 @@ impl Handler for Endpoint {
 }
 
 /// All routes, plus a catch-all so unknown paths answer JSON rather than salvo's page.
+/// The Judge0-compatible routes sit at the root, as Judge0 clients expect them.
 pub fn router(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits) -> Router {
-    let api = Arc::new(Api { scheduler, spec, caps });
+    router_with(scheduler, spec, caps, Judge0Config::default())
+}
+
+/// `router` with the Judge0 API's configuration. Starts the callback sender when called
+/// inside a tokio runtime (always, in the coordinator).
+pub fn router_with(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits, config: Judge0Config) -> Router {
+    use judge0::Judge0Route as J;
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(judge0::run_callbacks(scheduler.clone(), spec.clone(), config.clone()));
+    } else {
+        tracing::warn!("no tokio runtime: Judge0 callbacks are off");
+    }
+    let judge0 = judge0::Judge0 { scheduler: scheduler.clone(), spec: spec.clone(), caps: caps.clone(), config };
+    let api = Arc::new(Api { scheduler, spec, caps, judge0 });
     let ep = |route| Endpoint { api: api.clone(), route };
+    let j = |route| ep(Route::Judge0(route));
     Router::new()
         .push(Router::with_path("health").get(ep(Route::Health)))
         .push(Router::with_path("api/languages").get(ep(Route::Languages)))
         .push(Router::with_path("api/submissions").post(ep(Route::Submit)))
         .push(Router::with_path("api/submissions/{id}").get(ep(Route::GetSubmission)))
+        // The batch routes before `{token}`, which would match "batch" too.
+        .push(Router::with_path("submissions/batch").get(j(J::ShowBatch)).post(j(J::CreateBatch)))
+        .push(Router::with_path("submissions").get(j(J::List)).post(j(J::Create)))
+        .push(Router::with_path("submissions/{token}").get(j(J::Show)))
+        .push(Router::with_path("languages").get(j(J::Languages)))
+        .push(Router::with_path("languages/{id}").get(j(J::Language)))
+        .push(Router::with_path("statuses").get(j(J::Statuses)))
+        .push(Router::with_path("about").get(j(J::About)))
+        .push(Router::with_path("config_info").get(j(J::ConfigInfo)))
+        .push(Router::with_path("system_info").get(j(J::SystemInfo)))
+        .push(Router::with_path("workers").get(j(J::Workers)))
         .push(Router::with_path("{**rest}").goal(ep(Route::Fallback)))
 }
 
@@ -200,7 +241,21 @@ fn fallback(req: &Request) -> ApiError {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let trimmed = path.trim_end_matches('/');
-    let known = matches!(trimmed, "/health" | "/api/languages" | "/api/submissions")
-        || trimmed.strip_prefix("/api/submissions/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let one_more = |prefix: &str| trimmed.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let known = matches!(
+        trimmed,
+        "/health"
+            | "/api/languages"
+            | "/api/submissions"
+            | "/submissions"
+            | "/languages"
+            | "/statuses"
+            | "/about"
+            | "/config_info"
+            | "/system_info"
+            | "/workers"
+    ) || one_more("/api/submissions/")
+        || one_more("/submissions/")
+        || one_more("/languages/");
     if known { ApiError::MethodNotAllowed { method, path } } else { ApiError::RouteNotFound { method, path } }
 }

@@ -102,9 +102,11 @@ fn validate(request: SubmitRequest, spec: &Spec, caps: &ApiLimits) -> Result<New
         tests: request
             .tests
             .into_iter()
-            .map(|t| TestCase { input: t.input.into_bytes(), expected_output: t.expected_output.into_bytes() })
+            .map(|t| TestCase { input: t.input.into_bytes(), expected_output: Some(t.expected_output.into_bytes()) })
             .collect(),
         limits,
+        options: Default::default(),
+        judge0: None,
     })
 }
 

@@ -15,7 +15,7 @@ mod tests;
 
 pub use state::JudgeState;
 
-use protocol::{FinalResult, Limits, TestCase, TestResult, Verdict};
+use protocol::{FinalResult, JobOptions, Limits, TestCase, TestResult, Verdict};
 
 pub type SubmissionId = u64;
 
@@ -35,6 +35,30 @@ pub struct NewSubmission {
     pub source: Vec<u8>,
     pub tests: Vec<TestCase>,
     pub limits: Limits,
+    pub options: JobOptions,
+    /// Set for submissions made through the Judge0-compatible API.
+    pub judge0: Option<Judge0Meta>,
+}
+
+/// What the Judge0-compatible API needs to remember about a submission. The token is
+/// chosen at the edge (a UUID v4) and carried in the command, so the state stays a pure
+/// function of the command log and the token map can be replicated with it.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Judge0Meta {
+    pub token: String,
+    pub language_id: u32,
+    /// Where the result is PUT when the submission is done.
+    pub callback_url: Option<String>,
+    /// How the client asked at creation: the callback answers in kind.
+    pub base64_encoded: bool,
+    /// The Judge0 request fields as given (seconds, KB), echoed back by `fields=`.
+    pub cpu_extra_time_ms: u64,
+    pub max_file_size_kb: u64,
+    pub stack_limit_kb: u64,
+    pub number_of_runs: u32,
+    pub compiler_options: Option<String>,
+    pub command_line_arguments: Option<String>,
+    pub redirect_stderr_to_stdout: bool,
 }
 
 /// Every input of the state machine. Plain data, so it can be logged and replayed.
@@ -110,6 +134,8 @@ pub enum Rejected {
     DuplicateTest(u32),
     #[error("a submission needs at least one test")]
     NoTests,
+    #[error("token {0:?} is taken")]
+    DuplicateToken(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -168,10 +194,13 @@ pub struct Submission {
     pub language: String,
     pub source: Vec<u8>,
     /// Emptied once the submission is done: inputs can be tens of megabytes and are only
-    /// needed to build the job. `test_count` survives.
+    /// needed to build the job. `test_count` survives. Judge0 submissions keep theirs:
+    /// Judge0 clients read `stdin` and `expected_output` back.
     pub tests: Vec<TestCase>,
     pub test_count: usize,
     pub limits: Limits,
+    pub options: JobOptions,
+    pub judge0: Option<Judge0Meta>,
     pub status: Status,
     pub accepted_ms: u64,
     pub lease: Option<Lease>,

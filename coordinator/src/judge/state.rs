@@ -18,6 +18,8 @@ pub struct JudgeState {
     /// submission goes back to its original place rather than the end.
     queue: BTreeSet<SubmissionId>,
     agents: BTreeMap<String, Agent>,
+    /// Judge0 tokens of submissions made through that API.
+    tokens: BTreeMap<String, SubmissionId>,
 }
 
 impl Default for JudgeState {
@@ -39,6 +41,7 @@ impl JudgeState {
             submissions: BTreeMap::new(),
             queue: BTreeSet::new(),
             agents: BTreeMap::new(),
+            tokens: BTreeMap::new(),
         }
     }
 
@@ -119,6 +122,26 @@ impl JudgeState {
         self.submissions.get(&id)
     }
 
+    /// The submission a Judge0 token names.
+    pub fn by_token(&self, token: &str) -> Option<&Submission> {
+        self.tokens.get(token).and_then(|id| self.submissions.get(id))
+    }
+
+    /// Judge0 submissions, newest first: `per_page` of them after skipping `skip`, and
+    /// how many there are in all.
+    pub fn judge0_page(&self, skip: usize, per_page: usize) -> (Vec<&Submission>, usize) {
+        let total = self.tokens.len();
+        let page = self
+            .submissions
+            .values()
+            .rev()
+            .filter(|s| s.judge0.is_some())
+            .skip(skip)
+            .take(per_page)
+            .collect();
+        (page, total)
+    }
+
     /// Queued submission ids, oldest first.
     pub fn queue(&self) -> impl Iterator<Item = SubmissionId> + '_ {
         self.queue.iter().copied()
@@ -164,8 +187,16 @@ impl JudgeState {
         if new.tests.is_empty() {
             return Err(Rejected::NoTests);
         }
+        if let Some(meta) = &new.judge0
+            && self.tokens.contains_key(&meta.token)
+        {
+            return Err(Rejected::DuplicateToken(meta.token.clone()));
+        }
         let id = self.next_id;
         self.next_id += 1;
+        if let Some(meta) = &new.judge0 {
+            self.tokens.insert(meta.token.clone(), id);
+        }
         let test_count = new.tests.len();
         self.submissions.insert(
             id,
@@ -176,6 +207,8 @@ impl JudgeState {
                 tests: new.tests,
                 test_count,
                 limits: new.limits,
+                options: new.options,
+                judge0: new.judge0,
                 status: Status::Queued,
                 accepted_ms: now_ms,
                 lease: None,
@@ -248,7 +281,9 @@ impl JudgeState {
             sub.status = Status::Done;
             sub.outcome = Some(result);
             sub.finished_ms = Some(now_ms);
-            sub.tests = Vec::new();
+            if sub.judge0.is_none() {
+                sub.tests = Vec::new();
+            }
         }
     }
 

@@ -12,8 +12,10 @@ fn new_sub(language: &str, tests: usize) -> NewSubmission {
     NewSubmission {
         language: language.into(),
         source: b"print(1)".to_vec(),
-        tests: (0..tests).map(|_| TestCase { input: b"".to_vec(), expected_output: b"1\n".to_vec() }).collect(),
+        tests: (0..tests).map(|_| TestCase { input: b"".to_vec(), expected_output: Some(b"1\n".to_vec()) }).collect(),
         limits: limits(),
+        options: Default::default(),
+        judge0: None,
     }
 }
 
@@ -398,4 +400,36 @@ fn requeue_from_a_former_lease_holder_is_rejected() {
     let stale = Command::Requeue { submission_id: id, agent_id: Some("a".into()), reason: "late".into(), now_ms: 2 };
     assert_eq!(s.apply(stale), Err(Rejected::NotLeaseHolder { id, agent: "a".into() }));
     assert_eq!(s.get(id).unwrap().lease.as_ref().unwrap().agent_id, "b");
+}
+
+#[test]
+fn judge0_tokens_are_unique_and_their_inputs_survive_completion() {
+    let mut s = JudgeState::new();
+    let meta = Judge0Meta {
+        token: "t-1".into(),
+        language_id: 71,
+        callback_url: None,
+        base64_encoded: false,
+        cpu_extra_time_ms: 0,
+        max_file_size_kb: 1024,
+        stack_limit_kb: 64000,
+        number_of_runs: 1,
+        compiler_options: None,
+        command_line_arguments: None,
+        redirect_stderr_to_stdout: false,
+    };
+    let with_token = NewSubmission { judge0: Some(meta), ..new_sub("python", 1) };
+    let id = match s.apply(Command::Accept { submission: with_token.clone(), now_ms: 1 }) {
+        Ok(Effect::Accepted { id }) => id,
+        other => panic!("{other:?}"),
+    };
+    let before = s.clone();
+    assert_eq!(s.apply(Command::Accept { submission: with_token, now_ms: 2 }), Err(Rejected::DuplicateToken("t-1".into())));
+    assert_eq!(s, before, "a rejected command changes nothing");
+    assert_eq!(s.by_token("t-1").map(|x| x.id), Some(id));
+    let fin = FinalResult { submission_id: id, verdict: Verdict::AC, compile_output: String::new(), message: String::new() };
+    s.apply(Command::Complete { submission_id: id, agent_id: None, result: fin, now_ms: 3 }).unwrap();
+    assert_eq!(s.get(id).unwrap().tests.len(), 1, "Judge0 clients read stdin back");
+    let (page, total) = s.judge0_page(0, 10);
+    assert_eq!((page.len(), total), (1, 1));
 }

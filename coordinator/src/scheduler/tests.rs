@@ -41,8 +41,8 @@ fn submission(language: &str) -> NewSubmission {
         language: language.into(),
         source: b"print(input())".to_vec(),
         tests: vec![
-            TestCase { input: b"1\n".to_vec(), expected_output: b"1\n".to_vec() },
-            TestCase { input: b"2\n".to_vec(), expected_output: b"2\n".to_vec() },
+            TestCase { input: b"1\n".to_vec(), expected_output: Some(b"1\n".to_vec()) },
+            TestCase { input: b"2\n".to_vec(), expected_output: Some(b"2\n".to_vec()) },
         ],
         limits: Limits {
             cpu_ms: 1000,
@@ -51,6 +51,8 @@ fn submission(language: &str) -> NewSubmission {
             max_processes: 64,
             output_bytes: 1 << 20,
         },
+        options: Default::default(),
+        judge0: None,
     }
 }
 
