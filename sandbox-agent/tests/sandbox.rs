@@ -70,6 +70,7 @@ fn true_exits_zero_and_is_measured() {
     assert!(o.peak_memory_bytes > 0);
     assert!(o.limit.is_none());
     assert!(o.setup > Duration::ZERO && o.setup < o.wall, "{o:?}");
+    assert!(o.voluntary_switches + o.involuntary_switches > 0, "{o:?}");
 }
 
 #[test]
@@ -133,6 +134,7 @@ fn endless_output_is_stopped_and_capped() {
     assert_eq!(o.limit, Some(protocol::LimitHit::Output), "{o:?}");
     assert_eq!(o.stdout.len(), 64 << 10);
     assert!(o.stdout.starts_with(b"y\ny\n"));
+    assert!(o.stdout_bytes > 64 << 10, "{o:?}");
 }
 
 #[test]

@@ -156,7 +156,14 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
         }
     }
     if let Some(status) = main_status {
-        sys::write_all(FD_STATUS, &status.to_ne_bytes());
+        // The program's wait status, then context switches of everything reaped so far
+        // (the program, and every descendant its processes waited for).
+        let (voluntary, involuntary) = sys::children_context_switches();
+        let mut report = [0u8; 20];
+        report[..4].copy_from_slice(&status.to_ne_bytes());
+        report[4..12].copy_from_slice(&voluntary.to_ne_bytes());
+        report[12..].copy_from_slice(&involuntary.to_ne_bytes());
+        sys::write_all(FD_STATUS, &report);
     }
     // Init's exit makes the kernel kill whatever is left in the namespace.
     sys::exit(0)

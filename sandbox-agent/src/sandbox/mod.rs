@@ -112,6 +112,13 @@ pub struct RunOutcome {
     /// Step lines handed to the observer, and those dropped by the step caps.
     pub steps: u64,
     pub steps_dropped: u64,
+    /// Bytes the program wrote to stdout and stderr, including any beyond the cap.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Context switches of the program's processes (from init's `RUSAGE_CHILDREN`;
+    /// zero when the run was killed before reporting).
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
 }
 
 /// Caps of the step channel of one run.
@@ -349,7 +356,9 @@ impl Sandbox {
         let peak = cg.memory_peak_bytes()?;
         let oom = cg.oom_kills()?;
         let pids_hits = cg.pids_limit_hits().unwrap_or(0);
-        let exit = match status {
+        let (voluntary_switches, involuntary_switches) =
+            status.as_ref().map_or((0, 0), |r| (r.voluntary_switches, r.involuntary_switches));
+        let exit = match status.map(|r| r.status) {
             Some(s) if libc::WIFEXITED(s) => Exit::Code(libc::WEXITSTATUS(s)),
             Some(s) if libc::WIFSIGNALED(s) => Exit::Signal(libc::WTERMSIG(s)),
             // Init was killed before it could report: the run was stopped by us.
@@ -378,6 +387,10 @@ impl Sandbox {
             stderr,
             steps,
             steps_dropped,
+            stdout_bytes: monitor.capture.total[0],
+            stderr_bytes: monitor.capture.total[1],
+            voluntary_switches,
+            involuntary_switches,
         })
     }
 }
@@ -405,11 +418,28 @@ fn high_fd(fd: OwnedFd) -> Result<OwnedFd, SandboxError> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
-fn read_status(fd: &OwnedFd) -> Option<i32> {
-    let mut buf = [0u8; 4];
-    // SAFETY: reading into a local buffer of the given length.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
-    (n == 4).then(|| i32::from_ne_bytes(buf))
+/// Init's report: the program's wait status and context switches (see `child`).
+struct StatusReport {
+    status: i32,
+    voluntary_switches: u64,
+    involuntary_switches: u64,
+}
+
+fn read_status(fd: &OwnedFd) -> Option<StatusReport> {
+    let mut buf = [0u8; 20];
+    // SAFETY: reading into a local buffer of the given length. Init wrote the 20 bytes
+    // in one write before exiting, far below PIPE_BUF, so they arrive whole.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&buf[i..i + 8]);
+        u64::from_ne_bytes(b)
+    };
+    (n == 20).then(|| StatusReport {
+        status: i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]),
+        voluntary_switches: u64_at(4),
+        involuntary_switches: u64_at(12),
+    })
 }
 
 fn reap(pid: i32) {

@@ -168,6 +168,8 @@ fn read_into(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, SandboxError> {
 pub(super) struct Capture {
     pub bufs: [Vec<u8>; 2],
     pub open: [bool; 2],
+    /// Everything read, kept or not.
+    pub total: [u64; 2],
     /// One byte more than the output limit, so an overflow is visible.
     pub cap: usize,
 }
@@ -175,7 +177,7 @@ pub(super) struct Capture {
 impl Capture {
     pub fn new(output_bytes: u64) -> Capture {
         let cap = usize::try_from(output_bytes.saturating_add(1)).unwrap_or(usize::MAX);
-        Capture { bufs: [Vec::new(), Vec::new()], open: [true, true], cap }
+        Capture { bufs: [Vec::new(), Vec::new()], open: [true, true], total: [0, 0], cap }
     }
 
     fn read(&mut self, i: usize, fd: &OwnedFd) -> Result<(), SandboxError> {
@@ -185,6 +187,7 @@ impl Capture {
             self.open[i] = false;
             return Ok(());
         }
+        self.total[i] += n as u64;
         let buf = &mut self.bufs[i];
         let room = self.cap.saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..n.min(room)]);

@@ -241,6 +241,17 @@ pub fn wait_any() -> Option<(i32, i32)> {
     }
 }
 
+/// Voluntary and involuntary context switches of the caller's reaped children.
+pub fn children_context_switches() -> (u64, u64) {
+    // SAFETY: rusage is plain old data; all-zero bytes are a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return (0, 0);
+    }
+    (ru.ru_nvcsw.max(0) as u64, ru.ru_nivcsw.max(0) as u64)
+}
+
 pub fn execve(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
     // SAFETY: both arrays are NULL-terminated arrays of NUL-terminated strings that
     // outlive the call (the caller builds them before forking); argv[0] is the path.
