@@ -71,6 +71,7 @@ impl Ctx {
             uid: 60000,
             gid: 60000,
             profile: Profile::Program,
+            pin_cpu: None,
         };
         self.sandbox.run(&spec).unwrap()
     }

@@ -37,6 +37,9 @@ pub struct Judge {
     /// One uid/gid per slot, so concurrent runs never share an identity.
     free_ids: Mutex<Vec<u32>>,
     fallback_id: u32,
+    uid_base: u32,
+    /// The CPU of each slot, when every slot can have its own.
+    slot_cpus: Vec<u32>,
     counter: AtomicU64,
 }
 
@@ -46,7 +49,14 @@ impl Judge {
         // Leftovers of a crashed agent are not anyone's anymore.
         let _ = std::fs::remove_dir_all(&jobs_dir);
         std::fs::create_dir_all(&jobs_dir)?;
+        // One core per slot; with more slots than cores, pinning would stack runs on a
+        // core while another idles, so they float instead.
+        let cpus = sandbox.pinnable_cpus();
+        let slot_cpus = if (slots as usize) <= cpus.len() { cpus[..slots as usize].to_vec() } else { Vec::new() };
+        tracing::info!(?slot_cpus, "slots pinned to CPUs");
         Ok(Judge {
+            uid_base,
+            slot_cpus,
             sandbox,
             spec,
             jobs_dir,
@@ -85,6 +95,11 @@ impl Judge {
         }
         self.put_id(id);
         result
+    }
+
+    /// The CPU of the slot whose identity is `id`.
+    fn cpu_for(&self, id: u32) -> Option<u32> {
+        self.slot_cpus.get(id.checked_sub(self.uid_base)? as usize).copied()
     }
 
     fn take_id(&self) -> u32 {
@@ -143,6 +158,7 @@ impl Judge {
                 uid: id,
                 gid: id,
                 profile: Profile::Tool,
+                pin_cpu: self.cpu_for(id),
             };
             match self.sandbox.run(&spec) {
                 Err(e) => return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}")),
@@ -178,6 +194,7 @@ impl Judge {
                 uid: id,
                 gid: id,
                 profile: Profile::Program,
+                pin_cpu: self.cpu_for(id),
             };
             let result = match self.run_repeated(&spec, job.options.runs.max(1)) {
                 Ok(o) => test_result(job, index as u32, &o, test.expected_output.as_deref(), lang, limits),

@@ -54,6 +54,7 @@ fn run(f: &Fixture, argv: &[&str], limits: RunLimits) -> RunOutcome {
         uid: 60000,
         gid: 60000,
         profile: Profile::Program,
+        pin_cpu: None,
     };
     f.sandbox.run(&spec).unwrap()
 }
@@ -202,6 +203,7 @@ fn missing_program_is_a_setup_error() {
         uid: 60000,
         gid: 60000,
         profile: Profile::Program,
+        pin_cpu: None,
     };
     let err = f.sandbox.run(&spec).unwrap_err().to_string();
     assert!(err.contains("executing /nonexistent") && err.contains("No such file"), "{err}");
@@ -230,6 +232,7 @@ fn steps_stream_while_the_program_runs_with_cgroup_readings() {
         uid: 60000,
         gid: 60000,
         profile: Profile::Program,
+        pin_cpu: None,
     };
     let mut got: Vec<(String, Duration, u64, Duration)> = Vec::new();
     let mut sink = |e: sandbox_agent::sandbox::StepEvent<'_>| {
@@ -265,6 +268,7 @@ fn cancel_stops_a_run_quickly() {
         uid: 60000,
         gid: 60000,
         profile: Profile::Program,
+        pin_cpu: None,
     };
     std::thread::scope(|s| {
         let started = std::time::Instant::now();
@@ -290,4 +294,38 @@ fn dev_shm_and_tmp_are_fresh_and_private_to_each_run() {
         "/dev/shm:\n\n/tmp:\nfd\nfull\nnull\nrandom\nshm\nstderr\nstdin\nstdout\nurandom\nzero\n",
         "{o:?}"
     );
+}
+
+#[test]
+fn pinned_runs_stay_on_their_cpu() {
+    let f = fixture();
+    let cpus = f.sandbox.pinnable_cpus();
+    assert!(!cpus.is_empty(), "this host has a cpuset controller: pinning must be available");
+    let cpu = *cpus.last().unwrap();
+    let argv: Vec<String> = [
+        "/usr/bin/python3",
+        "-c",
+        "import os\nprint(sorted(os.sched_getaffinity(0)))\ntry:\n    os.sched_setaffinity(0, set(range(os.cpu_count())))\nexcept OSError as e:\n    print('refused')\nprint(sorted(os.sched_getaffinity(0)))",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let env = env();
+    let spec = RunSpec {
+        argv: &argv,
+        env: &env,
+        box_dir: &f.box_dir,
+        box_writable: false,
+        stdin: &f.stdin,
+        limits: limits(),
+        uid: 60000,
+        gid: 60000,
+        profile: Profile::Program,
+        pin_cpu: Some(cpu),
+    };
+    let o = f.sandbox.run(&spec).unwrap();
+    // Widening the affinity is either refused or silently clipped to the cpuset.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().filter(|l| *l != "refused").collect();
+    assert_eq!(lines, [format!("[{cpu}]"), format!("[{cpu}]")], "{o:?}");
 }

@@ -32,14 +32,16 @@ pub enum CgroupError {
 pub struct CgroupLimits {
     pub memory_bytes: u64,
     pub max_processes: u32,
+    /// Pins the run to this CPU when the cpuset controller is available.
+    pub cpu: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Layout {
-    /// One directory per controller (hybrid hosts such as ours).
-    V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf },
-    /// The unified hierarchy.
-    V2 { parent: PathBuf },
+    /// One directory per controller (hybrid hosts such as ours); cpuset when mounted.
+    V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf, cpuset: Option<PathBuf> },
+    /// The unified hierarchy; `cpuset` tells whether that controller could be delegated.
+    V2 { parent: PathBuf, cpuset: bool },
 }
 
 /// Creates per-run cgroups below the agent's own cgroup.
@@ -52,7 +54,7 @@ impl CgroupManager {
     /// Finds this process's cgroups on the live system and prepares the project parent.
     pub fn detect() -> Result<CgroupManager, CgroupError> {
         let read = |p: &str| fs::read_to_string(p).map_err(|source| CgroupError::Read { path: p.into(), source });
-        let mgr = CgroupManager::from_proc(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?, Path::new("/"))?;
+        let mut mgr = CgroupManager::from_proc(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?, Path::new("/"))?;
         mgr.prepare()?;
         Ok(mgr)
     }
@@ -82,28 +84,38 @@ impl CgroupManager {
             let missing = |c: &str| CgroupError::Unsupported(format!("memory is on cgroup v1 but {c} is not"));
             let pids = v1("pids").ok_or_else(|| missing("pids"))?;
             let cpuacct = v1("cpuacct").ok_or_else(|| missing("cpuacct"))?;
-            return Ok(CgroupManager { layout: Layout::V1 { memory, pids, cpuacct } });
+            let cpuset = v1("cpuset");
+            return Ok(CgroupManager { layout: Layout::V1 { memory, pids, cpuacct, cpuset } });
         }
         let m = mounts
             .iter()
             .find(|m| m.fstype == "cgroup2")
             .ok_or_else(|| CgroupError::Unsupported("no cgroup v1 memory controller and no cgroup2 mount".into()))?;
         let path = own("").ok_or_else(|| CgroupError::Unsupported("no cgroup v2 entry in /proc/self/cgroup".into()))?;
-        Ok(CgroupManager { layout: Layout::V2 { parent: place(m, &path) } })
+        Ok(CgroupManager { layout: Layout::V2 { parent: place(m, &path), cpuset: false } })
     }
 
     /// Creates the project parents and, on v2, delegates the controllers runs need.
-    fn prepare(&self) -> Result<(), CgroupError> {
-        match &self.layout {
-            Layout::V1 { memory, pids, cpuacct } => {
-                for dir in [memory, pids, cpuacct] {
+    fn prepare(&mut self) -> Result<(), CgroupError> {
+        match &mut self.layout {
+            Layout::V1 { memory, pids, cpuacct, cpuset } => {
+                for dir in [&*memory, &*pids, &*cpuacct] {
                     mkdir(dir)?;
                 }
                 // Hierarchical accounting, so a run's children are charged to the run.
                 let _ = write(&memory.join("memory.use_hierarchy"), "1");
+                if let Some(dir) = cpuset.clone() {
+                    // A v1 cpuset group takes no process until it has CPUs and memory
+                    // nodes: the project parent gets its parent's.
+                    let ready = mkdir(&dir).and_then(|_| inherit_cpuset(&dir));
+                    if let Err(e) = ready {
+                        tracing::warn!(error = %e, "cpuset unavailable; runs are not pinned to CPUs");
+                        *cpuset = None;
+                    }
+                }
                 Ok(())
             }
-            Layout::V2 { parent } => {
+            Layout::V2 { parent, cpuset } => {
                 let own = parent.parent().ok_or_else(|| CgroupError::Unsupported("v2 parent has no parent".into()))?;
                 let controllers = read(&own.join("cgroup.controllers"))?;
                 for needed in ["memory", "pids"] {
@@ -127,17 +139,34 @@ impl CgroupManager {
                     write(&own.join("cgroup.subtree_control"), enable)?;
                 }
                 mkdir(parent)?;
-                write(&parent.join("cgroup.subtree_control"), enable)
+                write(&parent.join("cgroup.subtree_control"), enable)?;
+                // Pinning is a bonus: without a delegated cpuset, runs just float.
+                *cpuset = controllers.split_whitespace().any(|c| c == "cpuset")
+                    && write(&own.join("cgroup.subtree_control"), "+cpuset").is_ok()
+                    && write(&parent.join("cgroup.subtree_control"), "+cpuset").is_ok();
+                Ok(())
             }
         }
+    }
+
+    /// CPUs runs may be pinned to (empty when the cpuset controller is unavailable).
+    pub fn pinnable_cpus(&self) -> Vec<u32> {
+        let list = match &self.layout {
+            Layout::V1 { cpuset: Some(dir), .. } => read(&dir.join("cpuset.effective_cpus")).or_else(|_| read(&dir.join("cpuset.cpus"))),
+            Layout::V2 { parent, cpuset: true } => read(&parent.join("cpuset.cpus.effective")),
+            _ => return Vec::new(),
+        };
+        list.map(|l| parse_cpu_list(&l)).unwrap_or_default()
     }
 
     /// Kills and removes run groups left by an agent that died mid-run. Groups are named
     /// `run-<agent pid>-<n>`; those of a live process (another agent, a test) are kept.
     pub fn remove_stale(&self) {
         let parents: Vec<&PathBuf> = match &self.layout {
-            Layout::V1 { memory, pids, cpuacct } => vec![memory, pids, cpuacct],
-            Layout::V2 { parent } => vec![parent],
+            Layout::V1 { memory, pids, cpuacct, cpuset } => {
+                [Some(memory), Some(pids), Some(cpuacct), cpuset.as_ref()].into_iter().flatten().collect()
+            }
+            Layout::V2 { parent, .. } => vec![parent],
         };
         for parent in parents {
             let Ok(entries) = fs::read_dir(parent) else { continue };
@@ -149,7 +178,7 @@ impl CgroupManager {
                 }
                 if e.path().is_dir() {
                     // One directory of one hierarchy: the V2 shape describes exactly that.
-                    let stale = RunCgroup::V2 { dir: e.path() };
+                    let stale = RunCgroup::V2 { dir: e.path(), cpuset: false };
                     stale.kill_all_listed();
                     stale.remove();
                 }
@@ -165,10 +194,13 @@ impl CgroupManager {
     /// Creates the cgroup of one run with its limits set, ready for a process.
     pub fn create(&self, name: &str, limits: CgroupLimits) -> Result<RunCgroup, CgroupError> {
         let run = match &self.layout {
-            Layout::V1 { memory, pids, cpuacct } => {
-                RunCgroup::V1 { memory: memory.join(name), pids: pids.join(name), cpuacct: cpuacct.join(name) }
-            }
-            Layout::V2 { parent } => RunCgroup::V2 { dir: parent.join(name) },
+            Layout::V1 { memory, pids, cpuacct, cpuset } => RunCgroup::V1 {
+                memory: memory.join(name),
+                pids: pids.join(name),
+                cpuacct: cpuacct.join(name),
+                cpuset: cpuset.as_ref().map(|c| c.join(name)),
+            },
+            Layout::V2 { parent, cpuset } => RunCgroup::V2 { dir: parent.join(name), cpuset: *cpuset },
         };
         for dir in run.dirs() {
             // A stale group of the same name (an agent killed mid-run) is removed first.
@@ -188,22 +220,30 @@ impl CgroupManager {
 /// The cgroup of one run. Call `remove` once its processes are gone.
 #[derive(Debug)]
 pub enum RunCgroup {
-    V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf },
-    V2 { dir: PathBuf },
+    V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf, cpuset: Option<PathBuf> },
+    V2 { dir: PathBuf, cpuset: bool },
 }
 
 impl RunCgroup {
     fn dirs(&self) -> Vec<&Path> {
         match self {
-            RunCgroup::V1 { memory, pids, cpuacct } => vec![memory, pids, cpuacct],
-            RunCgroup::V2 { dir } => vec![dir],
+            RunCgroup::V1 { memory, pids, cpuacct, cpuset } => {
+                [Some(memory), Some(pids), Some(cpuacct), cpuset.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect()
+            }
+            RunCgroup::V2 { dir, .. } => vec![dir],
         }
     }
 
     fn set_limits(&self, l: CgroupLimits) -> Result<(), CgroupError> {
         let mem = l.memory_bytes.to_string();
         match self {
-            RunCgroup::V1 { memory, pids, .. } => {
+            RunCgroup::V1 { memory, pids, cpuset, .. } => {
+                if let Some(dir) = cpuset {
+                    inherit_cpuset(dir)?;
+                    if let Some(cpu) = l.cpu {
+                        write(&dir.join("cpuset.cpus"), &cpu.to_string())?;
+                    }
+                }
                 write(&memory.join("memory.limit_in_bytes"), &mem)?;
                 // memsw exists only with swap accounting; without it swappiness 0 is the
                 // best v1 offers, and hosts without swap need neither.
@@ -214,7 +254,10 @@ impl RunCgroup {
                 let _ = write(&memory.join("memory.swappiness"), "0");
                 write(&pids.join("pids.max"), &l.max_processes.to_string())
             }
-            RunCgroup::V2 { dir } => {
+            RunCgroup::V2 { dir, cpuset } => {
+                if let (true, Some(cpu)) = (*cpuset, l.cpu) {
+                    write(&dir.join("cpuset.cpus"), &cpu.to_string())?;
+                }
                 write(&dir.join("memory.max"), &mem)?;
                 let swap = dir.join("memory.swap.max");
                 if swap.exists() {
@@ -237,7 +280,7 @@ impl RunCgroup {
     pub fn cpu_usage_ns(&self) -> Result<u64, CgroupError> {
         match self {
             RunCgroup::V1 { cpuacct, .. } => parse_u64(&cpuacct.join("cpuacct.usage")),
-            RunCgroup::V2 { dir } => Ok(keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000)),
+            RunCgroup::V2 { dir, .. } => Ok(keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000)),
         }
     }
 
@@ -245,7 +288,7 @@ impl RunCgroup {
     pub fn memory_peak_bytes(&self) -> Result<u64, CgroupError> {
         match self {
             RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.max_usage_in_bytes")),
-            RunCgroup::V2 { dir } => parse_u64(&dir.join("memory.peak")),
+            RunCgroup::V2 { dir, .. } => parse_u64(&dir.join("memory.peak")),
         }
     }
 
@@ -253,7 +296,7 @@ impl RunCgroup {
     pub fn memory_current_bytes(&self) -> Result<u64, CgroupError> {
         match self {
             RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.usage_in_bytes")),
-            RunCgroup::V2 { dir } => parse_u64(&dir.join("memory.current")),
+            RunCgroup::V2 { dir, .. } => parse_u64(&dir.join("memory.current")),
         }
     }
 
@@ -261,7 +304,7 @@ impl RunCgroup {
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
         match self {
             RunCgroup::V1 { memory, .. } => keyed(&memory.join("memory.oom_control"), "oom_kill"),
-            RunCgroup::V2 { dir } => keyed(&dir.join("memory.events"), "oom_kill"),
+            RunCgroup::V2 { dir, .. } => keyed(&dir.join("memory.events"), "oom_kill"),
         }
     }
 
@@ -269,7 +312,7 @@ impl RunCgroup {
     pub fn pids_limit_hits(&self) -> Result<u64, CgroupError> {
         let dir = match self {
             RunCgroup::V1 { pids, .. } => pids,
-            RunCgroup::V2 { dir } => dir,
+            RunCgroup::V2 { dir, .. } => dir,
         };
         keyed(&dir.join("pids.events"), "max")
     }
@@ -287,7 +330,7 @@ impl RunCgroup {
     /// SIGKILLs every process in the group: `cgroup.kill` on v2, each listed pid on v1.
     /// Only a fallback: a run is normally stopped by killing its pid namespace's init.
     pub fn kill_all(&self) {
-        if let RunCgroup::V2 { dir } = self
+        if let RunCgroup::V2 { dir, .. } = self
             && write(&dir.join("cgroup.kill"), "1").is_ok()
         {
             return;
@@ -338,6 +381,32 @@ fn parse_mountinfo(text: &str) -> Vec<Mount> {
             Some(Mount { root: pre.get(3)?.to_string(), point: PathBuf::from(pre.get(4)?), fstype, options })
         })
         .collect()
+}
+
+/// Copies a v1 cpuset group's parent's CPUs and memory nodes into it.
+fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    let parent = dir.parent().unwrap_or(dir);
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let value = read(&parent.join(file))?;
+        write(&dir.join(file), value.trim())?;
+    }
+    Ok(())
+}
+
+/// Parses a kernel CPU list such as `0-3,6,8-9`.
+fn parse_cpu_list(list: &str) -> Vec<u32> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    cpus.extend(a..=b.min(a.saturating_add(4096)));
+                }
+            }
+            None => cpus.extend(part.parse::<u32>().ok()),
+        }
+    }
+    cpus
 }
 
 fn mkdir(dir: &Path) -> Result<(), CgroupError> {
@@ -394,6 +463,7 @@ mod tests {
                 memory: "/sys/fs/cgroup/memory/process_api/abc/judge-cluster".into(),
                 pids: "/sys/fs/cgroup/pids/judge-cluster".into(),
                 cpuacct: "/sys/fs/cgroup/cpuacct/judge-cluster".into(),
+                cpuset: None,
             }
         );
     }
@@ -408,6 +478,13 @@ mod tests {
     }
 
     /// A pure v2 host as seen from a container whose cgroup namespace root is mounted.
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("0-3,6,8-9\n"), vec![0, 1, 2, 3, 6, 8, 9]);
+        assert_eq!(parse_cpu_list(""), Vec::<u32>::new());
+        assert_eq!(parse_cpu_list("x,2"), vec![2]);
+    }
+
     fn v2_fixture() -> (tempfile::TempDir, CgroupManager, PathBuf) {
         let root = tempfile::tempdir().unwrap();
         let own = root.path().join("sys/fs/cgroup/system.slice/judge.service");
@@ -423,15 +500,19 @@ mod tests {
 
     #[test]
     fn v2_layout_limits_and_readings_on_a_fixture() {
-        let (_root, m, own) = v2_fixture();
+        let (_root, mut m, own) = v2_fixture();
         assert!(m.is_v2());
         m.prepare().unwrap();
-        assert_eq!(fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(), "+memory +pids");
+        // The fixture's files take any write: the last one enabled cpuset.
+        assert_eq!(fs::read_to_string(own.join("cgroup.subtree_control")).unwrap(), "+cpuset");
         let parent = own.join(PROJECT);
-        assert_eq!(fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap(), "+memory +pids");
+        assert_eq!(fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap(), "+cpuset");
+        fs::write(parent.join("cpuset.cpus.effective"), "0-1\n").unwrap();
+        assert_eq!(m.pinnable_cpus(), vec![0, 1]);
 
-        let run = m.create("run-1", CgroupLimits { memory_bytes: 64 << 20, max_processes: 32 }).unwrap();
+        let run = m.create("run-1", CgroupLimits { memory_bytes: 64 << 20, max_processes: 32, cpu: Some(1) }).unwrap();
         let dir = parent.join("run-1");
+        assert_eq!(fs::read_to_string(dir.join("cpuset.cpus")).unwrap(), "1");
         assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), (64u64 << 20).to_string());
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "32");
         run.add_process(4242).unwrap();
@@ -452,7 +533,7 @@ mod tests {
 
     #[test]
     fn v2_without_memory_controller_is_refused() {
-        let (_root, m, own) = v2_fixture();
+        let (_root, mut m, own) = v2_fixture();
         fs::write(own.join("cgroup.controllers"), "cpu pids\n").unwrap();
         assert!(matches!(m.prepare(), Err(CgroupError::Unsupported(_))));
     }

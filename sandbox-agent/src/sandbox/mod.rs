@@ -80,6 +80,9 @@ pub struct RunSpec<'a> {
     /// Which seccomp filter applies: the judged program's, or a trusted tool's
     /// (compilers may take file locks).
     pub profile: Profile,
+    /// The CPU this run is confined to (see `Sandbox::pinnable_cpus`), so concurrent
+    /// runs do not disturb each other's timing.
+    pub pin_cpu: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +217,11 @@ impl Sandbox {
         Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters })
     }
 
+    /// CPUs runs can be pinned to; empty without a usable cpuset controller.
+    pub fn pinnable_cpus(&self) -> Vec<u32> {
+        self.cgroups.pinnable_cpus()
+    }
+
     /// Stops every run in progress (each ends with `SandboxError::Aborted`) and refuses
     /// new ones: the agent is shutting down.
     pub fn abort_all(&self) {
@@ -239,7 +247,11 @@ impl Sandbox {
         let name = format!("run-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
         let cg = self.cgroups.create(
             &name,
-            CgroupLimits { memory_bytes: spec.limits.memory_bytes, max_processes: spec.limits.max_processes },
+            CgroupLimits {
+                memory_bytes: spec.limits.memory_bytes,
+                max_processes: spec.limits.max_processes,
+                cpu: spec.pin_cpu,
+            },
         )?;
         let result = self.run_in(spec, &plan, &argv, &envp, &cg, observer);
         // A normal end leaves the group empty (the namespace dies with init); anything
