@@ -329,3 +329,17 @@ fn pinned_runs_stay_on_their_cpu() {
     let lines: Vec<&str> = out.lines().filter(|l| *l != "refused").collect();
     assert_eq!(lines, [format!("[{cpu}]"), format!("[{cpu}]")], "{o:?}");
 }
+
+#[test]
+fn a_reused_network_namespace_keeps_nothing_of_the_previous_run() {
+    let f = fixture();
+    // The first run leaves a listening abstract socket behind as it exits; the next run
+    // (same pooled namespace: runs here are sequential) finds the name free again.
+    let script = "import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+                  try:\n    s.connect('\\0judge-netns-probe'); print('reached')\nexcept OSError:\n    print('nothing')\n\
+                  s2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s2.bind('\\0judge-netns-probe'); s2.listen(1)";
+    for _ in 0..3 {
+        let o = run(&f, &["/usr/bin/python3", "-c", script], limits());
+        assert_eq!(o.stdout, b"nothing\n", "{o:?}");
+    }
+}

@@ -56,6 +56,8 @@ pub struct ChildFds {
     pub stderr: RawFd,
     /// Write end of the step channel, or -1.
     pub steps: RawFd,
+    /// An empty network namespace to join (see `netns`).
+    pub netns: RawFd,
 }
 
 /// Step index reported when a failure is not a filesystem step.
@@ -68,6 +70,7 @@ pub const STEP_CHDIR: u32 = u32::MAX - 6;
 pub const STEP_EXEC: u32 = u32::MAX - 7;
 pub const STEP_CGROUP_NS: u32 = u32::MAX - 8;
 pub const STEP_SECCOMP: u32 = u32::MAX - 9;
+pub const STEP_NETNS: u32 = u32::MAX - 10;
 
 /// Fixed descriptor numbers in init, above 0..2, so inherited descriptors of other runs
 /// (cloned concurrently by other threads of the agent) can all be closed.
@@ -93,6 +96,9 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
     // Should it already be gone, the sync read below sees end of file instead.
     if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
         fail(fds.error_write, STEP_FDS, e);
+    }
+    if let Err(e) = sys::setns(fds.netns, libc::CLONE_NEWNET) {
+        fail(fds.error_write, STEP_NETNS, e);
     }
     // The parent's descriptors are all >= 10, so these targets clobber nothing we need.
     let moves = [

@@ -11,6 +11,7 @@
 pub mod cgroup;
 mod child;
 mod monitor;
+mod netns;
 mod plan;
 pub mod seccomp;
 mod sys;
@@ -164,6 +165,7 @@ pub struct Sandbox {
     cpus: u32,
     aborted: AtomicBool,
     filters: seccomp::Filters,
+    netns: netns::Pool,
 }
 
 /// Moves the calling process into a mount namespace of its own, so the template root
@@ -187,12 +189,9 @@ impl Drop for Sandbox {
 /// Names run cgroups uniquely across every `Sandbox` of the process.
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-const NS_FLAGS: u64 = (libc::CLONE_NEWPID
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_PIDFD) as u64;
+/// The network namespace is not among them: init joins a pooled empty one (`netns`).
+const NS_FLAGS: u64 =
+    (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD) as u64;
 
 impl Sandbox {
     /// `work_dir` is the agent's private directory (mode 0700 is set on it).
@@ -214,7 +213,7 @@ impl Sandbox {
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters })
+        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default() })
     }
 
     /// CPUs runs can be pinned to; empty without a usable cpuset controller.
@@ -286,6 +285,7 @@ impl Sandbox {
         let (out_r, out_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
         let steps_pipe = if observer.steps.is_some() { Some(pipe()?) } else { None };
+        let net = self.netns.take()?;
         let fds = ChildFds {
             sync_read: sync_r.as_raw_fd(),
             error_write: err_w.as_raw_fd(),
@@ -294,6 +294,7 @@ impl Sandbox {
             stdout: out_w.as_raw_fd(),
             stderr: errout_w.as_raw_fd(),
             steps: steps_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
+            netns: net.as_raw_fd(),
         };
 
         let start = Instant::now();
@@ -337,6 +338,9 @@ impl Sandbox {
         };
         let wall = start.elapsed();
         reap(pid);
+        // Every process of the run died with its pid namespace: the network namespace
+        // holds nothing of it anymore and can serve the next run.
+        self.netns.put(net);
         monitor.drain(cg, start)?;
 
         if let Some((step, errno)) = monitor.setup.failure() {
@@ -350,6 +354,7 @@ impl Sandbox {
                 child::STEP_EXEC => format!("executing {}", spec.argv.first().map_or("", String::as_str)),
                 child::STEP_CGROUP_NS => "creating the cgroup namespace".into(),
                 child::STEP_SECCOMP => "installing the seccomp filter".into(),
+                child::STEP_NETNS => "joining the network namespace".into(),
                 i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
             };
             return Err(SandboxError::Setup { step: name, errno: io::Error::from_raw_os_error(errno) });

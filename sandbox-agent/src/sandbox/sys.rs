@@ -119,6 +119,11 @@ pub fn unshare(flags: libc::c_int) -> Result<(), i32> {
     check(unsafe { libc::unshare(flags) })
 }
 
+pub fn setns(fd: RawFd, nstype: libc::c_int) -> Result<(), i32> {
+    // SAFETY: setns has no memory preconditions; a bad descriptor is an error.
+    check(unsafe { libc::setns(fd, nstype) })
+}
+
 pub fn dup2(from: RawFd, to: RawFd) -> Result<(), i32> {
     // SAFETY: dup2 has no memory preconditions; invalid fds are reported as errors.
     check(unsafe { libc::dup2(from, to) })
