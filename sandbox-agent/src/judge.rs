@@ -10,6 +10,7 @@ use protocol::{FinalResult, Job, LimitHit, TestResult, Verdict};
 use rootfs::Language;
 
 use crate::check;
+use crate::metrics::AgentMetrics;
 use crate::sandbox::{Exit, RunLimits, RunOutcome, RunSpec, Sandbox};
 
 /// Bytes of a run's stdout/stderr sent back in a result; the rest is only checked.
@@ -38,6 +39,7 @@ pub struct Judge {
     free_ids: Mutex<Vec<u32>>,
     fallback_id: u32,
     counter: AtomicU64,
+    metrics: AgentMetrics,
 }
 
 impl Judge {
@@ -53,7 +55,14 @@ impl Judge {
             free_ids: Mutex::new((0..slots).map(|i| uid_base + i).collect()),
             fallback_id: uid_base + slots,
             counter: AtomicU64::new(0),
+            metrics: AgentMetrics::unregistered(),
         })
+    }
+
+    /// Counts jobs and measures runs into `metrics` (served by the agent's `/metrics`).
+    pub fn with_metrics(mut self, metrics: AgentMetrics) -> Judge {
+        self.metrics = metrics;
+        self
     }
 
     /// Stops every run in progress: the agent is shutting down.
@@ -68,6 +77,7 @@ impl Judge {
     /// Judges a job, handing each test's result to `on_result` as soon as it is known.
     /// Blocking: call from a blocking thread.
     pub fn judge(&self, job: &Job, mut on_result: impl FnMut(TestResult)) -> FinalResult {
+        let _busy = self.metrics.job_started();
         let id = self.take_id();
         let dir = self.jobs_dir.join(format!("{}-{}", job.submission_id, self.counter.fetch_add(1, Ordering::Relaxed)));
         let result = self.judge_in(job, &dir, id, &mut on_result);
@@ -75,6 +85,7 @@ impl Judge {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
         }
         self.put_id(id);
+        self.metrics.job_done(&job.language, result.verdict);
         result
     }
 
@@ -120,9 +131,17 @@ impl Judge {
                 uid: id,
                 gid: id,
             };
-            match self.sandbox.run(&spec) {
-                Err(e) => return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}")),
+            let outcome = {
+                let _running = self.metrics.run_started();
+                self.sandbox.run(&spec)
+            };
+            match outcome {
+                Err(e) => {
+                    self.metrics.sandbox_error("compile");
+                    return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}"));
+                }
                 Ok(o) => {
+                    self.metrics.compiled(&lang.id, &o);
                     let mut output = o.stdout.clone();
                     output.extend_from_slice(&o.stderr);
                     let output = lossy_truncated(&output);
@@ -152,9 +171,18 @@ impl Judge {
                 uid: id,
                 gid: id,
             };
-            let result = match self.sandbox.run(&spec) {
-                Ok(o) => test_result(job, index as u32, &o, &test.expected_output, spec.limits),
-                Err(e) => TestResult {
+            let outcome = {
+                let _running = self.metrics.run_started();
+                self.sandbox.run(&spec)
+            };
+            let result = match outcome {
+                Ok(o) => {
+                    self.metrics.tested(&lang.id, &o);
+                    test_result(job, index as u32, &o, &test.expected_output, spec.limits)
+                }
+                Err(e) => {
+                    self.metrics.sandbox_error("test");
+                    TestResult {
                     submission_id: job.submission_id,
                     index: index as u32,
                     verdict: Verdict::IE,
@@ -167,7 +195,8 @@ impl Judge {
                     stdout: Vec::new(),
                     stderr: Vec::new(),
                     message: format!("sandbox failed: {e}"),
-                },
+                    }
+                }
             };
             if verdict == Verdict::AC && result.verdict != Verdict::AC {
                 verdict = result.verdict;

@@ -134,7 +134,10 @@ impl Handler for Endpoint {
 pub fn router(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits) -> Router {
     let api = Arc::new(Api { scheduler, spec, caps });
     let ep = |route| Endpoint { api: api.clone(), route };
+    let metrics = crate::metrics::MetricsEndpoint { scheduler: api.scheduler.clone() };
     Router::new()
+        .hoop(crate::metrics::HttpMetrics { metrics: api.scheduler.metrics().clone() })
+        .push(Router::with_path("metrics").get(metrics))
         .push(Router::with_path("health").get(ep(Route::Health)))
         .push(Router::with_path("api/languages").get(ep(Route::Languages)))
         .push(Router::with_path("api/submissions").post(ep(Route::Submit)))
@@ -200,7 +203,7 @@ fn fallback(req: &Request) -> ApiError {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let trimmed = path.trim_end_matches('/');
-    let known = matches!(trimmed, "/health" | "/api/languages" | "/api/submissions")
+    let known = matches!(trimmed, "/health" | "/metrics" | "/api/languages" | "/api/submissions")
         || trimmed.strip_prefix("/api/submissions/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
     if known { ApiError::MethodNotAllowed { method, path } } else { ApiError::RouteNotFound { method, path } }
 }
