@@ -96,4 +96,63 @@ fn coordinator_and_agent_roles_apply_into_a_prefix_and_are_idempotent() {
     let cert = std::fs::read_to_string(tls.join("agent.pem")).unwrap();
     assert!(cert.contains("BEGIN CERTIFICATE"), "{cert}");
     assert!(prefix.join("usr/local/bin/coordinator").is_file());
+
+    // The deployed PKI works: the installed coordinator, on its deployed data dir, admits
+    // an agent holding the deployed certificate.
+    let connected = deployed_agent_connects(&prefix, tmp.path());
+    assert!(connected, "the deployed agent did not connect to the deployed coordinator");
+}
+
+/// Kills and reaps a child we started, however the test ends.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process, not yet reaped.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn deployed_agent_connects(prefix: &Path, scratch: &Path) -> bool {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let bin = prefix.join("usr/local/bin/coordinator");
+    let mut coordinator = Reaped(
+        Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(prefix.join("var/lib/judge-cluster/coordinator"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let line = BufReader::new(coordinator.0.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let word_after = |prefix: &str| line.split(prefix).nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let (api, quic) = (word_after("API on "), word_after("agents connect to "));
+    let _agent = Reaped(
+        Command::new(&bin)
+            .args(["agent", "--coordinator", &quic, "--agent-id", "ansible-test", "--slots", "1"])
+            .args(["--uid-base", "64100", "--metrics-listen", "127.0.0.1:0", "--tls-dir"])
+            .arg(prefix.join("etc/judge-cluster/agent-tls"))
+            .arg("--work-dir")
+            .arg(scratch.join("agent-work"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(r) = reqwest::blocking::get(format!("{api}/health"))
+            && let Ok(h) = r.json::<serde_json::Value>()
+            && h["agents"]["connected"] == 1
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
