@@ -86,8 +86,10 @@ fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> Result
 impl Metrics {
     /// All coordinator metrics in a fresh registry; `languages` pre-creates per-language series.
     pub fn new(languages: &[String]) -> Result<Metrics, MetricsError> {
-        let link_errors =
-            IntCounterVec::new(opts("judge_link_errors_total", "Errors on the agents' QUIC link, by kind."), &["kind"])?;
+        let link_errors = IntCounterVec::new(
+            opts("judge_link_errors_total", "Errors on the agents' QUIC link, by kind."),
+            &["kind"],
+        )?;
         let registry = Registry::new();
         let inner = Inner {
             accepted: IntCounterVec::new(
@@ -95,7 +97,10 @@ impl Metrics {
                 &["language"],
             )?,
             finished: IntCounterVec::new(
-                opts("judge_submissions_finished_total", "Submissions judged to a final verdict, by language and verdict."),
+                opts(
+                    "judge_submissions_finished_total",
+                    "Submissions judged to a final verdict, by language and verdict.",
+                ),
                 &["language", "verdict"],
             )?,
             refused: IntCounterVec::new(
@@ -123,8 +128,14 @@ impl Metrics {
                 "judge_queue_oldest_age_seconds",
                 "Age of the oldest queued submission; 0 when the queue is empty.",
             ))?,
-            running: IntGauge::with_opts(opts("judge_submissions_running", "Submissions being judged on an agent now."))?,
-            agents_connected: IntGauge::with_opts(opts("judge_agents_connected", "Agents registered with this coordinator."))?,
+            running: IntGauge::with_opts(opts(
+                "judge_submissions_running",
+                "Submissions being judged on an agent now.",
+            ))?,
+            agents_connected: IntGauge::with_opts(opts(
+                "judge_agents_connected",
+                "Agents registered with this coordinator.",
+            ))?,
             slots: IntGauge::with_opts(opts("judge_slots", "Judging slots of all connected agents."))?,
             slots_busy: IntGauge::with_opts(opts("judge_slots_busy", "Slots holding a submission's lease."))?,
             agent_leases: IntGaugeVec::new(
@@ -145,7 +156,10 @@ impl Metrics {
             last_heard: Mutex::new(HashMap::new()),
             registry,
         };
-        let build = IntGaugeVec::new(opts("judge_build_info", "Always 1; the running version in a label."), &["component", "version"])?;
+        let build = IntGaugeVec::new(
+            opts("judge_build_info", "Always 1; the running version in a label."),
+            &["component", "version"],
+        )?;
         build.with_label_values(&["coordinator", env!("CARGO_PKG_VERSION")]).set(1);
         let r = &inner.registry;
         r.register(Box::new(build))?;
@@ -303,7 +317,8 @@ impl Handler for MetricsEndpoint {
         match self.scheduler.metrics().render(&self.scheduler) {
             Ok(text) => {
                 res.status_code(StatusCode::OK);
-                res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                res.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
                 res.body(text);
             }
             Err(e) => {
@@ -349,7 +364,61 @@ pub fn route_template<'a>(path: &str, params: impl Iterator<Item = (&'a str, &'a
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::judge::NewSubmission;
+    use crate::link::{Dispatch, DispatchError, LinkEvent};
+    use crate::scheduler::SchedulerConfig;
+    use protocol::{FinalResult, Job, Limits, TestCase};
+
+    struct Accept;
+    impl Dispatch for Accept {
+        fn dispatch(&self, _: &str, _: Job) -> Result<(), DispatchError> {
+            Ok(())
+        }
+    }
+
+    fn value(text: &str, series: &str) -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn counts_follow_the_judge_state() {
+        let metrics = Metrics::new(&["c".to_string()]).unwrap();
+        let clock: crate::scheduler::Clock = Arc::new(|| 5_000);
+        let s = Scheduler::with_metrics(Arc::new(Accept), SchedulerConfig::default(), clock, metrics.clone());
+        let limits =
+            Limits { cpu_ms: 1000, wall_ms: 2000, memory_bytes: 1 << 28, max_processes: 8, output_bytes: 1 << 20 };
+        let tests = vec![TestCase { input: vec![], expected_output: vec![] }];
+        let new = || NewSubmission { language: "c".into(), source: vec![], tests: tests.clone(), limits };
+        let first = s.submit(new()).await.unwrap();
+        s.submit(new()).await.unwrap();
+        let text = metrics.render(&s).unwrap();
+        assert_eq!(value(&text, "judge_submissions_accepted_total{language=\"c\"}"), 2.0);
+        assert_eq!(value(&text, "judge_queue_length "), 2.0);
+        assert_eq!(value(&text, "judge_agents_connected "), 0.0);
+
+        s.handle_event(LinkEvent::AgentUp { agent_id: "a1".into(), languages: vec!["c".into()], slots: 1 });
+        let text = metrics.render(&s).unwrap();
+        assert_eq!(value(&text, "judge_queue_length "), 1.0);
+        assert_eq!(value(&text, "judge_slots_busy "), 1.0);
+        assert_eq!(value(&text, "judge_agent_leases{agent=\"a1\"}"), 1.0);
+        assert!(text.contains("judge_agent_heartbeat_age_seconds{agent=\"a1\"}"), "{text}");
+
+        let result = FinalResult {
+            submission_id: first,
+            verdict: Verdict::WA,
+            compile_output: String::new(),
+            message: String::new(),
+        };
+        s.handle_event(LinkEvent::Final { agent_id: "a1".into(), result });
+        s.handle_event(LinkEvent::AgentDown { agent_id: "a1".into() });
+        let text = metrics.render(&s).unwrap();
+        assert_eq!(value(&text, "judge_submissions_finished_total{language=\"c\",verdict=\"WA\"}"), 1.0);
+        assert_eq!(value(&text, "judge_submissions_requeued_total "), 1.0, "the second went back when a1 left");
+        assert!(!text.contains("agent=\"a1\""), "a departed agent's series must go:\n{text}");
+    }
 
     #[test]
     fn templates_hide_ids_and_unknown_paths() {

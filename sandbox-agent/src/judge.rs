@@ -183,18 +183,18 @@ impl Judge {
                 Err(e) => {
                     self.metrics.sandbox_error("test");
                     TestResult {
-                    submission_id: job.submission_id,
-                    index: index as u32,
-                    verdict: Verdict::IE,
-                    limit: None,
-                    cpu_time_us: 0,
-                    wall_time_us: 0,
-                    peak_memory_bytes: 0,
-                    exit_code: None,
-                    signal: None,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    message: format!("sandbox failed: {e}"),
+                        submission_id: job.submission_id,
+                        index: index as u32,
+                        verdict: Verdict::IE,
+                        limit: None,
+                        cpu_time_us: 0,
+                        wall_time_us: 0,
+                        peak_memory_bytes: 0,
+                        exit_code: None,
+                        signal: None,
+                        stdout: Vec::new(),
+                        stderr: Vec::new(),
+                        message: format!("sandbox failed: {e}"),
                     }
                 }
             };

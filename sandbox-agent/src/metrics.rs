@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use protocol::Verdict;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,7 +90,10 @@ impl AgentMetrics {
                 Opts::new("judge_agent_jobs_total", "Jobs judged, by language and verdict."),
                 &["language", "verdict"],
             )?,
-            runs_in_progress: IntGauge::new("judge_agent_runs_in_progress", "Sandboxed runs (compiles and tests) now.")?,
+            runs_in_progress: IntGauge::new(
+                "judge_agent_runs_in_progress",
+                "Sandboxed runs (compiles and tests) now.",
+            )?,
             run_cpu: histogram(
                 "judge_agent_run_cpu_seconds",
                 "CPU time of each test run, by language.",

@@ -21,7 +21,9 @@ fn run(program: &str, args: &[&str]) -> Output {
         .env("ANSIBLE_FORCE_COLOR", "0")
         .env("NO_COLOR", "1")
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): install Debian's ansible and ansible-lint (.ci/run does)"))
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} ({e}): install Debian's ansible and ansible-lint (.ci/run does)")
+        })
 }
 
 fn text(out: &Output) -> String {
@@ -42,9 +44,10 @@ fn ansible_lint_is_clean() {
 
 /// `ok=.. changed=N ...` of the recap line for localhost.
 fn changed(output: &str) -> u32 {
-    let recap = output.lines().rev().find(|l| l.starts_with("localhost") && l.contains("changed=")).unwrap_or_else(|| {
-        panic!("no PLAY RECAP for localhost in:\n{output}");
-    });
+    let recap =
+        output.lines().rev().find(|l| l.starts_with("localhost") && l.contains("changed=")).unwrap_or_else(|| {
+            panic!("no PLAY RECAP for localhost in:\n{output}");
+        });
     assert!(recap.contains("failed=0") && recap.contains("unreachable=0"), "{recap}");
     recap.split_whitespace().find_map(|w| w.strip_prefix("changed=")).unwrap().parse().unwrap()
 }
@@ -81,7 +84,9 @@ fn coordinator_and_agent_roles_apply_into_a_prefix_and_are_idempotent() {
 
     // What the roles left in the prefix.
     let unit = std::fs::read_to_string(prefix.join("etc/systemd/system/judge-agent.service")).unwrap();
-    for line in ["Delegate=yes", "User=root", "Restart=always", "LimitNOFILE=", "--agent-id ansible-test", "--metrics-listen"] {
+    for line in
+        ["Delegate=yes", "User=root", "Restart=always", "LimitNOFILE=", "--agent-id ansible-test", "--metrics-listen"]
+    {
         assert!(unit.contains(line), "agent unit lacks {line:?}:\n{unit}");
     }
     let unit = std::fs::read_to_string(prefix.join("etc/systemd/system/judge-coordinator.service")).unwrap();

@@ -57,7 +57,8 @@ fn as_promql(expr: &str) -> String {
 fn dashboards_are_well_formed() {
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 20, "expected the three dashboards' panels, found {} expressions", exprs.len());
-    let provisioning = std::fs::read_to_string(repo_root().join("grafana/provisioning/datasources/prometheus.yaml")).unwrap();
+    let provisioning =
+        std::fs::read_to_string(repo_root().join("grafana/provisioning/datasources/prometheus.yaml")).unwrap();
     for entry in std::fs::read_dir(repo_root().join("grafana/dashboards")).unwrap() {
         let path = entry.unwrap().path();
         let d: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -66,7 +67,11 @@ fn dashboards_are_well_formed() {
         for p in d["panels"].as_array().unwrap() {
             assert!(ids.insert(p["id"].as_u64().unwrap()), "{}: duplicate panel id {}", path.display(), p["id"]);
             if let Some(uid) = p["datasource"]["uid"].as_str() {
-                assert!(provisioning.contains(&format!("uid: {uid}")), "{}: datasource {uid} is not provisioned", path.display());
+                assert!(
+                    provisioning.contains(&format!("uid: {uid}")),
+                    "{}: datasource {uid} is not provisioned",
+                    path.display()
+                );
             }
         }
     }
@@ -154,7 +159,10 @@ fn promtool_check(name: &str, text: &str) {
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics on the {name}'s /metrics:\n{report}");
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics on the {name}'s /metrics:\n{report}"
+    );
 }
 
 fn submission(source: &str, expected: &str) -> Value {
@@ -218,7 +226,13 @@ fn prometheus_scrapes_both_and_every_dashboard_query_has_data() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    assert!(failures.is_empty(), "{} of {} dashboard queries failed:\n{}", failures.len(), exprs.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} dashboard queries failed:\n{}",
+        failures.len(),
+        exprs.len(),
+        failures.join("\n")
+    );
 
     // The agent dashboard's variable lists the local agent.
     let agents = prometheus.query("count by (agent) (judge_agent_slots)").unwrap();
