@@ -3,5 +3,6 @@
 pub mod api;
 pub mod judge;
 pub mod link;
+pub mod metrics;
 pub mod scheduler;
 pub mod tls;

@@ -93,6 +93,15 @@ struct Inner {
     agents: Mutex<HashMap<String, Arc<Session>>>,
     /// `dispatch` is synchronous and may be called outside a runtime context.
     runtime: tokio::runtime::Handle,
+    /// `judge_link_errors_total{kind}`, when the coordinator exports metrics.
+    errors: Option<prometheus::IntCounterVec>,
+}
+
+/// Counts one link error of `kind` (see `metrics::LINK_ERROR_KINDS`).
+fn count_error(errors: &Option<prometheus::IntCounterVec>, kind: &str) {
+    if let Some(errors) = errors {
+        errors.with_label_values(&[kind]).inc();
+    }
 }
 
 /// One admitted connection of one agent.
@@ -101,6 +110,7 @@ struct Session {
     conn: quinn::Connection,
     events: UnboundedSender<LinkEvent>,
     state: Mutex<SessionState>,
+    errors: Option<prometheus::IntCounterVec>,
 }
 
 #[derive(Default)]
@@ -163,6 +173,17 @@ impl AgentHub {
         coordinator_id: String,
         events: UnboundedSender<LinkEvent>,
     ) -> Result<AgentHub, LinkError> {
+        AgentHub::bind_with_metrics(addr, tls, coordinator_id, events, None).await
+    }
+
+    /// Like `bind`, counting link errors into `errors` (`Metrics::link_errors`).
+    pub async fn bind_with_metrics(
+        addr: SocketAddr,
+        tls: &ClusterTls,
+        coordinator_id: String,
+        events: UnboundedSender<LinkEvent>,
+        errors: Option<prometheus::IntCounterVec>,
+    ) -> Result<AgentHub, LinkError> {
         let mut config = tls.server_config()?;
         let mut transport = quinn::TransportConfig::default();
         // An agent opens one stream, the control stream; everything else the coordinator opens.
@@ -177,6 +198,7 @@ impl AgentHub {
             events,
             agents: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
+            errors,
         });
         tracing::info!(addr = %local_addr, "agent link listening");
         tokio::spawn(accept_loop(inner.clone()));
@@ -224,6 +246,7 @@ impl Dispatch for AgentHub {
             async move {
                 if let Err(reason) = stream_job(&session, job).await {
                     tracing::warn!(%reason, "job lost");
+                    count_error(&session.errors, "job_stream");
                     session.job_lost(submission_id, reason);
                 }
             }
@@ -241,7 +264,10 @@ async fn accept_loop(inner: Arc<Inner>) {
             match incoming.await {
                 Ok(conn) => serve_connection(inner, conn).await,
                 // Untrusted certificates end here: rustls refused them during the handshake.
-                Err(e) => tracing::warn!(%remote, error = %e, "agent connection failed during the TLS handshake"),
+                Err(e) => {
+                    count_error(&inner.errors, "tls_handshake");
+                    tracing::warn!(%remote, error = %e, "agent connection failed during the TLS handshake");
+                }
             }
         });
     }
@@ -257,6 +283,7 @@ async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
     let remote = conn.remote_address();
     let Some(cert_id) = peer_common_name(&conn) else {
         tracing::warn!(%remote, "agent certificate has no usable CN");
+        count_error(&inner.errors, "refused");
         conn.close(CLOSE_REFUSED.into(), b"client certificate has no usable CN");
         return;
     };
@@ -268,6 +295,7 @@ async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
             conn: conn.clone(),
             events: inner.events.clone(),
             state: Mutex::new(SessionState::default()),
+            errors: inner.errors.clone(),
         });
         {
             let mut agents = lock(&inner.agents);
@@ -338,6 +366,7 @@ async fn handshake(
         Ok(Err(e)) => (ErrorCode::BadFrame, format!("bad Hello frame: {e}")),
         Err(_) => (ErrorCode::BadFrame, "no Hello in time".to_string()),
     };
+    count_error(&inner.errors, "refused");
     refuse(conn, &mut send, CLOSE_REFUSED, refusal.0, refusal.1).await;
     None
 }
@@ -362,11 +391,13 @@ async fn control_loop(session: &Session, mut send: quinn::SendStream, mut recv: 
                 session.emit(LinkEvent::Heartbeat { agent_id: session.agent_id.clone(), free_slots: hb.free_slots });
             }
             Ok(Ok(Some(AgentMsg::Error(e)))) => {
+                count_error(&session.errors, "protocol");
                 let reason = format!("agent reported {:?}: {}", e.code, e.message);
                 conn.close(CLOSE_PROTOCOL.into(), reason.as_bytes());
                 return reason;
             }
             Ok(Ok(Some(other))) => {
+                count_error(&session.errors, "protocol");
                 let reason = format!("unexpected {} on the control stream", msg_name(&other));
                 refuse(conn, &mut send, CLOSE_PROTOCOL, ErrorCode::BadFrame, reason.clone()).await;
                 return reason;
@@ -386,11 +417,13 @@ async fn control_loop(session: &Session, mut send: quinn::SendStream, mut recv: 
                 };
             }
             Ok(Err(e)) => {
+                count_error(&session.errors, "protocol");
                 let reason = format!("bad frame on the control stream: {e}");
                 refuse(conn, &mut send, CLOSE_PROTOCOL, ErrorCode::BadFrame, reason.clone()).await;
                 return reason;
             }
             Err(_) => {
+                count_error(&session.errors, "heartbeat_timeout");
                 conn.close(CLOSE_TIMEOUT.into(), b"no heartbeat");
                 return format!("no heartbeat for {:?}", HEARTBEAT_INTERVAL * 3);
             }

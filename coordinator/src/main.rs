@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coordinator::api::{self, ApiLimits};
 use coordinator::link::AgentHub;
-use coordinator::scheduler::Scheduler;
+use coordinator::metrics::Metrics;
+use coordinator::scheduler::{Scheduler, SchedulerConfig, system_clock};
 use coordinator::tls::{ClusterTls, SERVER_NAME};
 
 #[derive(Parser, Debug)]
@@ -68,6 +69,9 @@ struct UpArgs {
     /// First uid/gid of the local agent's sandboxed runs.
     #[arg(long, default_value_t = 60000)]
     uid_base: u32,
+    /// Where the local agent serves its /metrics; port 0 picks a free one (printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    agent_metrics_listen: SocketAddr,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,7 +89,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args, None)),
         Command::Up(args) => {
-            let local = LocalAgent { slots: args.slots, uid_base: args.uid_base };
+            let local = LocalAgent { slots: args.slots, uid_base: args.uid_base, metrics_listen: args.agent_metrics_listen };
             tokio::runtime::Runtime::new()?.block_on(serve(args.serve, Some(local)))
         }
     }
@@ -94,6 +98,7 @@ fn main() -> anyhow::Result<()> {
 struct LocalAgent {
     slots: Option<u32>,
     uid_base: u32,
+    metrics_listen: SocketAddr,
 }
 
 async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()> {
@@ -104,11 +109,13 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     }
     .context("loading the rootfs spec")?;
     let tls = ClusterTls::load_or_create_with_names(&args.data_dir, &args.tls_names).context("cluster TLS")?;
+    let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
+    let metrics = Metrics::new(&languages).context("setting up metrics")?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let hub = AgentHub::bind(args.agent_listen, &tls, "coordinator-1".into(), events_tx)
+    let hub = AgentHub::bind_with_metrics(args.agent_listen, &tls, "coordinator-1".into(), events_tx, Some(metrics.link_errors()))
         .await
         .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
-    let scheduler = Scheduler::new(Arc::new(hub.clone()));
+    let scheduler = Scheduler::with_metrics(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics);
     tokio::spawn(scheduler.clone().run(events_rx));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -122,6 +129,7 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     }));
 
     println!("judge is up: API on http://{api_addr} , agents connect to {} (QUIC)", hub.local_addr());
+    println!("coordinator metrics on http://{api_addr}/metrics");
     if local.is_none() {
         println!("issue agent certificates with: coordinator issue-agent-cert --data-dir {} --agent-id NAME --out DIR", args.data_dir.display());
     }
@@ -189,6 +197,8 @@ fn spawn_local_agent(
         .arg(data_dir.join("agent"))
         .arg("--uid-base")
         .arg(local.uid_base.to_string())
+        .arg("--metrics-listen")
+        .arg(local.metrics_listen.to_string())
         .stdin(std::process::Stdio::null())
         // Its own process group: a terminal's Ctrl-C reaches only us, and we stop the
         // agent in order (its runs aborted first).

@@ -18,6 +18,7 @@ use crate::judge::{
     self, Command, Effect, Judge0Meta, JudgeState, NewSubmission, Rejected, Status, Submission, SubmissionId, TestRecord,
 };
 use crate::link::{Dispatch, DispatchError, LinkEvent};
+use crate::metrics::{AgentSnapshot, Metrics, Snapshot};
 
 /// Milliseconds since the UNIX epoch. Replaceable so tests control time.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -129,6 +130,7 @@ struct Inner {
     clock: Clock,
     config: SchedulerConfig,
     completed: tokio::sync::broadcast::Sender<SubmissionId>,
+    metrics: Metrics,
 }
 
 impl Scheduler {
@@ -137,17 +139,44 @@ impl Scheduler {
     }
 
     pub fn with_config(dispatch: Arc<dyn Dispatch>, config: SchedulerConfig, clock: Clock) -> Scheduler {
+        Scheduler::with_metrics(dispatch, config, clock, Metrics::unregistered())
+    }
+
+    /// Like `with_config`, counting into `metrics` (served on `/metrics`).
+    pub fn with_metrics(dispatch: Arc<dyn Dispatch>, config: SchedulerConfig, clock: Clock, metrics: Metrics) -> Scheduler {
         let state = Mutex::new(JudgeState::with_max_attempts(config.max_attempts));
         // Room for bursts; slow receivers lag and re-read the state rather than block us.
         let (completed, _) = tokio::sync::broadcast::channel(1024);
-        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config, completed }) }
+        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config, completed, metrics }) }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// What the state gauges of `/metrics` show, under one lock.
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        let now_ms = self.now();
+        let state = self.lock();
+        let oldest = state.queue().next().and_then(|id| state.get(id)).map(|s| s.accepted_ms);
+        Snapshot {
+            queued: state.queued_len(),
+            running: state.running_len(),
+            oldest_queued_age_ms: oldest.map_or(0, |at| now_ms.saturating_sub(at)),
+            agents: state
+                .agents()
+                .map(|a| AgentSnapshot { id: a.id.clone(), slots: a.slots, leases: a.running.len() })
+                .collect(),
+        }
     }
 
     /// Queues a validated submission and dispatches it if an agent is free.
     pub async fn submit(&self, submission: NewSubmission) -> Result<SubmissionId, SubmitError> {
+        let language = submission.language.clone();
         let id = {
             let mut state = self.lock();
             if state.queued_len() >= self.inner.config.max_queued {
+                self.inner.metrics.refused("queue_full");
                 return Err(SubmitError::QueueFull(state.queued_len()));
             }
             let command = Command::Accept { submission, now_ms: self.now() };
@@ -156,6 +185,7 @@ impl Scheduler {
                 other => return Err(SubmitError::Internal(format!("Accept answered {other:?}"))),
             }
         };
+        self.inner.metrics.accepted(&language);
         info!(submission = id, "submission queued");
         self.pump();
         Ok(id)
@@ -217,13 +247,16 @@ impl Scheduler {
         let command = match event {
             LinkEvent::AgentUp { agent_id, languages, slots } => {
                 info!(agent = %agent_id, ?languages, slots, "agent up");
+                self.inner.metrics.heard_from(&agent_id);
                 Command::AgentUp { agent_id, languages, slots, now_ms }
             }
             LinkEvent::AgentDown { agent_id } => {
                 info!(agent = %agent_id, "agent down");
+                self.inner.metrics.agent_gone(&agent_id);
                 Command::AgentDown { agent_id, now_ms }
             }
             LinkEvent::Heartbeat { agent_id, free_slots } => {
+                self.inner.metrics.heard_from(&agent_id);
                 // Only changes are applied: heartbeats are frequent and carry no news most
                 // of the time, which matters once commands go through a replicated log.
                 let unchanged = self.lock().agent(&agent_id).is_some_and(|a| a.reported_free_slots == Some(free_slots));
@@ -253,7 +286,18 @@ impl Scheduler {
             Command::Complete { submission_id, .. } => Some(*submission_id),
             _ => None,
         };
-        let result = self.lock().apply(command);
+        let subject = match &command {
+            Command::Complete { submission_id, .. } | Command::Requeue { submission_id, .. } => Some(*submission_id),
+            _ => None,
+        };
+        let result = {
+            let mut state = self.lock();
+            let result = state.apply(command);
+            if let Ok(effect) = &result {
+                self.inner.metrics.effect(&state, subject, effect);
+            }
+            result
+        };
         match result {
             Ok(effect) => {
                 if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = &effect {
@@ -289,6 +333,7 @@ impl Scheduler {
                 debug!(submission = submission_id, agent = %agent_id, "dispatching");
                 if let Err(err) = self.inner.dispatch.dispatch(&agent_id, job) {
                     warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
+                    self.inner.metrics.link_error("dispatch");
                     self.dispatch_failed(submission_id, &agent_id, &err);
                     failed = true;
                 }
@@ -328,6 +373,7 @@ impl Scheduler {
                 warn!(%rejected, "proposed assignment refused");
                 break;
             }
+            self.inner.metrics.assigned(&state, submission_id, now_ms);
             if let Some(sub) = state.get(submission_id) {
                 let job = Job {
                     submission_id,

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::judge::{Judge, JudgeRunner};
 use crate::link::{self, LinkConfig};
+use crate::metrics::AgentMetrics;
 use crate::sandbox::Sandbox;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct AgentArgs {
     /// First uid/gid of the unprivileged identities runs use (one per slot).
     #[arg(long, default_value_t = 60000)]
     pub uid_base: u32,
+    /// Where Prometheus scrapes `GET /metrics` (port 0 picks one; the address is printed).
+    /// Loopback unless told otherwise: the numbers say what is judged and when.
+    #[arg(long, default_value = "127.0.0.1:9102")]
+    pub metrics_listen: SocketAddr,
 }
 
 /// Runs an agent until SIGTERM or SIGINT. Tracing must be set up by the caller.
@@ -64,7 +69,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     // Before any thread exists (the runtime comes later): unshare needs that.
     crate::sandbox::private_mount_namespace().context("isolating the agent's mounts")?;
     let sandbox = Sandbox::new(&args.work_dir, &spec).context("setting up the sandbox")?;
-    let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?);
+    let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
+    let metrics = AgentMetrics::new(&args.agent_id, slots, &languages).context("setting up metrics")?;
+    let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?.with_metrics(metrics.clone()));
     let config = LinkConfig {
         coordinator: args.coordinator,
         server_name: args.server_name,
@@ -76,6 +83,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| format!("binding the metrics listener on {}", args.metrics_listen))?;
+        let metrics_addr = listener.local_addr()?;
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        // On stdout too: `coordinator up` passes it on, and tests find the address there.
+        println!("agent metrics on http://{metrics_addr}/metrics");
+        tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopper = judge.clone();
         tokio::spawn(async move {
@@ -84,12 +99,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             stopper.abort_all();
             let _ = stop_tx.send(true);
         });
-        link::run(config, Arc::new(JudgeRunner(judge.clone())), stop_rx).await
+        link::run_with_metrics(config, Arc::new(JudgeRunner(judge.clone())), stop_rx, &metrics).await.context("agent link")
     });
     // Dropping the runtime waits for the judge's blocking threads, which end promptly
     // once their runs are aborted, so no sandbox outlives the agent.
     drop(rt);
-    result.context("agent link")?;
+    result?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -10,6 +10,7 @@ use protocol::{FinalResult, Job, LimitHit, TestResult, Verdict};
 use rootfs::{Expansion, Language};
 
 use crate::check;
+use crate::metrics::AgentMetrics;
 use crate::sandbox::{Exit, Profile, RunLimits, RunOutcome, RunSpec, Sandbox};
 
 /// Bytes of a run's stdout/stderr sent back in a result; the rest is only checked.
@@ -41,6 +42,7 @@ pub struct Judge {
     /// The CPU of each slot, when every slot can have its own.
     slot_cpus: Vec<u32>,
     counter: AtomicU64,
+    metrics: AgentMetrics,
 }
 
 impl Judge {
@@ -63,7 +65,14 @@ impl Judge {
             free_ids: Mutex::new((0..slots).map(|i| uid_base + i).collect()),
             fallback_id: uid_base + slots,
             counter: AtomicU64::new(0),
+            metrics: AgentMetrics::unregistered(),
         })
+    }
+
+    /// Counts jobs and measures runs into `metrics` (served by the agent's `/metrics`).
+    pub fn with_metrics(mut self, metrics: AgentMetrics) -> Judge {
+        self.metrics = metrics;
+        self
     }
 
     /// Stops every run in progress: the agent is shutting down.
@@ -87,6 +96,7 @@ impl Judge {
     /// Judges a job, handing each test's result to `on_result` as soon as it is known.
     /// Blocking: call from a blocking thread.
     pub fn judge(&self, job: &Job, mut on_result: impl FnMut(TestResult)) -> FinalResult {
+        let _busy = self.metrics.job_started();
         let id = self.take_id();
         let dir = self.jobs_dir.join(format!("{}-{}", job.submission_id, self.counter.fetch_add(1, Ordering::Relaxed)));
         let result = self.judge_in(job, &dir, id, &mut on_result);
@@ -94,6 +104,7 @@ impl Judge {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
         }
         self.put_id(id);
+        self.metrics.job_done(&job.language, result.verdict);
         result
     }
 
@@ -160,9 +171,17 @@ impl Judge {
                 profile: Profile::Tool,
                 pin_cpu: self.cpu_for(id),
             };
-            match self.sandbox.run(&spec) {
-                Err(e) => return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}")),
+            let outcome = {
+                let _running = self.metrics.run_started();
+                self.sandbox.run(&spec)
+            };
+            match outcome {
+                Err(e) => {
+                    self.metrics.sandbox_error("compile");
+                    return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}"));
+                }
                 Ok(o) => {
+                    self.metrics.compiled(&lang.id, &o);
                     let mut output = o.stdout.clone();
                     output.extend_from_slice(&o.stderr);
                     let output = lossy_truncated(&output);
@@ -196,22 +215,32 @@ impl Judge {
                 profile: Profile::Program,
                 pin_cpu: self.cpu_for(id),
             };
-            let result = match self.run_repeated(&spec, job.options.runs.max(1)) {
-                Ok(o) => test_result(job, index as u32, &o, test.expected_output.as_deref(), lang, limits),
-                Err(e) => TestResult {
-                    submission_id: job.submission_id,
-                    index: index as u32,
-                    verdict: Verdict::IE,
-                    limit: None,
-                    cpu_time_us: 0,
-                    wall_time_us: 0,
-                    peak_memory_bytes: 0,
-                    exit_code: None,
-                    signal: None,
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    message: format!("sandbox failed: {e}"),
-                },
+            let outcome = {
+                let _running = self.metrics.run_started();
+                self.run_repeated(&spec, job.options.runs.max(1))
+            };
+            let result = match outcome {
+                Ok(o) => {
+                    self.metrics.tested(&lang.id, &o);
+                    test_result(job, index as u32, &o, test.expected_output.as_deref(), lang, limits)
+                }
+                Err(e) => {
+                    self.metrics.sandbox_error("test");
+                    TestResult {
+                        submission_id: job.submission_id,
+                        index: index as u32,
+                        verdict: Verdict::IE,
+                        limit: None,
+                        cpu_time_us: 0,
+                        wall_time_us: 0,
+                        peak_memory_bytes: 0,
+                        exit_code: None,
+                        signal: None,
+                        stdout: Vec::new(),
+                        stderr: Vec::new(),
+                        message: format!("sandbox failed: {e}"),
+                    }
+                }
             };
             if verdict == Verdict::AC && result.verdict != Verdict::AC {
                 verdict = result.verdict;

@@ -4,4 +4,5 @@ pub mod check;
 pub mod cli;
 pub mod judge;
 pub mod link;
+pub mod metrics;
 pub mod sandbox;

@@ -25,6 +25,8 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::Instrument;
 
+use crate::metrics::AgentMetrics;
+
 /// Judges jobs. Implemented by the agent's judge; the link only sees this.
 pub trait JobRunner: Send + Sync + 'static {
     /// Judges `job`, sending each finished test on `results` as soon as it is known, and
@@ -136,10 +138,16 @@ pub fn client_config(tls_dir: &Path) -> Result<quinn::ClientConfig, LinkError> {
 
 /// Runs the link until `shutdown` turns true (or its sender is dropped), reconnecting with
 /// capped exponential backoff. Errors only on configuration problems and refusals.
-pub async fn run(
+pub async fn run(config: LinkConfig, runner: Arc<dyn JobRunner>, shutdown: watch::Receiver<bool>) -> Result<(), LinkError> {
+    run_with_metrics(config, runner, shutdown, &AgentMetrics::unregistered()).await
+}
+
+/// Like `run`, reporting the link's state and errors into `metrics`.
+pub async fn run_with_metrics(
     config: LinkConfig,
     runner: Arc<dyn JobRunner>,
     mut shutdown: watch::Receiver<bool>,
+    metrics: &AgentMetrics,
 ) -> Result<(), LinkError> {
     if config.slots == 0 {
         return Err(LinkError::Config("slots must be at least 1".into()));
@@ -164,9 +172,17 @@ pub async fn run(
         loop {
             let mut established = false;
             let outcome = tokio::select! {
-                r = session(&endpoint, &config, &runner, &mut established) => r,
+                r = session(&endpoint, &config, &runner, &mut established, metrics) => r,
                 () = shutdown_requested(&mut shutdown) => return Ok(()),
             };
+            metrics.link_connected(false);
+            if let Err(e) = &outcome {
+                metrics.link_error(match e {
+                    LinkError::Connection(_) => "connection",
+                    LinkError::Protocol(_) => "protocol",
+                    _ => "refused",
+                });
+            }
             match outcome {
                 Err(e) if !e.is_transient() => {
                     tracing::error!(error = %e, "link refused; not retrying");
@@ -238,6 +254,7 @@ async fn session(
     config: &LinkConfig,
     runner: &Arc<dyn JobRunner>,
     established: &mut bool,
+    metrics: &AgentMetrics,
 ) -> Result<(), LinkError> {
     let addr = config.coordinator;
     let connecting = endpoint
@@ -270,6 +287,7 @@ async fn session(
         None => return Err(stream_error(&conn, "control stream ended before Welcome")),
     };
     *established = true;
+    metrics.link_connected(true);
     tracing::info!(coordinator.id = %welcome.coordinator_id, "connected");
 
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.into()).clamp(BACKOFF_MIN, BACKOFF_MAX);

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Directory of the workspace's built binaries, building them once per test process.
@@ -27,12 +27,21 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// A range of 16 uids for the runs of one judge, unique to this test process and `slot`
+/// (one per test file), so concurrent test runs (other checkouts, CI) never see each
+/// other's processes as leftovers.
+pub fn uid_base(slot: u32) -> u32 {
+    100_000 + (std::process::id() % 50_000) * 128 + slot * 16
+}
+
 /// A `coordinator up` started for one test, in its own data dir, on free ports.
 pub struct Judge {
     pub child: Child,
     pub api: String,
     pub data_dir: tempfile::TempDir,
     pub uid_base: u32,
+    /// Lines the coordinator (and its local agent) printed after the API's address.
+    pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Judge {
@@ -58,10 +67,31 @@ impl Judge {
             }
         };
         // Keep draining stdout so the coordinator never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let judge = Judge { child, api, data_dir, uid_base };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let judge = Judge { child, api, data_dir, uid_base, stdout };
         judge.wait_for(Duration::from_secs(30), |health| health["agents"]["connected"].as_u64() >= Some(1));
         judge
+    }
+
+    /// The first word after `prefix` in a line printed on stdout, waiting for it up to `deadline`.
+    pub fn printed_after(&self, prefix: &str, deadline: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let found = self.stdout.lock().unwrap().iter().find_map(|l| {
+                l.split(prefix).nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_string)
+            });
+            if let Some(word) = found {
+                return word;
+            }
+            assert!(start.elapsed() < deadline, "nothing printed after {prefix:?} in {deadline:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

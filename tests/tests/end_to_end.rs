@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use judge_tests::{Judge, leftover_run_cgroups, processes_with_uid};
+use judge_tests::{Judge, leftover_run_cgroups, processes_with_uid, uid_base};
 use serde_json::{Value, json};
 
-const UID_BASE: u32 = 62000;
 
 struct Case {
     language: &'static str,
@@ -77,7 +76,7 @@ fn body(language: &str, source: &str, input: &str, expected: &str, cpu_ms: u64, 
 
 #[test]
 fn every_verdict_in_every_language_then_a_clean_stop() {
-    let judge = Judge::up(UID_BASE, &["--slots", "2"]);
+    let judge = Judge::up(uid_base(0), &["--slots", "2"]);
 
     // Everything is queued at once: the agent's two slots drain the queue.
     let cases = cases();
@@ -179,7 +178,7 @@ fn every_verdict_in_every_language_then_a_clean_stop() {
 
     let status = judge.stop();
     assert!(status.success(), "coordinator exit status {status:?}");
-    let left = processes_with_uid(UID_BASE..UID_BASE + 16);
+    let left = processes_with_uid(uid_base(0)..uid_base(0) + 16);
     assert!(left.is_empty(), "processes of runs survived: {left:?}");
     let cgroups = leftover_run_cgroups();
     assert!(cgroups.is_empty(), "run cgroups left behind: {cgroups:?}");

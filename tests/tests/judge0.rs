@@ -7,10 +7,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
-use judge_tests::Judge;
+use judge_tests::{Judge, uid_base};
 use serde_json::{Value, json};
 
-const UID_BASE: u32 = 63000;
 
 fn post(judge: &Judge, path: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::blocking::Client::builder()
@@ -110,7 +109,7 @@ fn accept_one(listener: &std::net::TcpListener) -> (String, Value) {
 
 #[test]
 fn judge0_clients_work_unchanged_in_every_language() {
-    let judge = Judge::up(UID_BASE, &["--slots", "2"]);
+    let judge = Judge::up(uid_base(1), &["--slots", "2"]);
 
     // The documented examples: a wait=true submission answers with the default fields.
     let doc = json!({

@@ -164,7 +164,10 @@ pub fn router_with(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits, confi
     let api = Arc::new(Api { scheduler, spec, caps, judge0 });
     let ep = |route| Endpoint { api: api.clone(), route };
     let j = |route| ep(Route::Judge0(route));
+    let metrics = crate::metrics::MetricsEndpoint { scheduler: api.scheduler.clone() };
     Router::new()
+        .hoop(crate::metrics::HttpMetrics { metrics: api.scheduler.metrics().clone() })
+        .push(Router::with_path("metrics").get(metrics))
         .push(Router::with_path("health").get(ep(Route::Health)))
         .push(Router::with_path("api/languages").get(ep(Route::Languages)))
         .push(Router::with_path("api/submissions").post(ep(Route::Submit)))
@@ -245,6 +248,7 @@ fn fallback(req: &Request) -> ApiError {
     let known = matches!(
         trimmed,
         "/health"
+            | "/metrics"
             | "/api/languages"
             | "/api/submissions"
             | "/submissions"
