@@ -711,8 +711,8 @@ pub fn parse_submission(
     let callback_url = string_field(obj, "callback_url", 2048)?.filter(|u| !u.is_empty());
     if let Some(url) = &callback_url {
         match reqwest::Url::parse(url) {
-            Ok(u) if u.scheme() == "http" && u.host().is_some() => {}
-            Ok(_) => return Err(Judge0Error::invalid("callback_url", "only http:// callback URLs are supported")),
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            Ok(_) => return Err(Judge0Error::invalid("callback_url", "must be an http:// or https:// URL")),
             Err(e) => return Err(Judge0Error::invalid("callback_url", format!("is not a valid URL: {e}"))),
         }
     }
@@ -835,7 +835,9 @@ fn int_field(obj: &Map<String, Value>, name: &str, default: u64, min: u64, max: 
 /// the default fields, in the encoding the client created it with. Each callback runs in
 /// its own task with bounded retries, so a slow or dead receiver never holds up anything.
 pub async fn run_callbacks(scheduler: Scheduler, spec: Arc<Spec>, config: Judge0Config) {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+    // https receivers are verified against the Mozilla roots (webpki-roots), with ring as
+    // the only crypto provider in the process.
+    let client = match reqwest::Client::builder().use_rustls_tls().timeout(Duration::from_secs(5)).build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the callback HTTP client; callbacks are off");

@@ -109,7 +109,7 @@ async fn validation_answers_422_naming_the_attribute() {
         (json!({"source_code": "x", "language_id": 50, "memory_limit": 4_000_000}), "memory_limit", "less than or equal"),
         (json!({"source_code": "x", "language_id": 71, "compiler_options": "-O3"}), "compiler_options", "not allowed"),
         (json!({"source_code": "x", "language_id": 50, "number_of_runs": 21}), "number_of_runs", "less than or equal to 20"),
-        (json!({"source_code": "x", "language_id": 50, "callback_url": "ftp://x/"}), "callback_url", "http://"),
+        (json!({"source_code": "x", "language_id": 50, "callback_url": "ftp://x/"}), "callback_url", "https://"),
         (json!({"source_code": "x", "language_id": 50, "stdin": 5}), "stdin", "string"),
         (json!({"source_code": "x", "language_id": 50, "compiler_options": "x".repeat(513)}), "compiler_options", "too long"),
     ];
@@ -122,11 +122,13 @@ async fn validation_answers_422_naming_the_attribute() {
     // A numeric string is a number to Judge0, as its own docs send it.
     let (status, _) = post(&router, "/submissions", &json!({"source_code": "x", "language_id": "50"})).await;
     assert_eq!(status, 201);
+    let https = json!({"source_code": "x", "language_id": 50, "callback_url": "https://hooks.example/judge"});
+    assert_eq!(post(&router, "/submissions", &https).await.0, 201);
     let (status, answer) = post(&router, "/submissions?base64_encoded=true", &json!({"source_code": "%%%", "language_id": 50})).await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(post(&router, "/submissions?wait=maybe", &hello()).await.0, 400);
-    // Only the one valid submission reached the state machine.
-    assert_eq!(scheduler.queue_summary().await.queued, 1);
+    // Only the two valid submissions reached the state machine.
+    assert_eq!(scheduler.queue_summary().await.queued, 2);
 }
 
 #[tokio::test]
