@@ -147,6 +147,11 @@ pub struct Symlink {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Mounts {
+    /// A prepared root filesystem (a directory) used read-only as the base of the
+    /// sandbox's root instead of an empty tmpfs. It must contain the directories /box,
+    /// /tmp, /proc and /dev, every bind target and no symlink of `symlink`.
+    #[serde(default)]
+    pub image: Option<PathBuf>,
     #[serde(default)]
     pub bind: Vec<Bind>,
     #[serde(default)]
@@ -366,6 +371,11 @@ impl Spec {
                     return bad("seccomp.toml", format!("{:?}: a condition has an arg 0..=5 and exactly one of eq, ne, flag", d.syscall));
                 }
             }
+        }
+        if let Some(image) = &self.mounts.image
+            && !image.is_absolute()
+        {
+            return bad("mounts.toml", format!("image {image:?} must be an absolute path"));
         }
         for s in &self.mounts.symlink {
             if !s.path.is_absolute() || s.path.components().count() != 2 {

@@ -343,3 +343,31 @@ fn a_reused_network_namespace_keeps_nothing_of_the_previous_run() {
         assert_eq!(o.stdout, b"nothing\n", "{o:?}");
     }
 }
+
+#[test]
+fn a_prepared_image_can_be_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image");
+    for d in ["box", "tmp", "proc", "dev", "usr", "etc"] {
+        std::fs::create_dir_all(image.join(d)).unwrap();
+    }
+    for (link, target) in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        std::os::unix::fs::symlink(target, image.join(link)).unwrap();
+    }
+    std::fs::write(image.join("etc/motd"), "from the image\n").unwrap();
+    let mut spec = rootfs::Spec::builtin().unwrap();
+    spec.mounts = rootfs::Mounts {
+        image: Some(image.clone()),
+        bind: vec![rootfs::Bind { source: "/usr".into(), target: None, optional: false, probe: None }],
+        symlink: vec![],
+    };
+    let sandbox = Sandbox::new(dir.path(), &spec).unwrap();
+    let f = Fixture { sandbox, _dir: tempfile::tempdir().unwrap(), box_dir: image.join("box"), stdin: image.join("etc/motd") };
+    let o = sh(&f, "cat /etc/motd; ls /; touch /etc/x 2>/dev/null || echo read-only");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from the image\nbin\nbox\ndev\netc\nlib\nlib64\nproc\ntmp\nusr\nread-only\n", "{o:?}");
+
+    // An image without the mountpoints is refused with the reason.
+    std::fs::remove_dir(image.join("proc")).unwrap();
+    let err = Sandbox::new(dir.path(), &spec).err().unwrap().to_string();
+    assert!(err.contains("lacks /proc"), "{err}");
+}

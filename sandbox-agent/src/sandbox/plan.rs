@@ -54,7 +54,30 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
     let rootb = root.as_os_str().as_bytes();
     let under = |p: &Path| cstr(&[rootb, p.as_os_str().as_bytes()].concat());
     let mut s = Steps::default();
-    s.tmpfs("the template root", cstr(rootb)?, libc::MS_NOSUID | libc::MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")?;
+    match &mounts.image {
+        None => s.tmpfs("the template root", cstr(rootb)?, libc::MS_NOSUID | libc::MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")?,
+        Some(image) => {
+            // A read-only image has to bring every mountpoint itself.
+            let needed = ["/box", "/tmp", "/proc", "/dev"].into_iter().map(Path::new);
+            let targets = mounts.bind.iter().filter(|b| b.source.exists()).map(|b| b.target());
+            for dir in needed.chain(targets) {
+                let inside = image.join(dir.strip_prefix("/").unwrap_or(dir));
+                if !inside.exists() {
+                    return Err(SandboxError::Invalid(format!("image {} lacks {}", image.display(), dir.display())));
+                }
+            }
+            if !mounts.symlink.is_empty() {
+                return Err(SandboxError::Invalid("symlinks cannot be added to a read-only image".into()));
+            }
+            s.add(format!("bind-mounting the image {}", image.display()), Step::Mount {
+                src: Some(cstr(image.as_os_str().as_bytes())?),
+                dst: cstr(rootb)?,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            });
+        }
+    }
     // Nothing mounted below the template may propagate anywhere else.
     s.add("making the template private", Step::Mount {
         src: None,
@@ -71,15 +94,17 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
             return Err(SandboxError::Invalid(format!("bind source {} is missing", b.source.display())));
         };
         let target = b.target();
-        let parents: Vec<&Path> = target.ancestors().skip(1).collect();
-        for dir in parents.into_iter().rev().skip(1) {
-            s.add(format!("creating {}", dir.display()), Step::Mkdir(under(dir)?, 0o755));
-        }
         let dst = under(target)?;
-        if meta.is_dir() {
-            s.add(format!("creating {}", target.display()), Step::Mkdir(dst.clone(), 0o755));
-        } else {
-            s.add(format!("creating {}", target.display()), Step::Touch(dst.clone()));
+        if mounts.image.is_none() {
+            let parents: Vec<&Path> = target.ancestors().skip(1).collect();
+            for dir in parents.into_iter().rev().skip(1) {
+                s.add(format!("creating {}", dir.display()), Step::Mkdir(under(dir)?, 0o755));
+            }
+            if meta.is_dir() {
+                s.add(format!("creating {}", target.display()), Step::Mkdir(dst.clone(), 0o755));
+            } else {
+                s.add(format!("creating {}", target.display()), Step::Touch(dst.clone()));
+            }
         }
         s.add(format!("bind-mounting {}", b.source.display()), Step::Mount {
             src: Some(cstr(b.source.as_os_str().as_bytes())?),
@@ -96,8 +121,10 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
             path: under(&l.path)?,
         });
     }
-    for dir in ["/box", "/tmp", "/proc", "/dev"] {
-        s.add(format!("creating {dir}"), Step::Mkdir(under(Path::new(dir))?, 0o755));
+    if mounts.image.is_none() {
+        for dir in ["/box", "/tmp", "/proc", "/dev"] {
+            s.add(format!("creating {dir}"), Step::Mkdir(under(Path::new(dir))?, 0o755));
+        }
     }
     // /dev: device nodes need a mount without nodev; it is read-only and noexec instead.
     s.tmpfs("/dev", under(Path::new("/dev"))?, libc::MS_NOSUID | libc::MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")?;
@@ -116,6 +143,7 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
         dst: under(Path::new("/dev"))?,
         flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
     });
+    // (A bind of an image takes the flags with a remount like any bind; a tmpfs too.)
     s.add("making the template read-only", Step::Remount { dst: cstr(rootb)?, flags: RO });
 
     // umask would strip the device nodes' and directories' modes.
