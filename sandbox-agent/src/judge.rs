@@ -16,7 +16,7 @@ use crate::sandbox::{Exit, RunLimits, RunOutcome, RunSpec, Sandbox};
 pub const RETURNED_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Limits of compilation, the same for every submission.
-const COMPILE_LIMITS: RunLimits = RunLimits {
+pub(crate) const COMPILE_LIMITS: RunLimits = RunLimits {
     cpu: Duration::from_secs(10),
     wall: Duration::from_secs(20),
     memory_bytes: 1 << 30,
@@ -31,13 +31,13 @@ const COMPILE_LIMITS: RunLimits = RunLimits {
 const RUN_FILE_BYTES: u64 = 64 << 20;
 
 pub struct Judge {
-    sandbox: Sandbox,
-    spec: Arc<rootfs::Spec>,
-    jobs_dir: PathBuf,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) spec: Arc<rootfs::Spec>,
+    pub(crate) jobs_dir: PathBuf,
     /// One uid/gid per slot, so concurrent runs never share an identity.
     free_ids: Mutex<Vec<u32>>,
     fallback_id: u32,
-    counter: AtomicU64,
+    pub(crate) counter: AtomicU64,
 }
 
 impl Judge {
@@ -78,11 +78,11 @@ impl Judge {
         result
     }
 
-    fn take_id(&self) -> u32 {
+    pub(crate) fn take_id(&self) -> u32 {
         self.free_ids.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or(self.fallback_id)
     }
 
-    fn put_id(&self, id: u32) {
+    pub(crate) fn put_id(&self, id: u32) {
         if id != self.fallback_id
             && let Ok(mut v) = self.free_ids.lock()
         {
@@ -179,7 +179,7 @@ impl Judge {
     }
 }
 
-fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std::io::Result<()> {
+pub(crate) fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std::io::Result<()> {
     use std::os::unix::fs::{PermissionsExt, chown};
     std::fs::create_dir_all(box_dir)?;
     let src = box_dir.join(source_name);
@@ -192,7 +192,7 @@ fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std
     std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))
 }
 
-fn run_limits(job: &Job, lang: &Language) -> RunLimits {
+pub(crate) fn run_limits(job: &Job, lang: &Language) -> RunLimits {
     let scale = |ms: u64| Duration::from_secs_f64(ms as f64 * lang.time_multiplier / 1000.0);
     RunLimits {
         cpu: scale(job.limits.cpu_ms),
@@ -243,7 +243,7 @@ fn test_result(job: &Job, index: u32, o: &RunOutcome, expected: &[u8], limits: R
     }
 }
 
-fn limit_name(l: LimitHit) -> &'static str {
+pub(crate) fn limit_name(l: LimitHit) -> &'static str {
     match l {
         LimitHit::Cpu => "CPU time",
         LimitHit::Wall => "wall time",
@@ -253,7 +253,7 @@ fn limit_name(l: LimitHit) -> &'static str {
     }
 }
 
-fn describe_exit(e: Exit) -> String {
+pub(crate) fn describe_exit(e: Exit) -> String {
     match e {
         Exit::Code(c) => format!("exited with code {c}"),
         Exit::Signal(s) => format!("killed by {}", signal_name(s)),
@@ -284,7 +284,7 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-fn lossy_truncated(bytes: &[u8]) -> String {
+pub(crate) fn lossy_truncated(bytes: &[u8]) -> String {
     let cut = bytes.len().min(RETURNED_OUTPUT_BYTES);
     let mut s = String::from_utf8_lossy(&bytes[..cut]).into_owned();
     if cut < bytes.len() {
@@ -312,6 +312,26 @@ impl crate::link::JobRunner for JudgeRunner {
                     let _ = results.blocking_send(r);
                 })
             });
+            task.await.unwrap_or_else(|e| FinalResult {
+                submission_id,
+                verdict: Verdict::IE,
+                compile_output: String::new(),
+                message: format!("the judge task failed: {e}"),
+            })
+        })
+    }
+
+    fn run_function(
+        &self,
+        job: protocol::FunctionJob,
+        events: tokio::sync::mpsc::Sender<protocol::AgentMsg>,
+        cancel: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = FinalResult> + Send>> {
+        let judge = self.0.clone();
+        Box::pin(async move {
+            let submission_id = job.job.submission_id;
+            let task =
+                tokio::task::spawn_blocking(move || crate::function::run_function_blocking(judge, job, events, cancel));
             task.await.unwrap_or_else(|e| FinalResult {
                 submission_id,
                 verdict: Verdict::IE,
