@@ -7,10 +7,10 @@
 //! round trip and API reads see the state directly. The lock is not held while calling
 //! `Dispatch`, so an agent link can never deadlock against the scheduler.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use protocol::{Job, Limits, Verdict};
+use protocol::{FinalResult, FunctionJob, FunctionSpec, Job, Limits, TestResult, Verdict};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
@@ -81,6 +81,32 @@ pub struct QueueSummary {
     pub running: usize,
 }
 
+/// Told about progress the API's live clients watch (the WebSocket layer). Called after the
+/// command is applied, without the state's lock held, so it may read the scheduler.
+pub trait Observer: Send + Sync + 'static {
+    /// A test result was recorded for a running submission.
+    fn test_recorded(&self, result: &TestResult);
+    /// The submission is done (verdict, cancel, or out of attempts).
+    fn completed(&self, id: SubmissionId);
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was queued and is now done with `IE`.
+    Dequeued,
+    /// Its agent was told to stop; the `IE` final follows within moments.
+    Stopping,
+    /// Nothing to cancel: unknown, already done, or its agent is gone (it is requeued).
+    NotRunning,
+}
+
+/// A job on its way to an agent.
+enum Outgoing {
+    Classic(Job),
+    Function(FunctionJob),
+}
+
 /// Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -92,6 +118,7 @@ struct Inner {
     dispatch: Arc<dyn Dispatch>,
     clock: Clock,
     config: SchedulerConfig,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl Scheduler {
@@ -101,7 +128,67 @@ impl Scheduler {
 
     pub fn with_config(dispatch: Arc<dyn Dispatch>, config: SchedulerConfig, clock: Clock) -> Scheduler {
         let state = Mutex::new(JudgeState::with_max_attempts(config.max_attempts));
-        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config }) }
+        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config, observer: OnceLock::new() }) }
+    }
+
+    /// Installs the observer; only the first call counts.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    /// Queues a function-style submission. `on_accepted` runs with its id before it can be
+    /// dispatched, so a watcher subscribed there cannot miss its first step.
+    pub async fn submit_function(
+        &self,
+        submission: NewSubmission,
+        function: FunctionSpec,
+        on_accepted: impl FnOnce(SubmissionId),
+    ) -> Result<SubmissionId, SubmitError> {
+        let id = {
+            let mut state = self.lock();
+            if state.queued_len() >= self.inner.config.max_queued {
+                return Err(SubmitError::QueueFull(state.queued_len()));
+            }
+            let command = Command::AcceptFunction { submission, function, now_ms: self.now() };
+            match state.apply(command)? {
+                Effect::Accepted { id } => id,
+                other => return Err(SubmitError::Internal(format!("AcceptFunction answered {other:?}"))),
+            }
+        };
+        info!(submission = id, "function submission queued");
+        on_accepted(id);
+        self.pump();
+        Ok(id)
+    }
+
+    /// Cancels a submission: a queued one is completed with `IE` at once; a running one's
+    /// agent is told to stop, and its `IE` final then goes through the state machine as
+    /// usual, so the slot is free only once the run is really gone.
+    pub fn cancel(&self, id: SubmissionId, reason: &str) -> CancelOutcome {
+        let (status, agent) = {
+            let state = self.lock();
+            match state.get(id) {
+                Some(sub) => (sub.status, sub.lease.as_ref().map(|l| l.agent_id.clone())),
+                None => return CancelOutcome::NotRunning,
+            }
+        };
+        match (status, agent) {
+            (Status::Queued, _) => {
+                let result = FinalResult {
+                    submission_id: id,
+                    verdict: Verdict::IE,
+                    compile_output: String::new(),
+                    message: format!("cancelled: {reason}"),
+                };
+                let command = Command::Complete { submission_id: id, agent_id: None, result, now_ms: self.now() };
+                match self.apply(command) {
+                    Some(_) => CancelOutcome::Dequeued,
+                    None => CancelOutcome::NotRunning,
+                }
+            }
+            (Status::Running, Some(agent)) if self.inner.dispatch.cancel(&agent, id, reason) => CancelOutcome::Stopping,
+            _ => CancelOutcome::NotRunning,
+        }
     }
 
     /// Queues a validated submission and dispatches it if an agent is free.
@@ -192,7 +279,13 @@ impl Scheduler {
                 Command::AgentSlots { agent_id, free_slots }
             }
             LinkEvent::TestResult { agent_id, result } => {
-                Command::TestDone { submission_id: result.submission_id, agent_id, result }
+                let copy = self.inner.observer.get().map(|o| (o.clone(), result.clone()));
+                let command = Command::TestDone { submission_id: result.submission_id, agent_id, result };
+                if let (Some(Effect::TestRecorded), Some((observer, result))) = (self.apply(command), copy) {
+                    observer.test_recorded(&result);
+                }
+                self.pump();
+                return;
             }
             LinkEvent::Final { agent_id, result } => {
                 info!(submission = result.submission_id, agent = %agent_id, verdict = result.verdict.as_str(), "verdict");
@@ -208,13 +301,24 @@ impl Scheduler {
     }
 
     fn apply(&self, command: Command) -> Option<Effect> {
+        let completing = match &command {
+            Command::Complete { submission_id, .. } => Some(*submission_id),
+            _ => None,
+        };
         let result = self.lock().apply(command);
+        let observer = self.inner.observer.get();
         match result {
             Ok(effect) => {
                 if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = &effect {
                     for id in gave_up {
                         warn!(submission = id, "out of attempts; completed with IE");
+                        if let Some(o) = observer {
+                            o.completed(*id);
+                        }
                     }
+                }
+                if let (Effect::Completed { .. }, Some(id), Some(o)) = (&effect, completing, observer) {
+                    o.completed(id);
                 }
                 Some(effect)
             }
@@ -235,9 +339,14 @@ impl Scheduler {
             }
             let mut failed = false;
             for (agent_id, job) in jobs {
-                let submission_id = job.submission_id;
-                debug!(submission = submission_id, agent = %agent_id, "dispatching");
-                if let Err(err) = self.inner.dispatch.dispatch(&agent_id, job) {
+                let (submission_id, sent) = match job {
+                    Outgoing::Classic(job) => (job.submission_id, self.inner.dispatch.dispatch(&agent_id, job)),
+                    Outgoing::Function(job) => {
+                        (job.job.submission_id, self.inner.dispatch.dispatch_function(&agent_id, job))
+                    }
+                };
+                debug!(submission = submission_id, agent = %agent_id, "dispatched");
+                if let Err(err) = sent {
                     warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
                     self.dispatch_failed(submission_id, &agent_id, &err);
                     failed = true;
@@ -267,7 +376,7 @@ impl Scheduler {
     }
 
     /// Leases every assignable submission under one lock and builds its job.
-    fn assign_all(&self) -> Vec<(String, Job)> {
+    fn assign_all(&self) -> Vec<(String, Outgoing)> {
         let now_ms = self.now();
         let mut state = self.lock();
         let mut jobs = Vec::new();
@@ -285,6 +394,10 @@ impl Scheduler {
                     source: sub.source.clone(),
                     tests: sub.tests.clone(),
                     limits: sub.limits,
+                };
+                let job = match &sub.function {
+                    Some(function) => Outgoing::Function(FunctionJob { job, function: function.clone() }),
+                    None => Outgoing::Classic(job),
                 };
                 jobs.push((agent_id, job));
             }

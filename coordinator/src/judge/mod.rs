@@ -15,7 +15,7 @@ mod tests;
 
 pub use state::JudgeState;
 
-use protocol::{FinalResult, Limits, TestCase, TestResult, Verdict};
+use protocol::{FinalResult, FunctionSpec, Limits, TestCase, TestResult, Verdict};
 
 pub type SubmissionId = u64;
 
@@ -42,6 +42,9 @@ pub struct NewSubmission {
 pub enum Command {
     /// A new submission enters the queue; its id is assigned by the state.
     Accept { submission: NewSubmission, now_ms: u64 },
+    /// A function-style submission (the WebSocket API's runs): like `Accept`, and its job
+    /// goes out as `RunFunction`. Its tests' inputs are JSON arguments, see `FunctionJob`.
+    AcceptFunction { submission: NewSubmission, function: FunctionSpec, now_ms: u64 },
     /// Queued -> running on `agent_id`.
     Assign { submission_id: SubmissionId, agent_id: String, now_ms: u64 },
     /// One test finished; kept only while the submission runs on `agent_id`.
@@ -172,6 +175,8 @@ pub struct Submission {
     pub tests: Vec<TestCase>,
     pub test_count: usize,
     pub limits: Limits,
+    /// Set for function-style submissions.
+    pub function: Option<FunctionSpec>,
     pub status: Status,
     pub accepted_ms: u64,
     pub lease: Option<Lease>,
