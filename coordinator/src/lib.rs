@@ -5,3 +5,4 @@ pub mod judge;
 pub mod link;
 pub mod scheduler;
 pub mod tls;
+pub mod ws;
