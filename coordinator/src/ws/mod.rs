@@ -46,7 +46,7 @@ pub const MAX_RUNS_PER_CLIENT: usize = 4;
 pub const MAX_TOPICS_PER_CLIENT: usize = 64;
 /// Steps of an execution kept to repeat in EXECUTION_COMPLETED's `result.steps`, as the
 /// seed's result carries them; beyond this budget `stepsTruncated` is set.
-pub const KEPT_STEP_BYTES: usize = 4 << 20;
+pub const KEPT_STEP_BYTES: usize = 512 * 1024;
 /// Steps a run may log (the harness writes a truncation marker after the last).
 pub const MAX_STEPS: u32 = 10_000;
 const CLUSTER_INTERVAL: Duration = Duration::from_secs(1);
@@ -711,7 +711,19 @@ async fn connection(live: Arc<Live>, ws: WebSocket) {
         tokio::select! {
             frame = frames.recv() => {
                 let Some(frame) = frame else { break None };
-                if sink.send(Message::text(frame.to_string())).await.is_err() {
+                // Whatever else is queued goes out with it, in one flush.
+                let mut batch = vec![frame];
+                while batch.len() < 64 && let Ok(more) = frames.try_recv() {
+                    batch.push(more);
+                }
+                let mut failed = false;
+                for f in batch {
+                    if sink.feed(Message::text(f.to_string())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || sink.flush().await.is_err() {
                     break None;
                 }
             }
