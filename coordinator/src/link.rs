@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use protocol::{
-    AgentMsg, CoordinatorMsg, ErrorCode, ErrorMsg, FinalResult, FrameError, Job, PROTOCOL_VERSION, TestResult,
-    Welcome, read_frame, write_frame,
+    AgentMsg, Cancel, CoordinatorMsg, ErrorCode, ErrorMsg, FinalResult, FrameError, FunctionJob, Job,
+    PROTOCOL_VERSION, ReturnValue, Step, TestResult, Welcome, read_frame, write_frame,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::timeout;
@@ -52,6 +52,27 @@ pub trait Dispatch: Send + Sync + 'static {
     /// Starts sending `job` to `agent_id` and returns at once; the outcome arrives as
     /// `LinkEvent`s (`TestResult`s then `Final`, or `JobLost`).
     fn dispatch(&self, agent_id: &str, job: Job) -> Result<(), DispatchError>;
+
+    /// Like `dispatch`, for a function-style job; `Step` and `Return` frames go to the
+    /// live sink (see `AgentHub::set_live`), never into `LinkEvent`s.
+    fn dispatch_function(&self, agent_id: &str, job: FunctionJob) -> Result<(), DispatchError> {
+        let _ = job;
+        Err(DispatchError::UnknownAgent(agent_id.to_string()))
+    }
+
+    /// Asks the agent to stop a function-style job; false when it is not in flight there.
+    fn cancel(&self, agent_id: &str, submission_id: u64, reason: &str) -> bool {
+        let _ = (agent_id, submission_id, reason);
+        false
+    }
+}
+
+/// Where live data of function jobs goes: `Step`s and `Return`s, as they arrive. Called
+/// on the link's tasks, in stream order, before the job's `Final` becomes a `LinkEvent`;
+/// must not block.
+pub trait LiveSink: Send + Sync + 'static {
+    fn step(&self, step: Step);
+    fn returned(&self, value: ReturnValue);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +116,9 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     /// `judge_link_errors_total{kind}`, when the coordinator exports metrics.
     errors: Option<prometheus::IntCounterVec>,
+    live: std::sync::OnceLock<Arc<dyn LiveSink>>,
+    /// Cancel triggers of the function jobs in flight, by submission id.
+    cancels: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<String>>>,
 }
 
 /// Counts one link error of `kind` (see `metrics::LINK_ERROR_KINDS`).
@@ -199,10 +223,18 @@ impl AgentHub {
             agents: Mutex::new(HashMap::new()),
             runtime: tokio::runtime::Handle::current(),
             errors,
+            live: std::sync::OnceLock::new(),
+            cancels: Mutex::new(HashMap::new()),
         });
         tracing::info!(addr = %local_addr, "agent link listening");
         tokio::spawn(accept_loop(inner.clone()));
         Ok(AgentHub { inner })
+    }
+
+    /// Installs the sink of live function-job data; only the first call counts. Without
+    /// one, steps are discarded.
+    pub fn set_live(&self, sink: Arc<dyn LiveSink>) {
+        let _ = self.inner.live.set(sink);
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -253,6 +285,47 @@ impl Dispatch for AgentHub {
             .instrument(span),
         );
         Ok(())
+    }
+
+    fn dispatch_function(&self, agent_id: &str, job: FunctionJob) -> Result<(), DispatchError> {
+        let unknown = || DispatchError::UnknownAgent(agent_id.to_string());
+        let session = lock(&self.inner.agents).get(agent_id).cloned().ok_or_else(unknown)?;
+        let submission_id = job.job.submission_id;
+        {
+            let mut state = lock(&session.state);
+            if state.down {
+                return Err(unknown());
+            }
+            if !state.in_flight.insert(submission_id) {
+                return Err(DispatchError::AlreadyRunning { agent_id: agent_id.to_string(), submission_id });
+            }
+        }
+        let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel();
+        lock(&self.inner.cancels).insert(submission_id, cancel_tx);
+        let inner = self.inner.clone();
+        let span = tracing::info_span!("function_job", agent.id = %agent_id, submission.id = submission_id);
+        self.inner.runtime.spawn(
+            async move {
+                let live = inner.live.get().cloned();
+                if let Err(reason) = stream_function_job(&session, job, cancel_rx, live).await {
+                    tracing::warn!(%reason, "job lost");
+                    session.job_lost(submission_id, reason);
+                }
+                lock(&inner.cancels).remove(&submission_id);
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+
+    fn cancel(&self, agent_id: &str, submission_id: u64, reason: &str) -> bool {
+        let in_flight = lock(&self.inner.agents)
+            .get(agent_id)
+            .is_some_and(|s| lock(&s.state).in_flight.contains(&submission_id));
+        match lock(&self.inner.cancels).remove(&submission_id) {
+            Some(tx) if in_flight => tx.send(reason.to_string()).is_ok(),
+            _ => false,
+        }
     }
 }
 
@@ -463,6 +536,98 @@ async fn stream_job(session: &Session, job: Job) -> Result<(), String> {
     }
 }
 
+/// What the next event on a function job's stream is.
+enum Next {
+    Frame(Result<Option<AgentMsg>, FrameError>),
+    Cancel(String),
+}
+
+/// Sends a function job, relays steps to `live` and results as events, and forwards a
+/// cancel to the agent; `Err` is the reason the job is lost.
+async fn stream_function_job(
+    session: &Session,
+    job: FunctionJob,
+    cancel: tokio::sync::oneshot::Receiver<String>,
+    live: Option<Arc<dyn LiveSink>>,
+) -> Result<(), String> {
+    let submission_id = job.job.submission_id;
+    let tests = job.job.tests.len();
+    let (mut send, mut recv) = session.conn.open_bi().await.map_err(|e| format!("could not open a job stream: {e}"))?;
+    write_frame(&mut send, &CoordinatorMsg::RunFunction(job)).await.map_err(|e| format!("could not send the job: {e}"))?;
+    let mut cancel = Some(cancel);
+    let agent_id = || session.agent_id.clone();
+    loop {
+        // A frame read is not cancel-safe: the same future is polled until it completes,
+        // while a cancel may come in between.
+        let frame = {
+            let read = read_frame::<_, AgentMsg>(&mut recv);
+            tokio::pin!(read);
+            loop {
+                let next = tokio::select! {
+                    r = &mut read => Next::Frame(r),
+                    c = async {
+                        match cancel.as_mut() {
+                            Some(rx) => rx.await.ok(),
+                            None => std::future::pending().await,
+                        }
+                    } => match c {
+                        Some(reason) => Next::Cancel(reason),
+                        // The hub dropped the trigger: nobody can cancel anymore.
+                        None => { cancel = None; continue; }
+                    },
+                };
+                match next {
+                    Next::Frame(r) => break r,
+                    Next::Cancel(reason) => {
+                        cancel = None;
+                        let msg = CoordinatorMsg::Cancel(Cancel { submission_id, reason });
+                        if let Err(e) = write_frame(&mut send, &msg).await {
+                            // The stream is failing; the read below will say how.
+                            tracing::warn!(error = %e, "could not send a cancel");
+                        }
+                    }
+                }
+            }
+        };
+        let (event, last) = match frame {
+            Ok(Some(AgentMsg::Step(step))) if step.submission_id == submission_id => {
+                if let Some(live) = &live {
+                    live.step(step);
+                }
+                continue;
+            }
+            Ok(Some(AgentMsg::Return(value))) if value.submission_id == submission_id => {
+                if let Some(live) = &live {
+                    live.returned(value);
+                }
+                continue;
+            }
+            Ok(Some(AgentMsg::Step(_) | AgentMsg::Return(_))) => {
+                return Err("agent sent live data of another submission".to_string());
+            }
+            Ok(Some(AgentMsg::TestResult(result))) if result.submission_id != submission_id => {
+                return Err(format!("agent sent a result of submission {}", result.submission_id));
+            }
+            Ok(Some(AgentMsg::TestResult(result))) if result.index as usize >= tests => {
+                return Err(format!("agent sent a result of test {} of {tests}", result.index));
+            }
+            Ok(Some(AgentMsg::TestResult(result))) => (LinkEvent::TestResult { agent_id: agent_id(), result }, false),
+            Ok(Some(AgentMsg::Final(result))) if result.submission_id != submission_id => {
+                return Err(format!("agent sent the final result of submission {}", result.submission_id));
+            }
+            Ok(Some(AgentMsg::Final(result))) => (LinkEvent::Final { agent_id: agent_id(), result }, true),
+            Ok(Some(AgentMsg::Error(e))) => return Err(format!("agent refused the job ({:?}): {}", e.code, e.message)),
+            Ok(Some(other)) => return Err(format!("unexpected {} on the job stream", msg_name(&other))),
+            Ok(None) => return Err("job stream ended before the final result".to_string()),
+            Err(e) => return Err(format!("job stream failed: {e}")),
+        };
+        if !session.job_event(submission_id, event, last) || last {
+            let _ = send.finish();
+            return Ok(());
+        }
+    }
+}
+
 fn msg_name(msg: &AgentMsg) -> &'static str {
     match msg {
         AgentMsg::Hello(_) => "Hello",
@@ -470,5 +635,7 @@ fn msg_name(msg: &AgentMsg) -> &'static str {
         AgentMsg::TestResult(_) => "TestResult",
         AgentMsg::Final(_) => "Final",
         AgentMsg::Error(_) => "Error",
+        AgentMsg::Step(_) => "Step",
+        AgentMsg::Return(_) => "Return",
     }
 }

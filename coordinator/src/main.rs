@@ -122,7 +122,13 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .await
         .with_context(|| format!("binding the API on {}", args.listen))?;
     let api_addr = listener.local_addr()?;
-    let router = api::router(scheduler, Arc::new(spec), ApiLimits::default());
+    let spec = Arc::new(spec);
+    let catalog = coordinator::ws::catalog::BuiltinCatalog::new().context("loading the built-in algorithms")?;
+    let live = coordinator::ws::Live::install(&scheduler, &hub, spec.clone(), Arc::new(catalog));
+    // /ws first: the API router ends in a catch-all.
+    let router = salvo::Router::new()
+        .push(salvo::Router::with_path("ws").goal(live.handler()))
+        .push(api::router(scheduler, spec, ApiLimits::default()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|s| *s).await;

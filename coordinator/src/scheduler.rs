@@ -7,10 +7,10 @@
 //! round trip and API reads see the state directly. The lock is not held while calling
 //! `Dispatch`, so an agent link can never deadlock against the scheduler.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use protocol::{Job, JobOptions, Limits, TestCase, Verdict};
+use protocol::{FinalResult, FunctionJob, FunctionSpec, Job, JobOptions, Limits, TestCase, TestResult, Verdict};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
@@ -118,6 +118,32 @@ pub struct QueueSummary {
     pub running: usize,
 }
 
+/// Told about progress the API's live clients watch (the WebSocket layer). Called after the
+/// command is applied, without the state's lock held, so it may read the scheduler.
+pub trait Observer: Send + Sync + 'static {
+    /// A test result was recorded for a running submission.
+    fn test_recorded(&self, result: &TestResult);
+    /// The submission is done (verdict, cancel, or out of attempts).
+    fn completed(&self, id: SubmissionId);
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was queued and is now done with `IE`.
+    Dequeued,
+    /// Its agent was told to stop; the `IE` final follows within moments.
+    Stopping,
+    /// Nothing to cancel: unknown, already done, or its agent is gone (it is requeued).
+    NotRunning,
+}
+
+/// A job on its way to an agent.
+enum Outgoing {
+    Classic(Job),
+    Function(FunctionJob),
+}
+
 /// Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -131,6 +157,7 @@ struct Inner {
     config: SchedulerConfig,
     completed: tokio::sync::broadcast::Sender<SubmissionId>,
     metrics: Metrics,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl Scheduler {
@@ -147,7 +174,7 @@ impl Scheduler {
         let state = Mutex::new(JudgeState::with_max_attempts(config.max_attempts));
         // Room for bursts; slow receivers lag and re-read the state rather than block us.
         let (completed, _) = tokio::sync::broadcast::channel(1024);
-        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config, completed, metrics }) }
+        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config, completed, metrics, observer: OnceLock::new() }) }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -167,6 +194,66 @@ impl Scheduler {
                 .agents()
                 .map(|a| AgentSnapshot { id: a.id.clone(), slots: a.slots, leases: a.running.len() })
                 .collect(),
+        }
+    }
+
+    /// Installs the observer; only the first call counts.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    /// Queues a function-style submission. `on_accepted` runs with its id before it can be
+    /// dispatched, so a watcher subscribed there cannot miss its first step.
+    pub async fn submit_function(
+        &self,
+        submission: NewSubmission,
+        function: FunctionSpec,
+        on_accepted: impl FnOnce(SubmissionId),
+    ) -> Result<SubmissionId, SubmitError> {
+        let id = {
+            let mut state = self.lock();
+            if state.queued_len() >= self.inner.config.max_queued {
+                return Err(SubmitError::QueueFull(state.queued_len()));
+            }
+            let command = Command::AcceptFunction { submission, function, now_ms: self.now() };
+            match state.apply(command)? {
+                Effect::Accepted { id } => id,
+                other => return Err(SubmitError::Internal(format!("AcceptFunction answered {other:?}"))),
+            }
+        };
+        info!(submission = id, "function submission queued");
+        on_accepted(id);
+        self.pump();
+        Ok(id)
+    }
+
+    /// Cancels a submission: a queued one is completed with `IE` at once; a running one's
+    /// agent is told to stop, and its `IE` final then goes through the state machine as
+    /// usual, so the slot is free only once the run is really gone.
+    pub fn cancel(&self, id: SubmissionId, reason: &str) -> CancelOutcome {
+        let (status, agent) = {
+            let state = self.lock();
+            match state.get(id) {
+                Some(sub) => (sub.status, sub.lease.as_ref().map(|l| l.agent_id.clone())),
+                None => return CancelOutcome::NotRunning,
+            }
+        };
+        match (status, agent) {
+            (Status::Queued, _) => {
+                let result = FinalResult {
+                    submission_id: id,
+                    verdict: Verdict::IE,
+                    compile_output: String::new(),
+                    message: format!("cancelled: {reason}"),
+                };
+                let command = Command::Complete { submission_id: id, agent_id: None, result, now_ms: self.now() };
+                match self.apply(command) {
+                    Some(_) => CancelOutcome::Dequeued,
+                    None => CancelOutcome::NotRunning,
+                }
+            }
+            (Status::Running, Some(agent)) if self.inner.dispatch.cancel(&agent, id, reason) => CancelOutcome::Stopping,
+            _ => CancelOutcome::NotRunning,
         }
     }
 
@@ -266,7 +353,13 @@ impl Scheduler {
                 Command::AgentSlots { agent_id, free_slots }
             }
             LinkEvent::TestResult { agent_id, result } => {
-                Command::TestDone { submission_id: result.submission_id, agent_id, result }
+                let copy = self.inner.observer.get().map(|o| (o.clone(), result.clone()));
+                let command = Command::TestDone { submission_id: result.submission_id, agent_id, result };
+                if let (Some(Effect::TestRecorded), Some((observer, result))) = (self.apply(command), copy) {
+                    observer.test_recorded(&result);
+                }
+                self.pump();
+                return;
             }
             LinkEvent::Final { agent_id, result } => {
                 info!(submission = result.submission_id, agent = %agent_id, verdict = result.verdict.as_str(), "verdict");
@@ -298,6 +391,7 @@ impl Scheduler {
             }
             result
         };
+        let observer = self.inner.observer.get();
         match result {
             Ok(effect) => {
                 if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = &effect {
@@ -305,10 +399,16 @@ impl Scheduler {
                         warn!(submission = id, "out of attempts; completed with IE");
                         // No receiver is normal: nobody waits on that submission.
                         let _ = self.inner.completed.send(*id);
+                        if let Some(o) = observer {
+                            o.completed(*id);
+                        }
                     }
                 }
                 if let (Effect::Completed { .. }, Some(id)) = (&effect, completing) {
                     let _ = self.inner.completed.send(id);
+                    if let Some(o) = observer {
+                        o.completed(id);
+                    }
                 }
                 Some(effect)
             }
@@ -329,9 +429,14 @@ impl Scheduler {
             }
             let mut failed = false;
             for (agent_id, job) in jobs {
-                let submission_id = job.submission_id;
-                debug!(submission = submission_id, agent = %agent_id, "dispatching");
-                if let Err(err) = self.inner.dispatch.dispatch(&agent_id, job) {
+                let (submission_id, sent) = match job {
+                    Outgoing::Classic(job) => (job.submission_id, self.inner.dispatch.dispatch(&agent_id, job)),
+                    Outgoing::Function(job) => {
+                        (job.job.submission_id, self.inner.dispatch.dispatch_function(&agent_id, job))
+                    }
+                };
+                debug!(submission = submission_id, agent = %agent_id, "dispatched");
+                if let Err(err) = sent {
                     warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
                     self.inner.metrics.link_error("dispatch");
                     self.dispatch_failed(submission_id, &agent_id, &err);
@@ -362,7 +467,7 @@ impl Scheduler {
     }
 
     /// Leases every assignable submission under one lock and builds its job.
-    fn assign_all(&self) -> Vec<(String, Job)> {
+    fn assign_all(&self) -> Vec<(String, Outgoing)> {
         let now_ms = self.now();
         let mut state = self.lock();
         let mut jobs = Vec::new();
@@ -382,6 +487,10 @@ impl Scheduler {
                     tests: sub.tests.clone(),
                     limits: sub.limits,
                     options: sub.options.clone(),
+                };
+                let job = match &sub.function {
+                    Some(function) => Outgoing::Function(FunctionJob { job, function: function.clone() }),
+                    None => Outgoing::Classic(job),
                 };
                 jobs.push((agent_id, job));
             }

@@ -12,7 +12,9 @@ pub use frame::{FrameError, MAX_FRAME_BYTES, decode, encode, read_frame, write_f
 pub use messages::*;
 
 /// Bumped on every incompatible change of the types below; the handshake carries it.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 2: function-style jobs (`RunFunction`, `Cancel`, `Step`, `Return`).
+/// 3: optional expected output and `JobOptions` (the Judge0-compatible API), with 2.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// ALPN protocol id of the agent link, so a stray TLS client of another kind is refused.
 pub const ALPN: &[u8] = b"judge-agent/1";

@@ -13,6 +13,12 @@ pub enum AgentMsg {
     Final(FinalResult),
     /// The agent could not handle a frame.
     Error(ErrorMsg),
+    /// A `viz` step of a function-style run, sent the moment the program wrote it (on the
+    /// job's stream). Live data only: never part of the replicated state.
+    Step(Step),
+    /// The value a function-style test returned (or why it returned none), just before
+    /// that test's `TestResult`.
+    Return(ReturnValue),
 }
 
 /// What the coordinator sends to an agent.
@@ -24,6 +30,11 @@ pub enum CoordinatorMsg {
     Job(Job),
     /// The coordinator refuses the agent or a frame, and closes the stream.
     Error(ErrorMsg),
+    /// A function-style job: the first coordinator frame on a job stream, like `Job`, but
+    /// the coordinator keeps its side open so it can send `Cancel` later.
+    RunFunction(FunctionJob),
+    /// Stop the job of this stream now; its `Final` follows (verdict `IE`).
+    Cancel(Cancel),
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -218,4 +229,64 @@ pub enum ErrorCode {
 pub struct ErrorMsg {
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// A function-style job: every test's `input` is the JSON of the function's arguments (an
+/// object binds by parameter name, an array is positional), `expected_output` the JSON of
+/// the expected return value, or empty when any value is fine (a plain run).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FunctionJob {
+    pub job: Job,
+    pub function: FunctionSpec,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct FunctionSpec {
+    /// The function to call; empty: found from `algorithm_name` (snake_case, camelCase),
+    /// else the only top-level function.
+    pub entry_point: String,
+    pub algorithm_name: String,
+    /// Compare a returned array with the expected one as a multiset.
+    pub unordered: bool,
+    /// `viz` steps kept per test run; 0 turns `viz` into a no-op.
+    pub max_steps: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Cancel {
+    pub submission_id: u64,
+    pub reason: String,
+}
+
+/// One `viz` step with the run's cgroup readings at the moment it arrived.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Step {
+    pub submission_id: u64,
+    pub test_index: u32,
+    /// 0-based, per test run.
+    pub index: u64,
+    /// CPU time of the run so far.
+    pub cpu_us: u64,
+    /// Memory the run's cgroup uses now.
+    pub memory_bytes: u64,
+    /// Since the run started.
+    pub elapsed_us: u64,
+    /// JSON object `{description, dataStructure, highlights}` as the harness wrote it;
+    /// the agent does not parse it, the coordinator validates it.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ReturnValue {
+    pub submission_id: u64,
+    pub test_index: u32,
+    /// JSON of the returned value; empty when the function raised or never returned.
+    pub value: Vec<u8>,
+    /// The exception (with its traceback) or why no value came back.
+    pub error: String,
+    /// Time of the call alone, measured by the harness inside the sandbox.
+    pub function_time_us: u64,
+    pub steps: u64,
+    /// Steps lost to the caps (in the sandbox or a full queue on the agent).
+    pub steps_dropped: u64,
 }

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod harness;
+pub use harness::{Harness, harness};
+
 const LANGUAGES_TOML: &str = include_str!("../languages.toml");
 const MOUNTS_TOML: &str = include_str!("../mounts.toml");
 const SECCOMP_TOML: &str = include_str!("../seccomp.toml");

@@ -17,7 +17,7 @@ use crate::sandbox::{Exit, Profile, RunLimits, RunOutcome, RunSpec, Sandbox};
 pub const RETURNED_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Limits of compilation, the same for every submission.
-const COMPILE_LIMITS: RunLimits = RunLimits {
+pub(crate) const COMPILE_LIMITS: RunLimits = RunLimits {
     cpu: Duration::from_secs(10),
     wall: Duration::from_secs(20),
     memory_bytes: 1 << 30,
@@ -32,16 +32,16 @@ const COMPILE_LIMITS: RunLimits = RunLimits {
 const RUN_FILE_BYTES: u64 = 64 << 20;
 
 pub struct Judge {
-    sandbox: Sandbox,
-    spec: Arc<rootfs::Spec>,
-    jobs_dir: PathBuf,
+    pub(crate) sandbox: Sandbox,
+    pub(crate) spec: Arc<rootfs::Spec>,
+    pub(crate) jobs_dir: PathBuf,
     /// One uid/gid per slot, so concurrent runs never share an identity.
     free_ids: Mutex<Vec<u32>>,
     fallback_id: u32,
     uid_base: u32,
     /// The CPU of each slot, when every slot can have its own.
     slot_cpus: Vec<u32>,
-    counter: AtomicU64,
+    pub(crate) counter: AtomicU64,
     metrics: AgentMetrics,
 }
 
@@ -109,15 +109,15 @@ impl Judge {
     }
 
     /// The CPU of the slot whose identity is `id`.
-    fn cpu_for(&self, id: u32) -> Option<u32> {
+    pub(crate) fn cpu_for(&self, id: u32) -> Option<u32> {
         self.slot_cpus.get(id.checked_sub(self.uid_base)? as usize).copied()
     }
 
-    fn take_id(&self) -> u32 {
+    pub(crate) fn take_id(&self) -> u32 {
         self.free_ids.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or(self.fallback_id)
     }
 
-    fn put_id(&self, id: u32) {
+    pub(crate) fn put_id(&self, id: u32) {
         if id != self.fallback_id
             && let Ok(mut v) = self.free_ids.lock()
         {
@@ -291,7 +291,7 @@ fn run_argv(job: &Job, lang: &Language, limits: RunLimits) -> Vec<String> {
     argv
 }
 
-fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std::io::Result<()> {
+pub(crate) fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std::io::Result<()> {
     use std::os::unix::fs::{PermissionsExt, chown};
     std::fs::create_dir_all(box_dir)?;
     let src = box_dir.join(source_name);
@@ -310,7 +310,7 @@ fn scaled(ms: u64, lang: &Language) -> Duration {
 
 /// The sandbox's limits of a run. The CPU limit includes the job's extra time: the run
 /// is stopped only then, but judged against `cpu_ms` (see `test_result`).
-fn run_limits(job: &Job, lang: &Language) -> RunLimits {
+pub(crate) fn run_limits(job: &Job, lang: &Language) -> RunLimits {
     RunLimits {
         cpu: scaled(job.limits.cpu_ms.saturating_add(job.options.extra_cpu_ms), lang),
         wall: scaled(job.limits.wall_ms, lang),
@@ -375,7 +375,7 @@ fn test_result(
     }
 }
 
-fn limit_name(l: LimitHit) -> &'static str {
+pub(crate) fn limit_name(l: LimitHit) -> &'static str {
     match l {
         LimitHit::Cpu => "CPU time",
         LimitHit::Wall => "wall time",
@@ -385,7 +385,7 @@ fn limit_name(l: LimitHit) -> &'static str {
     }
 }
 
-fn describe_exit(e: Exit) -> String {
+pub(crate) fn describe_exit(e: Exit) -> String {
     match e {
         Exit::Code(c) => format!("exited with code {c}"),
         Exit::Signal(s) => format!("killed by {}", signal_name(s)),
@@ -416,7 +416,7 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-fn lossy_truncated(bytes: &[u8]) -> String {
+pub(crate) fn lossy_truncated(bytes: &[u8]) -> String {
     let cut = bytes.len().min(RETURNED_OUTPUT_BYTES);
     let mut s = String::from_utf8_lossy(&bytes[..cut]).into_owned();
     if cut < bytes.len() {
@@ -444,6 +444,26 @@ impl crate::link::JobRunner for JudgeRunner {
                     let _ = results.blocking_send(r);
                 })
             });
+            task.await.unwrap_or_else(|e| FinalResult {
+                submission_id,
+                verdict: Verdict::IE,
+                compile_output: String::new(),
+                message: format!("the judge task failed: {e}"),
+            })
+        })
+    }
+
+    fn run_function(
+        &self,
+        job: protocol::FunctionJob,
+        events: tokio::sync::mpsc::Sender<protocol::AgentMsg>,
+        cancel: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = FinalResult> + Send>> {
+        let judge = self.0.clone();
+        Box::pin(async move {
+            let submission_id = job.job.submission_id;
+            let task =
+                tokio::task::spawn_blocking(move || crate::function::run_function_blocking(judge, job, events, cancel));
             task.await.unwrap_or_else(|e| FinalResult {
                 submission_id,
                 verdict: Verdict::IE,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod function;
 pub mod judge;
 pub mod link;
 pub mod metrics;

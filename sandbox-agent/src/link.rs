@@ -11,12 +11,13 @@ use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use protocol::{
-    AgentMsg, CoordinatorMsg, ErrorCode, ErrorMsg, FinalResult, Heartbeat, Hello, Job, PROTOCOL_VERSION, TestResult,
-    read_frame, write_frame,
+    AgentMsg, CoordinatorMsg, ErrorCode, ErrorMsg, FinalResult, FunctionJob, Heartbeat, Hello, Job, PROTOCOL_VERSION,
+    TestResult, read_frame, write_frame,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -36,6 +37,27 @@ pub trait JobRunner: Send + Sync + 'static {
         job: Job,
         results: tokio::sync::mpsc::Sender<TestResult>,
     ) -> Pin<Box<dyn Future<Output = FinalResult> + Send>>;
+
+    /// Judges a function-style job, sending `Step`, `Return` and `TestResult` messages on
+    /// `events` as they come; setting `cancel` stops it. Runners without function support
+    /// answer `IE`.
+    fn run_function(
+        &self,
+        job: FunctionJob,
+        events: mpsc::Sender<AgentMsg>,
+        cancel: Arc<AtomicBool>,
+    ) -> Pin<Box<dyn Future<Output = FinalResult> + Send>> {
+        let _ = (events, cancel);
+        let submission_id = job.job.submission_id;
+        Box::pin(async move {
+            FinalResult {
+                submission_id,
+                verdict: protocol::Verdict::IE,
+                compile_output: String::new(),
+                message: "this agent cannot run function-style jobs".into(),
+            }
+        })
+    }
 }
 
 pub struct LinkConfig {
@@ -283,7 +305,9 @@ async fn session(
             return Err(LinkError::Refused(format!("coordinator speaks protocol {}", w.protocol_version)));
         }
         Some(CoordinatorMsg::Error(e)) => return Err(LinkError::Refused(format!("{:?}: {}", e.code, e.message))),
-        Some(CoordinatorMsg::Job(_)) => return Err(LinkError::Protocol("Job on the control stream".into())),
+        Some(CoordinatorMsg::Job(_) | CoordinatorMsg::RunFunction(_) | CoordinatorMsg::Cancel(_)) => {
+            return Err(LinkError::Protocol("job frame on the control stream".into()));
+        }
         None => return Err(stream_error(&conn, "control stream ended before Welcome")),
     };
     *established = true;
@@ -360,6 +384,9 @@ async fn serve_job(
 ) {
     let job = match read_frame::<_, CoordinatorMsg>(&mut recv).await {
         Ok(Some(CoordinatorMsg::Job(job))) => job,
+        Ok(Some(CoordinatorMsg::RunFunction(job))) => {
+            return serve_function(send, recv, job, runner, languages, slots, running).await;
+        }
         Ok(Some(_)) => return reply_error(&mut send, ErrorCode::BadFrame, "expected a Job".into()).await,
         Ok(None) => return,
         Err(e) => return reply_error(&mut send, ErrorCode::BadFrame, format!("bad Job frame: {e}")).await,
@@ -397,6 +424,74 @@ async fn serve_job(
         Ok(()) => {
             let _ = send.finish();
             tracing::info!(submission.id = submission_id, "job done");
+        }
+        Err(e) => tracing::warn!(submission.id = submission_id, error = %e, "could not send job results"),
+    }
+}
+
+/// Steps, returns and results of a function job waiting for the network. Steps that find
+/// it full are dropped and counted (see `function::run_function_blocking`).
+const FUNCTION_QUEUE: usize = 1024;
+
+async fn serve_function(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    job: FunctionJob,
+    runner: Arc<dyn JobRunner>,
+    languages: Arc<[String]>,
+    slots: Arc<Semaphore>,
+    running: Arc<Mutex<BTreeSet<u64>>>,
+) {
+    let submission_id = job.job.submission_id;
+    if !languages.contains(&job.job.language) {
+        let msg = format!("no {:?} here (submission {submission_id})", job.job.language);
+        return reply_error(&mut send, ErrorCode::UnknownLanguage, msg).await;
+    }
+    let Ok(permit) = slots.try_acquire_owned() else {
+        let msg = format!("no free slot for submission {submission_id}");
+        return reply_error(&mut send, ErrorCode::Busy, msg).await;
+    };
+    lock(&running).insert(submission_id);
+    let guard = Running { set: running, submission_id };
+    tracing::info!(submission.id = submission_id, language = %job.job.language, tests = job.job.tests.len(), "function job started");
+
+    // The coordinator keeps its side of the stream open for a Cancel. A broken stream
+    // cancels too: nobody could receive the results anymore.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            match read_frame::<_, CoordinatorMsg>(&mut recv).await {
+                Ok(None) => {}
+                Ok(Some(CoordinatorMsg::Cancel(c))) => {
+                    tracing::info!(submission.id = submission_id, reason = %c.reason, "cancel requested");
+                    cancel.store(true, Ordering::SeqCst);
+                }
+                Ok(Some(_)) | Err(_) => cancel.store(true, Ordering::SeqCst),
+            }
+        })
+    };
+    let (tx, mut rx) = mpsc::channel(FUNCTION_QUEUE);
+    let mut judging = runner.run_function(job, tx, cancel);
+    let sent = async {
+        let final_result = loop {
+            tokio::select! {
+                Some(msg) = rx.recv() => write_frame(&mut send, &msg).await?,
+                final_result = &mut judging => break final_result,
+            }
+        };
+        drop((permit, guard));
+        while let Ok(msg) = rx.try_recv() {
+            write_frame(&mut send, &msg).await?;
+        }
+        write_frame(&mut send, &AgentMsg::Final(final_result)).await
+    };
+    let outcome = sent.await;
+    watcher.abort();
+    match outcome {
+        Ok(()) => {
+            let _ = send.finish();
+            tracing::info!(submission.id = submission_id, "function job done");
         }
         Err(e) => tracing::warn!(submission.id = submission_id, error = %e, "could not send job results"),
     }

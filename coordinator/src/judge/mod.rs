@@ -15,7 +15,7 @@ mod tests;
 
 pub use state::JudgeState;
 
-use protocol::{FinalResult, JobOptions, Limits, TestCase, TestResult, Verdict};
+use protocol::{FinalResult, FunctionSpec, JobOptions, Limits, TestCase, TestResult, Verdict};
 
 pub type SubmissionId = u64;
 
@@ -66,6 +66,9 @@ pub struct Judge0Meta {
 pub enum Command {
     /// A new submission enters the queue; its id is assigned by the state.
     Accept { submission: NewSubmission, now_ms: u64 },
+    /// A function-style submission (the WebSocket API's runs): like `Accept`, and its job
+    /// goes out as `RunFunction`. Its tests' inputs are JSON arguments, see `FunctionJob`.
+    AcceptFunction { submission: NewSubmission, function: FunctionSpec, now_ms: u64 },
     /// Queued -> running on `agent_id`.
     Assign { submission_id: SubmissionId, agent_id: String, now_ms: u64 },
     /// One test finished; kept only while the submission runs on `agent_id`.
@@ -201,6 +204,8 @@ pub struct Submission {
     pub limits: Limits,
     pub options: JobOptions,
     pub judge0: Option<Judge0Meta>,
+    /// Set for function-style submissions.
+    pub function: Option<FunctionSpec>,
     pub status: Status,
     pub accepted_ms: u64,
     pub lease: Option<Lease>,

@@ -47,7 +47,8 @@ impl JudgeState {
 
     pub fn apply(&mut self, command: Command) -> Result<Effect, Rejected> {
         match command {
-            Command::Accept { submission, now_ms } => self.accept(submission, now_ms),
+            Command::Accept { submission, now_ms } => self.accept(submission, None, now_ms),
+            Command::AcceptFunction { submission, function, now_ms } => self.accept(submission, Some(function), now_ms),
             Command::Assign { submission_id, agent_id, now_ms } => self.assign(submission_id, agent_id, now_ms),
             Command::TestDone { submission_id, agent_id, result } => {
                 let sub = self.running_on(submission_id, &agent_id)?;
@@ -183,7 +184,12 @@ impl JudgeState {
         })
     }
 
-    fn accept(&mut self, new: NewSubmission, now_ms: u64) -> Result<Effect, Rejected> {
+    fn accept(
+        &mut self,
+        new: NewSubmission,
+        function: Option<protocol::FunctionSpec>,
+        now_ms: u64,
+    ) -> Result<Effect, Rejected> {
         if new.tests.is_empty() {
             return Err(Rejected::NoTests);
         }
@@ -209,6 +215,7 @@ impl JudgeState {
                 limits: new.limits,
                 options: new.options,
                 judge0: new.judge0,
+                function,
                 status: Status::Queued,
                 accepted_ms: now_ms,
                 lease: None,

@@ -1,0 +1,74 @@
+//! Algorithm metadata and test cases, as the WebSocket API needs them. The store issue's
+//! catalog plugs in through [`Catalog`]; until then a tiny built-in set (algorithms.json)
+//! answers RUN_TESTS without inline `testCases`.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestCase {
+    pub input: Value,
+    pub expected: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Algorithm {
+    pub name: String,
+    /// The function to call; else the seed's rule (snake_case, camelCase, the only one).
+    #[serde(default)]
+    pub entry_point: Option<String>,
+    /// Results are compared as multisets (e.g. two_sum's pair of indices).
+    #[serde(default)]
+    pub order_insensitive: bool,
+    #[serde(default)]
+    pub tests: Vec<TestCase>,
+}
+
+pub trait Catalog: Send + Sync + 'static {
+    fn algorithm(&self, name: &str) -> Option<Algorithm>;
+}
+
+/// The built-in algorithms of `algorithms.json`.
+pub struct BuiltinCatalog {
+    algorithms: Vec<Algorithm>,
+}
+
+impl BuiltinCatalog {
+    pub fn new() -> Result<BuiltinCatalog, serde_json::Error> {
+        Ok(BuiltinCatalog { algorithms: serde_json::from_str(include_str!("algorithms.json"))? })
+    }
+}
+
+impl Catalog for BuiltinCatalog {
+    fn algorithm(&self, name: &str) -> Option<Algorithm> {
+        self.algorithms.iter().find(|a| a.name == name).cloned()
+    }
+}
+
+/// The seed's benchmark sizes.
+pub const BENCHMARK_SIZES: [usize; 5] = [100, 500, 1000, 2500, 5000];
+
+/// The seed's `generateTestData`: arguments of a given input size for an algorithm.
+/// Deterministic (a fixed LCG), so a benchmark is repeatable.
+pub fn generate_test_data(algorithm: &str, size: usize) -> Value {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d ^ size as u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % 1000
+    };
+    match algorithm {
+        "two_sum" | "twoSum" => {
+            let nums: Vec<u64> = (0..size).map(|_| next()).collect();
+            let target = nums.first().copied().unwrap_or(0) + nums.get(1).copied().unwrap_or(0);
+            serde_json::json!({ "nums": nums, "target": target })
+        }
+        "binary_search" | "binarySearch" => {
+            let nums: Vec<usize> = (0..size).map(|i| i * 2).collect();
+            let target = nums.get(next() as usize % size.max(1)).copied().unwrap_or(0);
+            serde_json::json!({ "nums": nums, "target": target })
+        }
+        _ => serde_json::json!({ "nums": (0..size).map(|_| next()).collect::<Vec<_>>() }),
+    }
+}

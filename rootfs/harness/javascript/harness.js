@@ -1,0 +1,167 @@
+// Function-style runs (rootfs/harness/README.md): reads the request from stdin, loads the
+// user's file, calls its function with the test's JSON arguments and writes the outcome to
+// descriptor 3 as one line tagged "R". `viz.logStep` writes lines tagged "S" there too, at
+// once, so the agent streams them while the code still runs. stdout stays the user's.
+'use strict';
+const fs = require('fs');
+
+const STEP_FD = 3;
+// A step larger than this has its data structure replaced by a note (see harness.py).
+const MAX_STEP_BYTES = 64 * 1024;
+
+function writeLine(tag, text) {
+  const buf = Buffer.from(tag + text + '\n');
+  let off = 0;
+  while (off < buf.length) off += fs.writeSync(STEP_FD, buf, off);
+}
+
+function safeJson(v) {
+  const seen = new WeakSet();
+  return JSON.stringify(v === undefined ? null : v, (k, x) => {
+    if (typeof x === 'bigint') return x.toString();
+    if (x instanceof Map) return Object.fromEntries(x);
+    if (x instanceof Set) return Array.from(x);
+    if (typeof x === 'object' && x !== null) {
+      if (seen.has(x)) return '[circular]';
+      seen.add(x);
+    }
+    return x;
+  });
+}
+
+class Viz {
+  constructor(maxSteps) { this.maxSteps = maxSteps; this.count = 0; this.truncated = false; }
+  logStep(description, dataStructure, highlights) {
+    if (this.count >= this.maxSteps) {
+      if (!this.truncated && this.maxSteps > 0) {
+        this.truncated = true;
+        writeLine('S', JSON.stringify({ description: `[steps truncated: limit of ${this.maxSteps} steps reached]`,
+          dataStructure: null, highlights: [], truncated: true }));
+      }
+      return;
+    }
+    this.count++;
+    const step = { description: String(description), dataStructure: dataStructure === undefined ? null : dataStructure,
+      highlights: Array.isArray(highlights) ? highlights : [] };
+    let line = safeJson(step);
+    if (line.length > MAX_STEP_BYTES) {
+      step.dataStructure = `[data structure of ${line.length} bytes truncated]`;
+      line = safeJson(step);
+    }
+    writeLine('S', line);
+  }
+  log_step(description, dataStructure, highlights) { this.logStep(description, dataStructure, highlights); }
+}
+
+class EntryError extends Error {}
+
+function snake(name) {
+  return name.replace(/[^0-9A-Za-z]+/g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/^_+|_+$/g, '').toLowerCase();
+}
+function camel(name) {
+  const parts = snake(name).split('_').filter(Boolean);
+  return parts.length ? parts[0] + parts.slice(1).map(p => p[0].toUpperCase() + p.slice(1)).join('') : '';
+}
+
+// Runs as a script in this context (not an eval, whose `let`/`const` stay local), so every
+// top-level declaration of the user's code is visible to later lookups by name.
+const vm = require('vm');
+const globalEval = (code, filename) => vm.runInThisContext(code, { filename: filename || 'lookup' });
+function lookup(name) {
+  if (!/^[A-Za-z_$][\w$]*$/.test(name)) return undefined;
+  try { return globalEval(`typeof ${name} === 'function' ? ${name} : undefined`); } catch (e) { return undefined; }
+}
+
+function topLevelNames(source) {
+  const names = new Set();
+  const re = /^(?:async\s+)?function\s*\*?\s*([A-Za-z_$][\w$]*)|^(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*=|^class\s+([A-Za-z_$][\w$]*)/gm;
+  for (const m of source.matchAll(re)) names.add(m[1] || m[2] || m[3]);
+  return [...names];
+}
+
+function findEntry(source, entry, name) {
+  if (entry) {
+    const f = lookup(entry);
+    if (f) return f;
+    throw new EntryError(`the entry point ${JSON.stringify(entry)} is not a function of the submitted code`);
+  }
+  const candidates = name ? [...new Set([snake(name), camel(name), name])].filter(Boolean) : [];
+  for (const c of candidates) { const f = lookup(c); if (f && !/^class\b/.test(Function.prototype.toString.call(f))) return f; }
+  const funcs = topLevelNames(source).filter(n => {
+    const f = lookup(n);
+    return f && !/^class\b/.test(Function.prototype.toString.call(f));
+  });
+  if (funcs.length === 1) return lookup(funcs[0]);
+  const wanted = candidates.length ? candidates.join(' or ') : "the algorithm's function";
+  if (!funcs.length) throw new EntryError(`no function to call: define ${wanted}`);
+  throw new EntryError(`several top-level functions (${funcs.join(', ')}) and none is named ${wanted}; name one so or set the entry point`);
+}
+
+function paramNames(fn) {
+  const src = Function.prototype.toString.call(fn);
+  let m = /^[^(]*?\(([^]*?)\)\s*(?:=>|\{)/.exec(src);
+  let list = m ? m[1] : (/^(?:async\s+)?([A-Za-z_$][\w$]*)\s*=>/.exec(src) || [])[1];
+  if (list === undefined) return null;
+  const names = [];
+  for (const part of list.split(',')) {
+    const id = /^\s*(?:\.\.\.)?([A-Za-z_$][\w$]*)/.exec(part);
+    if (!id) return null; // destructuring: names unknown
+    names.push(id[1]);
+  }
+  return names;
+}
+
+function call(fn, args) {
+  if (Array.isArray(args)) return fn(...args);
+  if (args !== null && typeof args === 'object') {
+    const names = paramNames(fn);
+    const keys = Object.keys(args);
+    if (names && keys.every(k => names.includes(k))) return fn(...names.map(n => args[n]));
+    if (names && names.length === 1) return fn(args);
+    if (!names) return fn(args);
+    throw new EntryError(`the arguments {${keys.join(', ')}} do not match the parameters (${names.join(', ')})`);
+  }
+  return fn(args);
+}
+
+function main() {
+  const req = JSON.parse(fs.readFileSync(0, 'utf8'));
+  globalThis.viz = new Viz(req.maxSteps | 0);
+  globalThis.require = require;
+  const source = fs.readFileSync(req.source, 'utf8');
+  let fn;
+  try {
+    globalEval(source, req.source);
+    fn = findEntry(source, req.entry || '', req.name || '');
+  } catch (e) {
+    return fail(e);
+  }
+  const start = process.hrtime.bigint();
+  let result;
+  try {
+    result = call(fn, req.args);
+  } catch (e) {
+    return fail(e);
+  }
+  const timeUs = Number((process.hrtime.bigint() - start) / 1000n);
+  const finish = (value) => {
+    writeLine('R', `{"ok":true,"timeUs":${timeUs},"value":${safeJson(value)}}`);
+  };
+  if (result && typeof result.then === 'function') {
+    result.then(finish, fail);
+  } else {
+    finish(result);
+  }
+}
+
+function fail(e) {
+  if (e instanceof EntryError) {
+    writeLine('R', JSON.stringify({ ok: false, kind: 'entry', error: e.message }));
+    return;
+  }
+  const error = e instanceof Error ? `${e.name}: ${e.message}` : `thrown: ${String(e)}`;
+  writeLine('R', JSON.stringify({ ok: false, kind: 'exception', error, trace: e && e.stack ? String(e.stack) : '' }));
+  process.exitCode = 1;
+}
+
+main();

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""The seed's frontend against /ws, scenario by scenario (driven by tests/tests/websocket.rs).
+
+Usage: ws_client.py WS_URL HTTP_URL [scenario ...]   (all scenarios by default)
+       ws_client.py WS_URL HTTP_URL bench STEPS      (step latency, p50/p99)
+Every scenario asserts; the exit status is nonzero on the first failure.
+"""
+import asyncio
+import json
+import sys
+import time
+import urllib.request
+
+import websockets
+
+WS, HTTP = sys.argv[1], sys.argv[2]
+TIMEOUT = 60
+
+TWO_SUM_PY = """
+def two_sum(nums, target):
+    seen = {}
+    for i, n in enumerate(nums):
+        viz.log_step(f"check index {i}", {"nums": nums, "seen": seen}, [i])
+        if target - n in seen:
+            return [seen[target - n], i]
+        seen[n] = i
+    return []
+"""
+
+TWO_SUM_JS = """
+function twoSum(nums, target) {
+  const seen = new Map();
+  for (let i = 0; i < nums.length; i++) {
+    viz.logStep(`check index ${i}`, { nums, seen: Object.fromEntries(seen) }, [i]);
+    if (seen.has(target - nums[i])) return [seen.get(target - nums[i]), i];
+    seen.set(nums[i], i);
+  }
+  return [];
+}
+"""
+
+# One step per swap, then half a second asleep: the first step must arrive long before the end.
+BUBBLE_PY = """
+import time
+def bubble_sort(arr):
+    a = list(arr)
+    for i in range(len(a)):
+        for j in range(len(a) - 1 - i):
+            if a[j] > a[j + 1]:
+                a[j], a[j + 1] = a[j + 1], a[j]
+                viz.log_step(f"swap {j} and {j + 1}", list(a), [j, j + 1])
+    time.sleep(0.5)
+    return a
+"""
+
+
+async def recv(ws):
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+async def until(ws, *types):
+    """All messages up to and including the first of one of `types`."""
+    got = []
+    while True:
+        m = await recv(ws)
+        got.append(m)
+        if m.get("type") in types:
+            return got
+
+
+def execute(code, data, name, language="python"):
+    return json.dumps({"type": "EXECUTE_ALGORITHM", "algorithmCode": code, "testData": data,
+                       "algorithmName": name, "language": language})
+
+
+def check_run(msgs, want_result):
+    types = [m["type"] for m in msgs]
+    assert types[0] == "EXECUTION_STARTED", types
+    assert types[-1] == "EXECUTION_COMPLETED", msgs[-1]
+    assert set(types[1:-1]) <= {"EXECUTION_STEP"}, types
+    eid = msgs[0]["executionId"]
+    assert all(m["executionId"] == eid for m in msgs)
+    res = msgs[-1]["result"]
+    assert res["success"] is True and res["result"] == want_result and res["error"] is None, res
+    for k in ("executionTime", "memoryUsage", "cpuUsage", "output", "steps"):
+        assert k in res, k
+    steps = [m["step"] for m in msgs if m["type"] == "EXECUTION_STEP"]
+    for i, s in enumerate(steps):
+        assert s["stepNumber"] == i, s
+        perf = s["performance"]
+        assert perf["operations"] == i + 1 and perf["time"] > 0 and perf["memory"] > 0, s
+        assert isinstance(s["timestamp"], int) and isinstance(s["highlights"], list), s
+    assert len(res["steps"]) == len(steps), (len(res["steps"]), len(steps))
+    return steps
+
+
+async def seed_two_sum():
+    for code, lang in ((TWO_SUM_PY, "python"), (TWO_SUM_JS, "javascript")):
+        async with websockets.connect(WS) as ws:
+            await ws.send(execute(code, {"nums": [2, 7, 11, 15], "target": 9}, "two_sum", lang))
+            steps = check_run(await until(ws, "EXECUTION_COMPLETED", "EXECUTION_ERROR"), [0, 1])
+            assert [s["description"] for s in steps] == ["check index 0", "check index 1"], steps
+            assert steps[1]["dataStructure"] == {"nums": [2, 7, 11, 15], "seen": {"2": 0}}, steps[1]
+            assert steps[1]["highlights"] == [1]
+
+
+async def bubble_sort_live():
+    async with websockets.connect(WS) as ws:
+        await ws.send(execute(BUBBLE_PY, {"arr": [5, 1, 4, 2, 8]}, "bubble_sort"))
+        msgs, first_step_at = [], None
+        while True:
+            m = await recv(ws)
+            msgs.append(m)
+            if m["type"] == "EXECUTION_STEP" and first_step_at is None:
+                first_step_at = time.monotonic()
+            if m["type"] in ("EXECUTION_COMPLETED", "EXECUTION_ERROR"):
+                done_at = time.monotonic()
+                break
+        steps = check_run(msgs, [1, 2, 4, 5, 8])
+        assert [s["dataStructure"] for s in steps] == [[1, 5, 4, 2, 8], [1, 4, 5, 2, 8], [1, 4, 2, 5, 8], [1, 2, 4, 5, 8]], steps
+        assert [s["highlights"] for s in steps] == [[0, 1], [1, 2], [2, 3], [1, 2]]
+        # Live, not replayed: the steps came while the code still slept its 500 ms.
+        assert done_at - first_step_at > 0.4, done_at - first_step_at
+
+
+async def run_tests_and_watchers():
+    async with websockets.connect(WS) as ws, websockets.connect(WS) as watcher:
+        await watcher.send(json.dumps({"type": "SUBSCRIBE", "topic": "algorithm:bubble_sort"}))
+        assert (await recv(watcher))["type"] == "SUBSCRIBED"
+        await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": BUBBLE_PY.replace("time.sleep(0.5)", ""),
+                                  "algorithmName": "bubble_sort", "language": "python"}))
+        msgs = await until(ws, "TESTS_COMPLETED")
+        assert [m["type"] for m in msgs] == ["TESTS_STARTED"] + ["TEST_RESULT"] * 3 + ["TESTS_COMPLETED"], msgs
+        assert msgs[-1]["passed"] == 3 and msgs[-1]["success"] is True, msgs[-1]
+        seen = await until(watcher, "TESTS_COMPLETED")
+        assert [m["type"] for m in seen] == [m["type"] for m in msgs], seen
+        # Inline cases, one wrong on purpose, order-insensitive comparison.
+        cases = [{"input": {"nums": [3, 2, 4], "target": 6}, "expected": [2, 1]},
+                 {"input": {"nums": [1, 2], "target": 3}, "expected": [0, 0]}]
+        await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": TWO_SUM_PY, "algorithmName": "two_sum",
+                                  "language": "python", "testCases": cases, "orderInsensitive": True}))
+        msgs = await until(ws, "TESTS_COMPLETED")
+        last = msgs[-1]
+        assert (last["passed"], last["failed"], last["success"]) == (1, 1, False), last
+        assert "expected [0,0], got [0,1]" in last["results"][1]["error"], last
+
+
+async def malformed_and_unknown():
+    async with websockets.connect(WS) as ws:
+        for bad in ("not json", "[1,2]", json.dumps({"no": "type"})):
+            await ws.send(bad)
+            m = await recv(ws)
+            assert m["type"] == "error" and m["message"].startswith("Invalid message format"), m
+        await ws.send(json.dumps({"type": "NOPE"}))
+        m = await recv(ws)
+        assert m == {"type": "error", "message": "Unknown message type: NOPE", "timestamp": m["timestamp"]}, m
+        await ws.send(json.dumps({"type": "EXECUTE_ALGORITHM", "language": "python"}))
+        assert "algorithmCode" in (await recv(ws))["message"]
+        await ws.send(execute("x = 1", {}, "f", "cobol"))
+        assert (await recv(ws))["type"] == "error"
+        # Still open and working.
+        await ws.send(json.dumps({"type": "SUBSCRIBE", "topic": "cluster"}))
+        assert (await recv(ws))["type"] == "SUBSCRIBED"
+        status = await recv(ws)
+        assert status["type"] == "CLUSTER_STATUS" and status["agents"]["connected"] >= 1, status
+        # No function to call: a clear error in the completed result.
+        await ws.send(execute("def a(x): pass\ndef b(y): pass\n", {"x": 1}, "two_sum"))
+        msgs = await until(ws, "EXECUTION_COMPLETED", "EXECUTION_ERROR")
+        res = msgs[-1]["result"]
+        assert res["success"] is False and "several top-level functions (a, b)" in res["error"], res
+        # An exception is a result with success false, the traceback in the error text.
+        await ws.send(execute("def f(x):\n    raise ValueError('boom')\n", {"x": 1}, "f"))
+        res = (await until(ws, "EXECUTION_COMPLETED", "EXECUTION_ERROR"))[-1]["result"]
+        assert res["success"] is False and "ValueError: boom" in res["error"], res
+
+
+async def oversized_frame():
+    async with websockets.connect(WS, max_size=None) as ws:
+        await ws.send("x" * (2 << 20))
+        try:
+            await recv(ws)
+            raise AssertionError("an oversized message was answered")
+        except websockets.ConnectionClosed as e:
+            assert e.rcvd is not None and e.rcvd.code == 1009, e
+
+
+async def flood_steps():
+    code = "def f(n):\n    for i in range(n):\n        viz.log_step('s', i)\n    return n\n"
+    async with websockets.connect(WS) as ws:
+        await ws.send(execute(code, {"n": 50000}, "f"))
+        msgs = await until(ws, "EXECUTION_COMPLETED", "EXECUTION_ERROR")
+        res = msgs[-1]["result"]
+        assert res["success"] is True and res["result"] == 50000, res
+        steps = [m["step"] for m in msgs if m["type"] == "EXECUTION_STEP"]
+        dropped = sum(m["count"] for m in msgs if m["type"] == "STEPS_DROPPED")
+        # 10,000 steps and the truncation marker, minus what this client was too slow for.
+        assert res["stepCount"] == 10001, res["stepCount"]
+        assert len(steps) + dropped + res["stepsDropped"] == 10001, (len(steps), dropped, res["stepsDropped"])
+        if dropped == 0:
+            assert steps[-1].get("truncated") is True and "truncated" in steps[-1]["description"], steps[-1]
+
+
+def running():
+    with urllib.request.urlopen(HTTP + "/health", timeout=5) as r:
+        return json.load(r)["queue"]["running"]
+
+
+async def wait_idle(deadline):
+    start = time.monotonic()
+    while running() != 0:
+        assert time.monotonic() - start < deadline, "a run is still going"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - start
+
+
+async def cancel_never_returns():
+    async with websockets.connect(WS) as ws:
+        await ws.send(execute("def f(x):\n    viz.log_step('spinning', x)\n    while True:\n        pass\n", {"x": 1}, "f"))
+        started = await until(ws, "EXECUTION_STEP")
+        eid = started[0]["executionId"]
+        t0 = time.monotonic()
+        await ws.send(json.dumps({"type": "CANCEL", "executionId": eid}))
+        m = (await until(ws, "EXECUTION_ERROR", "EXECUTION_COMPLETED"))[-1]
+        took = time.monotonic() - t0
+        assert m["type"] == "EXECUTION_ERROR" and "cancel" in m["error"], m
+        assert took < 1.0, took
+        print(f"cancel to EXECUTION_ERROR: {took * 1000:.1f} ms")
+    # Closing the socket cancels its run too.
+    async with websockets.connect(WS) as ws:
+        await ws.send(execute("def f(x):\n    viz.log_step('spinning', x)\n    while True:\n        pass\n", {"x": 1}, "f"))
+        await until(ws, "EXECUTION_STEP")
+    took = await wait_idle(2.0)
+    print(f"socket close to idle cluster: {took * 1000:.1f} ms")
+
+
+async def bench(n):
+    code = ("import time\ndef f(n):\n    for i in range(n):\n        viz.log_step('s', time.time_ns())\n"
+            "        if i % 5 == 4:\n            time.sleep(0.001)\n    return n\n")
+    lat, dropped, agent_dropped = [], 0, 0
+    async with websockets.connect(WS, max_queue=None) as ws:
+        await ws.send(execute(code, {"n": n}, "f"))
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            now = time.time_ns()
+            m = json.loads(raw)
+            if m["type"] == "EXECUTION_STEP":
+                lat.append((now - m["step"]["dataStructure"]) / 1e6)
+            elif m["type"] == "STEPS_DROPPED":
+                dropped += m["count"]
+            elif m["type"] in ("EXECUTION_COMPLETED", "EXECUTION_ERROR"):
+                agent_dropped = m.get("result", {}).get("stepsDropped", 0)
+                break
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+    print(f"step latency over {len(lat)} of {n} steps: p50 {q(0.5):.3f} ms, p99 {q(0.99):.3f} ms, "
+          f"max {lat[-1]:.3f} ms (dropped: {dropped} for this client, {agent_dropped} on the agent)")
+    assert len(lat) + dropped + agent_dropped == n, (len(lat), dropped, agent_dropped)
+
+
+SCENARIOS = [seed_two_sum, bubble_sort_live, run_tests_and_watchers, malformed_and_unknown, oversized_frame,
+             flood_steps, cancel_never_returns]
+
+
+async def main():
+    args = sys.argv[3:]
+    if args and args[0] == "bench":
+        await bench(int(args[1]) if len(args) > 1 else 10000)
+        return
+    for s in SCENARIOS:
+        if args and s.__name__ not in args:
+            continue
+        t0 = time.monotonic()
+        await s()
+        print(f"OK {s.__name__} ({time.monotonic() - t0:.2f} s)", flush=True)
+
+
+asyncio.run(main())
