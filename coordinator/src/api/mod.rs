@@ -194,6 +194,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it, small
+    // WebSocket frames (live steps) wait for the peer's delayed ACK: tens of ms.
+    set_nodelay(&listener)?;
     let acceptor = TcpAcceptor::try_from(listener)?;
     let server = Server::new(acceptor);
     let handle = server.handle();
@@ -202,6 +205,22 @@ pub async fn serve(
         handle.stop_graceful(Duration::from_secs(10));
     });
     server.try_serve(router).await
+}
+
+fn set_nodelay(listener: &tokio::net::TcpListener) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 async fn health(api: &Api) -> Value {
