@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use protocol::{FinalResult, FunctionJob, LimitHit, ReturnValue, Step, TestResult, Verdict};
 use serde_json::Value;
 
-use crate::judge::{COMPILE_LIMITS, Judge, describe_exit, limit_name, lossy_truncated, prepare_box, run_limits};
+use crate::judge::{COMPILE_LIMITS, Judge, describe_exit, limit_name, lossy_truncated, prepare_box, remove_job_dir, run_limits};
 use crate::sandbox::{Exit, Observer, Profile, RunOutcome, RunSpec, SandboxError, StepEvent, StepLimits};
 
 /// Steps per test run at most, whatever the job asks for.
@@ -52,9 +52,7 @@ impl Judge {
             self.counter.fetch_add(1, Ordering::Relaxed)
         ));
         let result = self.function_in(job, &dir, id, cancel, emit);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
-        }
+        remove_job_dir(&dir);
         self.put_id(id);
         result
     }

@@ -48,8 +48,13 @@ pub struct Judge {
 impl Judge {
     pub fn new(sandbox: Sandbox, spec: Arc<rootfs::Spec>, work_dir: &Path, uid_base: u32, slots: u32) -> std::io::Result<Judge> {
         let jobs_dir = work_dir.join("jobs");
-        // Leftovers of a crashed agent are not anyone's anymore.
-        let _ = std::fs::remove_dir_all(&jobs_dir);
+        // Leftovers of a crashed agent are not anyone's anymore (their /box mounts died
+        // with its mount namespace; outside one, they are unmounted here).
+        if let Ok(entries) = std::fs::read_dir(&jobs_dir) {
+            for e in entries.flatten() {
+                remove_job_dir(&e.path());
+            }
+        }
         std::fs::create_dir_all(&jobs_dir)?;
         // One core per slot; with more slots than cores, pinning would stack runs on a
         // core while another idles, so they float instead.
@@ -100,9 +105,7 @@ impl Judge {
         let id = self.take_id();
         let dir = self.jobs_dir.join(format!("{}-{}", job.submission_id, self.counter.fetch_add(1, Ordering::Relaxed)));
         let result = self.judge_in(job, &dir, id, &mut on_result);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
-        }
+        remove_job_dir(&dir);
         self.put_id(id);
         self.metrics.job_done(&job.language, result.verdict);
         result
@@ -291,17 +294,33 @@ fn run_argv(job: &Job, lang: &Language, limits: RunLimits) -> Vec<String> {
     argv
 }
 
+/// Bytes and files a job's /box may hold: the source, the compiler's output and
+/// whatever compile-time code (a `-wrapper`, a build script) writes there.
+const BOX_BYTES: u64 = 256 << 20;
+const BOX_INODES: u64 = 8192;
+
+/// Makes the job's /box: a size- and inode-limited tmpfs (the compiler writes into it,
+/// so it must not be able to fill the host's disk), owned by the slot's uid, holding the
+/// source. `remove_job_dir` undoes it.
 pub(crate) fn prepare_box(box_dir: &Path, source_name: &str, source: &[u8], id: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::{PermissionsExt, chown};
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(box_dir)?;
+    let parent = box_dir.parent().unwrap_or(box_dir);
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+    crate::sandbox::mount_tmpfs(box_dir, BOX_BYTES, BOX_INODES, id)?;
     let src = box_dir.join(source_name);
     std::fs::write(&src, source)?;
-    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644))?;
-    // The compiler runs as the slot's uid and writes its output here.
-    chown(box_dir, Some(id), Some(id))?;
-    std::fs::set_permissions(box_dir, std::fs::Permissions::from_mode(0o755))?;
-    let parent = box_dir.parent().unwrap_or(box_dir);
-    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o644))
+}
+
+/// Removes a job's directory, unmounting its /box first.
+pub(crate) fn remove_job_dir(dir: &Path) {
+    crate::sandbox::unmount(&dir.join("box"));
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a job's directory");
+    }
 }
 
 fn scaled(ms: u64, lang: &Language) -> Duration {

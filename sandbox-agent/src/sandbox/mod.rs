@@ -180,6 +180,22 @@ pub fn private_mount_namespace() -> Result<(), SandboxError> {
     sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(errno)
 }
 
+/// Mounts a fresh tmpfs of at most `bytes` and `inodes` at `dir`, its root owned by `uid`
+/// (a job's /box: see `judge`). Undo with `unmount`.
+pub fn mount_tmpfs(dir: &Path, bytes: u64, inodes: u64, uid: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let data = std::ffi::CString::new(format!("size={bytes},nr_inodes={inodes},mode=0755,uid={uid},gid={uid}"))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    sys::mount(Some(c"tmpfs"), &path, Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&data))
+        .map_err(io::Error::from_raw_os_error)
+}
+
+/// Detaches whatever is mounted at `dir` (nothing happens when nothing is).
+pub fn unmount(dir: &Path) {
+    plan::remove_template(dir);
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         plan::remove_template(&self.root_mountpoint);
@@ -277,8 +293,7 @@ impl Sandbox {
         cg: &RunCgroup,
         observer: Observer<'_>,
     ) -> Result<RunOutcome, SandboxError> {
-        let stdin = std::fs::File::open(spec.stdin).map_err(io_err("open the input"))?;
-        let stdin = high_fd(stdin.into())?;
+        let stdin = high_fd(sealed_copy(spec.stdin)?)?;
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (status_r, status_w) = pipe()?;
@@ -410,6 +425,28 @@ impl Sandbox {
             involuntary_switches,
         })
     }
+}
+
+/// The input as a sealed memfd: the program can read it but neither change it nor learn
+/// where on the host it came from (a file's link in /proc/self/fd shows its path).
+fn sealed_copy(path: &Path) -> Result<OwnedFd, SandboxError> {
+    use std::io::{Seek, SeekFrom};
+    let mut src = std::fs::File::open(path).map_err(io_err("open the input"))?;
+    // SAFETY: a NUL-terminated name and valid flags; the new descriptor is ours.
+    let fd = unsafe { libc::memfd_create(c"input".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(io_err("create the input memfd")(io::Error::last_os_error()));
+    }
+    // SAFETY: memfd_create returned a new descriptor that we now own.
+    let mut memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    std::io::copy(&mut src, &mut memfd).map_err(io_err("copy the input"))?;
+    memfd.seek(SeekFrom::Start(0)).map_err(io_err("rewind the input"))?;
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: fcntl on a descriptor we own with integer arguments.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io_err("seal the input")(io::Error::last_os_error()));
+    }
+    Ok(memfd.into())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {

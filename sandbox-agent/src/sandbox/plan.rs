@@ -199,7 +199,9 @@ impl Sandbox {
             dst: under("/proc")?,
             fstype: Some(cstr(b"proc")?),
             flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            data: None,
+            // Init runs as root and is a clone of the agent: its command line would
+            // show the agent's paths. The program sees only processes of its own uid.
+            data: Some(cstr(b"hidepid=invisible")?),
         });
         s.add("pivoting into the new root", Step::PivotRoot(cstr(rootb)?));
         s.add("setting the hostname", Step::Hostname(cstr(b"judge")?));

@@ -181,6 +181,10 @@ fn syscall_number(name: &str) -> Option<i64> {
         "setdomainname" => SYS_setdomainname,
         "ioctl" => SYS_ioctl,
         "flock" => SYS_flock,
+        "inotify_init" => SYS_inotify_init,
+        "inotify_init1" => SYS_inotify_init1,
+        "inotify_add_watch" => SYS_inotify_add_watch,
+        "fanotify_mark" => SYS_fanotify_mark,
         "fcntl" => SYS_fcntl,
         _ => return None,
     })
