@@ -77,6 +77,8 @@
 //! sched                 AC EPERM/EACCES          no real-time class, no raising priority, no
 //!                                                touching init's affinity
 //! clock_hostname        AC EPERM x5              the clock and the names are the host's/sandbox's
+//! stdin_tamper          AC EACCES/EPERM/EBADF    the input is the agent's file: no reopening it for
+//!                                                writing through /proc/self/fd, no chmod/chown
 //! stop_self             TLE wall                 SIGSTOP to its own group: the wall limit still ends it
 //! setuid_syscalls       AC EPERM x6              no uid/gid 0, no chown to root, no device nodes
 //! oom_unkillable        AC EACCES/EPERM          no lowering oom_score_adj (an OOM-proof bomb would
@@ -90,6 +92,17 @@
 //! include_shadow        CE                       `#include "/etc/shadow"`: not in the sandbox
 //! probe                 AC all PASS              tests/hostile/probe.c: isolation from inside
 //! sanity_after          AC                       the agent still judges after all of the above
+//! compile_plants_links  Accepted (Judge0)        `-wrapper` runs a script in the compile sandbox
+//!                                                that leaves a symlink to a host dir and a FIFO
+//!                                                in /box: the run finds them leading nowhere,
+//!                                                the clean-up does not follow them
+//!
+//! Known holes, kept as separate tests that assert the safe outcome and fail today:
+//! host_paths_are_hidden_from_runs   the agent's data dir path shows in /proc/self/mountinfo
+//!                                   (the /box bind's root) and /proc/1/cmdline (init is
+//!                                   a clone of the agent, its argv is the agent's)
+//! compile_writes_to_box_are_bounded the compile's /box is host disk without a size bound
+//! runs_cannot_watch_shared_files    inotify on /usr sees other runs' and the host's opens
 //!
 //! After the suite: `/health` still shows the agent; the judge stops cleanly; no process
 //! with a slot uid survives; no run cgroup is left; sentinel files in a host tempdir, in
@@ -106,8 +119,10 @@ use judge_tests::{Judge, leftover_run_cgroups, processes_with_uid};
 use serde_json::{Value, json};
 
 const UID_BASE: u32 = 66000;
-/// The separate test of a known hole gets its own judge and uids.
+/// The separate tests of known holes get their own judges and uids.
+const UID_BASE_INOTIFY: u32 = 66004;
 const UID_BASE_PATHS: u32 = 66008;
+const UID_BASE_BOX: u32 = 66012;
 /// The SysV IPC key the writer uses ("JUDG").
 const IPC_KEY: u32 = 0x4a55_4447;
 const SENTINEL: &str = "judge-hostile sentinel: must stay exactly like this\n";
@@ -180,6 +195,7 @@ static const char *en(int e) {
     case ENOMEM: return "ENOMEM";
     case ECONNREFUSED: return "ECONNREFUSED";
     case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case ENXIO: return "ENXIO";
     default: { static char b[32]; snprintf(b, sizeof b, "errno%d", e); return b; }
     }
 }
@@ -1094,6 +1110,20 @@ int main(void) {
                 "swapoff EPERM",
             ]),
         ),
+        Case {
+            input: "secret\n",
+            ..c(
+                "stdin_tamper",
+                r#"int main(void) {
+    CALL("reopen stdin for writing", open("/proc/self/fd/0", O_WRONLY));
+    CALL("fchmod stdin", fchmod(0, 0666));
+    CALL("fchown stdin", fchown(0, getuid(), getgid()));
+    CALL("write stdin", write(0, "x", 1));
+    return 0;
+}"#,
+                "reopen stdin for writing EACCES\nfchmod stdin EPERM\nfchown stdin EPERM\nwrite stdin EBADF\n",
+            )
+        },
         // --- compiler bombs ---
         ce(
             Case::new("compile_dev_random", "c", "#include </dev/random>\nint main(void) { return 0; }\n".into(), ""),
@@ -1212,6 +1242,63 @@ fn fill_program(dir: &str, tag: &str, label: &str) -> String {
     return 0;
 }}"#
     )
+}
+
+/// A C source that is also a shell script: with the Judge0 option
+/// `compiler_options: "-wrapper /bin/sh,main.c"`, gcc runs every subcommand (cc1, as,
+/// collect2) as `/bin/sh main.c <subcommand...>`, so `script` runs inside the compile
+/// sandbox (where /box is writable) once, before the real compiler. The C compiler
+/// never sees the script (`#if 0`), the shell never reaches the C (`exec`).
+fn wrapper_polyglot(script: &str, program: &str) -> String {
+    format!(
+        "#if 0\nif mkdir /box/judge-hostile-lock 2>/dev/null; then\n{script}\nfi\nexec \"$@\"\n#endif\n{C_PRELUDE}\n{program}"
+    )
+}
+
+/// A Judge0 submission with compiler options (the native API has none), answered with
+/// the result (`wait=true`).
+fn judge0_with_compiler_options(judge: &Judge, source: &str, options: &str, expected: &str) -> Value {
+    let body = json!({
+        "source_code": source,
+        "language_id": 50,
+        "compiler_options": options,
+        "expected_output": expected,
+        "cpu_time_limit": 1,
+        "wall_time_limit": 5,
+        "memory_limit": 131072,
+    });
+    let r = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+        .post(judge.url("/submissions?wait=true&fields=status_id,stdout,stderr,compile_output,message"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json().unwrap()
+}
+
+/// The compile step plants a symlink to a host directory (the test's sentinel dir) and
+/// a FIFO in /box; the run finds them leading nowhere, and the agent's clean-up must not
+/// follow the link (the sentinel is checked afterwards).
+fn planted_links_case(judge: &Judge, sentinel_dir: &str, failures: &mut Vec<String>) {
+    let script = format!("ln -s {sentinel_dir} /box/judge-hostile-link\nmkfifo /box/judge-hostile-fifo");
+    let program = r#"int main(void) {
+    struct stat st;
+    printf("link planted %s\n", lstat("/box/judge-hostile-link", &st) == 0 && S_ISLNK(st.st_mode) ? "yes" : "no");
+    CALL("open through link", open("/box/judge-hostile-link/judge-hostile-sentinel", O_RDONLY));
+    printf("fifo planted %s\n", lstat("/box/judge-hostile-fifo", &st) == 0 && S_ISFIFO(st.st_mode) ? "yes" : "no");
+    CALL("open fifo for writing", open("/box/judge-hostile-fifo", O_WRONLY | O_NONBLOCK));
+    return 0;
+}"#;
+    // A FIFO is not a write to the filesystem: with no reader, opening it is ENXIO.
+    let expected = "link planted yes\nopen through link ENOENT\nfifo planted yes\nopen fifo for writing ENXIO\n";
+    let r = judge0_with_compiler_options(judge, &wrapper_polyglot(&script, program), "-wrapper /bin/sh,main.c", expected);
+    eprintln!("compile_plants_links   {r}");
+    if r["status_id"] != 3 {
+        failures.push(format!("compile_plants_links: expected Accepted (3), got {r}"));
+    }
 }
 
 /// Names starting with `judge-hostile-` in a host directory.
@@ -1346,6 +1433,7 @@ fn hostile_programs_are_contained_and_leave_the_host_untouched() {
         ..c("sanity_after", "int main(void) { long a, b; scanf(\"%ld %ld\", &a, &b); printf(\"%ld\\n\", a + b); return 0; }", "3\n")
     });
     run_phase(&judge, &after, &mut failures);
+    planted_links_case(&judge, sentinel_dir.path().to_str().unwrap(), &mut failures);
     let suite_time = started.elapsed();
 
     let health = judge.health();
@@ -1358,7 +1446,7 @@ fn hostile_programs_are_contained_and_leave_the_host_untouched() {
     }
 
     // The host is untouched.
-    let left = processes_with_uid(UID_BASE..UID_BASE_PATHS);
+    let left = processes_with_uid(UID_BASE..UID_BASE_INOTIFY);
     if !left.is_empty() {
         failures.push(format!("processes of runs survived: {left:?}"));
     }
@@ -1427,17 +1515,99 @@ fn host_paths_are_hidden_from_runs() {
 int main(void) {
     printf("data dir in mountinfo %s\n", shows("/proc/self/mountinfo", "@DATA_DIR@"));
     printf("data dir in init's cmdline %s\n", shows("/proc/1/cmdline", "@DATA_DIR@"));
+    char l[512] = {0};
+    readlink("/proc/self/fd/0", l, sizeof l - 1);
+    printf("data dir in stdin's link %s\n", strstr(l, "@DATA_DIR@") ? l : "hidden");
     return 0;
 }"#
             .replace("@DATA_DIR@", &data_dir),
-        "data dir in mountinfo hidden\ndata dir in init's cmdline hidden\n",
+        "data dir in mountinfo hidden\ndata dir in init's cmdline hidden\ndata dir in stdin's link hidden\n",
     );
     let id = judge.submit(&case.body());
     let r = judge.result(id, Duration::from_secs(120));
     report(&case, &r);
     let problems = check(&case, &r);
     assert!(judge.stop().success());
-    let left = processes_with_uid(UID_BASE_PATHS..UID_BASE_PATHS + 8);
+    let left = processes_with_uid(UID_BASE_PATHS..UID_BASE_BOX);
+    assert!(left.is_empty(), "processes of runs survived: {left:?}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The compile step writes to /box, which is the job's directory on the host's disk, not
+/// a size-limited tmpfs like /tmp: nothing bounds how much it writes but the compile's
+/// time. With `-wrapper` (or any compiler run long enough), one submission fills the
+/// host's disk. The safe bound asserted here is the compile's file limit (256 MiB, which
+/// also sizes its /tmp); the script tries 5 files of 64 MiB. Fails today: see the report
+/// of issue 3.
+#[test]
+fn compile_writes_to_box_are_bounded() {
+    let judge = Judge::up(UID_BASE_BOX, &["--slots", "1"]);
+    let script = "t=0\nfor i in 1 2 3 4 5; do\n  head -c 67108864 /dev/zero > /box/judge-hostile-fill-$i 2>/dev/null && t=$((t+64))\ndone\necho $t > /box/judge-hostile-report";
+    let program = r#"int main(void) {
+    FILE *f = fopen("/box/judge-hostile-report", "r");
+    int mib = -1;
+    if (!f || fscanf(f, "%d", &mib) != 1) { printf("no report\n"); return 0; }
+    if (mib <= 256) printf("compile's writes to /box bounded\n");
+    else printf("compile's writes to /box unbounded: %d MiB written\n", mib);
+    return 0;
+}"#;
+    let r = judge0_with_compiler_options(
+        &judge,
+        &wrapper_polyglot(script, program),
+        "-wrapper /bin/sh,main.c",
+        "compile's writes to /box bounded\n",
+    );
+    eprintln!("compile_fills_box      {r}");
+    assert!(judge.stop().success());
+    let left = processes_with_uid(UID_BASE_BOX..UID_BASE_BOX + 4);
+    assert!(left.is_empty(), "processes of runs survived: {left:?}");
+    assert_eq!(r["status_id"], 3, "{r}");
+}
+
+/// inotify on the shared read-only binds (/usr) shows a run when anyone else — other
+/// runs, the host — opens a toolchain file: the same side channel between concurrent runs
+/// for which rootfs/seccomp.toml denies flock. Here the host opens a file under /usr
+/// while the run watches it. Fails today: see the report of issue 3.
+#[test]
+fn runs_cannot_watch_shared_files() {
+    const WATCHED: &str = "/usr/share/common-licenses/GPL-3";
+    assert!(Path::new(WATCHED).exists(), "{WATCHED} is missing on this host");
+    let judge = Judge::up(UID_BASE_INOTIFY, &["--slots", "1"]);
+    let case = c(
+        "inotify_shared_files",
+        &r#"#include <poll.h>
+#include <sys/inotify.h>
+int main(void) {
+    int fd = inotify_init1(0);
+    if (fd < 0 || inotify_add_watch(fd, "@WATCHED@", IN_OPEN | IN_ACCESS) < 0) {
+        printf("cannot observe other processes' file accesses\n");
+        return 0;
+    }
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (poll(&p, 1, 3000) == 1) printf("observed another process opening @WATCHED@\n");
+    else printf("cannot observe other processes' file accesses\n");
+    return 0;
+}"#
+        .replace("@WATCHED@", WATCHED),
+        "cannot observe other processes' file accesses\n",
+    )
+    .limits(1000, 5000, 64);
+    let id = judge.submit(&case.body());
+    // The host opens the file until the run is done (the run never opens it itself).
+    let start = Instant::now();
+    let r = loop {
+        drop(std::fs::File::open(WATCHED).unwrap());
+        let v: Value = reqwest::blocking::get(judge.url(&format!("/api/submissions/{id}"))).unwrap().json().unwrap();
+        if v["status"] == "done" {
+            break v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "not done: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    report(&case, &r);
+    let problems = check(&case, &r);
+    assert!(judge.stop().success());
+    let left = processes_with_uid(UID_BASE_INOTIFY..UID_BASE_PATHS);
     assert!(left.is_empty(), "processes of runs survived: {left:?}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
