@@ -79,6 +79,9 @@
 //! clock_hostname        AC EPERM x5              the clock and the names are the host's/sandbox's
 //! stdin_tamper          AC EACCES/EPERM/EBADF    the input is the agent's file: no reopening it for
 //!                                                writing through /proc/self/fd, no chmod/chown
+//! tmp_fill_over_memory  MLE memory               /tmp's pages count as the run's memory (16 MiB)
+//! between_tests         AC, AC                   test 1 leaves SysV, /dev/shm, /tmp and a sleeping
+//!                                                process; test 2 of the same submission sees none
 //! stop_self             TLE wall                 SIGSTOP to its own group: the wall limit still ends it
 //! setuid_syscalls       AC EPERM x6              no uid/gid 0, no chown to root, no device nodes
 //! oom_unkillable        AC EACCES/EPERM          no lowering oom_score_adj (an OOM-proof bomb would
@@ -290,6 +293,9 @@ struct Case {
     compile_output_has: Option<&'static str>,
     message_has: Option<&'static str>,
     max_peak_mb: Option<u64>,
+    /// More tests of the same submission, as (input, expected output); every test must
+    /// get the case's verdict.
+    more_tests: Vec<(&'static str, &'static str)>,
 }
 
 impl Case {
@@ -310,6 +316,7 @@ impl Case {
             compile_output_has: None,
             message_has: None,
             max_peak_mb: None,
+            more_tests: Vec::new(),
         }
     }
 
@@ -324,10 +331,12 @@ impl Case {
     }
 
     fn body(&self) -> Value {
+        let mut tests = vec![json!({"input": self.input, "expectedOutput": self.expected_output})];
+        tests.extend(self.more_tests.iter().map(|(i, o)| json!({"input": i, "expectedOutput": o})));
         json!({
             "language": self.language,
             "source": self.source,
-            "tests": [{"input": self.input, "expectedOutput": self.expected_output}],
+            "tests": tests,
             "limits": {"cpuMs": self.cpu_ms, "wallMs": self.wall_ms, "memoryMb": self.memory_mb},
         })
     }
@@ -1124,6 +1133,32 @@ int main(void) {
                 "reopen stdin for writing EACCES\nfchmod stdin EPERM\nfchown stdin EPERM\nwrite stdin EBADF\n",
             )
         },
+        mle(c("tmp_fill_over_memory", &fill_program("/tmp", "tmpmem", "tmp"), "")).limits(2000, 10_000, 16),
+        Case {
+            input: "write",
+            more_tests: vec![("read", "nothing of test 1\n")],
+            ..c(
+                "between_tests",
+                r#"int main(void) {
+    char mode[16] = {0};
+    read(0, mode, sizeof mode - 1);
+    if (strcmp(mode, "write") == 0) {
+        CALL("shmget", shmget(IPC_KEY, 4096, IPC_CREAT | 0666));
+        CALL("shm_open", shm_open("/judge-hostile-posix", O_CREAT | O_RDWR, 0666));
+        CALL("tmp file", open("/tmp/judge-hostile-between", O_CREAT | O_WRONLY, 0666));
+        CALL("fork a sleeper", fork() == 0 ? (setsid(), sleep(30), 0) : 0);
+        return 0;
+    }
+    int n = count_entries("/tmp") + count_entries("/dev/shm");
+    int others = 0; DIR *d = opendir("/proc"); struct dirent *e;
+    while ((e = readdir(d))) if (atoi(e->d_name) > 0) others++;
+    if (shmget(IPC_KEY, 0, 0) < 0 && errno == ENOENT && n == 0 && others <= 2) printf("nothing of test 1\n");
+    else printf("left over: shm %d, files %d, processes %d\n", shmget(IPC_KEY, 0, 0) >= 0, n, others);
+    return 0;
+}"#,
+                "shmget ok\nshm_open ok\ntmp file ok\nfork a sleeper ok\n",
+            )
+        },
         // --- compiler bombs ---
         ce(
             Case::new("compile_dev_random", "c", "#include </dev/random>\nint main(void) { return 0; }\n".into(), ""),
@@ -1342,6 +1377,11 @@ fn check(case: &Case, r: &Value) -> Vec<String> {
             r["message"].as_str().unwrap_or(""),
             r["compileOutput"].as_str().unwrap_or("").chars().take(300).collect::<String>()
         ));
+    }
+    for (i, t) in r["tests"].as_array().into_iter().flatten().enumerate().skip(1) {
+        if t["verdict"] != case.verdict {
+            problems.push(format!("test {}: verdict {}, stdout {:?}: {}", i + 1, t["verdict"], t["stdout"], t["message"]));
+        }
     }
     if case.verdict != "CE" && test["limit"].as_str() != case.limit {
         problems.push(format!("limit {}, expected {:?}", test["limit"], case.limit));
