@@ -441,12 +441,20 @@ fn sealed_copy(path: &Path) -> Result<OwnedFd, SandboxError> {
     let mut memfd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     std::io::copy(&mut src, &mut memfd).map_err(io_err("copy the input"))?;
     memfd.seek(SeekFrom::Start(0)).map_err(io_err("rewind the input"))?;
+    // A memfd is created 0777: reopening /proc/self/fd/0 (or /dev/stdin) for reading
+    // must work, for writing not even try.
+    // SAFETY: fchmod on a descriptor we own.
+    if unsafe { libc::fchmod(memfd.as_raw_fd(), 0o444) } < 0 {
+        return Err(io_err("protect the input")(io::Error::last_os_error()));
+    }
     let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
     // SAFETY: fcntl on a descriptor we own with integer arguments.
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(io_err("seal the input")(io::Error::last_os_error()));
     }
-    Ok(memfd.into())
+    // The program gets a read-only descriptor of it, like a file opened for reading.
+    let reopened = std::fs::File::open(format!("/proc/self/fd/{}", memfd.as_raw_fd())).map_err(io_err("reopen the input"))?;
+    Ok(reopened.into())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
