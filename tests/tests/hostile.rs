@@ -1526,7 +1526,7 @@ fn hostile_programs_are_contained_and_leave_the_host_untouched() {
 /// /proc/self/mountinfo, init's command line (the agent's), nor stdin's link.
 #[test]
 fn host_paths_are_hidden_from_runs() {
-    let judge = Judge::up((uid_base(6) + 8), &["--slots", "1"]);
+    let judge = Judge::up(uid_base(6) + 8, &["--slots", "1"]);
     let data_dir = judge.data_dir.path().to_str().unwrap().to_string();
     let case = c(
         "host_paths_hidden",
@@ -1575,7 +1575,7 @@ int main(void) {
 /// tmpfs; the script tries 5 files of 64 MiB, then removes them so the link succeeds.
 #[test]
 fn compile_writes_to_box_are_bounded() {
-    let judge = Judge::up((uid_base(6) + 12), &["--slots", "1"]);
+    let judge = Judge::up(uid_base(6) + 12, &["--slots", "1"]);
     let script = "t=0\nfor i in 1 2 3 4 5; do\n  head -c 67108864 /dev/zero > /box/judge-hostile-fill-$i 2>/dev/null && t=$((t+64))\ndone\nrm -f /box/judge-hostile-fill-*\necho $t > /box/judge-hostile-report";
     let program = r#"int main(void) {
     FILE *f = fopen("/box/judge-hostile-report", "r");
@@ -1606,7 +1606,7 @@ fn compile_writes_to_box_are_bounded() {
 fn runs_cannot_watch_shared_files() {
     const WATCHED: &str = "/usr/share/common-licenses/GPL-3";
     assert!(Path::new(WATCHED).exists(), "{WATCHED} is missing on this host");
-    let judge = Judge::up((uid_base(6) + 4), &["--slots", "1"]);
+    let judge = Judge::up(uid_base(6) + 4, &["--slots", "1"]);
     let case = c(
         "inotify_shared_files",
         &r#"#include <poll.h>
