@@ -48,6 +48,10 @@ pub enum MetricsError {
 }
 
 /// Cheap to clone; clones share one registry.
+/// Why a WebSocket client missed a frame: a step dropped under back-pressure, or the
+/// frame whose full queue closed the client.
+pub const WS_DROP_REASONS: [&str; 2] = ["step_dropped", "client_closed"];
+
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -71,6 +75,8 @@ struct Inner {
     heartbeat_age: GaugeVec,
     link_errors: IntCounterVec,
     http: HistogramVec,
+    ws_clients: IntGauge,
+    ws_dropped: IntCounterVec,
     /// When each connected agent was last heard of (handshake or heartbeat).
     last_heard: Mutex<HashMap<String, Instant>>,
 }
@@ -153,6 +159,14 @@ impl Metrics {
                 &HTTP_BUCKETS,
                 &["method", "route", "status"],
             )?,
+            ws_clients: IntGauge::with_opts(opts("judge_ws_clients", "WebSocket (/ws) clients connected now."))?,
+            ws_dropped: IntCounterVec::new(
+                opts(
+                    "judge_ws_dropped_frames_total",
+                    "Frames a slow WebSocket client did not get: steps dropped, or the frame whose full queue closed it.",
+                ),
+                &["reason"],
+            )?,
             last_heard: Mutex::new(HashMap::new()),
             registry,
         };
@@ -179,6 +193,11 @@ impl Metrics {
         r.register(Box::new(inner.heartbeat_age.clone()))?;
         r.register(Box::new(inner.link_errors.clone()))?;
         r.register(Box::new(inner.http.clone()))?;
+        r.register(Box::new(inner.ws_clients.clone()))?;
+        r.register(Box::new(inner.ws_dropped.clone()))?;
+        for reason in WS_DROP_REASONS {
+            inner.ws_dropped.with_label_values(&[reason]).inc_by(0);
+        }
         for language in languages {
             inner.accepted.with_label_values(&[language]).inc_by(0);
             for verdict in VERDICTS {
@@ -190,6 +209,16 @@ impl Metrics {
             inner.link_errors.with_label_values(&[kind]).inc_by(0);
         }
         Ok(Metrics { inner: Arc::new(inner) })
+    }
+
+    /// A WebSocket client connected (`true`) or went away.
+    pub fn ws_client(&self, connected: bool) {
+        if connected { self.inner.ws_clients.inc() } else { self.inner.ws_clients.dec() }
+    }
+
+    /// A frame a slow WebSocket client did not get; `reason` is one of `WS_DROP_REASONS`.
+    pub fn ws_dropped(&self, reason: &str) {
+        self.inner.ws_dropped.with_label_values(&[reason]).inc();
     }
 
     /// An empty, unregistered set, for schedulers built without metrics (unit tests).

@@ -169,6 +169,7 @@ impl Live {
         state.next_client += 1;
         let id = state.next_client;
         state.clients.insert(id, Client { tx, dropped: 0, close, topics: HashSet::new(), runs: HashSet::new() });
+        self.scheduler.metrics().ws_client(true);
         (id, rx, close_rx)
     }
 
@@ -177,6 +178,7 @@ impl Live {
         let runs: Vec<SubmissionId> = {
             let mut state = lock(&self.state);
             let Some(c) = state.clients.remove(&client) else { return };
+            self.scheduler.metrics().ws_client(false);
             for topic in &c.topics {
                 if let Some(set) = state.topics.get_mut(topic) {
                     set.remove(&client);
@@ -208,7 +210,7 @@ impl Live {
         let text: Arc<str> = frame.to_string().into();
         let mut state = lock(&self.state);
         if let Some(c) = state.clients.get_mut(&client) {
-            deliver(c, &text, false);
+            deliver(c, &text, false, self.scheduler.metrics());
         }
     }
 
@@ -226,7 +228,7 @@ impl Live {
         targets.dedup();
         for id in targets {
             if let Some(c) = state.clients.get_mut(&id) {
-                deliver(c, &text, droppable);
+                deliver(c, &text, droppable, self.scheduler.metrics());
             }
         }
     }
@@ -465,12 +467,13 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Puts a frame in a client's queue under the back-pressure policy of the module docs.
-fn deliver(c: &mut Client, text: &Arc<str>, droppable: bool) {
+fn deliver(c: &mut Client, text: &Arc<str>, droppable: bool, metrics: &crate::metrics::Metrics) {
     if c.close.borrow().is_some() {
         return;
     }
     if droppable && c.tx.capacity() <= RESERVED {
         c.dropped += 1;
+        metrics.ws_dropped("step_dropped");
         return;
     }
     if c.dropped > 0 && c.tx.capacity() > RESERVED {
@@ -480,6 +483,7 @@ fn deliver(c: &mut Client, text: &Arc<str>, droppable: bool) {
         }
     }
     if c.tx.try_send(text.clone()).is_err() {
+        metrics.ws_dropped("client_closed");
         let _ = c.close.send(Some("client too slow".into()));
     }
 }
