@@ -6,3 +6,4 @@ pub mod link;
 pub mod metrics;
 pub mod scheduler;
 pub mod tls;
+pub mod store;
