@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use coordinator::api::{self, ApiLimits};
+use coordinator::api::{self, ApiLimits, Judge0Config};
 use coordinator::link::AgentHub;
 use coordinator::metrics::Metrics;
 use coordinator::scheduler::{Scheduler, SchedulerConfig, system_clock};
+use coordinator::store::{self, EmbeddedConfig, EmbeddedPostgres, Store};
 use coordinator::tls::{ClusterTls, SERVER_NAME};
 
 #[derive(Parser, Debug)]
@@ -57,6 +58,16 @@ struct ServeArgs {
     /// Directory with languages.toml and mounts.toml; the built-in spec by default.
     #[arg(long)]
     rootfs: Option<PathBuf>,
+    /// PostgreSQL for the catalog and history (postgres://user@host/db, or key=value).
+    /// Without it, a private PostgreSQL is started in <data dir>/postgres.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Server binaries for the private PostgreSQL.
+    #[arg(long, default_value = store::embedded::DEFAULT_BIN_DIR)]
+    postgres_bin: PathBuf,
+    /// Judge only: no database, so no catalog (/api/algorithms answers 503) and no history.
+    #[arg(long, conflicts_with = "database_url")]
+    no_database: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,6 +120,10 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     }
     .context("loading the rootfs spec")?;
     let tls = ClusterTls::load_or_create_with_names(&args.data_dir, &args.tls_names).context("cluster TLS")?;
+    // The database before anything listens: a coordinator that cannot keep history
+    // should fail at start, not later. The private server (if any) lives in `embedded`
+    // and is stopped when it drops: at the end of this function, on every path.
+    let (store, embedded) = open_store(&args).await?;
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = Metrics::new(&languages).context("setting up metrics")?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -116,13 +131,19 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .await
         .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
     let scheduler = Scheduler::with_metrics(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics);
+    if let Some(store) = &store {
+        // Subscribed before the first submission can finish, so none is missed.
+        let completions = scheduler.completions();
+        let stream = store.new_epoch().await.context("starting a projection stream")?;
+        tokio::spawn(store::projection::run(scheduler.clone(), store.clone(), stream, completions));
+    }
     tokio::spawn(scheduler.clone().run(events_rx));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding the API on {}", args.listen))?;
     let api_addr = listener.local_addr()?;
-    let router = api::router(scheduler, Arc::new(spec), ApiLimits::default());
+    let router = api::router_with_store(scheduler, Arc::new(spec), ApiLimits::default(), Judge0Config::default(), store.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -173,8 +194,43 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         Ok(r) => r.context("API server")?,
         Err(e) => anyhow::bail!("API server task failed: {e}"),
     }
+    if let Some(store) = &store {
+        store.close();
+    }
+    drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connects to `--database-url`, or starts the private PostgreSQL; migrates, seeds the
+/// shipped catalog, and on a database's first start creates the admin token.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<(Option<Store>, Option<EmbeddedPostgres>)> {
+    if args.no_database {
+        tracing::warn!("running without a database: no catalog, no history");
+        return Ok((None, None));
+    }
+    let (config, embedded) = match &args.database_url {
+        Some(url) => (Store::parse_url(url)?, None),
+        None => {
+            let mut config = EmbeddedConfig::new(&args.data_dir);
+            config.bin_dir = args.postgres_bin.clone();
+            // Blocking for about half a second, before anything else runs.
+            let pg = tokio::task::block_in_place(|| EmbeddedPostgres::start(&config))
+                .context("starting the private PostgreSQL (give --database-url to use another)")?;
+            (pg.pg_config(), Some(pg))
+        }
+    };
+    let store = Store::open(config).await.context("opening the database")?;
+    let shipped = store::catalog::shipped::all().map_err(|e| anyhow::anyhow!("the built-in catalog: {e}"))?;
+    let added = store.seed_catalog(&shipped).await.context("seeding the catalog")?;
+    if added > 0 {
+        tracing::info!(added, "catalog seeded");
+    }
+    let token_file = args.data_dir.join("admin-token");
+    if let Some(token) = store.ensure_admin(&token_file).await.context("creating the admin token")? {
+        println!("admin token (saved in {}): {token}", token_file.display());
+    }
+    Ok((Some(store), embedded))
 }
 
 fn spawn_local_agent(

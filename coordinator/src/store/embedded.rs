@@ -460,8 +460,10 @@ fn alive(pid: i32) -> bool {
     stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
 }
 
+/// The server's log is root's and private: it may quote statements and their data.
 fn open_log(path: &Path) -> Result<fs::File, EmbeddedError> {
-    fs::OpenOptions::new().create(true).append(true).open(path).map_err(io("opening", path))
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(io("opening", path))
 }
 
 /// Runs a one-shot tool as the server user, its output appended to the log.

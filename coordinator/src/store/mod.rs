@@ -113,6 +113,12 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// Closes every connection, for all clones; later queries fail. Called before the
+    /// private server stops, so its shutdown does not look like a connection failure.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     /// A round trip, for /health.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
