@@ -123,7 +123,7 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     // The database before anything listens: a coordinator that cannot keep history
     // should fail at start, not later. The private server (if any) lives in `embedded`
     // and is stopped when it drops: at the end of this function, on every path.
-    let (store, embedded) = open_store(&args).await?;
+    let (store, embedded, admin_token) = open_store(&args).await?;
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = Metrics::new(&languages).context("setting up metrics")?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -151,6 +151,11 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
 
     println!("judge is up: API on http://{api_addr} , agents connect to {} (QUIC)", hub.local_addr());
     println!("coordinator metrics on http://{api_addr}/metrics");
+    if let Some(token) = admin_token {
+        // Printed once, on the database's first start; after the address line, which
+        // scripts read first.
+        println!("admin token (saved in {}): {token}", args.data_dir.join("admin-token").display());
+    }
     if local.is_none() {
         println!("issue agent certificates with: coordinator issue-agent-cert --data-dir {} --agent-id NAME --out DIR", args.data_dir.display());
     }
@@ -204,10 +209,10 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
 
 /// Connects to `--database-url`, or starts the private PostgreSQL; migrates, seeds the
 /// shipped catalog, and on a database's first start creates the admin token.
-async fn open_store(args: &ServeArgs) -> anyhow::Result<(Option<Store>, Option<EmbeddedPostgres>)> {
+async fn open_store(args: &ServeArgs) -> anyhow::Result<(Option<Store>, Option<EmbeddedPostgres>, Option<String>)> {
     if args.no_database {
         tracing::warn!("running without a database: no catalog, no history");
-        return Ok((None, None));
+        return Ok((None, None, None));
     }
     let (config, embedded) = match &args.database_url {
         Some(url) => (Store::parse_url(url)?, None),
@@ -226,11 +231,8 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Option<Store>, Option<E
     if added > 0 {
         tracing::info!(added, "catalog seeded");
     }
-    let token_file = args.data_dir.join("admin-token");
-    if let Some(token) = store.ensure_admin(&token_file).await.context("creating the admin token")? {
-        println!("admin token (saved in {}): {token}", token_file.display());
-    }
-    Ok((Some(store), embedded))
+    let token = store.ensure_admin(&args.data_dir.join("admin-token")).await.context("creating the admin token")?;
+    Ok((Some(store), embedded, token))
 }
 
 fn spawn_local_agent(

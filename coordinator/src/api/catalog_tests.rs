@@ -124,7 +124,7 @@ async fn anyone_lists_with_filters_and_pages() {
 
     let (_, page) = get(&f, "/api/algorithms?page=2&perPage=10", None).await;
     assert_eq!(page["algorithms"].as_array().unwrap().len(), 10);
-    let (_, last) = get(&f, &format!("/api/algorithms?page=3&perPage=10"), None).await;
+    let (_, last) = get(&f, "/api/algorithms?page=3&perPage=10", None).await;
     assert_eq!(last["algorithms"].as_array().unwrap().len() as i64, all - 20);
     let (_, beyond) = get(&f, "/api/algorithms?page=99", None).await;
     assert_eq!((beyond["algorithms"].as_array().unwrap().len(), beyond["total"].as_i64()), (0, Some(all)));

@@ -2,9 +2,10 @@
 //! installed server binaries when no `DATABASE_URL` is given.
 //!
 //! Layout: the cluster lives in `<data dir>/postgres` (owned by the `postgres` user, mode
-//! 0700), its log in `<data dir>/postgres.log` (root's). PostgreSQL refuses to run as
-//! root, so `initdb` and `postgres` run as the `postgres` OS user (set on the child with
-//! `setuid`/`setgid`, no shell in between). It listens on a unix socket only
+//! 0700), its log in `<data dir>/postgres.log` (root's, 0600). PostgreSQL refuses to run
+//! as root, so a root coordinator runs `initdb` and `postgres` as the `postgres` OS user
+//! (set on the child with `setuid`/`setgid`, no shell in between); an unprivileged
+//! coordinator runs them as itself. It listens on a unix socket only
 //! (`listen_addresses=''`) in a fresh private directory under the temp dir, so the port
 //! number only names the socket file and never collides with anything. Connections over
 //! that socket are trusted: only root and `postgres` can enter the directory.
@@ -15,9 +16,10 @@
 //! its database down with it. `stop` (and `Drop`) does what `pg_ctl stop -m fast` does:
 //! SIGINT, then SIGQUIT (immediate) and SIGKILL if it takes too long.
 //!
-//! The `postgres` user must be able to walk down to the cluster: the data dir is made
-//! 0711 (traverse, no listing; everything secret below it has its own 0700/0600 mode),
-//! and every ancestor is checked, with an error naming the one that blocks.
+//! The `postgres` user must be able to walk down to the cluster: as root, the data dir is
+//! made 0711 (traverse, no listing; everything secret below it has its own 0700/0600
+//! mode), and every ancestor is checked, with an error naming the one that blocks
+//! (`chmod o+x` it, pick another `--data-dir`, or give `--database-url`).
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -103,14 +105,21 @@ impl EmbeddedPostgres {
         if !initdb.is_file() {
             return Err(EmbeddedError::NoBinaries(initdb));
         }
-        let user = nix::unistd::User::from_name(OS_USER).ok().flatten().ok_or(EmbeddedError::NoOsUser)?;
-        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
-
         let data_dir = fs::canonicalize(&config.data_dir).map_err(io("resolving", &config.data_dir))?;
-        // Traverse-only for others: the postgres user must pass through to its cluster.
-        // Listing stays refused, and the keys and job files below have their own 0700/0600.
-        set_mode(&data_dir, 0o711)?;
-        check_traversable(&data_dir, uid, gid)?;
+        // PostgreSQL refuses to run as root: as root we hand it to the `postgres` user; a
+        // coordinator running unprivileged (a systemd unit with User=) runs it as itself.
+        let (uid, gid) = if nix::unistd::geteuid().is_root() {
+            let user = nix::unistd::User::from_name(OS_USER).ok().flatten().ok_or(EmbeddedError::NoOsUser)?;
+            let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+            // Traverse-only for others: the postgres user must pass through to its
+            // cluster. Listing stays refused, and the keys and job files below have their
+            // own 0700/0600 modes.
+            set_mode(&data_dir, 0o711)?;
+            check_traversable(&data_dir, uid, gid)?;
+            (uid, gid)
+        } else {
+            (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
+        };
 
         let cluster_dir = data_dir.join("postgres");
         let log_path = data_dir.join("postgres.log");
@@ -133,7 +142,7 @@ impl EmbeddedPostgres {
         // A fresh socket dir per start: short path (sun_path is 107 bytes), never a stale
         // socket, and removed when we stop.
         let socket_dir = tempfile::Builder::new().prefix("judge-pg-").tempdir().map_err(io("creating", Path::new("socket dir")))?;
-        nix::unistd::chown(socket_dir.path(), Some(user.uid), Some(user.gid))
+        nix::unistd::chown(socket_dir.path(), Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
             .map_err(|e| EmbeddedError::Io { what: "chown", path: socket_dir.path().to_owned(), source: e.into() })?;
 
         let log = open_log(&log_path)?;
@@ -143,12 +152,17 @@ impl EmbeddedPostgres {
             .arg(&cluster_dir)
             .arg("-k")
             .arg(socket_dir.path())
-            .args(["-p", &PORT.to_string(), "-c", "listen_addresses=", "-c", "max_connections=100"]);
+            .args(["-p", &PORT.to_string(), "-c", "listen_addresses=", "-c", "max_connections=100"])
+            // No JIT: it needs writable+executable memory (refused under systemd's
+            // MemoryDenyWriteExecute) and buys nothing for our short queries.
+            .args(["-c", "jit=off"]);
         if !config.durable {
             cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
         }
         cmd.current_dir(&cluster_dir).stdin(Stdio::null()).stdout(log).stderr(log_err).env_clear().env("LC_ALL", "C.UTF-8");
-        cmd.uid(uid).gid(gid);
+        if nix::unistd::geteuid().is_root() {
+            cmd.uid(uid).gid(gid);
+        }
         // SAFETY: prctl is async-signal-safe and touches only this (child) process. It runs
         // after std's setuid (which would reset the death signal), just before exec.
         unsafe {
@@ -470,9 +484,10 @@ fn open_log(path: &Path) -> Result<fs::File, EmbeddedError> {
 fn run_as(cmd: &mut Command, uid: u32, gid: u32, log_path: &Path, what: &'static str) -> Result<(), EmbeddedError> {
     let log = open_log(log_path)?;
     let log_err = log.try_clone().map_err(io("opening", log_path))?;
+    if nix::unistd::geteuid().is_root() {
+        cmd.uid(uid).gid(gid);
+    }
     let status = cmd
-        .uid(uid)
-        .gid(gid)
         .env_clear()
         .env("LC_ALL", "C.UTF-8")
         .stdin(Stdio::null())

@@ -45,6 +45,8 @@ pub async fn run(client: &mut tokio_postgres::Client, migrations: &[Migration]) 
 }
 
 async fn apply(client: &mut tokio_postgres::Client, migrations: &[Migration]) -> Result<Vec<i32>, StoreError> {
+    // Without this, every start logs the server's "already exists, skipping" notice.
+    client.batch_execute("SET client_min_messages = warning").await?;
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_version (
@@ -55,6 +57,7 @@ async fn apply(client: &mut tokio_postgres::Client, migrations: &[Migration]) ->
             )",
         )
         .await?;
+    client.batch_execute("RESET client_min_messages").await?;
     let rows = client.query("SELECT version, name, sha256 FROM schema_version ORDER BY version", &[]).await?;
     let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
     for row in &rows {
