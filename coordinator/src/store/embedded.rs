@@ -6,8 +6,9 @@
 //! as root, so a root coordinator runs `initdb` and `postgres` as the `postgres` OS user
 //! (set on the child with `setuid`/`setgid`, no shell in between); an unprivileged
 //! coordinator runs them as itself. It listens on a unix socket only
-//! (`listen_addresses=''`) in a fresh private directory under the temp dir, so the port
-//! number only names the socket file and never collides with anything. Connections over
+//! (`listen_addresses=''`) in a private directory, `<data dir>/postgres-run` (or a temp
+//! dir when that path is too long for a socket), so the port number only names the
+//! socket file and never collides with anything. Connections over
 //! that socket are trusted: only root and `postgres` can enter the directory.
 //!
 //! The postmaster is our direct child rather than a daemon started by `pg_ctl`: a
@@ -85,7 +86,9 @@ impl EmbeddedConfig {
 
 /// A running private PostgreSQL. Stopped by `stop` or on drop.
 pub struct EmbeddedPostgres {
-    socket_dir: Option<tempfile::TempDir>,
+    socket_dir: PathBuf,
+    /// Set when the socket dir had to go to the temp dir (a long data dir path).
+    socket_tmp: Option<tempfile::TempDir>,
     cluster_dir: PathBuf,
     log_path: PathBuf,
     keeper: Option<Keeper>,
@@ -141,9 +144,12 @@ impl EmbeddedPostgres {
 
         // A fresh socket dir per start: short path (sun_path is 107 bytes), never a stale
         // socket, and removed when we stop.
-        let socket_dir = tempfile::Builder::new().prefix("judge-pg-").tempdir().map_err(io("creating", Path::new("socket dir")))?;
-        nix::unistd::chown(socket_dir.path(), Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-            .map_err(|e| EmbeddedError::Io { what: "chown", path: socket_dir.path().to_owned(), source: e.into() })?;
+        let (socket_dir, socket_tmp) = socket_dir(&data_dir)?;
+        // Only the server's user (and root) may enter: connections over the socket are
+        // trusted, so reaching the socket is the whole of the access control.
+        nix::unistd::chown(&socket_dir, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| EmbeddedError::Io { what: "chown", path: socket_dir.clone(), source: e.into() })?;
+        set_mode(&socket_dir, 0o700)?;
 
         let log = open_log(&log_path)?;
         let log_err = log.try_clone().map_err(io("opening", &log_path))?;
@@ -151,7 +157,7 @@ impl EmbeddedPostgres {
         cmd.arg("-D")
             .arg(&cluster_dir)
             .arg("-k")
-            .arg(socket_dir.path())
+            .arg(&socket_dir)
             .args(["-p", &PORT.to_string(), "-c", "listen_addresses=", "-c", "max_connections=100"])
             // No JIT: it needs writable+executable memory (refused under systemd's
             // MemoryDenyWriteExecute) and buys nothing for our short queries.
@@ -174,7 +180,7 @@ impl EmbeddedPostgres {
             });
         }
         let keeper = Keeper::spawn(cmd, log_path.clone())?;
-        let mut pg = EmbeddedPostgres { socket_dir: Some(socket_dir), cluster_dir, log_path, keeper: Some(keeper) };
+        let mut pg = EmbeddedPostgres { socket_dir, socket_tmp, cluster_dir, log_path, keeper: Some(keeper) };
         if let Err(e) = pg.wait_ready(config) {
             pg.stop();
             return Err(e);
@@ -185,7 +191,7 @@ impl EmbeddedPostgres {
 
     /// The directory holding the server's unix socket (the `host` of a connection).
     pub fn socket_dir(&self) -> &Path {
-        self.socket_dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+        &self.socket_dir
     }
 
     pub fn port(&self) -> u16 {
@@ -278,7 +284,7 @@ impl EmbeddedPostgres {
             }
             tracing::info!("embedded PostgreSQL stopped");
         }
-        if let Some(dir) = self.socket_dir.take() {
+        if let Some(dir) = self.socket_tmp.take() {
             let _ = dir.close();
         }
     }
@@ -394,6 +400,23 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), EmbeddedError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io("chmod", path))
+}
+
+/// Where the server's socket goes: `<data dir>/postgres-run`, recreated empty at each
+/// start (a killed server may leave its socket and lock file), so nothing accumulates
+/// outside the data dir. A socket path is at most 107 bytes, so for a long data dir path
+/// a fresh temp dir is used instead, removed at stop.
+fn socket_dir(data_dir: &Path) -> Result<(PathBuf, Option<tempfile::TempDir>), EmbeddedError> {
+    let in_data = data_dir.join("postgres-run");
+    if in_data.join(format!(".s.PGSQL.{PORT}.lock")).as_os_str().len() < 100 {
+        if in_data.exists() {
+            fs::remove_dir_all(&in_data).map_err(io("removing", &in_data))?;
+        }
+        fs::create_dir(&in_data).map_err(io("creating", &in_data))?;
+        return Ok((in_data, None));
+    }
+    let tmp = tempfile::Builder::new().prefix("judge-pg-").tempdir().map_err(io("creating", Path::new("socket dir")))?;
+    Ok((tmp.path().to_owned(), Some(tmp)))
 }
 
 /// Every ancestor of `dir` (and `dir`) must let uid/gid search it.
@@ -536,7 +559,9 @@ mod tests {
         let socket = pg.socket_dir().to_owned();
         pg.stop();
         assert!(!alive(pid), "server still running after stop");
-        assert!(!socket.exists(), "socket dir left behind");
+        assert!(socket.starts_with(fs::canonicalize(dir.path()).unwrap()), "{}", socket.display());
+        assert_eq!(fs::metadata(&socket).unwrap().mode() & 0o777, 0o700);
+        assert!(!socket.join(".s.PGSQL.5432").exists(), "socket left behind");
 
         // A postmaster.pid naming a dead process (a crash, a reboot).
         fs::write(dir.path().join("postgres/postmaster.pid"), format!("{}\n", i32::MAX - 1)).unwrap();
