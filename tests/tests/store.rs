@@ -97,3 +97,96 @@ fn a_killed_coordinator_takes_its_postgres_down() {
         }
     }
 }
+
+/// `psql` against the private server of `judge` (as its superuser), returning stdout.
+fn psql(judge: &Judge, sql: &str) -> String {
+    let out = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+        .arg("-h")
+        .arg(judge.data_dir.path().join("postgres-run"))
+        .args(["-U", "judge", "-d", "judge", "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// How a `coordinator serve --database-url ...` start ended.
+enum Started {
+    /// Listening on this API address.
+    Up(std::process::Child, String),
+    /// Exited; what it wrote on stderr.
+    Exited(std::process::ExitStatus, String),
+}
+
+fn serve_with_url(url: &str, data: &std::path::Path) -> Started {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = std::process::Command::new(judge_tests::bin_dir().join("coordinator"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0", "--database-url", url, "--data-dir"])
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both pipes drained on threads, so the coordinator never blocks on a full one.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("API on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let start = Instant::now();
+    loop {
+        if let Ok(api) = rx.try_recv() {
+            return Started::Up(child, api);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return Started::Exited(status, errors.join().unwrap());
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "coordinator neither listened nor exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_second_coordinator_shares_the_database_by_url_and_a_newer_schema_is_refused() {
+    let judge = Judge::up(uid_base(7), &[]);
+    let url = format!("host={} user=judge dbname=judge", judge.data_dir.path().join("postgres-run").display());
+
+    // Same database: the catalog is there, no second admin is made.
+    let data = tempfile::tempdir().unwrap();
+    let (mut second, api) = match serve_with_url(&url, data.path()) {
+        Started::Up(child, api) => (child, api),
+        Started::Exited(status, stderr) => panic!("second coordinator exited ({status}): {stderr}"),
+    };
+    let list: Value = reqwest::blocking::get(format!("{api}/api/algorithms")).unwrap().json().unwrap();
+    assert!(list["total"].as_u64().unwrap() >= 20, "{list}");
+    assert_eq!(psql(&judge, "SELECT count(*) FROM users WHERE role = 'admin'"), "1");
+    // SAFETY: signalling our own child process, not yet reaped.
+    unsafe { libc::kill(second.id() as i32, libc::SIGTERM) };
+    assert!(second.wait().unwrap().success());
+
+    // A newer coordinator migrated the database: this one refuses to start, saying why.
+    psql(&judge, "INSERT INTO schema_version (version, name, sha256) VALUES (999, 'future', '\\x00')");
+    let stderr = match serve_with_url(&url, data.path()) {
+        Started::Up(mut child, _) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("started against a newer schema");
+        }
+        Started::Exited(status, stderr) => {
+            assert!(!status.success());
+            stderr
+        }
+    };
+    assert!(stderr.contains("newer than this coordinator") && stderr.contains("999"), "{stderr}");
+    assert!(judge.stop().success());
+}
