@@ -316,3 +316,28 @@ async fn without_a_store_the_catalog_is_503_and_health_says_disabled() {
     assert_eq!(health["database"]["status"], "disabled");
     assert_error(send(&service, TestClient::get(format!("{BASE}/api/algorithms"))).await, 503, "no_database", "without a database");
 }
+
+#[tokio::test]
+async fn admins_create_users_whose_tokens_work() {
+    let f = fixture().await;
+    let post_user = |body: Value, token: Option<&str>| {
+        with_token(TestClient::post(format!("{BASE}/api/users")).raw_json(body.to_string()), token)
+    };
+    let body = json!({ "name": "Sue", "email": "sue@example.org", "role": "setter" });
+    assert_error(send(&f.service, post_user(body.clone(), None)).await, 401, "unauthorized", "admin");
+    assert_error(send(&f.service, post_user(body.clone(), Some(&f.setter))).await, 403, "forbidden", "admin");
+    let (status, created) = send(&f.service, post_user(body.clone(), Some(&f.admin))).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!((created["role"].as_str(), created["name"].as_str()), (Some("setter"), Some("Sue")));
+    let token = created["token"].as_str().unwrap();
+    let (status, _) = post(&f, new_algorithm().to_string(), Some(token)).await;
+    assert_eq!(status, 201);
+    assert_error(send(&f.service, post_user(body, Some(&f.admin))).await, 409, "conflict", "sue@example.org");
+    let bad_role = json!({ "name": "x", "role": "root" });
+    assert_error(send(&f.service, post_user(bad_role, Some(&f.admin))).await, 400, "invalid_field", "role");
+    let bad_email = json!({ "name": "x", "email": "nope", "role": "user" });
+    assert_error(send(&f.service, post_user(bad_email, Some(&f.admin))).await, 400, "invalid_field", "email");
+    let c = f.store.client().await.unwrap();
+    let users: i64 = c.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0);
+    assert_eq!(users, 4, "three from the fixture and Sue");
+}

@@ -11,6 +11,7 @@ mod catalog_tests;
 mod error;
 pub mod judge0;
 mod submit;
+mod users;
 #[cfg(test)]
 mod tests;
 mod view;
@@ -118,6 +119,7 @@ enum Route {
     GetAlgorithm,
     UpdateAlgorithm,
     DeleteAlgorithm,
+    CreateUser,
     Judge0(judge0::Judge0Route),
     Fallback,
 }
@@ -140,7 +142,8 @@ impl Handler for Endpoint {
             | Route::CreateAlgorithm
             | Route::GetAlgorithm
             | Route::UpdateAlgorithm
-            | Route::DeleteAlgorithm => algorithms(api, self.route, req).await,
+            | Route::DeleteAlgorithm
+            | Route::CreateUser => with_store(api, self.route, req).await,
             Route::Judge0(route) => {
                 // Judge0's own error shapes, which its clients parse.
                 match api.judge0.handle(route, req).await {
@@ -210,6 +213,7 @@ pub fn router_with_store(
                 .put(ep(Route::UpdateAlgorithm))
                 .delete(ep(Route::DeleteAlgorithm)),
         )
+        .push(Router::with_path("api/users").post(ep(Route::CreateUser)))
         // The batch routes before `{token}`, which would match "batch" too.
         .push(Router::with_path("submissions/batch").get(j(J::ShowBatch)).post(j(J::CreateBatch)))
         .push(Router::with_path("submissions").get(j(J::List)).post(j(J::Create)))
@@ -261,7 +265,7 @@ async fn health(api: &Api) -> Value {
     })
 }
 
-async fn algorithms(api: &Api, route: Route, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+async fn with_store(api: &Api, route: Route, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
     let store = api.store.as_ref().ok_or(ApiError::NoDatabase)?;
     let caller = auth::caller(store, req).await?;
     match route {
@@ -270,7 +274,8 @@ async fn algorithms(api: &Api, route: Route, req: &mut Request) -> Result<(Statu
         Route::CreateAlgorithm => catalog::create(store, &api.spec, req, &caller, &api.catalog).await,
         Route::UpdateAlgorithm => catalog::update(store, &api.spec, req, &caller, &api.catalog).await,
         Route::DeleteAlgorithm => catalog::delete(store, req, &caller).await,
-        _ => Err(ApiError::Internal("not a catalog route".into())),
+        Route::CreateUser => users::create(store, req, &caller).await,
+        _ => Err(ApiError::Internal("not a route of the store".into())),
     }
 }
 
@@ -312,6 +317,7 @@ fn fallback(req: &Request) -> ApiError {
             | "/api/languages"
             | "/api/submissions"
             | "/api/algorithms"
+            | "/api/users"
             | "/submissions"
             | "/languages"
             | "/statuses"

@@ -66,7 +66,7 @@ impl Store {
             .query_one("INSERT INTO users (name, email, role) VALUES ($1, $2, $3) RETURNING id", &[&name, &email, &role.as_str()])
             .await
             .map_err(StoreError::from)
-            .map_err(|e| if e.is_unique_violation() { StoreError::Conflict(format!("a user with email {email:?}")) } else { e })?;
+            .map_err(|e| if e.is_unique_violation() { StoreError::Conflict(format!("a user with email {}", email.unwrap_or_default())) } else { e })?;
         Ok(row.try_get(0)?)
     }
 
