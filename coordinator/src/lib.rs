@@ -5,5 +5,6 @@ pub mod judge;
 pub mod link;
 pub mod metrics;
 pub mod scheduler;
+pub mod store;
 pub mod tls;
 pub mod ws;

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use coordinator::api::{self, ApiLimits};
+use coordinator::api::{self, ApiLimits, Judge0Config};
 use coordinator::link::AgentHub;
 use coordinator::metrics::Metrics;
 use coordinator::scheduler::{Scheduler, SchedulerConfig, system_clock};
+use coordinator::store::{self, EmbeddedConfig, EmbeddedPostgres, Store};
 use coordinator::tls::{ClusterTls, SERVER_NAME};
 
 #[derive(Parser, Debug)]
@@ -57,6 +58,16 @@ struct ServeArgs {
     /// Directory with languages.toml and mounts.toml; the built-in spec by default.
     #[arg(long)]
     rootfs: Option<PathBuf>,
+    /// PostgreSQL for the catalog and history (postgres://user@host/db, or key=value).
+    /// Without it, a private PostgreSQL is started in <data dir>/postgres.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Server binaries for the private PostgreSQL.
+    #[arg(long, default_value = store::embedded::DEFAULT_BIN_DIR)]
+    postgres_bin: PathBuf,
+    /// Judge only: no database, so no catalog (/api/algorithms answers 503) and no history.
+    #[arg(long, conflicts_with = "database_url")]
+    no_database: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,6 +120,10 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     }
     .context("loading the rootfs spec")?;
     let tls = ClusterTls::load_or_create_with_names(&args.data_dir, &args.tls_names).context("cluster TLS")?;
+    // The database before anything listens: a coordinator that cannot keep history
+    // should fail at start, not later. The private server (if any) lives in `embedded`
+    // and is stopped when it drops: at the end of this function, on every path.
+    let (store, embedded, admin_token) = open_store(&args).await?;
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = Metrics::new(&languages).context("setting up metrics")?;
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -116,6 +131,12 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .await
         .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
     let scheduler = Scheduler::with_metrics(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics);
+    if let Some(store) = &store {
+        // Subscribed before the first submission can finish, so none is missed.
+        let completions = scheduler.completions();
+        let stream = store.new_epoch().await.context("starting a projection stream")?;
+        tokio::spawn(store::projection::run(scheduler.clone(), store.clone(), stream, completions));
+    }
     tokio::spawn(scheduler.clone().run(events_rx));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -126,9 +147,9 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     let catalog = coordinator::ws::catalog::BuiltinCatalog::new().context("loading the built-in algorithms")?;
     let live = coordinator::ws::Live::install(&scheduler, &hub, spec.clone(), Arc::new(catalog));
     // /ws first: the API router ends in a catch-all.
-    let router = salvo::Router::new()
-        .push(salvo::Router::with_path("ws").goal(live.handler()))
-        .push(api::router(scheduler, spec, ApiLimits::default()));
+    let router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler())).push(
+        api::router_with_store(scheduler, spec, ApiLimits::default(), Judge0Config::default(), store.clone()),
+    );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -136,6 +157,11 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
 
     println!("judge is up: API on http://{api_addr} , agents connect to {} (QUIC)", hub.local_addr());
     println!("coordinator metrics on http://{api_addr}/metrics");
+    if let Some(token) = admin_token {
+        // Printed once, on the database's first start; after the address line, which
+        // scripts read first.
+        println!("admin token (saved in {}): {token}", args.data_dir.join("admin-token").display());
+    }
     if local.is_none() {
         println!("issue agent certificates with: coordinator issue-agent-cert --data-dir {} --agent-id NAME --out DIR", args.data_dir.display());
     }
@@ -179,8 +205,40 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         Ok(r) => r.context("API server")?,
         Err(e) => anyhow::bail!("API server task failed: {e}"),
     }
+    if let Some(store) = &store {
+        store.close();
+    }
+    drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connects to `--database-url`, or starts the private PostgreSQL; migrates, seeds the
+/// shipped catalog, and on a database's first start creates the admin token.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<(Option<Store>, Option<EmbeddedPostgres>, Option<String>)> {
+    if args.no_database {
+        tracing::warn!("running without a database: no catalog, no history");
+        return Ok((None, None, None));
+    }
+    let (config, embedded) = match &args.database_url {
+        Some(url) => (Store::parse_url(url)?, None),
+        None => {
+            let mut config = EmbeddedConfig::new(&args.data_dir);
+            config.bin_dir = args.postgres_bin.clone();
+            // Blocking for about half a second, before anything else runs.
+            let pg = tokio::task::block_in_place(|| EmbeddedPostgres::start(&config))
+                .context("starting the private PostgreSQL (give --database-url to use another)")?;
+            (pg.pg_config(), Some(pg))
+        }
+    };
+    let store = Store::open(config).await.context("opening the database")?;
+    let shipped = store::catalog::shipped::all().map_err(|e| anyhow::anyhow!("the built-in catalog: {e}"))?;
+    let added = store.seed_catalog(&shipped).await.context("seeding the catalog")?;
+    if added > 0 {
+        tracing::info!(added, "catalog seeded");
+    }
+    let token = store.ensure_admin(&args.data_dir.join("admin-token")).await.context("creating the admin token")?;
+    Ok((Some(store), embedded, token))
 }
 
 fn spawn_local_agent(
@@ -210,6 +268,19 @@ fn spawn_local_agent(
         // agent in order (its runs aborted first).
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
+    // is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Should this process die without stopping the agent (SIGKILL), the agent gets
+            // SIGTERM and stops its runs in order. (The signal follows the spawning thread:
+            // a runtime worker, alive as long as we are.)
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     if let Some(slots) = local.slots {
         cmd.arg("--slots").arg(slots.to_string());
     }

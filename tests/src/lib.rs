@@ -47,7 +47,11 @@ pub struct Judge {
 impl Judge {
     /// Starts `coordinator up` and waits until its local agent has registered.
     pub fn up(uid_base: u32, extra: &[&str]) -> Judge {
-        let data_dir = tempfile::tempdir().unwrap();
+        Judge::up_in(tempfile::tempdir().unwrap(), uid_base, extra)
+    }
+
+    /// `up` on a given data dir (a second start on the data of a first).
+    pub fn up_in(data_dir: tempfile::TempDir, uid_base: u32, extra: &[&str]) -> Judge {
         let mut child = Command::new(bin_dir().join("coordinator"))
             .args(["up", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
@@ -142,6 +146,17 @@ impl Judge {
 
     /// Stops the judge with SIGTERM and waits for it, failing if it takes too long.
     pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    /// `stop`, handing back the data dir for another start.
+    pub fn stop_keeping_data(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let status = self.terminate();
+        let dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        (status, dir)
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child process, not yet reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();

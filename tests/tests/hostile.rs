@@ -1034,10 +1034,25 @@ int main(void) {
     CALL("renice init", setpriority(PRIO_PROCESS, 1, 19));
     cpu_set_t set; CPU_ZERO(&set); CPU_SET(0, &set);
     CALL("affinity of init", sched_setaffinity(1, sizeof set, &set));
-    CALL("own affinity", sched_setaffinity(0, sizeof set, &set));
+    /* A run is pinned to its slot's CPU (cpuset): it may re-set that, never leave it. */
+    cpu_set_t mine; sched_getaffinity(0, sizeof mine, &mine);
+    CALL("own affinity", sched_setaffinity(0, sizeof mine, &mine));
+    cpu_set_t all; CPU_ZERO(&all);
+    for (int i = 0; i < 64; i++) CPU_SET(i, &all);
+    sched_setaffinity(0, sizeof all, &all);
+    cpu_set_t after; sched_getaffinity(0, sizeof after, &after);
+    printf("affinity stays in its cpuset %s\n", CPU_EQUAL(&after, &mine) ? "yes" : "no");
     return 0;
 }"#,
-            &lines(&["SCHED_FIFO EPERM", "SCHED_RR EPERM", "nice -5 EACCES", "renice init EPERM", "affinity of init EPERM", "own affinity ok"]),
+            &lines(&[
+                "SCHED_FIFO EPERM",
+                "SCHED_RR EPERM",
+                "nice -5 EACCES",
+                "renice init EPERM",
+                "affinity of init EPERM",
+                "own affinity ok",
+                "affinity stays in its cpuset yes",
+            ]),
         ),
         c(
             "clock_hostname",

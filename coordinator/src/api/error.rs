@@ -42,6 +42,18 @@ pub enum ApiError {
     QueueFull(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("algorithm {0:?} does not exist")]
+    AlgorithmNotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this coordinator runs without a database; the catalog is unavailable")]
+    NoDatabase,
+    #[error("the database is unavailable: {0}")]
+    DatabaseUnavailable(String),
 }
 
 impl ApiError {
@@ -58,7 +70,13 @@ impl ApiError {
             | ApiError::TooManyTests { .. }
             | ApiError::OutOfRange { .. }
             | ApiError::InvalidId(_) => StatusCode::BAD_REQUEST,
-            ApiError::SubmissionNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::SubmissionNotFound(_) | ApiError::RouteNotFound { .. } | ApiError::AlgorithmNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NoDatabase | ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,6 +102,12 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::QueueFull(_) => "queue_full",
             ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::AlgorithmNotFound(_) => "algorithm_not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::NoDatabase => "no_database",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
         }
     }
 

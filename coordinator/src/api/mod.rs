@@ -4,13 +4,19 @@
 //! (see `ApiError`). Serve with `serve`, or by hand:
 //! `Server::new(TcpListener::new(addr).bind().await).serve(router)`.
 
+mod auth;
+mod catalog;
+#[cfg(test)]
+mod catalog_tests;
 mod error;
 pub mod judge0;
 mod submit;
+mod users;
 #[cfg(test)]
 mod tests;
 mod view;
 
+pub use catalog::CatalogLimits;
 pub use error::ApiError;
 pub use judge0::Judge0Config;
 pub use view::SHOWN_OUTPUT_BYTES;
@@ -28,6 +34,7 @@ use salvo::{Depot, FlowCtrl, Handler, Request, Response, Router, Server, async_t
 use serde_json::{Value, json};
 
 use crate::scheduler::{Scheduler, SubmitError};
+use crate::store::Store;
 
 const MIB: usize = 1 << 20;
 
@@ -96,6 +103,9 @@ struct Api {
     spec: Arc<Spec>,
     caps: ApiLimits,
     judge0: judge0::Judge0,
+    /// The catalog and history; None runs the judge alone (the catalog answers 503).
+    store: Option<Store>,
+    catalog: CatalogLimits,
 }
 
 #[derive(Clone, Copy)]
@@ -104,6 +114,12 @@ enum Route {
     Languages,
     Submit,
     GetSubmission,
+    ListAlgorithms,
+    CreateAlgorithm,
+    GetAlgorithm,
+    UpdateAlgorithm,
+    DeleteAlgorithm,
+    CreateUser,
     Judge0(judge0::Judge0Route),
     Fallback,
 }
@@ -122,6 +138,12 @@ impl Handler for Endpoint {
             Route::Languages => Ok((StatusCode::OK, languages(&api.spec))),
             Route::Submit => submit(api, req).await,
             Route::GetSubmission => get_submission(api, req).await,
+            Route::ListAlgorithms
+            | Route::CreateAlgorithm
+            | Route::GetAlgorithm
+            | Route::UpdateAlgorithm
+            | Route::DeleteAlgorithm
+            | Route::CreateUser => with_store(api, self.route, req).await,
             Route::Judge0(route) => {
                 // Judge0's own error shapes, which its clients parse.
                 match api.judge0.handle(route, req).await {
@@ -154,6 +176,18 @@ pub fn router(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits) -> Router 
 /// `router` with the Judge0 API's configuration. Starts the callback sender when called
 /// inside a tokio runtime (always, in the coordinator).
 pub fn router_with(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits, config: Judge0Config) -> Router {
+    router_with_store(scheduler, spec, caps, config, None)
+}
+
+/// `router_with` plus the store behind the catalog (`/api/algorithms`) and `/health`'s
+/// database status.
+pub fn router_with_store(
+    scheduler: Scheduler,
+    spec: Arc<Spec>,
+    caps: ApiLimits,
+    config: Judge0Config,
+    store: Option<Store>,
+) -> Router {
     use judge0::Judge0Route as J;
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn(judge0::run_callbacks(scheduler.clone(), spec.clone(), config.clone()));
@@ -161,7 +195,7 @@ pub fn router_with(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits, confi
         tracing::warn!("no tokio runtime: Judge0 callbacks are off");
     }
     let judge0 = judge0::Judge0 { scheduler: scheduler.clone(), spec: spec.clone(), caps: caps.clone(), config };
-    let api = Arc::new(Api { scheduler, spec, caps, judge0 });
+    let api = Arc::new(Api { scheduler, spec, caps, judge0, store, catalog: CatalogLimits::default() });
     let ep = |route| Endpoint { api: api.clone(), route };
     let j = |route| ep(Route::Judge0(route));
     let metrics = crate::metrics::MetricsEndpoint { scheduler: api.scheduler.clone() };
@@ -172,6 +206,14 @@ pub fn router_with(scheduler: Scheduler, spec: Arc<Spec>, caps: ApiLimits, confi
         .push(Router::with_path("api/languages").get(ep(Route::Languages)))
         .push(Router::with_path("api/submissions").post(ep(Route::Submit)))
         .push(Router::with_path("api/submissions/{id}").get(ep(Route::GetSubmission)))
+        .push(Router::with_path("api/algorithms").get(ep(Route::ListAlgorithms)).post(ep(Route::CreateAlgorithm)))
+        .push(
+            Router::with_path("api/algorithms/{slug}")
+                .get(ep(Route::GetAlgorithm))
+                .put(ep(Route::UpdateAlgorithm))
+                .delete(ep(Route::DeleteAlgorithm)),
+        )
+        .push(Router::with_path("api/users").post(ep(Route::CreateUser)))
         // The batch routes before `{token}`, which would match "batch" too.
         .push(Router::with_path("submissions/batch").get(j(J::ShowBatch)).post(j(J::CreateBatch)))
         .push(Router::with_path("submissions").get(j(J::List)).post(j(J::Create)))
@@ -226,11 +268,34 @@ fn set_nodelay(listener: &tokio::net::TcpListener) -> std::io::Result<()> {
 async fn health(api: &Api) -> Value {
     let agents = api.scheduler.agents_summary().await;
     let queue = api.scheduler.queue_summary().await;
+    let (status, database) = match &api.store {
+        None => ("ok", json!({ "status": "disabled" })),
+        Some(store) => match store.ping().await {
+            Ok(()) => ("ok", json!({ "status": "ok" })),
+            // Judging goes on without the database; the catalog and history do not.
+            Err(e) => ("degraded", json!({ "status": "unavailable", "message": e.to_string() })),
+        },
+    };
     json!({
-        "status": "ok",
+        "status": status,
         "agents": { "connected": agents.connected, "slots": agents.slots, "freeSlots": agents.free_slots },
         "queue": { "queued": queue.queued, "running": queue.running },
+        "database": database,
     })
+}
+
+async fn with_store(api: &Api, route: Route, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+    let store = api.store.as_ref().ok_or(ApiError::NoDatabase)?;
+    let caller = auth::caller(store, req).await?;
+    match route {
+        Route::ListAlgorithms => catalog::list(store, req, &api.catalog).await,
+        Route::GetAlgorithm => catalog::get(store, req, &caller).await,
+        Route::CreateAlgorithm => catalog::create(store, &api.spec, req, &caller, &api.catalog).await,
+        Route::UpdateAlgorithm => catalog::update(store, &api.spec, req, &caller, &api.catalog).await,
+        Route::DeleteAlgorithm => catalog::delete(store, req, &caller).await,
+        Route::CreateUser => users::create(store, req, &caller).await,
+        _ => Err(ApiError::Internal("not a route of the store".into())),
+    }
 }
 
 fn languages(spec: &Spec) -> Value {
@@ -270,6 +335,8 @@ fn fallback(req: &Request) -> ApiError {
             | "/metrics"
             | "/api/languages"
             | "/api/submissions"
+            | "/api/algorithms"
+            | "/api/users"
             | "/submissions"
             | "/languages"
             | "/statuses"
@@ -278,6 +345,7 @@ fn fallback(req: &Request) -> ApiError {
             | "/system_info"
             | "/workers"
     ) || one_more("/api/submissions/")
+        || one_more("/api/algorithms/")
         || one_more("/submissions/")
         || one_more("/languages/");
     if known { ApiError::MethodNotAllowed { method, path } } else { ApiError::RouteNotFound { method, path } }

@@ -43,8 +43,13 @@ pub fn parse(body: &[u8], spec: &Spec, caps: &ApiLimits) -> Result<NewSubmission
 }
 
 fn decode(body: &[u8]) -> Result<SubmitRequest, ApiError> {
+    decode_json(body)
+}
+
+/// Strict JSON of one `T`, errors naming the offending field (also the catalog's bodies).
+pub(super) fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let request: SubmitRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let request: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         json_error(e.into_inner(), &path)
     })?;

@@ -265,7 +265,7 @@ async fn health_reports_agents_and_queue() {
     assert_eq!(
         body,
         json!({ "status": "ok", "agents": { "connected": 1, "slots": 3, "freeSlots": 1 },
-                "queue": { "queued": 0, "running": 2 } })
+                "queue": { "queued": 0, "running": 2 }, "database": { "status": "disabled" } })
     );
 }
 

@@ -1,0 +1,10 @@
+function is_valid(s) {
+  const pairs = { ')': '(', ']': '[', '}': '{' };
+  const stack = [];
+  for (const c of s) {
+    if (c in pairs) {
+      if (stack.length === 0 || stack.pop() !== pairs[c]) return false;
+    } else stack.push(c);
+  }
+  return stack.length === 0;
+}

@@ -1,0 +1,155 @@
+//! Users, roles and API tokens.
+//!
+//! A token is `jc_` + 64 hex digits (32 random bytes from the OS). Only its sha256 is
+//! stored: with 256 random bits there is nothing to brute-force, so a slow password hash
+//! would add cost and nothing else.
+
+use std::fmt;
+use std::path::Path;
+
+use super::{Store, StoreError, sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    User,
+    Setter,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Setter => "setter",
+            Role::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "setter" => Some(Role::Setter),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who is calling, once their token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: i64,
+    pub name: String,
+    pub role: Role,
+}
+
+const TOKEN_PREFIX: &str = "jc_";
+
+/// A fresh random token.
+pub fn new_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| StoreError::Io { what: "reading", path: "the OS random source".into(), source: std::io::Error::other(e.to_string()) })?;
+    Ok(format!("{TOKEN_PREFIX}{}", super::hex(&bytes)))
+}
+
+impl Store {
+    pub async fn create_user(&self, name: &str, email: Option<&str>, role: Role) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("INSERT INTO users (name, email, role) VALUES ($1, $2, $3) RETURNING id", &[&name, &email, &role.as_str()])
+            .await
+            .map_err(StoreError::from)
+            .map_err(|e| if e.is_unique_violation() { StoreError::Conflict(format!("a user with email {}", email.unwrap_or_default())) } else { e })?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Issues a new token for `user_id` and returns it; it is not stored in the clear.
+    pub async fn issue_token(&self, user_id: i64, label: &str) -> Result<String, StoreError> {
+        let token = new_token()?;
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO api_tokens (user_id, token_sha256, label) VALUES ($1, $2, $3)",
+                &[&user_id, &&sha256(token.as_bytes())[..], &label],
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// A user and a token in one go (tests, and the admin's first token).
+    pub async fn create_user_with_token(&self, name: &str, role: Role) -> Result<(i64, String), StoreError> {
+        let id = self.create_user(name, None, role).await?;
+        let token = self.issue_token(id, "created with the user").await?;
+        Ok((id, token))
+    }
+
+    /// The owner of a valid, unrevoked token. Tokens of the wrong shape are refused
+    /// without a query.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() != TOKEN_PREFIX.len() + 64 {
+            return Ok(None);
+        }
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL",
+                &[&&sha256(token.as_bytes())[..]],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get(2)?;
+        let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?;
+        Ok(Some(Principal { user_id: row.try_get(0)?, name: row.try_get(1)?, role }))
+    }
+
+    /// On the first start of a database (no admin yet): creates the admin user and a
+    /// token, writes it to `token_file` (0600) and returns it. Later starts return None.
+    /// Several coordinators starting together create one admin: the check and the insert
+    /// run under a transaction-level advisory lock.
+    pub async fn ensure_admin(&self, token_file: &Path) -> Result<Option<String>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&0x6a75_6467_655f_6164_i64]).await?;
+        let exists = tx.query_opt("SELECT 1 FROM users WHERE role = 'admin' LIMIT 1", &[]).await?.is_some();
+        if exists {
+            return Ok(None);
+        }
+        let token = new_token()?;
+        let row = tx.query_one("INSERT INTO users (name, role) VALUES ('admin', 'admin') RETURNING id", &[]).await?;
+        let id: i64 = row.try_get(0)?;
+        tx.execute(
+            "INSERT INTO api_tokens (user_id, token_sha256, label) VALUES ($1, $2, 'first start')",
+            &[&id, &&sha256(token.as_bytes())[..]],
+        )
+        .await?;
+        // The file first: a committed admin whose token nobody has would lock everyone out.
+        write_secret(token_file, &format!("{token}\n"))?;
+        tx.commit().await?;
+        Ok(Some(token))
+    }
+}
+
+/// Writes through a temporary file created 0600 and renamed into place.
+fn write_secret(path: &Path, contents: &str) -> Result<(), StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |what, source| StoreError::Io { what, path: path.to_owned(), source };
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
+    f.write_all(contents.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| io("writing", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))
+}

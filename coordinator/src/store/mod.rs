@@ -1,0 +1,164 @@
+//! The store: PostgreSQL holds the catalog (algorithms with their educational content
+//! and tests, users, tokens) and the history (finished submissions, per-test results,
+//! benchmarks, progress, achievements). The live judging state stays in the judge state
+//! machine; finished submissions reach the store through `projection`.
+//!
+//! A `Store` is a connection pool plus the queries; it is cheap to clone. `Store::open`
+//! applies the migrations before handing the pool out, so every query may assume the
+//! newest schema this binary knows.
+
+pub mod auth;
+pub mod catalog;
+pub mod embedded;
+pub mod migrate;
+pub mod projection;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+
+pub use embedded::{EmbeddedConfig, EmbeddedError, EmbeddedPostgres};
+
+/// Every way the store can fail, as its callers need to tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database pool set-up: {0}")]
+    PoolBuild(#[from] deadpool_postgres::BuildError),
+    #[error("invalid DATABASE_URL: {0}")]
+    BadUrl(String),
+    #[error(
+        "the database schema is newer than this coordinator: it has migration {database} ({name:?}), this binary \
+         knows up to {binary}. Upgrade the coordinator, or use another database"
+    )]
+    SchemaTooNew { database: i32, name: String, binary: i32 },
+    #[error("migration {version} ({name:?}) was applied with a different text; migrations must never be edited once shipped")]
+    MigrationChanged { version: i32, name: String },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration { version: i32, name: &'static str, source: tokio_postgres::Error },
+    #[error("embedded PostgreSQL: {0}")]
+    Embedded(#[from] EmbeddedError),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("bad data in the store: {0}")]
+    Corrupt(String),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl StoreError {
+    /// True for a unique-constraint violation (a concurrent insert of the same key).
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+    }
+}
+
+/// How many connections the coordinator keeps at most.
+const POOL_SIZE: usize = 16;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Parses a `postgres://` URL (or a `key=value` string) as `DATABASE_URL` gives it.
+    pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+        url.parse::<tokio_postgres::Config>().map_err(|e| StoreError::BadUrl(e.to_string()))
+    }
+
+    /// Connects, applies missing migrations, and returns the store. Plain TCP or a unix
+    /// socket (no TLS yet: use a socket or a trusted network).
+    pub async fn open(config: tokio_postgres::Config) -> Result<Store, StoreError> {
+        let store = Store::connect(config)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The pool only, no migration (tests of the migration runner).
+    pub fn connect(config: tokio_postgres::Config) -> Result<Store, StoreError> {
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        // Bounded waits: a database that is down must fail requests (and /health) quickly
+        // rather than hang them.
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(5)))
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .build()?;
+        Ok(Store { pool })
+    }
+
+    /// Applies the migrations this binary knows; returns the versions applied now.
+    pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        let mut client = self.pool.get().await?;
+        migrate::run(&mut client, migrate::MIGRATIONS).await
+    }
+
+    /// The schema version of the database (0 before any migration).
+    pub async fn schema_version(&self) -> Result<i32, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one("SELECT coalesce((SELECT max(version) FROM schema_version), 0)", &[])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Closes every connection, for all clones; later queries fail. Called before the
+    /// private server stops, so its shutdown does not look like a connection failure.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    /// A round trip, for /health.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Stores `content` once under its sha256 and returns the hash.
+pub(crate) async fn put_blob(
+    client: &impl tokio_postgres::GenericClient,
+    content: &[u8],
+) -> Result<[u8; 32], StoreError> {
+    let hash = sha256(content);
+    client
+        .execute("INSERT INTO blobs (sha256, content) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING", &[&&hash[..], &content])
+        .await?;
+    Ok(hash)
+}
+
+/// `to_char` of a timestamptz column as `2025-01-01T00:00:00.000Z`.
+macro_rules! ts {
+    ($col:literal) => {
+        concat!("to_char(", $col, " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+    };
+}
+pub(crate) use ts;

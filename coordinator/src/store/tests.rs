@@ -1,0 +1,250 @@
+#![allow(clippy::unwrap_used)]
+
+use protocol::{JobOptions, Limits, TestResult, Verdict};
+
+use super::auth::Role;
+use super::migrate::{self, Migration};
+use super::projection::Projected;
+use super::testing::{fresh_database, fresh_store};
+use super::*;
+use crate::judge::{Status, TestRecord};
+use crate::scheduler::SubmissionView;
+
+#[tokio::test]
+async fn migrations_apply_once_and_are_idempotent() {
+    let config = fresh_database().await;
+    let store = Store::connect(config.clone()).unwrap();
+    assert_eq!(store.schema_version().await.ok(), None, "no schema_version table before migrating");
+    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(store.migrate().await.unwrap(), Vec::<i32>::new());
+    // A second coordinator opening the same database applies nothing either.
+    let again = Store::open(config).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), migrate::latest());
+}
+
+#[tokio::test]
+async fn concurrent_start_ups_apply_each_migration_once() {
+    let config = fresh_database().await;
+    let (one, two) = (Store::connect(config.clone()).unwrap(), Store::connect(config).unwrap());
+    let (a, b) = tokio::join!(one.migrate(), two.migrate());
+    let mut all = a.unwrap();
+    all.extend(b.unwrap());
+    assert_eq!(all, vec![1]);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_with_a_clear_error() {
+    let config = fresh_database().await;
+    let store = Store::open(config.clone()).await.unwrap();
+    store
+        .client()
+        .await
+        .unwrap()
+        .execute("INSERT INTO schema_version (version, name, sha256) VALUES (999, 'from the future', '\\x00')", &[])
+        .await
+        .unwrap();
+    let err = Store::open(config).await.err().unwrap();
+    assert!(matches!(err, StoreError::SchemaTooNew { database: 999, binary: 1, .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("newer than this coordinator") && message.contains("999"), "{message}");
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let store = fresh_store().await;
+    let edited = [Migration { version: 1, name: "init", sql: "SELECT 1" }];
+    let err = migrate::run(&mut store.client().await.unwrap(), &edited).await.err().unwrap();
+    assert!(matches!(err, StoreError::MigrationChanged { version: 1, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_failing_migration_leaves_nothing_behind() {
+    let store = fresh_store().await;
+    let mut list: Vec<Migration> = migrate::MIGRATIONS.iter().map(|m| Migration { version: m.version, name: m.name, sql: m.sql }).collect();
+    list.push(Migration { version: 2, name: "broken", sql: "CREATE TABLE half_done (x int); SELECT no_such_column FROM users" });
+    let err = migrate::run(&mut store.client().await.unwrap(), &list).await.err().unwrap();
+    assert!(matches!(err, StoreError::Migration { version: 2, .. }), "{err:?}");
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    let c = store.client().await.unwrap();
+    assert!(c.query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'half_done'", &[]).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn tokens_authenticate_their_user_only_while_unrevoked() {
+    let store = fresh_store().await;
+    let (id, token) = store.create_user_with_token("ada", Role::Setter).await.unwrap();
+    let who = store.authenticate(&token).await.unwrap().unwrap();
+    assert_eq!((who.user_id, who.name.as_str(), who.role), (id, "ada", Role::Setter));
+    assert_eq!(store.authenticate("jc_nonsense").await.unwrap(), None);
+    let other = auth::new_token().unwrap();
+    assert_eq!(store.authenticate(&other).await.unwrap(), None);
+    // Only the hash is stored.
+    let c = store.client().await.unwrap();
+    let stored: Vec<u8> = c.query_one("SELECT token_sha256 FROM api_tokens", &[]).await.unwrap().get(0);
+    assert_eq!(stored, sha256(token.as_bytes()).to_vec());
+    c.execute("UPDATE api_tokens SET revoked_at = now()", &[]).await.unwrap();
+    assert_eq!(store.authenticate(&token).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_admin_token_is_created_once_and_written_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = fresh_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-token");
+    let token = store.ensure_admin(&file).await.unwrap().unwrap();
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(store.authenticate(&token).await.unwrap().unwrap().role, Role::Admin);
+    assert_eq!(store.ensure_admin(&file).await.unwrap(), None);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token, "a later start keeps the file");
+}
+
+#[tokio::test]
+async fn the_shipped_catalog_is_seeded_once() {
+    let store = fresh_store().await;
+    let entries = catalog::shipped::all().unwrap();
+    assert!(entries.len() >= 20);
+    assert_eq!(store.seed_catalog(&entries).await.unwrap(), entries.len());
+    assert_eq!(store.seed_catalog(&entries).await.unwrap(), 0);
+    let two_sum = store.get_algorithm("two_sum").await.unwrap().unwrap();
+    assert_eq!(two_sum.entry_point, "two_sum");
+    assert!(!two_sum.test_cases.is_empty() && two_sum.reference_solutions.contains_key("python"));
+    // Deleted by an admin: not brought back by the next start.
+    assert!(store.delete_algorithm("two_sum").await.unwrap());
+    assert_eq!(store.seed_catalog(&entries).await.unwrap(), 0);
+    assert!(store.get_algorithm("two_sum").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn equal_test_data_is_stored_once() {
+    let store = fresh_store().await;
+    let entries = catalog::shipped::all().unwrap();
+    store.seed_catalog(&entries).await.unwrap();
+    let c = store.client().await.unwrap();
+    let tests: i64 = c.query_one("SELECT count(DISTINCT input_sha256) FROM test_cases", &[]).await.unwrap().get(0);
+    let blobs: i64 = c.query_one("SELECT count(*) FROM blobs", &[]).await.unwrap().get(0);
+    let refs: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT input_sha256 FROM test_cases UNION SELECT expected_sha256 FROM test_cases
+             UNION SELECT source_sha256 FROM reference_solutions) x",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(tests > 0);
+    assert_eq!(blobs, refs, "every blob is referenced, and no content twice");
+}
+
+fn finished(id: u64, verdict: Verdict) -> SubmissionView {
+    let result = TestResult {
+        submission_id: id,
+        index: 0,
+        verdict,
+        limit: None,
+        cpu_time_us: 1200,
+        wall_time_us: 3400,
+        peak_memory_bytes: 5 << 20,
+        exit_code: Some(0),
+        signal: None,
+        stdout: b"3\n".to_vec(),
+        stderr: Vec::new(),
+        message: String::new(),
+    };
+    SubmissionView {
+        id,
+        language: "python".into(),
+        status: Status::Done,
+        verdict: Some(verdict),
+        message: String::new(),
+        compile_output: String::new(),
+        test_count: 1,
+        limits: Limits { cpu_ms: 1000, wall_ms: 3000, memory_bytes: 256 << 20, max_processes: 64, output_bytes: 1 << 20 },
+        tests: vec![TestRecord { result, stdout_len: 2, stderr_len: 0 }],
+        attempts: 1,
+        accepted_ms: 1_700_000_000_000,
+        finished_ms: Some(1_700_000_000_500),
+        source: b"print(1+2)".to_vec(),
+        inputs: Vec::new(),
+        options: JobOptions::default(),
+        judge0: None,
+    }
+}
+
+#[tokio::test]
+async fn a_completion_replayed_is_projected_once() {
+    let store = fresh_store().await;
+    let stream = store.new_epoch().await.unwrap();
+    let view = finished(7, Verdict::AC);
+    assert_eq!(store.project(stream, 1, &view).await.unwrap(), Projected::Written);
+    // The same delivery again (a retry after a lost commit acknowledgement).
+    assert_eq!(store.project(stream, 1, &view).await.unwrap(), Projected::AlreadyApplied);
+    // The same submission at a later position (the completion broadcast twice).
+    assert_eq!(store.project(stream, 2, &view).await.unwrap(), Projected::Duplicate);
+    assert_eq!(store.execution_count(stream, 7).await.unwrap(), 1);
+    assert_eq!(store.position(stream).await.unwrap(), Some(2));
+    let c = store.client().await.unwrap();
+    let row = c
+        .query_one("SELECT status, verdict, cpu_us, peak_bytes, (SELECT count(*) FROM test_results) FROM executions", &[])
+        .await
+        .unwrap();
+    let (status, verdict, cpu, peak, tests): (String, String, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert_eq!((status.as_str(), verdict.as_str(), cpu, peak, tests), ("SUCCESS", "AC", 1200, 5 << 20, 1));
+    // Another run of the judge (a new epoch) may reuse submission id 7.
+    let next = store.new_epoch().await.unwrap();
+    assert_eq!(store.project(next, 1, &finished(7, Verdict::TLE)).await.unwrap(), Projected::Written);
+}
+
+#[tokio::test]
+async fn concurrent_projectors_of_one_stream_write_once() {
+    let store = fresh_store().await;
+    let stream = store.new_epoch().await.unwrap();
+    let view = finished(1, Verdict::WA);
+    let (a, b) = tokio::join!(store.project(stream, 1, &view), store.project(stream, 1, &view));
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| *o == Projected::Written);
+    assert_eq!(outcomes, [Projected::AlreadyApplied, Projected::Written]);
+    assert_eq!(store.execution_count(stream, 1).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_scheduler_completions_reach_the_history() {
+    use crate::link::{Dispatch, DispatchError};
+    struct NoAgents;
+    impl Dispatch for NoAgents {
+        fn dispatch(&self, _: &str, _: protocol::Job) -> Result<(), DispatchError> {
+            Ok(())
+        }
+    }
+    let store = fresh_store().await;
+    let stream = store.new_epoch().await.unwrap();
+    let scheduler = crate::scheduler::Scheduler::new(std::sync::Arc::new(NoAgents));
+    let completions = scheduler.completions();
+    tokio::spawn(projection::run(scheduler.clone(), store.clone(), stream, completions));
+    let sub = crate::judge::NewSubmission {
+        language: "python".into(),
+        source: b"print(1)".to_vec(),
+        tests: vec![protocol::TestCase { input: Vec::new(), expected_output: Some(b"1\n".to_vec()) }],
+        limits: finished(1, Verdict::AC).limits,
+        options: JobOptions::default(),
+        judge0: None,
+    };
+    let id = scheduler.submit(sub).await.unwrap();
+    // An agent registers, takes the job and reports a verdict.
+    use crate::link::LinkEvent;
+    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["python".into()], slots: 1 });
+    let final_result = protocol::FinalResult { submission_id: id, verdict: Verdict::AC, compile_output: String::new(), message: String::new() };
+    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: final_result.clone() });
+    // A duplicate Final (a retried stream) is rejected by the judge; nothing new either way.
+    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: final_result });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.execution_count(stream, id).await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never projected");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(store.execution_count(stream, id).await.unwrap(), 1);
+    assert_eq!(store.position(stream).await.unwrap(), Some(1));
+}
