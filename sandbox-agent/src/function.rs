@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use protocol::{FinalResult, FunctionJob, LimitHit, ReturnValue, Step, TestResult, Verdict};
 use serde_json::Value;
 
-use crate::judge::{COMPILE_LIMITS, Judge, describe_exit, limit_name, lossy_truncated, prepare_box, remove_job_dir, run_limits};
+use crate::judge::{Judge, describe_exit, prepare_box, remove_job_dir, run_limits};
 use crate::sandbox::{Exit, Observer, Profile, RunOutcome, RunSpec, SandboxError, StepEvent, StepLimits};
 
 /// Steps per test run at most, whatever the job asks for.
@@ -90,38 +90,8 @@ impl Judge {
         }
         let input = dir.join("input");
 
-        if let Some(compile) = &lang.compile {
-            if let Err(e) = std::fs::write(&input, b"") {
-                return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
-            }
-            let spec = RunSpec {
-                argv: compile,
-                env: &lang.env,
-                box_dir: &box_dir,
-                box_writable: true,
-                stdin: &input,
-                limits: COMPILE_LIMITS,
-                uid: id,
-                gid: id,
-                profile: Profile::Tool,
-                pin_cpu: self.cpu_for(id),
-            };
-            let observer = Observer { steps: None, cancel: Some(cancel) };
-            match self.sandbox.run_observed(&spec, observer) {
-                Err(SandboxError::Cancelled) => return fin(Verdict::IE, String::new(), "cancelled".into()),
-                Err(e) => return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}")),
-                Ok(o) => {
-                    let mut output = o.stdout.clone();
-                    output.extend_from_slice(&o.stderr);
-                    let output = lossy_truncated(&output);
-                    if let Some(limit) = o.limit {
-                        return fin(Verdict::CE, output, format!("compilation exceeded its {} limit", limit_name(limit)));
-                    }
-                    if o.exit != Exit::Code(0) {
-                        return fin(Verdict::CE, output, format!("compiler {}", describe_exit(o.exit)));
-                    }
-                }
-            }
+        if let Err((verdict, output, message)) = self.compile(lang, &[], &box_dir, &input, id, Some(cancel)) {
+            return fin(verdict, output, message);
         }
 
         let argv: Vec<String> = harness.run.iter().map(|s| s.to_string()).collect();

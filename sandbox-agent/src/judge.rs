@@ -17,7 +17,7 @@ use crate::sandbox::{Exit, Profile, RunLimits, RunOutcome, RunSpec, Sandbox};
 pub const RETURNED_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Limits of compilation, the same for every submission.
-pub(crate) const COMPILE_LIMITS: RunLimits = RunLimits {
+const COMPILE_LIMITS: RunLimits = RunLimits {
     cpu: Duration::from_secs(10),
     wall: Duration::from_secs(20),
     memory_bytes: 1 << 30,
@@ -144,58 +144,10 @@ impl Judge {
         }
         let input = dir.join("input");
 
-        if let Some(compile) = &lang.compile {
-            if let Err(e) = std::fs::write(&input, b"") {
-                return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
-            }
-            if !job.options.compiler_args.is_empty() && !lang.takes_compiler_options() {
-                return fin(Verdict::IE, String::new(), format!("{} takes no compiler options", lang.id));
-            }
-            let limits = RunLimits {
-                max_processes: COMPILE_LIMITS.max_processes.max(lang.min_processes),
-                open_files: COMPILE_LIMITS.open_files.max(lang.min_open_files),
-                ..COMPILE_LIMITS
-            };
-            let x = Expansion {
-                memory_mb: limits.memory_bytes >> 20,
-                stack_kb: limits.stack_bytes >> 10,
-                compiler_options: &job.options.compiler_args,
-            };
-            let argv = lang.expand(compile, &x);
-            let spec = RunSpec {
-                argv: &argv,
-                env: &lang.env,
-                box_dir: &box_dir,
-                box_writable: true,
-                stdin: &input,
-                limits,
-                uid: id,
-                gid: id,
-                profile: Profile::Tool,
-                pin_cpu: self.cpu_for(id),
-            };
-            let outcome = {
-                let _running = self.metrics.run_started();
-                self.sandbox.run(&spec)
-            };
-            match outcome {
-                Err(e) => {
-                    self.metrics.sandbox_error("compile");
-                    return fin(Verdict::IE, String::new(), format!("compilation sandbox failed: {e}"));
-                }
-                Ok(o) => {
-                    self.metrics.compiled(&lang.id, &o);
-                    let mut output = o.stdout.clone();
-                    output.extend_from_slice(&o.stderr);
-                    let output = lossy_truncated(&output);
-                    if let Some(limit) = o.limit {
-                        return fin(Verdict::CE, output, format!("compilation exceeded its {} limit", limit_name(limit)));
-                    }
-                    if o.exit != Exit::Code(0) {
-                        return fin(Verdict::CE, output, format!("compiler {}", describe_exit(o.exit)));
-                    }
-                }
-            }
+        if let Err((verdict, output, message)) =
+            self.compile(lang, &job.options.compiler_args, &box_dir, &input, id, None)
+        {
+            return fin(verdict, output, message);
         }
 
         let limits = run_limits(job, lang);
@@ -256,6 +208,70 @@ impl Judge {
 }
 
 impl Judge {
+    /// Compiles the source in /box (writable) under the compile limits, once per job.
+    /// `Err` carries the job's final verdict, compiler output and message: CE for what
+    /// the compiler refused or a compile limit, IE for the judge's own failures.
+    pub(crate) fn compile(
+        &self,
+        lang: &Language,
+        compiler_args: &[String],
+        box_dir: &Path,
+        input: &Path,
+        id: u32,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<(), (Verdict, String, String)> {
+        let Some(compile) = &lang.compile else { return Ok(()) };
+        let ie = |message: String| Err((Verdict::IE, String::new(), message));
+        if let Err(e) = std::fs::write(input, b"") {
+            return ie(format!("cannot write the input: {e}"));
+        }
+        if !compiler_args.is_empty() && !lang.takes_compiler_options() {
+            return ie(format!("{} takes no compiler options", lang.id));
+        }
+        let limits = RunLimits {
+            max_processes: COMPILE_LIMITS.max_processes.max(lang.min_processes),
+            open_files: COMPILE_LIMITS.open_files.max(lang.min_open_files),
+            ..COMPILE_LIMITS
+        };
+        let x = Expansion { memory_mb: limits.memory_bytes >> 20, stack_kb: limits.stack_bytes >> 10, compiler_options: compiler_args };
+        let argv = lang.expand(compile, &x);
+        let spec = RunSpec {
+            argv: &argv,
+            env: &lang.env,
+            box_dir,
+            box_writable: true,
+            stdin: input,
+            limits,
+            uid: id,
+            gid: id,
+            profile: Profile::Tool,
+            pin_cpu: self.cpu_for(id),
+        };
+        let outcome = {
+            let _running = self.metrics.run_started();
+            self.sandbox.run_observed(&spec, crate::sandbox::Observer { steps: None, cancel })
+        };
+        let o = match outcome {
+            Ok(o) => o,
+            Err(crate::sandbox::SandboxError::Cancelled) => return ie("cancelled".into()),
+            Err(e) => {
+                self.metrics.sandbox_error("compile");
+                return ie(format!("compilation sandbox failed: {e}"));
+            }
+        };
+        self.metrics.compiled(&lang.id, &o);
+        let mut output = o.stdout.clone();
+        output.extend_from_slice(&o.stderr);
+        let output = lossy_truncated(&output);
+        if let Some(limit) = o.limit {
+            return Err((Verdict::CE, output, format!("compilation exceeded its {} limit", limit_name(limit))));
+        }
+        if o.exit != Exit::Code(0) {
+            return Err((Verdict::CE, output, format!("compiler {}", describe_exit(o.exit))));
+        }
+        Ok(())
+    }
+
     /// Runs a test `runs` times (Judge0's `number_of_runs`) and reports the first run
     /// that failed, or the last one with CPU, wall time and memory averaged over all.
     fn run_repeated(&self, spec: &RunSpec, runs: u32) -> Result<RunOutcome, crate::sandbox::SandboxError> {
@@ -394,7 +410,7 @@ fn test_result(
     }
 }
 
-pub(crate) fn limit_name(l: LimitHit) -> &'static str {
+fn limit_name(l: LimitHit) -> &'static str {
     match l {
         LimitHit::Cpu => "CPU time",
         LimitHit::Wall => "wall time",
@@ -435,7 +451,7 @@ pub fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-pub(crate) fn lossy_truncated(bytes: &[u8]) -> String {
+fn lossy_truncated(bytes: &[u8]) -> String {
     let cut = bytes.len().min(RETURNED_OUTPUT_BYTES);
     let mut s = String::from_utf8_lossy(&bytes[..cut]).into_owned();
     if cut < bytes.len() {

@@ -41,12 +41,11 @@ fn env() -> BTreeMap<String, String> {
     [("PATH".to_string(), "/usr/bin:/bin".to_string())].into()
 }
 
-fn run(f: &Fixture, argv: &[&str], limits: RunLimits) -> RunOutcome {
-    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let env = env();
-    let spec = RunSpec {
-        argv: &argv,
-        env: &env,
+/// A run of `argv` in the fixture's box, as the judged program, unpinned.
+fn spec<'a>(f: &'a Fixture, argv: &'a [String], env: &'a BTreeMap<String, String>, limits: RunLimits) -> RunSpec<'a> {
+    RunSpec {
+        argv,
+        env,
         box_dir: &f.box_dir,
         box_writable: false,
         stdin: &f.stdin,
@@ -55,8 +54,13 @@ fn run(f: &Fixture, argv: &[&str], limits: RunLimits) -> RunOutcome {
         gid: 60000,
         profile: Profile::Program,
         pin_cpu: None,
-    };
-    f.sandbox.run(&spec).unwrap()
+    }
+}
+
+fn run(f: &Fixture, argv: &[&str], limits: RunLimits) -> RunOutcome {
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let env = env();
+    f.sandbox.run(&spec(f, &argv, &env, limits)).unwrap()
 }
 
 fn sh(f: &Fixture, script: &str) -> RunOutcome {
@@ -193,18 +197,7 @@ fn missing_program_is_a_setup_error() {
     let f = fixture();
     let argv = vec!["/nonexistent".to_string()];
     let env = env();
-    let spec = RunSpec {
-        argv: &argv,
-        env: &env,
-        box_dir: &f.box_dir,
-        box_writable: false,
-        stdin: &f.stdin,
-        limits: limits(),
-        uid: 60000,
-        gid: 60000,
-        profile: Profile::Program,
-        pin_cpu: None,
-    };
+    let spec = spec(&f, &argv, &env, limits());
     let err = f.sandbox.run(&spec).unwrap_err().to_string();
     assert!(err.contains("executing /nonexistent") && err.contains("No such file"), "{err}");
 }
@@ -222,18 +215,7 @@ fn steps_stream_while_the_program_runs_with_cgroup_readings() {
     .map(|s| s.to_string())
     .collect();
     let env = env();
-    let spec = RunSpec {
-        argv: &argv,
-        env: &env,
-        box_dir: &f.box_dir,
-        box_writable: false,
-        stdin: &f.stdin,
-        limits: limits(),
-        uid: 60000,
-        gid: 60000,
-        profile: Profile::Program,
-        pin_cpu: None,
-    };
+    let spec = spec(&f, &argv, &env, limits());
     let mut got: Vec<(String, Duration, u64, Duration)> = Vec::new();
     let mut sink = |e: sandbox_agent::sandbox::StepEvent<'_>| {
         got.push((String::from_utf8_lossy(e.line).into_owned(), e.cpu, e.memory_bytes, e.elapsed));
@@ -258,18 +240,7 @@ fn cancel_stops_a_run_quickly() {
     let cancel = AtomicBool::new(false);
     let argv: Vec<String> = ["/bin/sleep", "30"].iter().map(|s| s.to_string()).collect();
     let env = env();
-    let spec = RunSpec {
-        argv: &argv,
-        env: &env,
-        box_dir: &f.box_dir,
-        box_writable: false,
-        stdin: &f.stdin,
-        limits: with(|l| l.wall = Duration::from_secs(20)),
-        uid: 60000,
-        gid: 60000,
-        profile: Profile::Program,
-        pin_cpu: None,
-    };
+    let spec = spec(&f, &argv, &env, with(|l| l.wall = Duration::from_secs(20)));
     std::thread::scope(|s| {
         let started = std::time::Instant::now();
         let h = s.spawn(|| f.sandbox.run_observed(&spec, Observer { steps: None, cancel: Some(&cancel) }));
@@ -311,18 +282,7 @@ fn pinned_runs_stay_on_their_cpu() {
     .map(|s| s.to_string())
     .collect();
     let env = env();
-    let spec = RunSpec {
-        argv: &argv,
-        env: &env,
-        box_dir: &f.box_dir,
-        box_writable: false,
-        stdin: &f.stdin,
-        limits: limits(),
-        uid: 60000,
-        gid: 60000,
-        profile: Profile::Program,
-        pin_cpu: Some(cpu),
-    };
+    let spec = RunSpec { pin_cpu: Some(cpu), ..spec(&f, &argv, &env, limits()) };
     let o = f.sandbox.run(&spec).unwrap();
     // Widening the affinity is either refused or silently clipped to the cpuset.
     let out = String::from_utf8_lossy(&o.stdout);
