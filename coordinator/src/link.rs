@@ -511,25 +511,8 @@ async fn stream_job(session: &Session, job: Job) -> Result<(), String> {
     let (mut send, mut recv) = session.conn.open_bi().await.map_err(|e| format!("could not open a job stream: {e}"))?;
     write_frame(&mut send, &CoordinatorMsg::Job(job)).await.map_err(|e| format!("could not send the job: {e}"))?;
     send.finish().map_err(|e| format!("could not send the job: {e}"))?;
-    let agent_id = || session.agent_id.clone();
     loop {
-        let (event, last) = match read_frame::<_, AgentMsg>(&mut recv).await {
-            Ok(Some(AgentMsg::TestResult(result))) if result.submission_id != submission_id => {
-                return Err(format!("agent sent a result of submission {}", result.submission_id));
-            }
-            Ok(Some(AgentMsg::TestResult(result))) if result.index as usize >= tests => {
-                return Err(format!("agent sent a result of test {} of {tests}", result.index));
-            }
-            Ok(Some(AgentMsg::TestResult(result))) => (LinkEvent::TestResult { agent_id: agent_id(), result }, false),
-            Ok(Some(AgentMsg::Final(result))) if result.submission_id != submission_id => {
-                return Err(format!("agent sent the final result of submission {}", result.submission_id));
-            }
-            Ok(Some(AgentMsg::Final(result))) => (LinkEvent::Final { agent_id: agent_id(), result }, true),
-            Ok(Some(AgentMsg::Error(e))) => return Err(format!("agent refused the job ({:?}): {}", e.code, e.message)),
-            Ok(Some(other)) => return Err(format!("unexpected {} on the job stream", msg_name(&other))),
-            Ok(None) => return Err("job stream ended before the final result".to_string()),
-            Err(e) => return Err(format!("job stream failed: {e}")),
-        };
+        let (event, last) = stream_event(read_frame::<_, AgentMsg>(&mut recv).await, submission_id, tests, &session.agent_id)?;
         if !session.job_event(submission_id, event, last) || last {
             return Ok(());
         }
@@ -555,7 +538,6 @@ async fn stream_function_job(
     let (mut send, mut recv) = session.conn.open_bi().await.map_err(|e| format!("could not open a job stream: {e}"))?;
     write_frame(&mut send, &CoordinatorMsg::RunFunction(job)).await.map_err(|e| format!("could not send the job: {e}"))?;
     let mut cancel = Some(cancel);
-    let agent_id = || session.agent_id.clone();
     loop {
         // A frame read is not cancel-safe: the same future is polled until it completes,
         // while a cancel may come in between.
@@ -605,26 +587,40 @@ async fn stream_function_job(
             Ok(Some(AgentMsg::Step(_) | AgentMsg::Return(_))) => {
                 return Err("agent sent live data of another submission".to_string());
             }
-            Ok(Some(AgentMsg::TestResult(result))) if result.submission_id != submission_id => {
-                return Err(format!("agent sent a result of submission {}", result.submission_id));
-            }
-            Ok(Some(AgentMsg::TestResult(result))) if result.index as usize >= tests => {
-                return Err(format!("agent sent a result of test {} of {tests}", result.index));
-            }
-            Ok(Some(AgentMsg::TestResult(result))) => (LinkEvent::TestResult { agent_id: agent_id(), result }, false),
-            Ok(Some(AgentMsg::Final(result))) if result.submission_id != submission_id => {
-                return Err(format!("agent sent the final result of submission {}", result.submission_id));
-            }
-            Ok(Some(AgentMsg::Final(result))) => (LinkEvent::Final { agent_id: agent_id(), result }, true),
-            Ok(Some(AgentMsg::Error(e))) => return Err(format!("agent refused the job ({:?}): {}", e.code, e.message)),
-            Ok(Some(other)) => return Err(format!("unexpected {} on the job stream", msg_name(&other))),
-            Ok(None) => return Err("job stream ended before the final result".to_string()),
-            Err(e) => return Err(format!("job stream failed: {e}")),
+            other => stream_event(other, submission_id, tests, &session.agent_id)?,
         };
         if !session.job_event(submission_id, event, last) || last {
             let _ = send.finish();
             return Ok(());
         }
+    }
+}
+
+/// Checks one frame of a job stream: the job's test results (in range) and its final
+/// result become events (`true`: the last one); anything else ends the stream.
+fn stream_event(
+    frame: Result<Option<AgentMsg>, protocol::FrameError>,
+    submission_id: u64,
+    tests: usize,
+    agent_id: &str,
+) -> Result<(LinkEvent, bool), String> {
+    let agent_id = agent_id.to_string();
+    match frame {
+        Ok(Some(AgentMsg::TestResult(result))) if result.submission_id != submission_id => {
+            Err(format!("agent sent a result of submission {}", result.submission_id))
+        }
+        Ok(Some(AgentMsg::TestResult(result))) if result.index as usize >= tests => {
+            Err(format!("agent sent a result of test {} of {tests}", result.index))
+        }
+        Ok(Some(AgentMsg::TestResult(result))) => Ok((LinkEvent::TestResult { agent_id, result }, false)),
+        Ok(Some(AgentMsg::Final(result))) if result.submission_id != submission_id => {
+            Err(format!("agent sent the final result of submission {}", result.submission_id))
+        }
+        Ok(Some(AgentMsg::Final(result))) => Ok((LinkEvent::Final { agent_id, result }, true)),
+        Ok(Some(AgentMsg::Error(e))) => Err(format!("agent refused the job ({:?}): {}", e.code, e.message)),
+        Ok(Some(other)) => Err(format!("unexpected {} on the job stream", msg_name(&other))),
+        Ok(None) => Err("job stream ended before the final result".to_string()),
+        Err(e) => Err(format!("job stream failed: {e}")),
     }
 }
 
