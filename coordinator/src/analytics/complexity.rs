@@ -178,11 +178,12 @@ pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
     })
 }
 
-/// `N·ln(RSS/N)/ĉ + k·ln N`: BIC with the likelihood divided by the overdispersion ĉ (the
-/// quasi-likelihood correction of QAIC). With ĉ = 1 it is plain BIC.
+/// `N·ln(RSS/N)/ĉ + k·ln(N/ĉ)`: BIC with the likelihood divided by the overdispersion ĉ
+/// (the quasi-likelihood correction of QAIC) and N/ĉ as the effective sample size. With
+/// ĉ = 1 it is plain BIC; with ĉ = N/sizes, BIC of one observation per size.
 fn bic(fit: &ClassFit, count: f64, c_hat: f64) -> f64 {
     let rss = fit.rss.max(count * MIN_RELATIVE_RMS * MIN_RELATIVE_RMS);
-    count * (rss / count).ln() / c_hat + fit.class.parameters() as f64 * count.ln()
+    count * (rss / count).ln() / c_hat + fit.class.parameters() as f64 * (count / c_hat).ln()
 }
 
 /// ĉ: the lack-of-fit mean square of the best class over the pure-error mean square of
@@ -193,8 +194,11 @@ fn bic(fit: &ClassFit, count: f64, c_hat: f64) -> f64 {
 /// assumes, and counting them as such would make the confidence too high. When the best
 /// curve misses the per-size medians by more than the repetitions scatter — systematic
 /// effects, or a true class that is none of the candidates (n^1.5) — ĉ > 1 flattens the
-/// differences between the classes and the confidence drops, as it should. Without
-/// repetitions (or with no residual degrees of freedom) it cannot be measured: 1.
+/// differences between the classes and the confidence drops, as it should. It is capped
+/// at repetitions per size (N/sizes): at worst the repetitions of a size are one
+/// observation, never less — uncapped, a large ĉ would shrink every likelihood difference
+/// below the parameter penalty and hand the win to O(1) on data that plainly grows.
+/// Without repetitions (or with no residual degrees of freedom) it cannot be measured: 1.
 fn overdispersion(samples: &[Sample], weights: &[f64], best: &ClassFit, sizes: usize) -> f64 {
     let count = samples.len();
     let k = best.class.parameters();
@@ -216,7 +220,8 @@ fn overdispersion(samples: &[Sample], weights: &[f64], best: &ClassFit, sizes: u
     }
     let pure_ms = pure / (count - sizes) as f64;
     let lack_ms = (best.rss - pure).max(0.0) / (sizes - k) as f64;
-    if pure_ms > 0.0 && lack_ms.is_finite() { (lack_ms / pure_ms).max(1.0) } else { 1.0 }
+    let cap = count as f64 / sizes as f64;
+    if pure_ms > 0.0 && lack_ms.is_finite() { (lack_ms / pure_ms).clamp(1.0, cap) } else { 1.0 }
 }
 
 /// (n, median value) per distinct size, by increasing n.
@@ -341,6 +346,33 @@ fn assign_weights(fits: &mut [ClassFit]) {
     for (fit, r) in fits.iter_mut().zip(raw) {
         fit.weight = if total > 0.0 { r / total } else { 0.0 };
     }
+}
+
+/// The `complexityAnalysis` object of BENCHMARK_COMPLETED (docs/websocket.md). Without
+/// enough data, the seed's answer for that case: "Unknown" with confidence 0.
+pub fn to_json(analysis: Option<&Analysis>) -> serde_json::Value {
+    let Some(an) = analysis else {
+        return serde_json::json!({
+            "bestFit": "Unknown", "confidence": 0.0, "rSquared": 0.0, "growth": null,
+            "coefficients": null, "runnerUp": null, "method": METHOD,
+        });
+    };
+    serde_json::json!({
+        "bestFit": an.best.class.name(),
+        "confidence": an.confidence,
+        "rSquared": an.best.r_squared,
+        "growth": an.growth,
+        "coefficients": { "a": an.best.a, "b": an.best.b },
+        "weight": an.best.weight,
+        "score": an.best.score,
+        "runnerUp": an.runner_up.as_ref().map(|r| serde_json::json!({
+            "fit": r.class.name(), "weight": r.weight, "score": r.score, "rSquared": r.r_squared,
+        })),
+        "overdispersion": an.overdispersion,
+        "samples": an.samples,
+        "sizes": an.sizes,
+        "method": METHOD,
+    })
 }
 
 /// The seed's `analyzeComplexity`, kept to measure ours against: f(n) scaled by

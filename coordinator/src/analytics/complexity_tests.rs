@@ -1,6 +1,8 @@
 //! Synthetic benchmarks with known classes: start-up cost, multiplicative noise,
 //! repetitions. Deterministic (a fixed-seed xorshift), so a failure reproduces.
 
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 
 /// xorshift64 with Box–Muller normals: no rand crate, same numbers on every machine.
@@ -199,4 +201,29 @@ fn accuracy_table() {
             seed_ok
         );
     }
+}
+
+#[test]
+fn a_class_outside_the_candidates_shows_as_overdispersion() {
+    // n^1.5 is none of the classes: the best curve misses the per-size medians by far more
+    // than the repetitions scatter, so ĉ > 1 and the confidence is tempered.
+    let mut rng = XorShift(99);
+    let sizes = geometric_sizes();
+    let a = 1.0 / 12800f64.powf(1.5);
+    let samples: Vec<Sample> = sizes
+        .iter()
+        .flat_map(|&n| std::iter::repeat_n(n, 5))
+        .map(|n| Sample { n, value: (a * n.powf(1.5) + 0.03) * (1.0 + 0.04 * rng.normal()) })
+        .collect();
+    let fit = analyze(&samples).unwrap();
+    println!(
+        "n^1.5: {} confidence {:.3}, runner-up {:?}, overdispersion {:.1}",
+        fit.best.class.name(),
+        fit.confidence,
+        fit.runner_up.as_ref().map(|r| r.class.name()),
+        fit.overdispersion
+    );
+    assert!(fit.overdispersion > 2.0 && fit.overdispersion <= 5.0, "{fit:?}");
+    assert!(fit.confidence < 0.5, "{fit:?}");
+    assert!(matches!(fit.best.class, Class::Linearithmic | Class::Quadratic), "{fit:?}");
 }
