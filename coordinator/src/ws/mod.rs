@@ -27,6 +27,7 @@ use salvo::{Depot, FlowCtrl, Handler, Request, Response, async_trait};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::analytics::complexity::{self, Sample};
 use crate::judge::{NewSubmission, SubmissionId};
 use crate::link::LiveSink;
 use crate::scheduler::{CancelOutcome, Observer, Scheduler, SubmissionView};
@@ -680,12 +681,34 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
                 "type": "BENCHMARK_COMPLETED",
                 "benchmarkId": id.to_string(),
                 "results": results,
-                // The complexity analysis is the benchmark issue's; not computed yet.
-                "complexityAnalysis": Value::Null,
+                "complexityAnalysis": benchmark_analysis(&run.results),
                 "timestamp": ts,
             })
         }
     }
+}
+
+/// The complexity fit of a benchmark's passed runs (`complexityAnalysis`).
+///
+/// The value fitted is `executionTime`, the function call alone timed inside the sandbox:
+/// it leaves out interpreter start-up and the harness, which the cgroup's `cpuTime`
+/// includes (a constant the fit would have to absorb in `b`, and noisier). The cgroup CPU
+/// time is the fallback when a run has no call time (0: the harness did not report one).
+/// `measure` says which was used.
+fn benchmark_analysis(results: &[Value]) -> Value {
+    let passed: Vec<&Value> = results.iter().filter(|r| r["passed"] == Value::Bool(true)).collect();
+    let call_times = passed.iter().all(|r| r["executionTime"].as_f64().is_some_and(|t| t > 0.0));
+    let (field, measure) = if call_times { ("executionTime", "functionTime") } else { ("cpuTime", "cpuTime") };
+    let samples: Vec<Sample> = passed
+        .iter()
+        .filter_map(|r| Some(Sample { n: r["inputSize"].as_f64()?, value: r[field].as_f64()? }))
+        .collect();
+    let mut analysis = complexity::to_json(complexity::analyze(&samples).as_ref());
+    if let Some(obj) = analysis.as_object_mut() {
+        obj.insert("measure".into(), Value::from(measure));
+        obj.insert("unit".into(), Value::from("ms"));
+    }
+    analysis
 }
 
 /// The salvo handler of `GET /ws`.
@@ -762,4 +785,52 @@ async fn connection(live: Arc<Live>, ws: WebSocket) {
     }
     let _ = sink.close().await;
     tracing::debug!(client, "websocket closed");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn result(n: usize, call_ms: f64, cpu_ms: f64, passed: bool) -> Value {
+        json!({ "inputSize": n, "executionTime": call_ms, "cpuTime": cpu_ms, "passed": passed })
+    }
+
+    #[test]
+    fn benchmark_analysis_fits_the_call_time() {
+        // Quadratic call times; the cgroup CPU adds 40 ms of interpreter start-up.
+        let results: Vec<Value> = BENCHMARK_SIZES
+            .iter()
+            .map(|&n| {
+                let call = 1e-4 * (n * n) as f64;
+                result(n, call, call + 40.0, true)
+            })
+            .collect();
+        let a = benchmark_analysis(&results);
+        assert_eq!(a["bestFit"], "O(n²)", "{a}");
+        assert_eq!(a["measure"], "functionTime");
+        assert_eq!(a["samples"], 5);
+        assert!(a["coefficients"]["a"].as_f64().unwrap() > 0.0);
+        assert!(a["runnerUp"]["fit"].is_string());
+        let growth = a["growth"].as_f64().unwrap();
+        assert!((growth - 2500.0).abs() < 1.0, "{growth}");
+    }
+
+    #[test]
+    fn benchmark_analysis_falls_back_to_cpu_time_and_skips_failures() {
+        let mut results: Vec<Value> =
+            BENCHMARK_SIZES.iter().map(|&n| result(n, 0.0, 30.0 + 0.01 * n as f64, true)).collect();
+        results.push(result(10_000, 0.0, 99_999.0, false));
+        let a = benchmark_analysis(&results);
+        assert_eq!(a["measure"], "cpuTime");
+        assert_eq!(a["bestFit"], "O(n)", "{a}");
+        assert_eq!(a["samples"], 5);
+    }
+
+    #[test]
+    fn benchmark_analysis_without_enough_runs_is_unknown() {
+        let a = benchmark_analysis(&[result(100, 1.0, 2.0, true), result(500, 0.0, 0.0, false)]);
+        assert_eq!(a["bestFit"], "Unknown");
+        assert_eq!(a["confidence"], 0.0);
+    }
 }
