@@ -263,9 +263,12 @@ async def performance_benchmark():
         assert 0.0 <= ca["confidence"] <= 1.0 and 0.0 <= ca["rSquared"] <= 1.0, ca
         assert ca["growth"] > 0 and ca["coefficients"]["a"] >= 0 and ca["coefficients"]["b"] >= 0, ca
         assert ca["runnerUp"]["fit"] != ca["bestFit"] and isinstance(ca["method"], str), ca
-        assert ca["measure"] == "functionTime" and ca["samples"] == 5, ca
+        # Sizes up to 1000 run three times, 2500 and 5000 once: 11 samples at 5 sizes.
+        assert ca["measure"] == "functionTime" and ca["samples"] == 11 and ca["sizes"] == 5, ca
+        assert [r["runs"] for r in done["results"]] == [3, 3, 3, 1, 1], done["results"]
         print(f"count_pairs (quadratic): {ca['bestFit']}, confidence {ca['confidence']:.3f}, "
-              f"R² {ca['rSquared']:.4f}, growth {ca['growth']:.1f}, runner-up {ca['runnerUp']['fit']}")
+              f"R² {ca['rSquared']:.4f}, growth {ca['growth']:.1f}, runner-up {ca['runnerUp']['fit']}, "
+              f"overdispersion {ca['overdispersion']:.2f}")
 
 
 async def bench(n):

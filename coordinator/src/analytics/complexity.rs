@@ -151,6 +151,7 @@ pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
     if clean.len() < 3 || medians.len() < 2 {
         return None;
     }
+    let clean = winsorize(&clean, &medians);
     let weights = relative_weights(&clean, &medians);
     let mut fits: Vec<ClassFit> = Class::ALL.iter().filter_map(|&c| fit_class(c, &clean, &weights)).collect();
     let count = clean.len() as f64;
@@ -222,6 +223,42 @@ fn overdispersion(samples: &[Sample], weights: &[f64], best: &ClassFit, sizes: u
     let lack_ms = (best.rss - pure).max(0.0) / (sizes - k) as f64;
     let cap = count as f64 / sizes as f64;
     if pure_ms > 0.0 && lack_ms.is_finite() { (lack_ms / pure_ms).clamp(1.0, cap) } else { 1.0 }
+}
+
+/// Outliers pulled in to 3 robust standard deviations of their size's median.
+///
+/// Why: on a shared machine one repetition now and then is preempted and takes several
+/// times as long. With relative residuals, a single 10× sample at a small size outweighs
+/// every real difference between the classes, and O(1) wins on its smaller penalty (seen
+/// on a real benchmark). The spread is the pooled median absolute relative deviation of
+/// the sizes that have repetitions (a size's own median excluded, it deviates by 0 by
+/// construction), so one outlier does not widen its own limit. A size run once cannot be
+/// checked.
+fn winsorize(samples: &[Sample], medians: &[(f64, f64)]) -> Vec<Sample> {
+    let median_of = |n: f64| medians.iter().find(|m| m.0 == n).map_or(0.0, |m| m.1);
+    let repeated = |n: f64| samples.iter().filter(|s| s.n == n).count() > 1;
+    let mut deviations: Vec<f64> = samples
+        .iter()
+        .filter(|s| repeated(s.n) && median_of(s.n) > 0.0)
+        .map(|s| (s.value / median_of(s.n) - 1.0).abs())
+        .filter(|d| *d > 0.0)
+        .collect();
+    if deviations.len() < 3 {
+        return samples.to_vec();
+    }
+    deviations.sort_by(f64::total_cmp);
+    let limit = 3.0 * 1.4826 * deviations[deviations.len() / 2];
+    samples
+        .iter()
+        .map(|s| {
+            let m = median_of(s.n);
+            if m > 0.0 && repeated(s.n) {
+                Sample { n: s.n, value: m * (1.0 + (s.value / m - 1.0).clamp(-limit, limit)) }
+            } else {
+                *s
+            }
+        })
+        .collect()
 }
 
 /// (n, median value) per distinct size, by increasing n.

@@ -227,3 +227,23 @@ fn a_class_outside_the_candidates_shows_as_overdispersion() {
     assert!(fit.confidence < 0.5, "{fit:?}");
     assert!(matches!(fit.best.class, Class::Linearithmic | Class::Quadratic), "{fit:?}");
 }
+
+#[test]
+fn one_preempted_repetition_does_not_decide() {
+    // The shape of a real benchmark: sizes up to 1000 three times, 2500 and 5000 once, and
+    // one repetition at the smallest size preempted to 10× its time.
+    for class in [Class::Linear, Class::Linearithmic, Class::Quadratic] {
+        for seed in SEEDS {
+            let sizes = [100.0, 500.0, 1000.0, 2500.0, 5000.0];
+            let mut samples: Vec<Sample> = synthetic(class, &sizes, 1.0, 0.0, 0.04, 3, seed)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, s)| s.n <= 1000.0 || i % 3 == 0)
+                .map(|(_, s)| s)
+                .collect();
+            samples[1].value *= 10.0;
+            let fit = analyze(&samples).unwrap();
+            assert_eq!(fit.best.class, class, "{} seed {seed}: {fit:?}", class.name());
+        }
+    }
+}

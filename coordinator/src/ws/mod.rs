@@ -31,7 +31,7 @@ use crate::analytics::complexity::{self, Sample};
 use crate::judge::{NewSubmission, SubmissionId};
 use crate::link::LiveSink;
 use crate::scheduler::{CancelOutcome, Observer, Scheduler, SubmissionView};
-use catalog::{BENCHMARK_SIZES, Catalog, generate_test_data};
+use catalog::{BENCHMARK_SIZES, Catalog, benchmark_repetitions, generate_test_data};
 
 /// Frames waiting for one client.
 pub const CLIENT_QUEUE: usize = 1024;
@@ -337,9 +337,13 @@ impl Live {
         // Per test: arguments, expected value (null: any), input size.
         let tests: Vec<(Value, Value, usize)> = match kind {
             Kind::Execute => vec![(msg.get("testData").cloned().unwrap_or(Value::Null), Value::Null, 0)],
-            Kind::Benchmark => {
-                BENCHMARK_SIZES.iter().map(|&n| (generate_test_data(&algorithm, n), Value::Null, n)).collect()
-            }
+            Kind::Benchmark => BENCHMARK_SIZES
+                .iter()
+                .flat_map(|&n| {
+                    let args = generate_test_data(&algorithm, n);
+                    std::iter::repeat_n((args, Value::Null, n), benchmark_repetitions(n))
+                })
+                .collect(),
             Kind::Tests => match msg.get("testCases") {
                 Some(Value::Array(cases)) => cases
                     .iter()
@@ -399,7 +403,8 @@ impl Live {
             unordered,
             max_steps: if kind == Kind::Execute { MAX_STEPS } else { 0 },
         };
-        let total = tests.len();
+        // A benchmark counts sizes, as the seed's frontend shows them, not repetitions.
+        let total = if kind == Kind::Benchmark { BENCHMARK_SIZES.len() } else { tests.len() };
         let run = Run {
             kind,
             owner: client,
@@ -564,15 +569,21 @@ impl Observer for Live {
                     "type": "TEST_RESULT", "executionId": id.to_string(), "totalTests": total,
                     "result": summary, "timestamp": ts,
                 }),
-                Kind::Benchmark if result.verdict == Verdict::AC => json!({
-                    "type": "BENCHMARK_PROGRESS", "benchmarkId": id.to_string(),
-                    "currentTest": result.index + 1, "totalTests": total,
-                    "result": {
-                        "inputSize": summary["inputSize"], "executionTime": summary["executionTime"],
-                        "memoryUsage": summary["memoryUsage"], "success": true,
-                    },
-                    "timestamp": ts,
-                }),
+                Kind::Benchmark if result.verdict == Verdict::AC => {
+                    // One frame per size, after its last repetition, with the size's median.
+                    let size = run.tests.get(result.index as usize).map_or(0, |t| t.2);
+                    let next = run.tests.get(result.index as usize + 1).map(|t| t.2);
+                    if next == Some(size) {
+                        return;
+                    }
+                    let position = BENCHMARK_SIZES.iter().position(|&n| n == size).map_or(0, |p| p + 1);
+                    json!({
+                        "type": "BENCHMARK_PROGRESS", "benchmarkId": id.to_string(),
+                        "currentTest": position, "totalTests": BENCHMARK_SIZES.len(),
+                        "result": size_result(&run.results, size),
+                        "timestamp": ts,
+                    })
+                }
                 Kind::Benchmark => json!({
                     "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(),
                     "inputSize": summary["inputSize"], "error": result.message, "timestamp": ts,
@@ -669,11 +680,9 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
             })
         }
         Kind::Benchmark => {
-            let results: Vec<Value> = run
-                .results
-                .iter()
-                .map(|r| json!({ "inputSize": r["inputSize"], "executionTime": r["executionTime"], "memoryUsage": r["memoryUsage"], "success": r["passed"] }))
-                .collect();
+            let mut sizes: Vec<u64> = run.results.iter().filter_map(|r| r["inputSize"].as_u64()).collect();
+            sizes.dedup();
+            let results: Vec<Value> = sizes.iter().map(|&n| size_result(&run.results, n as usize)).collect();
             if matches!(verdict, Verdict::IE | Verdict::CE) && results.is_empty() {
                 return json!({ "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(), "error": error_text, "timestamp": ts });
             }
@@ -688,7 +697,24 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
     }
 }
 
-/// The complexity fit of a benchmark's passed runs (`complexityAnalysis`).
+/// A benchmark's result for one size, over its repetitions: the median call time (one
+/// preempted run does not move it), the largest peak memory, success if all passed.
+fn size_result(results: &[Value], size: usize) -> Value {
+    let runs: Vec<&Value> = results.iter().filter(|r| r["inputSize"].as_u64() == Some(size as u64)).collect();
+    let mut times: Vec<f64> = runs.iter().filter_map(|r| r["executionTime"].as_f64()).collect();
+    times.sort_by(f64::total_cmp);
+    let median = match times.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => times[len / 2],
+        len => (times[len / 2 - 1] + times[len / 2]) / 2.0,
+    };
+    let memory = runs.iter().filter_map(|r| r["memoryUsage"].as_f64()).fold(0.0, f64::max);
+    let success = !runs.is_empty() && runs.iter().all(|r| r["passed"] == Value::Bool(true));
+    json!({ "inputSize": size, "executionTime": median, "memoryUsage": memory, "success": success, "runs": runs.len() })
+}
+
+/// The complexity fit of a benchmark's passed runs (`complexityAnalysis`), every
+/// repetition a sample.
 ///
 /// The value fitted is `executionTime`, the function call alone timed inside the sandbox:
 /// it leaves out interpreter start-up and the harness, which the cgroup's `cpuTime`
@@ -793,7 +819,7 @@ mod tests {
     use super::*;
 
     fn result(n: usize, call_ms: f64, cpu_ms: f64, passed: bool) -> Value {
-        json!({ "inputSize": n, "executionTime": call_ms, "cpuTime": cpu_ms, "passed": passed })
+        json!({ "inputSize": n, "executionTime": call_ms, "cpuTime": cpu_ms, "memoryUsage": 1.0, "passed": passed })
     }
 
     #[test]
@@ -825,6 +851,17 @@ mod tests {
         assert_eq!(a["measure"], "cpuTime");
         assert_eq!(a["bestFit"], "O(n)", "{a}");
         assert_eq!(a["samples"], 5);
+    }
+
+    #[test]
+    fn size_result_takes_the_median_of_the_repetitions() {
+        let results =
+            [result(100, 5.0, 9.0, true), result(100, 1.0, 9.0, true), result(100, 2.0, 9.0, true), result(500, 7.0, 9.0, false)];
+        let r = size_result(&results, 100);
+        assert_eq!(r["executionTime"], 2.0);
+        assert_eq!(r["runs"], 3);
+        assert_eq!(r["success"], true);
+        assert_eq!(size_result(&results, 500)["success"], false);
     }
 
     #[test]
