@@ -3,14 +3,16 @@
 //! # Method
 //!
 //! Input: samples `(n, value)`, several repetitions per input size; the value is CPU
-//! seconds (or milliseconds, any unit) or bytes. For each candidate class f ∈ {1, log n, n,
-//! n log n, n², n³, 2ⁿ} we fit `value = a·f(n) + b` with `a, b ≥ 0` by weighted least
-//! squares, where every sample is weighted by `1 / median(value at its size)²`: the
-//! residuals are *relative* ones. Classes whose f is not finite at the sizes (2ⁿ at n =
-//! 5000) are skipped. The classes are then compared by BIC, `N·ln(RSS/N)/ĉ + k·ln N`
-//! (k = 1 for O(1), 2 otherwise; ĉ ≥ 1 the overdispersion measured from the repetitions,
-//! see [`overdispersion`]), turned into posterior weights `prior·exp(-ΔBIC/2)` normalised
-//! over the classes (O(1) has prior ½, see [`CONSTANT_PRIOR`]). The confidence is the
+//! seconds (or milliseconds, any unit) or bytes. Repetitions far from their size's median
+//! (preempted runs) are pulled in to 3 robust standard deviations ([`winsorize`]). For
+//! each candidate class f ∈ {1, log n, n, n log n, n², n³, 2ⁿ} we fit `value = a·f(n) + b`
+//! with `a, b ≥ 0` by weighted least squares, where every sample is weighted by
+//! `1 / median(value at its size)²`: the residuals are *relative* ones. Classes whose f is
+//! not finite at the sizes (2ⁿ at n = 5000) are skipped. The classes are then compared by
+//! BIC, `N·ln(RSS/N)/ĉ + k·ln(N/ĉ)` (k = 1 for O(1), 2 otherwise; ĉ ≥ 1 the overdispersion
+//! measured from the repetitions, see [`overdispersion`]), turned into posterior weights
+//! `prior·exp(-ΔBIC/2)` normalised over the classes (O(1) has prior ½, see
+//! [`CONSTANT_PRIOR`]). The confidence is the
 //! best class's weight minus the runner-up's: near 0 when two classes fit alike.
 //!
 //! # Why this and not the seed's normalised R²
@@ -18,9 +20,10 @@
 //! The seed (`seed_baseline` below) scales f(n) by one factor so its mean matches the
 //! data's and keeps the class with the largest R². That:
 //! - has **no intercept**: interpreter start-up, harness and timer overhead are a constant
-//!   added to every size, which bends a linear algorithm into something that looks
-//!   logarithmic, and a quadratic one into something that looks n log n. Here `b` takes
-//!   the constant, so `a·f(n)` sees only the growth;
+//!   added to every size, which flattens the curve: with 30 ms of start-up the seed calls
+//!   n log n "O(n)" (every time, in the tests). Here `b` takes the constant, so `a·f(n)`
+//!   sees only the growth;
+//! - on a **constant** function every R² is 0 and it answers its default, "O(n)";
 //! - fits on **absolute** residuals, so the largest size (the largest value) decides
 //!   everything and the small sizes — where n and n log n differ in *shape* — count for
 //!   nothing. Relative residuals weigh every size alike, which is also what the noise of
