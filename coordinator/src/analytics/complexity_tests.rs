@@ -247,3 +247,29 @@ fn one_preempted_repetition_does_not_decide() {
         }
     }
 }
+
+/// The benchmark's own shape (seed sizes, 3/3/3/1/1 repetitions, call time with a small
+/// 0.2 ms harness constant, 5 % noise): `cargo test -p coordinator seed_sizes_table -- --nocapture`.
+#[test]
+fn seed_sizes_table() {
+    let sizes = [100.0, 500.0, 1000.0, 2500.0, 5000.0];
+    println!("{:<11} | {:>7} {:>9} | {:>7}", "true", "ours ok", "min conf", "seed ok");
+    for class in Class::ALL.into_iter().filter(|c| *c != Class::Exponential) {
+        let (mut ours, mut seed_ok, mut min_conf) = (0, 0, 1.0f64);
+        for seed in SEEDS {
+            let top = if class == Class::Constant { 0.0 } else { 200.0 };
+            let samples: Vec<Sample> = synthetic(class, &sizes, top, 0.2, 0.05, 3, seed)
+                .into_iter()
+                .enumerate()
+                .filter(|(i, s)| s.n <= 1000.0 || i % 3 == 0)
+                .map(|(_, s)| s)
+                .collect();
+            let fit = analyze(&samples).unwrap();
+            ours += usize::from(fit.best.class == class);
+            min_conf = min_conf.min(if fit.best.class == class { fit.confidence } else { 0.0 });
+            seed_ok += usize::from(seed_baseline(&samples).0 == class.name());
+        }
+        let total = SEEDS.count();
+        println!("{:<11} | {:>4}/{total} {:>9.3} | {:>4}/{total}", class.name(), ours, min_conf, seed_ok);
+    }
+}
