@@ -233,6 +233,44 @@ async def cancel_never_returns():
     print(f"socket close to idle cluster: {took * 1000:.1f} ms")
 
 
+PAIRS_PY = """
+def count_pairs(nums):
+    quarter = nums[:len(nums) // 4]
+    c = 0
+    for x in nums:
+        for y in quarter:
+            if x < y:
+                c += 1
+    return c
+"""
+
+
+async def performance_benchmark():
+    """PERFORMANCE_BENCHMARK of a quadratic function: one progress frame per size, and
+    BENCHMARK_COMPLETED's complexityAnalysis has the documented shape."""
+    async with websockets.connect(WS) as ws:
+        await ws.send(json.dumps({"type": "PERFORMANCE_BENCHMARK", "algorithmCode": PAIRS_PY,
+                                  "algorithmName": "count_pairs", "language": "python"}))
+        msgs = await until(ws, "BENCHMARK_COMPLETED", "BENCHMARK_ERROR")
+        done = msgs[-1]
+        assert done["type"] == "BENCHMARK_COMPLETED", done
+        progress = [m for m in msgs if m["type"] == "BENCHMARK_PROGRESS"]
+        assert [m["result"]["inputSize"] for m in progress] == [100, 500, 1000, 2500, 5000], progress
+        assert len(done["results"]) == 5 and all(r["success"] for r in done["results"]), done["results"]
+        ca = done["complexityAnalysis"]
+        assert isinstance(ca, dict), ca
+        assert ca["bestFit"] in ("O(1)", "O(log n)", "O(n)", "O(n log n)", "O(n²)", "O(n³)", "O(2ⁿ)"), ca
+        assert 0.0 <= ca["confidence"] <= 1.0 and 0.0 <= ca["rSquared"] <= 1.0, ca
+        assert ca["growth"] > 0 and ca["coefficients"]["a"] >= 0 and ca["coefficients"]["b"] >= 0, ca
+        assert ca["runnerUp"]["fit"] != ca["bestFit"] and isinstance(ca["method"], str), ca
+        # Sizes up to 1000 run three times, 2500 and 5000 once: 11 samples at 5 sizes.
+        assert ca["measure"] == "functionTime" and ca["samples"] == 11 and ca["sizes"] == 5, ca
+        assert [r["runs"] for r in done["results"]] == [3, 3, 3, 1, 1], done["results"]
+        print(f"count_pairs (quadratic): {ca['bestFit']}, confidence {ca['confidence']:.3f}, "
+              f"R² {ca['rSquared']:.4f}, growth {ca['growth']:.1f}, runner-up {ca['runnerUp']['fit']}, "
+              f"overdispersion {ca['overdispersion']:.2f}")
+
+
 async def bench(n):
     code = ("import time\ndef f(n):\n    for i in range(n):\n        viz.log_step('s', time.time_ns())\n"
             "        if i % 5 == 4:\n            time.sleep(0.001)\n    return n\n")
@@ -258,7 +296,7 @@ async def bench(n):
 
 
 SCENARIOS = [seed_two_sum, bubble_sort_live, run_tests_and_watchers, malformed_and_unknown, oversized_frame,
-             flood_steps, cancel_never_returns]
+             flood_steps, cancel_never_returns, performance_benchmark]
 
 
 async def main():

@@ -1,5 +1,6 @@
 //! The coordinator: HTTP API, judge state machine, scheduler, and the agents' QUIC link.
 
+pub mod analytics;
 pub mod api;
 pub mod judge;
 pub mod link;

@@ -34,6 +34,7 @@ fn seed_frontend_scenarios_over_websocket() {
         "oversized_frame",
         "flood_steps",
         "cancel_never_returns",
+        "performance_benchmark",
     ] {
         assert!(out.contains(&format!("OK {scenario}")), "{scenario} did not pass:\n{out}");
     }

@@ -50,6 +50,15 @@ impl Catalog for BuiltinCatalog {
 /// The seed's benchmark sizes.
 pub const BENCHMARK_SIZES: [usize; 5] = [100, 500, 1000, 2500, 5000];
 
+/// Runs per size. The small sizes are repeated: they cost little (a quadratic function's
+/// three runs at ≤ 1000 are ~10 % of one run at 5000) and their times are the noisiest,
+/// short enough for timer and scheduler jitter to matter; repetitions also let the fit
+/// measure the noise (its overdispersion). The large sizes, which dominate the cost, run
+/// once.
+pub fn benchmark_repetitions(size: usize) -> usize {
+    if size <= 1000 { 3 } else { 1 }
+}
+
 /// The seed's `generateTestData`: arguments of a given input size for an algorithm.
 /// Deterministic (a fixed LCG), so a benchmark is repeatable.
 pub fn generate_test_data(algorithm: &str, size: usize) -> Value {

@@ -27,10 +27,11 @@ use salvo::{Depot, FlowCtrl, Handler, Request, Response, async_trait};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::analytics::complexity::{self, Sample};
 use crate::judge::{NewSubmission, SubmissionId};
 use crate::link::LiveSink;
 use crate::scheduler::{CancelOutcome, Observer, Scheduler, SubmissionView};
-use catalog::{BENCHMARK_SIZES, Catalog, generate_test_data};
+use catalog::{BENCHMARK_SIZES, Catalog, benchmark_repetitions, generate_test_data};
 
 /// Frames waiting for one client.
 pub const CLIENT_QUEUE: usize = 1024;
@@ -338,9 +339,13 @@ impl Live {
         // Per test: arguments, expected value (null: any), input size.
         let tests: Vec<(Value, Value, usize)> = match kind {
             Kind::Execute => vec![(msg.get("testData").cloned().unwrap_or(Value::Null), Value::Null, 0)],
-            Kind::Benchmark => {
-                BENCHMARK_SIZES.iter().map(|&n| (generate_test_data(&algorithm, n), Value::Null, n)).collect()
-            }
+            Kind::Benchmark => BENCHMARK_SIZES
+                .iter()
+                .flat_map(|&n| {
+                    let args = generate_test_data(&algorithm, n);
+                    std::iter::repeat_n((args, Value::Null, n), benchmark_repetitions(n))
+                })
+                .collect(),
             Kind::Tests => match msg.get("testCases") {
                 Some(Value::Array(cases)) => cases
                     .iter()
@@ -400,7 +405,8 @@ impl Live {
             unordered,
             max_steps: if kind == Kind::Execute { MAX_STEPS } else { 0 },
         };
-        let total = tests.len();
+        // A benchmark counts sizes, as the seed's frontend shows them, not repetitions.
+        let total = if kind == Kind::Benchmark { BENCHMARK_SIZES.len() } else { tests.len() };
         let run = Run {
             kind,
             owner: client,
@@ -567,15 +573,21 @@ impl Observer for Live {
                     "type": "TEST_RESULT", "executionId": id.to_string(), "totalTests": total,
                     "result": summary, "timestamp": ts,
                 }),
-                Kind::Benchmark if result.verdict == Verdict::AC => json!({
-                    "type": "BENCHMARK_PROGRESS", "benchmarkId": id.to_string(),
-                    "currentTest": result.index + 1, "totalTests": total,
-                    "result": {
-                        "inputSize": summary["inputSize"], "executionTime": summary["executionTime"],
-                        "memoryUsage": summary["memoryUsage"], "success": true,
-                    },
-                    "timestamp": ts,
-                }),
+                Kind::Benchmark if result.verdict == Verdict::AC => {
+                    // One frame per size, after its last repetition, with the size's median.
+                    let size = run.tests.get(result.index as usize).map_or(0, |t| t.2);
+                    let next = run.tests.get(result.index as usize + 1).map(|t| t.2);
+                    if next == Some(size) {
+                        return;
+                    }
+                    let position = BENCHMARK_SIZES.iter().position(|&n| n == size).map_or(0, |p| p + 1);
+                    json!({
+                        "type": "BENCHMARK_PROGRESS", "benchmarkId": id.to_string(),
+                        "currentTest": position, "totalTests": BENCHMARK_SIZES.len(),
+                        "result": size_result(&run.results, size),
+                        "timestamp": ts,
+                    })
+                }
                 Kind::Benchmark => json!({
                     "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(),
                     "inputSize": summary["inputSize"], "error": result.message, "timestamp": ts,
@@ -672,11 +684,9 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
             })
         }
         Kind::Benchmark => {
-            let results: Vec<Value> = run
-                .results
-                .iter()
-                .map(|r| json!({ "inputSize": r["inputSize"], "executionTime": r["executionTime"], "memoryUsage": r["memoryUsage"], "success": r["passed"] }))
-                .collect();
+            let mut sizes: Vec<u64> = run.results.iter().filter_map(|r| r["inputSize"].as_u64()).collect();
+            sizes.dedup();
+            let results: Vec<Value> = sizes.iter().map(|&n| size_result(&run.results, n as usize)).collect();
             if matches!(verdict, Verdict::IE | Verdict::CE) && results.is_empty() {
                 return json!({ "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(), "error": error_text, "timestamp": ts });
             }
@@ -684,12 +694,51 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
                 "type": "BENCHMARK_COMPLETED",
                 "benchmarkId": id.to_string(),
                 "results": results,
-                // The complexity analysis is the benchmark issue's; not computed yet.
-                "complexityAnalysis": Value::Null,
+                "complexityAnalysis": benchmark_analysis(&run.results),
                 "timestamp": ts,
             })
         }
     }
+}
+
+/// A benchmark's result for one size, over its repetitions: the median call time (one
+/// preempted run does not move it), the largest peak memory, success if all passed.
+fn size_result(results: &[Value], size: usize) -> Value {
+    let runs: Vec<&Value> = results.iter().filter(|r| r["inputSize"].as_u64() == Some(size as u64)).collect();
+    let mut times: Vec<f64> = runs.iter().filter_map(|r| r["executionTime"].as_f64()).collect();
+    times.sort_by(f64::total_cmp);
+    let median = match times.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => times[len / 2],
+        len => (times[len / 2 - 1] + times[len / 2]) / 2.0,
+    };
+    let memory = runs.iter().filter_map(|r| r["memoryUsage"].as_f64()).fold(0.0, f64::max);
+    let success = !runs.is_empty() && runs.iter().all(|r| r["passed"] == Value::Bool(true));
+    json!({ "inputSize": size, "executionTime": median, "memoryUsage": memory, "success": success, "runs": runs.len() })
+}
+
+/// The complexity fit of a benchmark's passed runs (`complexityAnalysis`), every
+/// repetition a sample.
+///
+/// The value fitted is `executionTime`, the function call alone timed inside the sandbox:
+/// it leaves out interpreter start-up and the harness, which the cgroup's `cpuTime`
+/// includes (a constant the fit would have to absorb in `b`, and noisier). The cgroup CPU
+/// time is the fallback when a run has no call time (0: the harness did not report one).
+/// `measure` says which was used.
+fn benchmark_analysis(results: &[Value]) -> Value {
+    let passed: Vec<&Value> = results.iter().filter(|r| r["passed"] == Value::Bool(true)).collect();
+    let call_times = passed.iter().all(|r| r["executionTime"].as_f64().is_some_and(|t| t > 0.0));
+    let (field, measure) = if call_times { ("executionTime", "functionTime") } else { ("cpuTime", "cpuTime") };
+    let samples: Vec<Sample> = passed
+        .iter()
+        .filter_map(|r| Some(Sample { n: r["inputSize"].as_f64()?, value: r[field].as_f64()? }))
+        .collect();
+    let mut analysis = complexity::to_json(complexity::analyze(&samples).as_ref());
+    if let Some(obj) = analysis.as_object_mut() {
+        obj.insert("measure".into(), Value::from(measure));
+        obj.insert("unit".into(), Value::from("ms"));
+    }
+    analysis
 }
 
 /// The salvo handler of `GET /ws`.
@@ -766,4 +815,63 @@ async fn connection(live: Arc<Live>, ws: WebSocket) {
     }
     let _ = sink.close().await;
     tracing::debug!(client, "websocket closed");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn result(n: usize, call_ms: f64, cpu_ms: f64, passed: bool) -> Value {
+        json!({ "inputSize": n, "executionTime": call_ms, "cpuTime": cpu_ms, "memoryUsage": 1.0, "passed": passed })
+    }
+
+    #[test]
+    fn benchmark_analysis_fits_the_call_time() {
+        // Quadratic call times; the cgroup CPU adds 40 ms of interpreter start-up.
+        let results: Vec<Value> = BENCHMARK_SIZES
+            .iter()
+            .map(|&n| {
+                let call = 1e-4 * (n * n) as f64;
+                result(n, call, call + 40.0, true)
+            })
+            .collect();
+        let a = benchmark_analysis(&results);
+        assert_eq!(a["bestFit"], "O(n²)", "{a}");
+        assert_eq!(a["measure"], "functionTime");
+        assert_eq!(a["samples"], 5);
+        assert!(a["coefficients"]["a"].as_f64().unwrap() > 0.0);
+        assert!(a["runnerUp"]["fit"].is_string());
+        let growth = a["growth"].as_f64().unwrap();
+        assert!((growth - 2500.0).abs() < 1.0, "{growth}");
+    }
+
+    #[test]
+    fn benchmark_analysis_falls_back_to_cpu_time_and_skips_failures() {
+        let mut results: Vec<Value> =
+            BENCHMARK_SIZES.iter().map(|&n| result(n, 0.0, 30.0 + 0.01 * n as f64, true)).collect();
+        results.push(result(10_000, 0.0, 99_999.0, false));
+        let a = benchmark_analysis(&results);
+        assert_eq!(a["measure"], "cpuTime");
+        assert_eq!(a["bestFit"], "O(n)", "{a}");
+        assert_eq!(a["samples"], 5);
+    }
+
+    #[test]
+    fn size_result_takes_the_median_of_the_repetitions() {
+        let results =
+            [result(100, 5.0, 9.0, true), result(100, 1.0, 9.0, true), result(100, 2.0, 9.0, true), result(500, 7.0, 9.0, false)];
+        let r = size_result(&results, 100);
+        assert_eq!(r["executionTime"], 2.0);
+        assert_eq!(r["runs"], 3);
+        assert_eq!(r["success"], true);
+        assert_eq!(size_result(&results, 500)["success"], false);
+    }
+
+    #[test]
+    fn benchmark_analysis_without_enough_runs_is_unknown() {
+        let a = benchmark_analysis(&[result(100, 1.0, 2.0, true), result(500, 0.0, 0.0, false)]);
+        assert_eq!(a["bestFit"], "Unknown");
+        assert_eq!(a["confidence"], 0.0);
+    }
 }
