@@ -61,6 +61,11 @@ impl Ctx {
     }
 
     fn run(&self, argv: &[String], limits: RunLimits) -> sandbox_agent::sandbox::RunOutcome {
+        self.run_on(argv, limits, None)
+    }
+
+    /// A run pinned to `cpu`, as the agent pins each slot.
+    fn run_on(&self, argv: &[String], limits: RunLimits, cpu: Option<u32>) -> sandbox_agent::sandbox::RunOutcome {
         let spec = RunSpec {
             argv,
             env: &self.env,
@@ -71,7 +76,7 @@ impl Ctx {
             uid: 60000,
             gid: 60000,
             profile: Profile::Program,
-            pin_cpu: None,
+            pin_cpu: cpu,
         };
         self.sandbox.run(&spec).unwrap()
     }
@@ -202,17 +207,20 @@ fn main() {
         })
         .collect();
     let argv = vec![burner.clone()];
-    let ours: Vec<f64> = (0..reps).map(|_| ctx.run(&argv, limits()).cpu.as_secs_f64() * 1000.0).collect();
+    // Two slots, each on its own CPU, as the agent runs them.
+    let cpus = ctx.sandbox.pinnable_cpus();
+    let (mine, other) = (cpus.first().copied(), cpus.get(1).copied());
+    let ours: Vec<f64> = (0..reps).map(|_| ctx.run_on(&argv, limits(), mine).cpu.as_secs_f64() * 1000.0).collect();
     let busy: Vec<f64> = {
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
                 let argv = vec![burner.clone()];
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    ctx.run(&argv, limits());
+                    ctx.run_on(&argv, limits(), other);
                 }
             });
-            let v = (0..reps).map(|_| ctx.run(&argv, limits()).cpu.as_secs_f64() * 1000.0).collect();
+            let v = (0..reps).map(|_| ctx.run_on(&argv, limits(), mine).cpu.as_secs_f64() * 1000.0).collect();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             v
         })
