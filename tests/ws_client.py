@@ -130,8 +130,12 @@ async def run_tests_and_watchers():
         await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": BUBBLE_PY.replace("time.sleep(0.5)", ""),
                                   "algorithmName": "bubble_sort", "language": "python"}))
         msgs = await until(ws, "TESTS_COMPLETED")
-        assert [m["type"] for m in msgs] == ["TESTS_STARTED"] + ["TEST_RESULT"] * 3 + ["TESTS_COMPLETED"], msgs
-        assert msgs[-1]["passed"] == 3 and msgs[-1]["success"] is True, msgs[-1]
+        # The catalog's cases (coordinator/catalog/bubble_sort/tests.json).
+        import pathlib
+        n = len(json.loads((pathlib.Path(__file__).resolve().parent.parent / "coordinator" / "catalog" /
+                            "bubble_sort" / "tests.json").read_text()))
+        assert [m["type"] for m in msgs] == ["TESTS_STARTED"] + ["TEST_RESULT"] * n + ["TESTS_COMPLETED"], msgs
+        assert msgs[-1]["passed"] == n and msgs[-1]["success"] is True, msgs[-1]
         seen = await until(watcher, "TESTS_COMPLETED")
         assert [m["type"] for m in seen] == [m["type"] for m in msgs], seen
         # Inline cases, one wrong on purpose, order-insensitive comparison.
@@ -295,8 +299,25 @@ async def bench(n):
     assert len(lat) + dropped + agent_dropped == n, (len(lat), dropped, agent_dropped)
 
 
+async def catalog_reference_solutions():
+    """Every shipped catalog algorithm's reference solutions pass its tests in the sandbox."""
+    import pathlib
+    catalog = pathlib.Path(__file__).resolve().parent.parent / "coordinator" / "catalog"
+    slugs = sorted(d.name for d in catalog.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    assert len(slugs) >= 20, slugs
+    async with websockets.connect(WS, max_size=None) as ws:
+        for slug in slugs:
+            for language, file in (("python", "solution.py"), ("javascript", "solution.js")):
+                code = (catalog / slug / file).read_text()
+                await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": code, "algorithmName": slug,
+                                          "language": language}))
+                last = (await until(ws, "TESTS_COMPLETED", "EXECUTION_ERROR"))[-1]
+                assert last["type"] == "TESTS_COMPLETED" and last["success"] is True and last["passed"] > 0, \
+                    (slug, language, last)
+
+
 SCENARIOS = [seed_two_sum, bubble_sort_live, run_tests_and_watchers, malformed_and_unknown, oversized_frame,
-             flood_steps, cancel_never_returns, performance_benchmark]
+             flood_steps, cancel_never_returns, performance_benchmark, catalog_reference_solutions]
 
 
 async def main():

@@ -144,7 +144,8 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .with_context(|| format!("binding the API on {}", args.listen))?;
     let api_addr = listener.local_addr()?;
     let spec = Arc::new(spec);
-    let catalog = coordinator::ws::catalog::BuiltinCatalog::new().context("loading the built-in algorithms")?;
+    let catalog = coordinator::ws::catalog::BuiltinCatalog::with_shipped()
+        .map_err(|e| anyhow::anyhow!("loading the algorithms of /ws: {e}"))?;
     let live = coordinator::ws::Live::install(&scheduler, &hub, spec.clone(), Arc::new(catalog));
     // /ws first: the API router ends in a catch-all.
     let router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler())).push(

@@ -47,6 +47,33 @@ impl Catalog for BuiltinCatalog {
     }
 }
 
+impl BuiltinCatalog {
+    /// The catalog shipped with the store (coordinator/catalog/, by slug: the same
+    /// algorithms and tests the catalog API lists) plus the built-in set, whose entries
+    /// only add what the store's schema lacks (`orderInsensitive`) or algorithms it does
+    /// not have. Edits made through the catalog API reach `/ws` after a restart only.
+    pub fn with_shipped() -> Result<BuiltinCatalog, String> {
+        let builtin = BuiltinCatalog::new().map_err(|e| format!("ws/algorithms.json: {e}"))?;
+        let mut algorithms: Vec<Algorithm> = crate::store::catalog::shipped::all()?
+            .into_iter()
+            .map(|entry| Algorithm {
+                order_insensitive: builtin.algorithm(&entry.slug).is_some_and(|b| b.order_insensitive),
+                // An entry point that is the algorithm's own name adds nothing to the
+                // seed's rule, which also accepts its camelCase (`twoSum` in JavaScript).
+                entry_point: (entry.entry_point != entry.slug).then_some(entry.entry_point),
+                name: entry.slug,
+                tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected }).collect(),
+            })
+            .collect();
+        for b in builtin.algorithms {
+            if !algorithms.iter().any(|a| a.name == b.name) {
+                algorithms.push(b);
+            }
+        }
+        Ok(BuiltinCatalog { algorithms })
+    }
+}
+
 /// The seed's benchmark sizes.
 pub const BENCHMARK_SIZES: [usize; 5] = [100, 500, 1000, 2500, 5000];
 
@@ -79,5 +106,27 @@ pub fn generate_test_data(algorithm: &str, size: usize) -> Value {
             serde_json::json!({ "nums": nums, "target": target })
         }
         _ => serde_json::json!({ "nums": (0..size).map(|_| next()).collect::<Vec<_>>() }),
+    }
+}
+
+#[cfg(test)]
+mod shipped_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_shipped_algorithm_has_tests_for_run_tests() {
+        let catalog = BuiltinCatalog::with_shipped().unwrap();
+        let shipped = crate::store::catalog::shipped::all().unwrap();
+        assert!(shipped.len() >= 20);
+        for entry in shipped {
+            let a = catalog.algorithm(&entry.slug).unwrap_or_else(|| panic!("{} missing", entry.slug));
+            assert!(!a.tests.is_empty(), "{} has no tests", entry.slug);
+        }
+        // two_sum keeps the built-in set's order-insensitive comparison.
+        assert!(catalog.algorithm("two_sum").unwrap().order_insensitive);
+        let shipped_bubble = crate::store::catalog::shipped::all().unwrap().into_iter().find(|e| e.slug == "bubble_sort").unwrap();
+        assert_eq!(catalog.algorithm("bubble_sort").unwrap().tests.len(), shipped_bubble.test_cases.len());
+        assert_eq!(catalog.algorithm("dijkstra").unwrap().entry_point, None);
     }
 }
