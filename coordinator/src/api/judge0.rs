@@ -726,6 +726,7 @@ pub fn parse_submission(
         run_args: split(&command_line_arguments),
         merge_stderr,
         runs: u32::try_from(runs).unwrap_or(1),
+        ..JobOptions::default()
     };
     let limits = Limits {
         cpu_ms,

@@ -49,6 +49,7 @@ fn test_result(id: SubmissionId, index: u32) -> TestResult {
         stdout: b"1\n".to_vec(),
         stderr: Vec::new(),
         message: String::new(),
+        score: None,
     }
 }
 

@@ -74,6 +74,7 @@ fn test_result(id: u64, index: u32) -> TestResult {
         stdout: b"ok".to_vec(),
         stderr: Vec::new(),
         message: String::new(),
+        score: None,
     }
 }
 
