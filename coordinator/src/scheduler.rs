@@ -74,6 +74,7 @@ pub struct SubmissionView {
     pub inputs: Vec<TestCase>,
     pub options: JobOptions,
     pub judge0: Option<Judge0Meta>,
+    pub problem: Option<crate::contest::ProblemRef>,
 }
 
 impl SubmissionView {
@@ -101,6 +102,7 @@ impl SubmissionView {
             inputs: sub.tests.clone(),
             options: sub.options.clone(),
             judge0: sub.judge0.clone(),
+            problem: sub.problem.clone(),
         }
     }
 }

@@ -755,6 +755,7 @@ pub fn parse_submission(
         limits,
         options,
         judge0: Some(judge0),
+        problem: None,
     })
 }
 

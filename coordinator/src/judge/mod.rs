@@ -38,6 +38,8 @@ pub struct NewSubmission {
     pub options: JobOptions,
     /// Set for submissions made through the Judge0-compatible API.
     pub judge0: Option<Judge0Meta>,
+    /// Set for submissions to a contest problem: how they are scored.
+    pub problem: Option<crate::contest::ProblemRef>,
 }
 
 /// What the Judge0-compatible API needs to remember about a submission. The token is
@@ -204,6 +206,7 @@ pub struct Submission {
     pub limits: Limits,
     pub options: JobOptions,
     pub judge0: Option<Judge0Meta>,
+    pub problem: Option<crate::contest::ProblemRef>,
     /// Set for function-style submissions.
     pub function: Option<FunctionSpec>,
     pub status: Status,

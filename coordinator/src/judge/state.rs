@@ -215,6 +215,7 @@ impl JudgeState {
                 limits: new.limits,
                 options: new.options,
                 judge0: new.judge0,
+                problem: new.problem,
                 function,
                 status: Status::Queued,
                 accepted_ms: now_ms,

@@ -16,6 +16,7 @@ fn new_sub(language: &str, tests: usize) -> NewSubmission {
         limits: limits(),
         options: Default::default(),
         judge0: None,
+        problem: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn submission(language: &str) -> NewSubmission {
         },
         options: Default::default(),
         judge0: None,
+        problem: None,
     }
 }
 

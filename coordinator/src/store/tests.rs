@@ -170,6 +170,7 @@ fn finished(id: u64, verdict: Verdict) -> SubmissionView {
         inputs: Vec::new(),
         options: JobOptions::default(),
         judge0: None,
+        problem: None,
     }
 }
 
@@ -231,6 +232,7 @@ async fn the_scheduler_completions_reach_the_history() {
         limits: finished(1, Verdict::AC).limits,
         options: JobOptions::default(),
         judge0: None,
+        problem: None,
     };
     let id = scheduler.submit(sub).await.unwrap();
     // An agent registers, takes the job and reports a verdict.
