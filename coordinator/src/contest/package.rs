@@ -36,6 +36,9 @@ pub const DEFAULT_VALIDATOR_MEMORY_MB: u64 = 512;
 const MAX_TIME_LIMIT_MS: u64 = 60_000;
 const MAX_MEMORY_MB: u64 = 4096;
 pub const MAX_TESTS: usize = 1000;
+/// All inputs and answers together: a job carries them inline in one frame
+/// (`protocol::MAX_FRAME_BYTES`), with room for the source and the validator.
+pub const MAX_TEST_DATA_BYTES: usize = 48 << 20;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PackageError {
@@ -250,6 +253,10 @@ pub fn parse(slug: &str, files: &Files) -> Result<Problem, PackageError> {
         }
     }
 
+    let data_bytes: usize = tests.iter().map(|t| t.input.len() + t.answer.len()).sum();
+    if data_bytes > MAX_TEST_DATA_BYTES {
+        return Err(err("data", format!("{data_bytes} bytes of test data, at most {MAX_TEST_DATA_BYTES} allowed")));
+    }
     let validator = if custom {
         Some(find_validator(files, &doc, flags.clone()).map_err(|(file, m)| err(&file, m))?)
     } else {

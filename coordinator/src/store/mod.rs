@@ -11,6 +11,7 @@ pub mod auth;
 pub mod catalog;
 pub mod embedded;
 pub mod migrate;
+pub mod problems;
 pub mod projection;
 #[cfg(test)]
 pub(crate) mod testing;

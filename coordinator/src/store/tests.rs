@@ -15,7 +15,7 @@ async fn migrations_apply_once_and_are_idempotent() {
     let config = fresh_database().await;
     let store = Store::connect(config.clone()).unwrap();
     assert_eq!(store.schema_version().await.ok(), None, "no schema_version table before migrating");
-    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(store.migrate().await.unwrap(), all_versions());
     assert_eq!(store.migrate().await.unwrap(), Vec::<i32>::new());
     // A second coordinator opening the same database applies nothing either.
     let again = Store::open(config).await.unwrap();
@@ -29,7 +29,11 @@ async fn concurrent_start_ups_apply_each_migration_once() {
     let (a, b) = tokio::join!(one.migrate(), two.migrate());
     let mut all = a.unwrap();
     all.extend(b.unwrap());
-    assert_eq!(all, vec![1]);
+    assert_eq!(all, all_versions());
+}
+
+fn all_versions() -> Vec<i32> {
+    migrate::MIGRATIONS.iter().map(|m| m.version).collect()
 }
 
 #[tokio::test]
@@ -44,7 +48,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
         .await
         .unwrap();
     let err = Store::open(config).await.err().unwrap();
-    assert!(matches!(err, StoreError::SchemaTooNew { database: 999, binary: 1, .. }), "{err:?}");
+    assert!(matches!(err, StoreError::SchemaTooNew { database: 999, binary, .. } if binary == migrate::latest()), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("newer than this coordinator") && message.contains("999"), "{message}");
 }
@@ -61,10 +65,10 @@ async fn an_edited_migration_is_refused() {
 async fn a_failing_migration_leaves_nothing_behind() {
     let store = fresh_store().await;
     let mut list: Vec<Migration> = migrate::MIGRATIONS.iter().map(|m| Migration { version: m.version, name: m.name, sql: m.sql }).collect();
-    list.push(Migration { version: 2, name: "broken", sql: "CREATE TABLE half_done (x int); SELECT no_such_column FROM users" });
+    list.push(Migration { version: 900, name: "broken", sql: "CREATE TABLE half_done (x int); SELECT no_such_column FROM users" });
     let err = migrate::run(&mut store.client().await.unwrap(), &list).await.err().unwrap();
-    assert!(matches!(err, StoreError::Migration { version: 2, .. }), "{err:?}");
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert!(matches!(err, StoreError::Migration { version: 900, .. }), "{err:?}");
+    assert_eq!(store.schema_version().await.unwrap(), migrate::latest());
     let c = store.client().await.unwrap();
     assert!(c.query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'half_done'", &[]).await.unwrap().is_none());
 }
@@ -250,4 +254,34 @@ async fn the_scheduler_completions_reach_the_history() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(store.execution_count(stream, id).await.unwrap(), 1);
     assert_eq!(store.position(stream).await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn problems_round_trip_and_conflict_unless_replaced() {
+    use crate::contest::package;
+    let store = fresh_store().await;
+    let files: package::Files = [
+        ("problem.yaml", "name: Echo\nvalidation: custom\n"),
+        ("data/sample/1.in", "a"),
+        ("data/sample/1.ans", "a"),
+        ("data/secret/1.in", "b"),
+        ("data/secret/1.ans", "b"),
+        ("output_validator/v.py", "import sys\nsys.exit(42)\n"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    let p = package::parse("echo", &files).unwrap();
+    store.put_problem(&p, false, None).await.unwrap();
+    assert_eq!(store.get_problem("echo").await.unwrap(), Some(p.clone()));
+    assert!(matches!(store.put_problem(&p, false, None).await, Err(StoreError::Conflict(_))));
+    let mut fewer = p.clone();
+    fewer.tests.truncate(1);
+    fewer.meta.name = "Echo 2".into();
+    store.put_problem(&fewer, true, None).await.unwrap();
+    assert_eq!(store.get_problem("echo").await.unwrap(), Some(fewer));
+    let list = store.list_problems().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].name.as_str(), list[0].tests), ("Echo 2", 1));
+    assert_eq!(store.get_problem("nope").await.unwrap(), None);
 }
