@@ -9,7 +9,7 @@ use crate::scheduler::SubmissionView;
 pub const SHOWN_OUTPUT_BYTES: usize = 64 * 1024;
 
 pub fn submission(view: &SubmissionView) -> Value {
-    json!({
+    let mut body = json!({
         "id": view.id,
         "language": view.language,
         "status": view.status.as_str(),
@@ -25,7 +25,27 @@ pub fn submission(view: &SubmissionView) -> Value {
         },
         "testCount": view.test_count,
         "tests": view.tests.iter().map(test).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(problem) = &view.problem {
+        let finished = view.status == crate::judge::Status::Done;
+        let report = crate::contest::score(problem, &view.tests, finished);
+        body["problem"] = json!(problem.slug);
+        body["scoring"] = json!(problem.scoring.as_str());
+        body["score"] = json!(report.score);
+        body["maxScore"] = json!(report.max_score);
+        body["groups"] = serde_json::to_value(&report.groups).unwrap_or(Value::Null);
+        if let Some(tests) = body["tests"].as_array_mut() {
+            for t in tests {
+                let meta = t["index"].as_u64().and_then(|i| problem.tests.get(usize::try_from(i).ok()?));
+                if let Some(meta) = meta {
+                    t["name"] = json!(meta.name);
+                    t["sample"] = json!(meta.sample);
+                    t["group"] = json!(problem.groups.get(meta.group as usize).map(|g| g.name.as_str()));
+                }
+            }
+        }
+    }
+    body
 }
 
 fn test(record: &TestRecord) -> Value {
@@ -42,6 +62,7 @@ fn test(record: &TestRecord) -> Value {
         "stdout": output(&r.stdout, record.stdout_len),
         "stderr": output(&r.stderr, record.stderr_len),
         "message": r.message,
+        "score": r.score,
     })
 }
 
