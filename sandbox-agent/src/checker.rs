@@ -11,7 +11,7 @@ use protocol::{CheckerConvention, CheckerProgram, Verdict};
 use rootfs::{Expansion, Language};
 
 use crate::judge::{Judge, Judged, describe_exit, prepare_box};
-use crate::sandbox::{Exit, Profile, RunLimits, RunSpec};
+use crate::sandbox::{Exit, Profile, RunLimits, RunOutcome, RunSpec, pipe};
 
 /// The checker's part of a job directory.
 pub const CHECKER_DIR: &str = "checker";
@@ -99,17 +99,7 @@ impl Judge {
         id: u32,
     ) -> Result<Judged, String> {
         let io = |what: &str, e: std::io::Error| format!("cannot prepare the checker's {what}: {e}");
-        let feedback = c.box_dir.join("feedback");
-        // Each test's feedback starts empty: a stale judgemessage.txt must not leak over.
-        if let Err(e) = std::fs::remove_dir_all(&feedback)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(io("feedback directory", e));
-        }
-        std::fs::create_dir(&feedback).map_err(|e| io("feedback directory", e))?;
-        std::os::unix::fs::chown(&feedback, Some(id), Some(id)).map_err(|e| io("feedback directory", e))?;
-        std::fs::write(c.box_dir.join("in"), input).map_err(|e| io("input", e))?;
-        std::fs::write(c.box_dir.join("ans"), answer).map_err(|e| io("answer", e))?;
+        let feedback = self.fresh_feedback(c, input, answer, id)?;
         std::fs::write(c.box_dir.join("out"), output).map_err(|e| io("output", e))?;
         let stdin = match c.program.convention {
             CheckerConvention::Kattis => c.box_dir.join("out"),
@@ -132,30 +122,16 @@ impl Judge {
             pin_cpu: self.cpu_for(id),
         };
         let o = self.sandbox.run(&spec).map_err(|e| format!("checker sandbox failed: {e}"))?;
-        if let Some(limit) = o.limit {
-            return Err(format!("the checker exceeded its {limit:?} limit"));
-        }
-        let code = match o.exit {
-            Exit::Code(c) => c,
-            e @ Exit::Signal(_) => return Err(format!("the checker {}", describe_exit(e))),
-        };
         match c.program.convention {
-            CheckerConvention::Kattis => {
-                let message = read_capped(&feedback.join("judgemessage.txt"));
-                let score = read_capped(&feedback.join("score.txt"));
-                let score = match score.trim() {
-                    "" => None,
-                    s => Some(s.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| {
-                        format!("the validator wrote {:?} to score.txt, not a number", trunc(s))
-                    })?),
-                };
-                match code {
-                    KATTIS_AC => Ok(Judged { verdict: Verdict::AC, message, score }),
-                    KATTIS_WA => Ok(Judged { verdict: Verdict::WA, message, score }),
-                    other => Err(format!("the validator exited with {other} (42 accepts, 43 rejects): {message}")),
-                }
-            }
+            CheckerConvention::Kattis => self.kattis_verdict(&o, &feedback, "validator"),
             CheckerConvention::Testlib => {
+                if let Some(limit) = o.limit {
+                    return Err(format!("the checker exceeded its {limit:?} limit"));
+                }
+                let code = match o.exit {
+                    Exit::Code(c) => c,
+                    e @ Exit::Signal(_) => return Err(format!("the checker {}", describe_exit(e))),
+                };
                 let text = String::from_utf8_lossy(if o.stderr.is_empty() { &o.stdout } else { &o.stderr });
                 let message = trunc(text.trim()).to_string();
                 match code {
@@ -172,6 +148,98 @@ impl Judge {
                     other => Err(format!("the checker exited with {other}: {message}")),
                 }
             }
+        }
+    }
+}
+
+impl Judge {
+    /// Runs the program (`user`) against the interactor, each in its own sandbox, the
+    /// program's stdout piped to the interactor's stdin and back. The program's outcome
+    /// is its own (time, memory, exit), the verdict on its answers the interactor's.
+    pub(crate) fn run_interactive(
+        &self,
+        c: &PreparedChecker<'_>,
+        user: &RunSpec<'_>,
+        input: &[u8],
+        answer: &[u8],
+        id: u32,
+    ) -> Result<(RunOutcome, Judged), String> {
+        let feedback = self.fresh_feedback(c, input, answer, id)?;
+        let pipes = || -> Result<_, crate::sandbox::SandboxError> { Ok((pipe()?, pipe()?)) };
+        let ((to_interactor_r, to_interactor_w), (to_user_r, to_user_w)) =
+            pipes().map_err(|e| format!("cannot create the pipes: {e}"))?;
+        let spec = RunSpec {
+            argv: &c.argv,
+            env: &c.lang.env,
+            box_dir: &c.box_dir,
+            box_writable: true,
+            stdin: &c.stdin,
+            limits: c.limits,
+            uid: id,
+            gid: id,
+            profile: Profile::Program,
+            pin_cpu: self.cpu_for(id),
+        };
+        let (user_run, interactor_run) = std::thread::scope(|scope| {
+            let interactor = scope.spawn(|| self.sandbox.run_piped(&spec, to_interactor_r, to_user_w));
+            let user_run = self.sandbox.run_piped(user, to_user_r, to_interactor_w);
+            let interactor_run = interactor.join().unwrap_or_else(|_| {
+                Err(crate::sandbox::SandboxError::Invalid("the interactor's thread panicked".into()))
+            });
+            (user_run, interactor_run)
+        });
+        let user_run = user_run.map_err(|e| format!("sandbox failed: {e}"))?;
+        let judged = match interactor_run {
+            Err(e) => Judged { verdict: Verdict::IE, message: format!("interactor sandbox failed: {e}"), score: None },
+            Ok(o) => match self.kattis_verdict(&o, &feedback, "interactor") {
+                Ok(j) => j,
+                Err(message) => Judged { verdict: Verdict::IE, message, score: None },
+            },
+        };
+        Ok((user_run, judged))
+    }
+
+    /// A fresh feedback directory, and the test's input and answer, in the checker's box.
+    fn fresh_feedback(&self, c: &PreparedChecker<'_>, input: &[u8], answer: &[u8], id: u32) -> Result<PathBuf, String> {
+        let io = |what: &str, e: std::io::Error| format!("cannot prepare the checker's {what}: {e}");
+        let feedback = c.box_dir.join("feedback");
+        // Each test's feedback starts empty: a stale judgemessage.txt must not leak over.
+        if let Err(e) = std::fs::remove_dir_all(&feedback)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(io("feedback directory", e));
+        }
+        std::fs::create_dir(&feedback).map_err(|e| io("feedback directory", e))?;
+        std::os::unix::fs::chown(&feedback, Some(id), Some(id)).map_err(|e| io("feedback directory", e))?;
+        std::fs::write(c.box_dir.join("in"), input).map_err(|e| io("input", e))?;
+        std::fs::write(c.box_dir.join("ans"), answer).map_err(|e| io("answer", e))?;
+        Ok(feedback)
+    }
+
+    /// The Kattis reading of a validator's or interactor's run.
+    fn kattis_verdict(&self, o: &RunOutcome, feedback: &Path, what: &str) -> Result<Judged, String> {
+        if let Some(limit) = o.limit {
+            return Err(format!("the {what} exceeded its {limit:?} limit"));
+        }
+        let code = match o.exit {
+            Exit::Code(c) => c,
+            e @ Exit::Signal(_) => return Err(format!("the {what} {}", describe_exit(e))),
+        };
+        let message = read_capped(&feedback.join("judgemessage.txt"));
+        let score = read_capped(&feedback.join("score.txt"));
+        let score = match score.trim() {
+            "" => None,
+            s => Some(
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("the {what} wrote {:?} to score.txt, not a number", trunc(s)))?,
+            ),
+        };
+        match code {
+            KATTIS_AC => Ok(Judged { verdict: Verdict::AC, message, score }),
+            KATTIS_WA => Ok(Judged { verdict: Verdict::WA, message, score }),
+            other => Err(format!("the {what} exited with {other} (42 accepts, 43 rejects): {message}")),
         }
     }
 }

@@ -158,6 +158,18 @@ impl Judge {
             },
             _ => None,
         };
+        let interactor = match &job.options.interactor {
+            // Both would live in the same checker directory, and a problem has one or
+            // the other: the coordinator never sends both.
+            Some(_) if checker.is_some() => {
+                return fin(Verdict::IE, String::new(), "a job has a checker program or an interactor, not both".into());
+            }
+            Some(program) => match self.prepare_checker(program, dir, id) {
+                Ok(c) => Some(c),
+                Err(message) => return fin(Verdict::IE, String::new(), message.replace("checker", "interactor")),
+            },
+            None => None,
+        };
 
         let limits = run_limits(job, lang);
         let argv = run_argv(job, lang, limits);
@@ -185,12 +197,33 @@ impl Judge {
                 profile: Profile::Program,
                 pin_cpu: self.cpu_for(id),
             };
+            let expected = test.expected_output.as_deref().unwrap_or_default();
             let outcome = {
                 let _running = self.metrics.run_started();
-                self.run_repeated(&spec, job.options.runs.max(1))
+                match &interactor {
+                    Some(c) => self
+                        .run_interactive(c, &spec, &test.input, expected, id)
+                        .map(|(o, judged)| (o, Some(judged)))
+                        .map_err(|m| crate::sandbox::SandboxError::Invalid(m)),
+                    None => self.run_repeated(&spec, job.options.runs.max(1)).map(|o| (o, None)),
+                }
             };
             let result = match outcome {
-                Ok(o) => {
+                Ok((o, Some(judged))) => {
+                    self.metrics.tested(&lang.id, &o);
+                    // The interactor's rejection stands even when the program then died
+                    // of the closed pipe; otherwise the program's own failure comes first.
+                    let rejected = judged.verdict == Verdict::WA;
+                    let message = judged.message.clone();
+                    let mut r = test_result(job, index as u32, &o, |_| judged, lang, limits);
+                    if rejected && r.verdict != Verdict::WA {
+                        r.verdict = Verdict::WA;
+                        r.limit = None;
+                        r.message = message;
+                    }
+                    r
+                }
+                Ok((o, None)) => {
                     self.metrics.tested(&lang.id, &o);
                     let judge_output = |stdout: &[u8]| -> Judged {
                         match (&checker, test.expected_output.as_deref()) {

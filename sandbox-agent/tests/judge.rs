@@ -236,3 +236,57 @@ fn a_checker_that_does_not_compile_is_ie_for_the_job() {
     assert!(fin.message.contains("checker does not compile"), "{fin:?}");
     assert!(results.is_empty());
 }
+
+/// Guess the number in /box/in (1..=1000) in at most 10 guesses; the interactor answers
+/// each guess with "lower", "higher" or "correct".
+const GUESS_INTERACTOR: &str = r#"
+import sys
+secret = int(open(sys.argv[1]).read())
+feedback = sys.argv[3]
+def verdict(code, message):
+    open(feedback + "judgemessage.txt", "w").write(message)
+    sys.exit(code)
+for guesses in range(1, 11):
+    line = sys.stdin.readline()
+    if not line:
+        verdict(43, "no guess after %d guesses" % (guesses - 1))
+    g = int(line)
+    if g == secret:
+        print("correct", flush=True)
+        verdict(42, "found in %d guesses" % guesses)
+    print("lower" if g > secret else "higher", flush=True)
+verdict(43, "too many guesses")
+"#;
+
+#[test]
+fn interactive_programs_talk_to_the_interactor_through_pipes() {
+    let interactor = protocol::CheckerProgram {
+        convention: protocol::CheckerConvention::Kattis,
+        language: "python".into(),
+        source: GUESS_INTERACTOR.as_bytes().to_vec(),
+        args: vec![],
+        limits: Limits { cpu_ms: 2000, wall_ms: 5000, memory_bytes: 256 << 20, max_processes: 16, output_bytes: 1 << 20 },
+    };
+    let options = JobOptions { interactor: Some(interactor), ..JobOptions::default() };
+    let bisect = "lo, hi = 1, 1000\nwhile True:\n    mid = (lo + hi) // 2\n    print(mid, flush=True)\n    r = input()\n    if r == 'correct':\n        break\n    if r == 'lower':\n        hi = mid - 1\n    else:\n        lo = mid + 1\n";
+    let tests = [("1", Some("")), ("777", Some("")), ("1000", Some(""))];
+    let (fin, results) = judge_with("python", bisect, &tests, 256, options.clone());
+    assert_eq!(fin.verdict, Verdict::AC, "{fin:?} {results:?}");
+    assert!(results.iter().all(|r| r.message.starts_with("found in")), "{results:?}");
+    // The program's own time, not the interactor's.
+    assert!(results.iter().all(|r| r.cpu_time_us > 0 && r.cpu_time_us < 2_000_000), "{results:?}");
+
+    let linear = "g = 1\nwhile True:\n    print(g, flush=True)\n    if input() == 'correct':\n        break\n    g += 1\n";
+    let (fin, results) = judge_with("python", linear, &tests, 256, options.clone());
+    assert_eq!(results[0].verdict, Verdict::AC, "{results:?}");
+    // The interactor gives up; the program dies of the closed pipe, and it is WA.
+    assert_eq!((results[1].verdict, results[1].message.as_str()), (Verdict::WA, "too many guesses"), "{results:?}");
+    assert_eq!(fin.verdict, Verdict::WA);
+
+    let (_, results) = judge_with("python", "pass\n", &tests[..1], 256, options.clone());
+    assert_eq!((results[0].verdict, results[0].message.as_str()), (Verdict::WA, "no guess after 0 guesses"));
+
+    // A program that never answers: its own time limit, not a hang.
+    let (_, results) = judge_with("python", "import time\ntime.sleep(60)\n", &tests[..1], 256, options);
+    assert_eq!(results[0].verdict, Verdict::TLE, "{results:?}");
+}

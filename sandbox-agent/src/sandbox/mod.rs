@@ -250,6 +250,22 @@ impl Sandbox {
 
     /// Runs one program with a step channel and/or a cancel flag.
     pub fn run_observed(&self, spec: &RunSpec<'_>, observer: Observer<'_>) -> Result<RunOutcome, SandboxError> {
+        self.run_with(spec, observer, None)
+    }
+
+    /// Runs one program whose stdin and stdout are the given descriptors (pipes to
+    /// another run, for interactive problems) instead of `spec.stdin` and a captured
+    /// stdout; `RunOutcome::stdout` is then empty. stderr is captured as usual.
+    pub fn run_piped(&self, spec: &RunSpec<'_>, stdin: OwnedFd, stdout: OwnedFd) -> Result<RunOutcome, SandboxError> {
+        self.run_with(spec, Observer::default(), Some((stdin, stdout)))
+    }
+
+    fn run_with(
+        &self,
+        spec: &RunSpec<'_>,
+        observer: Observer<'_>,
+        piped: Option<(OwnedFd, OwnedFd)>,
+    ) -> Result<RunOutcome, SandboxError> {
         if self.aborted.load(Ordering::SeqCst) {
             return Err(SandboxError::Aborted);
         }
@@ -268,7 +284,7 @@ impl Sandbox {
                 cpu: spec.pin_cpu,
             },
         )?;
-        let result = self.run_in(spec, &plan, &argv, &envp, &cg, observer);
+        let result = self.run_in(spec, &plan, &argv, &envp, &cg, observer, piped);
         // A normal end leaves the group empty (the namespace dies with init); anything
         // else is killed before the group is removed.
         if !cg.is_empty().unwrap_or(true) {
@@ -292,12 +308,23 @@ impl Sandbox {
         envp: &[*const libc::c_char],
         cg: &RunCgroup,
         observer: Observer<'_>,
+        piped: Option<(OwnedFd, OwnedFd)>,
     ) -> Result<RunOutcome, SandboxError> {
-        let stdin = high_fd(sealed_copy(spec.stdin)?)?;
+        let (stdin, out_r, out_w) = match piped {
+            None => {
+                let (out_r, out_w) = pipe()?;
+                (high_fd(sealed_copy(spec.stdin)?)?, out_r, out_w)
+            }
+            Some((stdin, stdout)) => {
+                // The monitor still watches a stdout: one that is at its end already.
+                let (out_r, unused) = pipe()?;
+                drop(unused);
+                (high_fd(stdin)?, out_r, high_fd(stdout)?)
+            }
+        };
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (status_r, status_w) = pipe()?;
-        let (out_r, out_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
         let steps_pipe = if observer.steps.is_some() { Some(pipe()?) } else { None };
         let net = self.netns.take()?;
@@ -457,7 +484,8 @@ fn sealed_copy(path: &Path) -> Result<OwnedFd, SandboxError> {
     Ok(reopened.into())
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+/// A pipe (read end, write end), close-on-exec, both ends at descriptor 10 or above.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid out-array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
