@@ -146,6 +146,7 @@ fn show(text: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::{check, compare};
     use protocol::Checker;

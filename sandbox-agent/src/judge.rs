@@ -204,7 +204,7 @@ impl Judge {
                     Some(c) => self
                         .run_interactive(c, &spec, &test.input, expected, id)
                         .map(|(o, judged)| (o, Some(judged)))
-                        .map_err(|m| crate::sandbox::SandboxError::Invalid(m)),
+                        .map_err(crate::sandbox::SandboxError::Invalid),
                     None => self.run_repeated(&spec, job.options.runs.max(1)).map(|o| (o, None)),
                 }
             };

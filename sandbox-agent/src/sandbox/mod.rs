@@ -270,10 +270,6 @@ impl Sandbox {
             return Err(SandboxError::Aborted);
         }
         let plan = self.plan(spec, observer.steps.is_some())?;
-        let argv: Vec<*const libc::c_char> =
-            plan.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        let envp: Vec<*const libc::c_char> =
-            plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
 
         let name = format!("run-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
         let cg = self.cgroups.create(
@@ -284,7 +280,7 @@ impl Sandbox {
                 cpu: spec.pin_cpu,
             },
         )?;
-        let result = self.run_in(spec, &plan, &argv, &envp, &cg, observer, piped);
+        let result = self.run_in(spec, &plan, &cg, observer, piped);
         // A normal end leaves the group empty (the namespace dies with init); anything
         // else is killed before the group is removed.
         if !cg.is_empty().unwrap_or(true) {
@@ -304,12 +300,14 @@ impl Sandbox {
         &self,
         spec: &RunSpec<'_>,
         plan: &Plan,
-        argv: &[*const libc::c_char],
-        envp: &[*const libc::c_char],
         cg: &RunCgroup,
         observer: Observer<'_>,
         piped: Option<(OwnedFd, OwnedFd)>,
     ) -> Result<RunOutcome, SandboxError> {
+        let argv: Vec<*const libc::c_char> =
+            plan.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let envp: Vec<*const libc::c_char> =
+            plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let (stdin, out_r, out_w) = match piped {
             None => {
                 let (out_r, out_w) = pipe()?;
@@ -344,7 +342,7 @@ impl Sandbox {
         // above (plan, argv, envp, fds) and never returns.
         let (pid, pidfd) = unsafe { sys::clone3(NS_FLAGS) }.map_err(io_err("clone the sandbox"))?;
         if pid == 0 {
-            child::init_main(plan, argv, envp, fds);
+            child::init_main(plan, &argv, &envp, fds);
         }
         // SAFETY: CLONE_PIDFD gave us this new descriptor; we own it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
