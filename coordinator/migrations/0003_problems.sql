@@ -24,3 +24,8 @@ CREATE TABLE problem_tests (
     answer_sha256  bytea NOT NULL REFERENCES blobs (sha256),
     PRIMARY KEY (problem_id, ordinal)
 );
+
+-- A rejudged submission completes again: each judging is its own history row.
+ALTER TABLE executions ADD COLUMN judging integer NOT NULL DEFAULT 0 CHECK (judging >= 0);
+ALTER TABLE executions DROP CONSTRAINT executions_epoch_submission_id_key;
+ALTER TABLE executions ADD CONSTRAINT executions_epoch_submission_id_judging_key UNIQUE (epoch, submission_id, judging);

@@ -136,6 +136,23 @@ fn example_packages_import_and_every_submission_gets_its_verdict() {
         assert_eq!(r["score"].as_f64(), Some(expected_score), "{name}: {r:#}");
         check_details(&name, &r);
     }
+
+    // A rejudge of a problem runs every submission to it again and keeps the old verdicts.
+    let client = reqwest::blocking::Client::new();
+    let r = client.post(judge.url("/api/problems/add/rejudge")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = client.post(judge.url("/api/problems/add/rejudge")).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let body: Value = r.json().unwrap();
+    let to_add: Vec<u64> = all.iter().zip(&ids).filter(|((slug, _, _), _)| slug == "add").map(|(_, id)| *id).collect();
+    assert_eq!(body["rejudged"], json!(to_add));
+    for ((slug, file, verdict), id) in all.iter().zip(&ids).filter(|((slug, _, _), _)| slug == "add") {
+        let r = judge.result(*id, Duration::from_secs(120));
+        assert_eq!(r["verdict"], *verdict, "{slug} {}: {r:#}", file.display());
+        let history = r["history"].as_array().unwrap();
+        assert_eq!(history.len(), 1, "{r:#}");
+        assert_eq!(history[0]["verdict"], *verdict);
+    }
 }
 
 /// What each kind of problem shows beyond the verdict.

@@ -128,6 +128,8 @@ enum Route {
     GetProblem,
     ExportProblem,
     SubmitToProblem,
+    RejudgeSubmission,
+    RejudgeProblem,
     Judge0(judge0::Judge0Route),
     Fallback,
 }
@@ -155,7 +157,9 @@ impl Handler for Endpoint {
             | Route::ImportProblem
             | Route::ListProblems
             | Route::GetProblem
-            | Route::SubmitToProblem => with_store(api, self.route, req).await,
+            | Route::SubmitToProblem
+            | Route::RejudgeSubmission
+            | Route::RejudgeProblem => with_store(api, self.route, req).await,
             Route::ExportProblem => {
                 match export_problem(api, req).await {
                     Ok(zip) => {
@@ -246,6 +250,8 @@ pub fn router_with_store(
         .push(Router::with_path("api/problems/{slug}").get(ep(Route::GetProblem)))
         .push(Router::with_path("api/problems/{slug}/package").get(ep(Route::ExportProblem)))
         .push(Router::with_path("api/problems/{slug}/submissions").post(ep(Route::SubmitToProblem)))
+        .push(Router::with_path("api/problems/{slug}/rejudge").post(ep(Route::RejudgeProblem)))
+        .push(Router::with_path("api/submissions/{id}/rejudge").post(ep(Route::RejudgeSubmission)))
         // The batch routes before `{token}`, which would match "batch" too.
         .push(Router::with_path("submissions/batch").get(j(J::ShowBatch)).post(j(J::CreateBatch)))
         .push(Router::with_path("submissions").get(j(J::List)).post(j(J::Create)))
@@ -330,6 +336,8 @@ async fn with_store(api: &Api, route: Route, req: &mut Request) -> Result<(Statu
         Route::ListProblems => problems::list(store).await,
         Route::GetProblem => problems::get(store, req).await,
         Route::SubmitToProblem => problems::submit(api, store, req).await,
+        Route::RejudgeSubmission => problems::rejudge_submission(api, store, req, &caller).await,
+        Route::RejudgeProblem => problems::rejudge_problem(api, store, req, &caller).await,
         _ => Err(ApiError::Internal("not a route of the store".into())),
     }
 }

@@ -226,3 +226,49 @@ pub(super) fn submission_for(problem: &Problem, language: String, source: Vec<u8
         problem: Some(problem.reference()),
     }
 }
+
+/// `POST /api/submissions/{id}/rejudge`: judges a problem submission again against the
+/// problem as it is now; the earlier verdicts stay in its `history`.
+pub(super) async fn rejudge_submission(api: &Api, store: &Store, req: &Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+    require(caller, Role::Setter)?;
+    let raw = req.param::<String>("id").unwrap_or_default();
+    let id: u64 = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
+    let view = api.scheduler.get(id).await.ok_or(ApiError::SubmissionNotFound(id))?;
+    let slug = view
+        .problem
+        .as_ref()
+        .map(|p| p.slug.clone())
+        .ok_or_else(|| ApiError::Conflict(format!("submission {id} is not a submission to a problem")))?;
+    let problem = store.get_problem(&slug).await.map_err(store_error)?.ok_or(ApiError::ProblemNotFound(slug))?;
+    rejudge_one(api, &problem, id).await?;
+    Ok((StatusCode::ACCEPTED, json!({ "rejudged": [id] })))
+}
+
+/// `POST /api/problems/{slug}/rejudge`: every finished submission to the problem.
+pub(super) async fn rejudge_problem(api: &Api, store: &Store, req: &Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+    require(caller, Role::Setter)?;
+    let problem = load(store, req).await?;
+    let mut rejudged = Vec::new();
+    for id in api.scheduler.done_for_problem(&problem.slug).await {
+        // One finished meanwhile by someone else's rejudge is simply skipped.
+        if rejudge_one(api, &problem, id).await.is_ok() {
+            rejudged.push(id);
+        }
+    }
+    Ok((StatusCode::ACCEPTED, json!({ "rejudged": rejudged })))
+}
+
+async fn rejudge_one(api: &Api, problem: &Problem, id: u64) -> Result<(), ApiError> {
+    // The language and source stay; tests, limits and checker are the problem's now.
+    let fresh = submission_for(problem, String::new(), Vec::new(), &api.caps);
+    let rejudge = crate::judge::Rejudge {
+        tests: fresh.tests,
+        limits: fresh.limits,
+        options: fresh.options,
+        problem: fresh.problem,
+    };
+    api.scheduler.rejudge(id, rejudge).await.map_err(|e| match e {
+        SubmitError::Rejected(r) => ApiError::Conflict(r.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    })
+}

@@ -26,8 +26,26 @@ pub fn submission(view: &SubmissionView) -> Value {
         "testCount": view.test_count,
         "tests": view.tests.iter().map(test).collect::<Vec<_>>(),
     });
+    let finished = view.status == crate::judge::Status::Done;
+    body["history"] = view
+        .history
+        .iter()
+        .map(|h| {
+            let mut past = json!({
+                "verdict": h.outcome.verdict.as_str(),
+                "message": h.outcome.message,
+                "finishedMs": h.finished_ms,
+                "tests": h.results.iter().map(test).collect::<Vec<_>>(),
+            });
+            if let Some(problem) = &h.problem {
+                let report = crate::contest::score(problem, &h.results, true);
+                past["score"] = json!(report.score);
+                past["maxScore"] = json!(report.max_score);
+            }
+            past
+        })
+        .collect();
     if let Some(problem) = &view.problem {
-        let finished = view.status == crate::judge::Status::Done;
         let report = crate::contest::score(problem, &view.tests, finished);
         body["problem"] = json!(problem.slug);
         body["scoring"] = json!(problem.scoring.as_str());

@@ -175,6 +175,7 @@ fn finished(id: u64, verdict: Verdict) -> SubmissionView {
         options: JobOptions::default(),
         judge0: None,
         problem: None,
+        history: Vec::new(),
     }
 }
 
@@ -284,4 +285,26 @@ async fn problems_round_trip_and_conflict_unless_replaced() {
     assert_eq!(list.len(), 1);
     assert_eq!((list[0].name.as_str(), list[0].tests), ("Echo 2", 1));
     assert_eq!(store.get_problem("nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn each_judging_of_a_rejudged_submission_is_projected() {
+    let store = fresh_store().await;
+    let stream = store.new_epoch().await.unwrap();
+    let first = finished(7, Verdict::WA);
+    assert_eq!(store.project(stream, 1, &first).await.unwrap(), Projected::Written);
+    let mut second = finished(7, Verdict::AC);
+    second.history.push(crate::judge::PastJudging {
+        outcome: protocol::FinalResult { submission_id: 7, verdict: Verdict::WA, compile_output: String::new(), message: String::new() },
+        results: Vec::new(),
+        problem: None,
+        finished_ms: 5,
+    });
+    assert_eq!(store.project(stream, 2, &second).await.unwrap(), Projected::Written);
+    assert_eq!(store.project(stream, 3, &second).await.unwrap(), Projected::Duplicate);
+    assert_eq!(store.execution_count(stream, 7).await.unwrap(), 2);
+    let c = store.client().await.unwrap();
+    let rows = c.query("SELECT judging, verdict FROM executions ORDER BY judging", &[]).await.unwrap();
+    let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, [(0, "WA".to_string()), (1, "AC".to_string())]);
 }
