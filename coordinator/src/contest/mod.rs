@@ -211,7 +211,8 @@ pub fn score(problem: &ProblemRef, results: &[TestRecord], finished: bool) -> Sc
     let value = |index: usize| -> Option<(f64, Verdict)> {
         let r = results.iter().find(|r| r.result.index as usize == index)?;
         let v = match r.result.score {
-            Some(s) if r.result.verdict == Verdict::AC => s.clamp(0.0, 1.0),
+            // A score is the agent's report of a checker's file: never trusted to be a number.
+            Some(s) if r.result.verdict == Verdict::AC && s.is_finite() => s.clamp(0.0, 1.0),
             _ if r.result.verdict == Verdict::AC => 1.0,
             _ => 0.0,
         };

@@ -71,6 +71,8 @@ fn sum_gives_each_passed_test_its_share_and_checker_scores_count() {
     let r = score(&problem(Scoring::Sum), &results, true);
     // a: 30 * 1/2; b: 70 * (0.5 + 1 (clamped)) / 2.
     assert_eq!(r.score, 15.0 + 52.5);
+    let odd = [record(1, Verdict::AC, Some(f64::NAN)), record(2, Verdict::AC, Some(f64::INFINITY))];
+    assert_eq!(score(&problem(Scoring::Sum), &odd, true).groups[1].score, 30.0);
     assert_eq!(r.groups[0].verdict, None, "the sample has no result: {:?}", r.groups[0]);
 }
 
