@@ -232,6 +232,13 @@ pub(super) fn function_language(spec: &Spec, language: &str) -> Result<(), ApiEr
     Err(ApiError::UnknownLanguage { language: language.chars().take(32).collect(), known: known.join(", ") })
 }
 
+/// The function a run calls: the algorithm's entry point, except that one equal to the
+/// slug is left to the harness's rule, which also finds its camelCase (`twoSum` in
+/// JavaScript) as /ws does.
+pub(super) fn entry_point(algorithm: &Algorithm) -> String {
+    if algorithm.entry_point == algorithm.slug { String::new() } else { algorithm.entry_point.clone() }
+}
+
 pub(super) fn run_error(e: RunError) -> ApiError {
     match e {
         RunError::Submit(crate::scheduler::SubmitError::QueueFull(n)) => {

@@ -75,7 +75,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         judge0: None,
     };
     let function = FunctionSpec {
-        entry_point: request.entry_point.clone().unwrap_or_else(|| algorithm.entry_point.clone()),
+        entry_point: request.entry_point.clone().unwrap_or_else(|| dashboard::entry_point(&algorithm)),
         algorithm_name: algorithm.slug.clone(),
         unordered: false,
         // Live steps are for /ws watchers; a REST caller gets the value and the counts.

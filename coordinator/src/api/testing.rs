@@ -88,7 +88,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         judge0: None,
     };
     let function = FunctionSpec {
-        entry_point: algorithm.entry_point.clone(),
+        entry_point: dashboard::entry_point(&algorithm),
         algorithm_name: algorithm.slug.clone(),
         unordered: d.unordered.contains(&algorithm.slug),
         max_steps: 0,
