@@ -118,10 +118,11 @@ impl Runner {
                     return Err(RunError::TimedOut { id, waited: wait });
                 }
             };
-            if finished && let Some(view) = self.scheduler.get(id).await {
-                if view.status == Status::Done {
-                    return Ok(view);
-                }
+            if finished
+                && let Some(view) = self.scheduler.get(id).await
+                && view.status == Status::Done
+            {
+                return Ok(view);
             }
         }
     }

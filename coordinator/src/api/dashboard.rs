@@ -170,7 +170,7 @@ pub fn dashboard_router(store: Store, spec: Arc<Spec>, runner: Arc<Runner>, epoc
 
 // Helpers shared by the dashboard's modules.
 
-pub(super) async fn read_body<'a>(req: &'a mut Request, limit: usize) -> Result<&'a [u8], ApiError> {
+pub(super) async fn read_body(req: &mut Request, limit: usize) -> Result<&[u8], ApiError> {
     req.payload_with_max_size(limit).await.map(|b| &b[..]).map_err(|e| match e {
         ParseError::PayloadTooLarge => ApiError::BodyTooLarge { limit },
         other => ApiError::BadBody(other.to_string()),
