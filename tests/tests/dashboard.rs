@@ -110,6 +110,10 @@ fn runs_versions_and_test_suites_in_the_sandbox_feed_the_analytics() {
     assert_eq!(kinds, ["TEST", "TEST", "TEST", "EXECUTE", "EXECUTE"]);
     assert_eq!(history["executions"][4]["output"], json!([0, 1]));
     assert_eq!(history["executions"][2]["codeVersionId"], v2["id"]);
+    let (status, one) = call(&judge, "GET", &format!("/api/execution/history/{}", suite["executionId"]), &token, None);
+    assert_eq!(status, 200, "{one}");
+    assert_eq!((one["passed"].as_i64(), one["status"].as_str()), (Some(6), Some("SUCCESS")), "{one}");
+    assert_eq!(one["output"].as_array().unwrap().len(), 6, "the per-test results are kept: {one}");
 
     let (_, progress) = call(&judge, "GET", "/api/analytics/progress", &token, None);
     let two_sum = progress["progress"].as_array().unwrap().iter().find(|p| p["algorithm"] == "two_sum").unwrap();

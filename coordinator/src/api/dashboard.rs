@@ -76,6 +76,7 @@ pub(super) struct Dashboard {
 enum Route {
     Run,
     History,
+    GetRun,
     ListVersions,
     SaveVersion,
     GetVersion,
@@ -116,6 +117,7 @@ impl Endpoint {
         match self.route {
             Route::Run => execution::run(d, req, &caller).await,
             Route::History => execution::history(d, req, &caller).await,
+            Route::GetRun => execution::get_run(d, req, &caller).await,
             Route::ListVersions => execution::list_versions(d, req, &caller).await,
             Route::SaveVersion => execution::save_version(d, req, &caller).await,
             Route::GetVersion => execution::get_version(d, req, &caller).await,
@@ -153,6 +155,7 @@ pub fn dashboard_router(store: Store, spec: Arc<Spec>, runner: Arc<Runner>, epoc
     Router::new()
         .push(path("api/execution/run").post(ep(Route::Run)).goal(ep(Route::WrongMethod)))
         .push(path("api/execution/history").get(ep(Route::History)).goal(ep(Route::WrongMethod)))
+        .push(path("api/execution/history/{id}").get(ep(Route::GetRun)).goal(ep(Route::WrongMethod)))
         .push(
             path("api/execution/versions")
                 .get(ep(Route::ListVersions))

@@ -100,6 +100,7 @@ async fn anonymous_callers_may_read_statistics_only() {
     for (method, path) in [
         ("POST", "/api/execution/run"),
         ("GET", "/api/execution/history"),
+        ("GET", "/api/execution/history/1"),
         ("GET", "/api/execution/versions"),
         ("POST", "/api/execution/versions"),
         ("GET", "/api/execution/versions/1"),
@@ -180,6 +181,12 @@ async fn a_run_no_agent_takes_times_out_is_cancelled_and_recorded_as_such() {
     // Someone else's history does not show it.
     let (_, theirs) = get(&f, "/api/execution/history", Some(&f.other.1)).await;
     assert_eq!(theirs["total"], 0);
+    let one = format!("/api/execution/history/{}", row["id"]);
+    let (status, again) = get(&f, &one, Some(&f.user.1)).await;
+    assert_eq!((status, &again), (200, row));
+    assert_error(&get(&f, &one, Some(&f.other.1)).await, 404, "execution_not_found", "does not exist");
+    assert_eq!(get(&f, &one, Some(&f.admin)).await.0, 200);
+    assert_error(&get(&f, "/api/execution/history/-1", Some(&f.user.1)).await, 400, "invalid_field", "-1");
 
     // A save whose compile check never runs saves nothing.
     let save = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM });
@@ -239,6 +246,23 @@ async fn versions_are_listed_fetched_and_diffed_by_their_owner_and_admins_only()
     // The other routes still answer behind the dashboard's.
     let (status, _) = get(&f, "/api/algorithms/two_sum", None).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn concurrent_saves_get_consecutive_versions() {
+    let f = fixture().await;
+    let two_sum = f.store.get_algorithm("two_sum").await.unwrap().unwrap();
+    let uid = f.user.0;
+    let saves: Vec<_> = (0..8).map(|i| {
+        let store = f.store.clone();
+        tokio::spawn(async move { store.save_version(uid, two_sum.id, "python", format!("# {i}\n").as_bytes(), "").await })
+    }).collect();
+    let mut versions: Vec<i32> = Vec::new();
+    for s in saves {
+        versions.push(s.await.unwrap().unwrap().version);
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=8).collect::<Vec<_>>());
 }
 
 /// Records a finished test-suite run the way the API does once the judge is done.

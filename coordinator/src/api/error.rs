@@ -62,6 +62,8 @@ pub enum ApiError {
     RunUnavailable(String),
     #[error("code version {0} does not exist")]
     VersionNotFound(i64),
+    #[error("execution {0} does not exist")]
+    RunNotFound(i64),
 }
 
 impl ApiError {
@@ -91,7 +93,7 @@ impl ApiError {
             ApiError::CompileFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RunTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RunUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::VersionNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::VersionNotFound(_) | ApiError::RunNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -124,6 +126,7 @@ impl ApiError {
             ApiError::RunTimedOut(_) => "run_timed_out",
             ApiError::RunUnavailable(_) => "run_unavailable",
             ApiError::VersionNotFound(_) => "version_not_found",
+            ApiError::RunNotFound(_) => "execution_not_found",
         }
     }
 

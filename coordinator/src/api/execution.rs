@@ -239,6 +239,16 @@ pub(super) async fn history(d: &Dashboard, req: &mut Request, caller: &Caller) -
     ))
 }
 
+/// One run of the caller's (any run for an admin), with its per-test results.
+pub(super) async fn get_run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+    let who = dashboard::user(caller)?;
+    let id = dashboard::id_param(req, "id")?;
+    match d.store.run(id).await.map_err(store_error)? {
+        Some((owner, row)) if owner == Some(who.user_id) || who.role >= Role::Admin => Ok((StatusCode::OK, history_row(&row))),
+        _ => Err(ApiError::RunNotFound(id)),
+    }
+}
+
 fn ms(us: Option<i64>) -> Value {
     us.map_or(Value::Null, |us| json!(us as f64 / 1000.0))
 }

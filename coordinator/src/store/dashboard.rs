@@ -277,45 +277,25 @@ impl Store {
         let rows = client
             .query(
                 &format!(
-                    "SELECT r.id, r.submission_id, a.slug, r.language, r.kind, {STATUS}, coalesce(r.verdict, e.verdict),
-                         r.input, r.result, coalesce(r.error, e.error), r.step_count, r.passed, r.total, r.cpu_us,
-                         r.wall_us, r.peak_bytes, r.code_version_id, {}, {}
-                     FROM dashboard_runs r JOIN algorithms a ON a.id = r.algorithm_id {JOIN_EXECUTIONS}
-                     WHERE r.user_id = $1 AND ($2::bigint IS NULL OR r.algorithm_id = $2)
+                    "{} WHERE r.user_id = $1 AND ($2::bigint IS NULL OR r.algorithm_id = $2)
                      ORDER BY r.id DESC LIMIT $3 OFFSET $4",
-                    ts!("r.created_at"),
-                    ts!("coalesce(r.finished_at, e.finished_at)")
+                    run_select()
                 ),
                 &[&user, &algorithm, &limit, &offset],
             )
             .await?;
-        let list = rows
-            .iter()
-            .map(|r| {
-                Ok(RunRow {
-                    id: r.try_get(0)?,
-                    submission_id: r.try_get(1)?,
-                    algorithm: r.try_get(2)?,
-                    language: r.try_get(3)?,
-                    kind: r.try_get(4)?,
-                    status: r.try_get(5)?,
-                    verdict: r.try_get(6)?,
-                    input: r.try_get(7)?,
-                    result: r.try_get(8)?,
-                    error: r.try_get(9)?,
-                    step_count: r.try_get(10)?,
-                    passed: r.try_get(11)?,
-                    total: r.try_get(12)?,
-                    cpu_us: r.try_get(13)?,
-                    wall_us: r.try_get(14)?,
-                    peak_bytes: r.try_get(15)?,
-                    code_version_id: r.try_get(16)?,
-                    created_at: r.try_get(17)?,
-                    finished_at: r.try_get(18)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let list = rows.iter().map(run_row).collect::<Result<Vec<_>, StoreError>>()?;
         Ok((list, total))
+    }
+
+    /// One run and its owner (None: anonymous).
+    pub async fn run(&self, id: i64) -> Result<Option<(Option<i64>, RunRow)>, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_opt(&format!("{} WHERE r.id = $1", run_select()), &[&id]).await?;
+        match row {
+            Some(r) => Ok(Some((r.try_get(19)?, run_row(&r)?))),
+            None => Ok(None),
+        }
     }
 
     /// Saves `source` as the next version of the user's solution of an algorithm in a
@@ -508,6 +488,41 @@ impl Store {
             .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
+}
+
+fn run_select() -> String {
+    format!(
+        "SELECT r.id, r.submission_id, a.slug, r.language, r.kind, {STATUS}, coalesce(r.verdict, e.verdict),
+             r.input, r.result, coalesce(r.error, e.error), r.step_count, r.passed, r.total, r.cpu_us,
+             r.wall_us, r.peak_bytes, r.code_version_id, {}, {}, r.user_id
+         FROM dashboard_runs r JOIN algorithms a ON a.id = r.algorithm_id {JOIN_EXECUTIONS}",
+        ts!("r.created_at"),
+        ts!("coalesce(r.finished_at, e.finished_at)")
+    )
+}
+
+fn run_row(r: &tokio_postgres::Row) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: r.try_get(0)?,
+        submission_id: r.try_get(1)?,
+        algorithm: r.try_get(2)?,
+        language: r.try_get(3)?,
+        kind: r.try_get(4)?,
+        status: r.try_get(5)?,
+        verdict: r.try_get(6)?,
+        input: r.try_get(7)?,
+        result: r.try_get(8)?,
+        error: r.try_get(9)?,
+        step_count: r.try_get(10)?,
+        passed: r.try_get(11)?,
+        total: r.try_get(12)?,
+        cpu_us: r.try_get(13)?,
+        wall_us: r.try_get(14)?,
+        peak_bytes: r.try_get(15)?,
+        code_version_id: r.try_get(16)?,
+        created_at: r.try_get(17)?,
+        finished_at: r.try_get(18)?,
+    })
 }
 
 fn code_version(r: &tokio_postgres::Row) -> Result<CodeVersion, StoreError> {
