@@ -157,9 +157,12 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     hub.set_live(runner.clone());
     // /ws and the dashboard routes first: the API router ends in a catch-all.
     let mut router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler()));
-    if let (Some(store), Some(epoch)) = (&store, epoch) {
-        router = router.push(api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default()));
-    }
+    router = match (&store, epoch) {
+        (Some(store), Some(epoch)) => {
+            router.push(api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default()))
+        }
+        _ => router.push(api::dashboard_unavailable()),
+    };
     let router = router.push(api::router_with_store(scheduler, spec, ApiLimits::default(), Judge0Config::default(), store.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {

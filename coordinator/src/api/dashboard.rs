@@ -171,6 +171,21 @@ pub fn dashboard_router(store: Store, spec: Arc<Spec>, runner: Arc<Runner>, epoc
         .push(path("api/analytics/achievements").get(ep(Route::Achievements)).goal(ep(Route::WrongMethod)))
 }
 
+/// The dashboard's paths on a coordinator without a database: 503, as the catalog says.
+pub fn dashboard_unavailable() -> Router {
+    struct NoDatabase;
+    #[async_trait]
+    impl Handler for NoDatabase {
+        async fn handle(&self, _req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
+            ApiError::NoDatabase.write(res);
+        }
+    }
+    ["api/execution/{**rest}", "api/testing/{**rest}", "api/analytics/stats", "api/analytics/leaderboard/{slug}",
+        "api/analytics/progress", "api/analytics/achievements"]
+        .into_iter()
+        .fold(Router::new(), |r, p| r.push(Router::with_path(p).goal(NoDatabase)))
+}
+
 // Helpers shared by the dashboard's modules.
 
 pub(super) async fn read_body(req: &mut Request, limit: usize) -> Result<&[u8], ApiError> {

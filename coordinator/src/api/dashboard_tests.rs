@@ -404,3 +404,20 @@ async fn statistics_leaderboard_progress_and_achievements_follow_the_runs() {
     assert_error(&get(&f, "/api/analytics/progress?userId=999999", Some(&f.admin)).await, 400, "invalid_field", "999999");
     assert_error(&get(&f, "/api/analytics/progress?userId=x", Some(&f.admin)).await, 400, "invalid_field", "userId");
 }
+
+#[tokio::test]
+async fn without_a_database_the_dashboard_answers_503_and_leaves_other_paths_alone() {
+    let scheduler = Scheduler::new(Arc::new(NoAgents));
+    let spec = Arc::new(Spec::builtin().unwrap());
+    let router = Router::new()
+        .push(dashboard_unavailable())
+        .push(router_with(scheduler, spec, ApiLimits::default(), Judge0Config::default()));
+    let service = Service::new(router);
+    for (method, path) in [("POST", "/api/execution/run"), ("GET", "/api/execution/versions/3"), ("POST", "/api/testing/run"), ("GET", "/api/analytics/leaderboard/two_sum")] {
+        let req = if method == "POST" { TestClient::post(format!("{BASE}{path}")).raw_json("{}") } else { TestClient::get(format!("{BASE}{path}")) };
+        assert_error(&send(&service, req, None).await, 503, "no_database", "without a database");
+    }
+    // The benchmark routes under /api/analytics are not the dashboard's to answer.
+    let (status, _) = send(&service, TestClient::get(format!("{BASE}/api/analytics/benchmarks")), None).await;
+    assert_eq!(status, 404);
+}

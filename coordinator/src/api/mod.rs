@@ -24,7 +24,7 @@ mod tests;
 mod view;
 
 pub use catalog::CatalogLimits;
-pub use dashboard::{DashboardLimits, dashboard_router};
+pub use dashboard::{DashboardLimits, dashboard_router, dashboard_unavailable};
 pub use error::ApiError;
 pub use judge0::Judge0Config;
 pub use view::SHOWN_OUTPUT_BYTES;

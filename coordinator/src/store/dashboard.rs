@@ -310,7 +310,8 @@ impl Store {
     ) -> Result<CodeVersion, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // Two saves at once must not pick the same number: serialize per solution.
+        // Two saves at once must not pick the same number: serialize per user and
+        // algorithm. Ids beyond 2^31 wrap, which only makes unrelated saves wait.
         tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&(user as i32), &(algorithm as i32)]).await?;
         let hash = put_blob(&*tx, source).await?;
         let id: i64 = tx
