@@ -95,6 +95,11 @@ fn runs_versions_and_test_suites_in_the_sandbox_feed_the_analytics() {
     assert!(!results[2]["sample"].as_bool().unwrap() && results[2].get("input").is_none(), "{}", results[2]);
     assert!(results.iter().all(|r| r["cpuTime"].as_f64().unwrap() > 0.0));
     assert_eq!(suite["newAchievements"], json!(["FIRST_SOLUTION"]));
+    // An admin (like a setter) sees every test's data; the run is theirs, not uma's.
+    let (_, as_admin) = call(&judge, "POST", "/api/testing/run", &admin, Some(json!({ "algorithm": "two_sum", "language": "python", "code": SOLUTION_PY })));
+    assert_eq!(as_admin["passed"], 6, "{as_admin}");
+    assert_eq!(as_admin["results"][2]["input"], json!([[3, 3], 6]), "{as_admin}");
+    assert_eq!(as_admin["results"][2]["actual"], json!([0, 1]));
     // A wrong solution: per-test verdicts.
     let wrong = SOLUTION_PY.replace("return [i, j]", "return [j, i + 1]");
     let (_, bad) = call(&judge, "POST", "/api/testing/run", &token, Some(json!({ "algorithm": "two_sum", "language": "python", "code": wrong })));
@@ -120,10 +125,52 @@ fn runs_versions_and_test_suites_in_the_sandbox_feed_the_analytics() {
     assert_eq!((two_sum["status"].as_str(), two_sum["attempts"].as_i64()), (Some("MASTERED"), Some(3)), "{two_sum}");
     let (_, stats) = call(&judge, "GET", "/api/analytics/stats?algorithm=two_sum&language=python", &token, None);
     let s = &stats["stats"][0];
-    assert_eq!((s["count"].as_i64(), s["succeeded"].as_i64()), (Some(4), Some(2)), "{stats}");
+    // Uma's four Python runs and the admin's one.
+    assert_eq!((s["count"].as_i64(), s["succeeded"].as_i64()), (Some(5), Some(3)), "{stats}");
     assert!(s["cpuTimeMs"]["min"].as_f64().unwrap() > 0.0, "{stats}");
     let (_, board) = call(&judge, "GET", "/api/analytics/leaderboard/two_sum", &token, None);
-    assert_eq!(board["entries"].as_array().unwrap().len(), 1, "{board}");
-    assert_eq!(board["entries"][0]["userId"], uma);
+    assert_eq!(board["entries"].as_array().unwrap().len(), 2, "one row per user: {board}");
+    assert!(board["entries"].as_array().unwrap().iter().any(|e| e["userId"] == uma), "{board}");
+    assert!(judge.stop().success());
+}
+
+/// Latency of the dashboard's routes on this machine (a debug build unless run with
+/// `--release`): `cargo test -p judge-tests --test dashboard -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn dashboard_latency() {
+    let judge = Judge::up(uid_base(1), &[]);
+    let admin = std::fs::read_to_string(judge.data_dir.path().join("admin-token")).unwrap().trim().to_owned();
+    let quantiles = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        (xs[xs.len() / 2], xs[(xs.len() * 99 / 100).min(xs.len() - 1)])
+    };
+    let runs = [
+        ("POST /api/execution/run", "/api/execution/run", json!({ "algorithm": "two_sum", "language": "python", "code": SOLUTION_PY, "input": [[2, 7, 11, 15], 9] }), 40),
+        ("POST /api/testing/run (6 tests)", "/api/testing/run", json!({ "algorithm": "two_sum", "language": "python", "code": SOLUTION_PY }), 15),
+    ];
+    for (name, path, body, n) in runs {
+        call(&judge, "POST", path, &admin, Some(body.clone()));
+        let (mut latency, mut wall) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let start = std::time::Instant::now();
+            let (status, answer) = call(&judge, "POST", path, &admin, Some(body.clone()));
+            latency.push(start.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!((status, answer["success"].as_bool()), (200, Some(true)), "{answer}");
+            wall.push(answer["wallTime"].as_f64().unwrap());
+        }
+        let ((med, p99), (wall_med, _)) = (quantiles(latency), quantiles(wall));
+        println!("{name}: n={n} median {med:.1} ms, p99 {p99:.1} ms; sandbox wall time (summed over tests) median {wall_med:.1} ms");
+    }
+    for path in ["/api/analytics/stats?algorithm=two_sum", "/api/analytics/leaderboard/two_sum", "/api/execution/history"] {
+        let mut latency = Vec::new();
+        for _ in 0..200 {
+            let start = std::time::Instant::now();
+            assert_eq!(call(&judge, "GET", path, &admin, None).0, 200);
+            latency.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (med, p99) = quantiles(latency);
+        println!("GET {path}: median {med:.2} ms, p99 {p99:.2} ms (one client, sequential)");
+    }
     assert!(judge.stop().success());
 }
