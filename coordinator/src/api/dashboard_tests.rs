@@ -421,3 +421,68 @@ async fn without_a_database_the_dashboard_answers_503_and_leaves_other_paths_alo
     let (status, _) = send(&service, TestClient::get(format!("{BASE}/api/analytics/benchmarks")), None).await;
     assert_eq!(status, 404);
 }
+
+fn projected_view(id: u64) -> crate::scheduler::SubmissionView {
+    crate::scheduler::SubmissionView {
+        id,
+        language: "python".into(),
+        status: crate::judge::Status::Done,
+        verdict: Some(protocol::Verdict::AC),
+        message: String::new(),
+        compile_output: String::new(),
+        test_count: 0,
+        limits: DashboardLimits::default().run,
+        tests: Vec::new(),
+        attempts: 1,
+        accepted_ms: 1_700_000_000_000,
+        finished_ms: Some(1_700_000_000_500),
+        source: TWO_SUM.as_bytes().to_vec(),
+        inputs: Vec::new(),
+        options: Default::default(),
+        judge0: None,
+    }
+}
+
+/// The projection's row names the run's user and algorithm whichever row comes first, and
+/// a run the API never completed (its coordinator died) takes its status from it.
+#[tokio::test]
+async fn the_projected_row_of_a_dashboard_run_is_attributed_and_stands_in_for_a_lost_outcome() {
+    let f = fixture().await;
+    let two_sum = f.store.get_algorithm("two_sum").await.unwrap().unwrap();
+    let record = |submission_id| NewRun {
+        epoch: f.epoch,
+        submission_id,
+        user_id: f.user.0,
+        algorithm_id: two_sum.id,
+        language: "python",
+        kind: RunKind::Execute,
+        source: TWO_SUM.as_bytes(),
+        code_version_id: None,
+        input: None,
+        total: 1,
+    };
+    // The API's row first, then the projection's; then the other way round.
+    f.store.start_run(&record(50)).await.unwrap();
+    f.store.project(f.epoch, 1, &projected_view(50)).await.unwrap();
+    f.store.project(f.epoch, 2, &projected_view(60)).await.unwrap();
+    f.store.start_run(&record(60)).await.unwrap();
+    // An anonymous judge submission stays anonymous.
+    f.store.project(f.epoch, 3, &projected_view(70)).await.unwrap();
+    let c = f.store.client().await.unwrap();
+    let rows = c
+        .query("SELECT submission_id, user_id, algorithm_id FROM executions WHERE epoch = $1 ORDER BY submission_id", &[&f.epoch])
+        .await
+        .unwrap();
+    let got: Vec<(i64, Option<i64>, Option<i64>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let (u, a) = (Some(f.user.0), Some(two_sum.id));
+    assert_eq!(got, vec![(50, u, a), (60, u, a), (70, None, None)]);
+
+    let (_, history) = get(&f, "/api/execution/history", Some(&f.user.1)).await;
+    let statuses: Vec<(&str, &str)> = history["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["status"].as_str().unwrap(), e["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, vec![("SUCCESS", "AC"), ("SUCCESS", "AC")], "{history}");
+}
