@@ -331,3 +331,42 @@ fn a_prepared_image_can_be_the_root() {
     let err = Sandbox::new(dir.path(), &spec).err().unwrap().to_string();
     assert!(err.contains("lacks /proc"), "{err}");
 }
+
+/// Runs reuse one cgroup on a v1 host, and none sees the counters of the runs before:
+/// an OOM kill, refused forks, CPU time and memory all start from zero again.
+#[test]
+fn a_reused_cgroup_reports_nothing_of_earlier_runs() {
+    let f = fixture();
+    let oom = run(
+        &f,
+        &["/usr/bin/python3", "-c", "b = bytearray(512 << 20)"],
+        with(|l| l.memory_bytes = 64 << 20),
+    );
+    assert_eq!(oom.limit, Some(protocol::LimitHit::Memory), "{oom:?}");
+    let forks = run(
+        &f,
+        &["/bin/sh", "-c", "for i in $(seq 100); do sleep 30 & done; exit 3"],
+        with(|l| l.max_processes = 8),
+    );
+    assert!(forks.pids_limit_hits > 0, "{forks:?}");
+    let busy = run(&f, &["/bin/sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"], limits());
+    assert!(busy.cpu > Duration::from_millis(100), "{busy:?}");
+    // Enough memory that its peak is clearly that run's own.
+    let big = run(&f, &["/usr/bin/python3", "-c", "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096])"], limits());
+    assert_eq!(big.exit, Exit::Code(0), "{big:?}");
+    assert!(big.peak_memory_bytes > 96 << 20, "{big:?}");
+
+    let o = run(&f, &["/bin/true"], limits());
+    assert_eq!(o.exit, Exit::Code(0), "{o:?}");
+    assert_eq!(o.limit, None, "{o:?}");
+    assert_eq!(o.pids_limit_hits, 0, "{o:?}");
+    assert!(o.cpu < Duration::from_millis(50), "{o:?}");
+    assert!(o.peak_memory_bytes > 0 && o.peak_memory_bytes < 8 << 20, "{o:?}");
+    // Tighter limits than the group had before hold for the next run.
+    let o = run(&f, &["/usr/bin/python3", "-c", "b = bytearray(256 << 20)"], with(|l| l.memory_bytes = 48 << 20));
+    assert_eq!(o.limit, Some(protocol::LimitHit::Memory), "{o:?}");
+    assert!(o.peak_memory_bytes <= 48 << 20, "{o:?}");
+    if sandbox_agent::sandbox::cgroup::CgroupManager::detect().is_ok_and(|m| !m.is_v2()) {
+        assert_eq!(f.sandbox.idle_cgroup_count(), 1, "sequential runs should share one cgroup");
+    }
+}

@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Name of the parent group of all runs, in every hierarchy.
@@ -178,7 +179,8 @@ impl CgroupManager {
                 }
                 if e.path().is_dir() {
                     // One directory of one hierarchy: the V2 shape describes exactly that.
-                    let stale = RunCgroup::V2 { dir: e.path(), cpuset: false };
+                    let groups = Groups::V2 { dir: e.path(), cpuset: false };
+                    let stale = RunCgroup { groups, base: Baseline::default(), limits: None };
                     stale.kill_all_listed();
                     stale.remove();
                 }
@@ -193,15 +195,16 @@ impl CgroupManager {
 
     /// Creates the cgroup of one run with its limits set, ready for a process.
     pub fn create(&self, name: &str, limits: CgroupLimits) -> Result<RunCgroup, CgroupError> {
-        let run = match &self.layout {
-            Layout::V1 { memory, pids, cpuacct, cpuset } => RunCgroup::V1 {
+        let groups = match &self.layout {
+            Layout::V1 { memory, pids, cpuacct, cpuset } => Groups::V1 {
                 memory: memory.join(name),
                 pids: pids.join(name),
                 cpuacct: cpuacct.join(name),
                 cpuset: cpuset.as_ref().map(|c| c.join(name)),
             },
-            Layout::V2 { parent, cpuset } => RunCgroup::V2 { dir: parent.join(name), cpuset: *cpuset },
+            Layout::V2 { parent, cpuset } => Groups::V2 { dir: parent.join(name), cpuset: *cpuset },
         };
+        let mut run = RunCgroup { groups, base: Baseline::default(), limits: None };
         for dir in run.dirs() {
             // A stale group of the same name (an agent killed mid-run) is removed first.
             if dir.exists() {
@@ -217,44 +220,88 @@ impl CgroupManager {
     }
 }
 
-/// The cgroup of one run. Call `remove` once its processes are gone.
+/// How a run's first process enters its cgroup (see `RunCgroup::join`).
 #[derive(Debug)]
-pub enum RunCgroup {
+pub enum Join {
+    /// One `tasks` file per v1 hierarchy, opened for writing.
+    V1Tasks(Vec<OwnedFd>),
+    /// The v2 group's directory.
+    V2Dir(OwnedFd),
+}
+
+/// The cgroup of one run, possibly reused from an earlier run (see `reset`): every
+/// reading is relative to the baseline taken when it was last reset. Call `remove` once
+/// its processes are gone and it is not to be reused.
+#[derive(Debug)]
+pub struct RunCgroup {
+    groups: Groups,
+    base: Baseline,
+    /// The limits last written, so a reused group rewrites only what changed.
+    limits: Option<CgroupLimits>,
+}
+
+#[derive(Debug)]
+enum Groups {
     V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf, cpuset: Option<PathBuf> },
     V2 { dir: PathBuf, cpuset: bool },
 }
 
+/// Cumulative counters of a group at its last reset.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Baseline {
+    cpu_ns: u64,
+    /// Memory still charged to the group (page cache of files earlier runs read).
+    memory_bytes: u64,
+    oom_kills: u64,
+    pids_hits: u64,
+}
+
+/// Memory an earlier run may leave charged to a group that is then reused: more, and
+/// the group is replaced, since it would eat into the next run's limit.
+const REUSE_RESIDUE_BYTES: u64 = 1 << 20;
+
 impl RunCgroup {
     fn dirs(&self) -> Vec<&Path> {
-        match self {
-            RunCgroup::V1 { memory, pids, cpuacct, cpuset } => {
+        match &self.groups {
+            Groups::V1 { memory, pids, cpuacct, cpuset } => {
                 [Some(memory), Some(pids), Some(cpuacct), cpuset.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect()
             }
-            RunCgroup::V2 { dir, .. } => vec![dir],
+            Groups::V2 { dir, .. } => vec![dir],
         }
     }
 
-    fn set_limits(&self, l: CgroupLimits) -> Result<(), CgroupError> {
+    /// Writes the limits of the next run (only those that changed since the last).
+    pub fn set_limits(&mut self, l: CgroupLimits) -> Result<(), CgroupError> {
+        if self.limits == Some(l) {
+            return Ok(());
+        }
+        // Unknown until written in full: a failure below leaves the group unusable.
+        self.limits = None;
         let mem = l.memory_bytes.to_string();
-        match self {
-            RunCgroup::V1 { memory, pids, cpuset, .. } => {
+        match &self.groups {
+            Groups::V1 { memory, pids, cpuset, .. } => {
                 if let Some(dir) = cpuset {
                     inherit_cpuset(dir)?;
                     if let Some(cpu) = l.cpu {
                         write(&dir.join("cpuset.cpus"), &cpu.to_string())?;
                     }
                 }
-                write(&memory.join("memory.limit_in_bytes"), &mem)?;
                 // memsw exists only with swap accounting; without it swappiness 0 is the
-                // best v1 offers, and hosts without swap need neither.
+                // best v1 offers, and hosts without swap need neither. It may never be
+                // below the memory limit, so a reused group's is lifted first.
                 let memsw = memory.join("memory.memsw.limit_in_bytes");
-                if memsw.exists() {
+                let has_memsw = memsw.exists();
+                if has_memsw && self.limits.is_none() {
+                    write(&memsw, "-1")?;
+                }
+                write(&memory.join("memory.limit_in_bytes"), &mem)?;
+                if has_memsw {
                     write(&memsw, &mem)?;
                 }
                 let _ = write(&memory.join("memory.swappiness"), "0");
-                write(&pids.join("pids.max"), &l.max_processes.to_string())
+                write(&pids.join("pids.max"), &l.max_processes.to_string())?;
             }
-            RunCgroup::V2 { dir, cpuset } => {
+            Groups::V2 { dir, cpuset } => {
                 if let (true, Some(cpu)) = (*cpuset, l.cpu) {
                     write(&dir.join("cpuset.cpus"), &cpu.to_string())?;
                 }
@@ -263,58 +310,106 @@ impl RunCgroup {
                 if swap.exists() {
                     write(&swap, "0")?;
                 }
-                write(&dir.join("pids.max"), &l.max_processes.to_string())
+                write(&dir.join("pids.max"), &l.max_processes.to_string())?;
             }
         }
-    }
-
-    /// Moves a process (and its future children) into this group in every hierarchy.
-    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
-        for dir in self.dirs() {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
-        }
+        self.limits = Some(l);
         Ok(())
     }
 
-    /// CPU time (user + sys) of every process that ran in the group, in nanoseconds.
-    pub fn cpu_usage_ns(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { cpuacct, .. } => parse_u64(&cpuacct.join("cpuacct.usage")),
-            RunCgroup::V2 { dir, .. } => Ok(keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000)),
+    /// Makes a group whose processes are all gone ready for another run: its counters
+    /// become the new baseline. False when it cannot be reused and should be removed:
+    /// on v2 (memory.peak cannot be reset portably: kernels before 6.12 lack it, and
+    /// after it is per open file), or when an earlier run left more than
+    /// `REUSE_RESIDUE_BYTES` charged to it.
+    pub fn reset(&mut self) -> Result<bool, CgroupError> {
+        let Groups::V1 { memory, cpuacct, .. } = &self.groups else { return Ok(false) };
+        if !self.is_empty()? {
+            return Ok(false);
+        }
+        let usage = memory.join("memory.usage_in_bytes");
+        let mut residue = parse_u64(&usage)?;
+        if residue > REUSE_RESIDUE_BYTES {
+            // Reclaims what it can (page cache); tmpfs pages of files still alive stay.
+            let _ = write(&memory.join("memory.force_empty"), "0");
+            residue = parse_u64(&usage)?;
+            if residue > REUSE_RESIDUE_BYTES {
+                return Ok(false);
+            }
+        }
+        write(&cpuacct.join("cpuacct.usage"), "0")?;
+        // Resets the peak to the current use, the residue subtracted from readings.
+        write(&memory.join("memory.max_usage_in_bytes"), "0")?;
+        self.base = Baseline::default();
+        self.base = Baseline {
+            cpu_ns: self.cpu_usage_ns()?,
+            memory_bytes: parse_u64(&usage)?,
+            oom_kills: self.oom_kills()?,
+            pids_hits: self.pids_limit_hits()?,
+        };
+        Ok(true)
+    }
+
+    /// What a run's init needs to be born in, or to move itself into, this group: the
+    /// v2 directory for `CLONE_INTO_CGROUP`, or each v1 hierarchy's `tasks` file, into
+    /// which a thread writes "0" to move itself. Both avoid a migration by the parent,
+    /// which takes the kernel's global threadgroup lock and waits an RCU grace period
+    /// (~10 ms on an idle host) on every write to `cgroup.procs`.
+    pub fn join(&self) -> Result<Join, CgroupError> {
+        match &self.groups {
+            Groups::V1 { .. } => {
+                let fds = self.dirs().into_iter().map(|d| open_fd(&d.join("tasks"), libc::O_WRONLY)).collect::<Result<_, _>>()?;
+                Ok(Join::V1Tasks(fds))
+            }
+            Groups::V2 { dir, .. } => Ok(Join::V2Dir(open_fd(dir, libc::O_RDONLY | libc::O_DIRECTORY)?)),
         }
     }
 
-    /// The group's peak memory use in bytes.
+    /// CPU time (user + sys) of every process that ran in the group since its last
+    /// reset, in nanoseconds.
+    pub fn cpu_usage_ns(&self) -> Result<u64, CgroupError> {
+        let total = match &self.groups {
+            Groups::V1 { cpuacct, .. } => parse_u64(&cpuacct.join("cpuacct.usage"))?,
+            Groups::V2 { dir, .. } => keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000),
+        };
+        Ok(total.saturating_sub(self.base.cpu_ns))
+    }
+
+    /// The group's peak memory use in bytes since its last reset, without what earlier
+    /// runs left charged.
     pub fn memory_peak_bytes(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.max_usage_in_bytes")),
-            RunCgroup::V2 { dir, .. } => parse_u64(&dir.join("memory.peak")),
-        }
+        let peak = match &self.groups {
+            Groups::V1 { memory, .. } => parse_u64(&memory.join("memory.max_usage_in_bytes"))?,
+            Groups::V2 { dir, .. } => parse_u64(&dir.join("memory.peak"))?,
+        };
+        Ok(peak.saturating_sub(self.base.memory_bytes))
     }
 
     /// Current memory use, for live step data.
     pub fn memory_current_bytes(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.usage_in_bytes")),
-            RunCgroup::V2 { dir, .. } => parse_u64(&dir.join("memory.current")),
-        }
-    }
-
-    /// How many times the OOM killer killed a process of this group.
-    pub fn oom_kills(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { memory, .. } => keyed(&memory.join("memory.oom_control"), "oom_kill"),
-            RunCgroup::V2 { dir, .. } => keyed(&dir.join("memory.events"), "oom_kill"),
-        }
-    }
-
-    /// How many forks the pids limit refused.
-    pub fn pids_limit_hits(&self) -> Result<u64, CgroupError> {
-        let dir = match self {
-            RunCgroup::V1 { pids, .. } => pids,
-            RunCgroup::V2 { dir, .. } => dir,
+        let now = match &self.groups {
+            Groups::V1 { memory, .. } => parse_u64(&memory.join("memory.usage_in_bytes"))?,
+            Groups::V2 { dir, .. } => parse_u64(&dir.join("memory.current"))?,
         };
-        keyed(&dir.join("pids.events"), "max")
+        Ok(now.saturating_sub(self.base.memory_bytes))
+    }
+
+    /// How many times the OOM killer killed a process of this group since its reset.
+    pub fn oom_kills(&self) -> Result<u64, CgroupError> {
+        let total = match &self.groups {
+            Groups::V1 { memory, .. } => keyed(&memory.join("memory.oom_control"), "oom_kill")?,
+            Groups::V2 { dir, .. } => keyed(&dir.join("memory.events"), "oom_kill")?,
+        };
+        Ok(total.saturating_sub(self.base.oom_kills))
+    }
+
+    /// How many forks the pids limit refused since the group's reset.
+    pub fn pids_limit_hits(&self) -> Result<u64, CgroupError> {
+        let dir = match &self.groups {
+            Groups::V1 { pids, .. } => pids,
+            Groups::V2 { dir, .. } => dir,
+        };
+        Ok(keyed(&dir.join("pids.events"), "max")?.saturating_sub(self.base.pids_hits))
     }
 
     /// Whether any process is still in the group.
@@ -330,7 +425,7 @@ impl RunCgroup {
     /// SIGKILLs every process in the group: `cgroup.kill` on v2, each listed pid on v1.
     /// Only a fallback: a run is normally stopped by killing its pid namespace's init.
     pub fn kill_all(&self) {
-        if let RunCgroup::V2 { dir, .. } = self
+        if let Groups::V2 { dir, .. } = &self.groups
             && write(&dir.join("cgroup.kill"), "1").is_ok()
         {
             return;
@@ -414,6 +509,18 @@ fn mkdir(dir: &Path) -> Result<(), CgroupError> {
         Ok(()) => Ok(()),
         Err(source) => Err(CgroupError::Create { path: dir.into(), source }),
     }
+}
+
+fn open_fd(path: &Path, flags: libc::c_int) -> Result<OwnedFd, CgroupError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| CgroupError::Parse { path: path.into(), content: "NUL in the path".into() })?;
+    // SAFETY: a NUL-terminated path and valid flags; the new descriptor is ours.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(CgroupError::Write { path: path.into(), source: io::Error::last_os_error() });
+    }
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn read(path: &Path) -> Result<String, CgroupError> {
@@ -515,8 +622,8 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("cpuset.cpus")).unwrap(), "1");
         assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), (64u64 << 20).to_string());
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "32");
-        run.add_process(4242).unwrap();
-        assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "4242");
+        assert!(matches!(run.join().unwrap(), Join::V2Dir(_)));
+        fs::write(dir.join("cgroup.procs"), "4242\n").unwrap();
 
         fs::write(dir.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n").unwrap();
         fs::write(dir.join("memory.peak"), "67108864\n").unwrap();

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -166,6 +167,8 @@ pub struct Sandbox {
     aborted: AtomicBool,
     filters: seccomp::Filters,
     netns: netns::Pool,
+    /// Empty, reset cgroups of finished runs, for the next ones (see `take_cgroup`).
+    idle_cgroups: Mutex<Vec<RunCgroup>>,
 }
 
 /// Moves the calling process into a mount namespace of its own, so the template root
@@ -199,6 +202,11 @@ pub fn unmount(dir: &Path) {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         plan::remove_template(&self.root_mountpoint);
+        if let Ok(idle) = self.idle_cgroups.get_mut() {
+            for cg in idle.drain(..) {
+                cg.remove();
+            }
+        }
     }
 }
 
@@ -229,12 +237,17 @@ impl Sandbox {
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default() })
+        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default(), idle_cgroups: Mutex::default() })
     }
 
     /// CPUs runs can be pinned to; empty without a usable cpuset controller.
     pub fn pinnable_cpus(&self) -> Vec<u32> {
         self.cgroups.pinnable_cpus()
+    }
+
+    /// How many cgroups of finished runs wait for the next (for tests of their reuse).
+    pub fn idle_cgroup_count(&self) -> usize {
+        self.idle_cgroups.lock().map_or(0, |v| v.len())
     }
 
     /// Stops every run in progress (each ends with `SandboxError::Aborted`) and refuses
@@ -259,29 +272,60 @@ impl Sandbox {
         let envp: Vec<*const libc::c_char> =
             plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
 
-        let name = format!("run-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
-        let cg = self.cgroups.create(
-            &name,
-            CgroupLimits {
-                memory_bytes: spec.limits.memory_bytes,
-                max_processes: spec.limits.max_processes,
-                cpu: spec.pin_cpu,
-            },
-        )?;
+        let limits = CgroupLimits {
+            memory_bytes: spec.limits.memory_bytes,
+            max_processes: spec.limits.max_processes,
+            cpu: spec.pin_cpu,
+        };
+        let cg = self.take_cgroup(limits)?;
         let result = self.run_in(spec, &plan, &argv, &envp, &cg, observer);
+        self.put_cgroup(cg);
+        result
+    }
+
+    /// A cgroup for one run: an idle one of an earlier run, reset (creating a group
+    /// costs several mkdirs, limit writes and rmdirs per run), or a new one.
+    fn take_cgroup(&self, limits: CgroupLimits) -> Result<RunCgroup, SandboxError> {
+        let idle = self.idle_cgroups.lock().ok().and_then(|mut v| v.pop());
+        if let Some(mut cg) = idle {
+            match cg.set_limits(limits) {
+                Ok(()) => return Ok(cg),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reuse a run cgroup; creating another");
+                    cg.remove();
+                }
+            }
+        }
+        let name = format!("run-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
+        Ok(self.cgroups.create(&name, limits)?)
+    }
+
+    /// Takes a run's cgroup back once the run is over: whatever is left in it is killed,
+    /// and it is kept for the next run only when empty and reset.
+    fn put_cgroup(&self, mut cg: RunCgroup) {
         // A normal end leaves the group empty (the namespace dies with init); anything
-        // else is killed before the group is removed.
+        // else is killed first.
         if !cg.is_empty().unwrap_or(true) {
             cg.kill_all();
-            for _ in 0..1000 {
-                if cg.is_empty().unwrap_or(true) {
-                    break;
-                }
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !cg.is_empty().unwrap_or(true) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        cg.remove();
-        result
+        match cg.reset() {
+            Ok(true) => {
+                if let Ok(mut idle) = self.idle_cgroups.lock() {
+                    idle.push(cg);
+                    return;
+                }
+                cg.remove();
+            }
+            Ok(false) => cg.remove(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reset a run cgroup; removing it");
+                cg.remove();
+            }
+        }
     }
 
     fn run_in(
@@ -301,6 +345,17 @@ impl Sandbox {
         let (errout_r, errout_w) = pipe()?;
         let steps_pipe = if observer.steps.is_some() { Some(pipe()?) } else { None };
         let net = self.netns.take()?;
+        let join = cg.join()?;
+        let mut cgroup_tasks = [-1; 4];
+        let cgroup_dir = match &join {
+            cgroup::Join::V1Tasks(fds) => {
+                for (slot, fd) in cgroup_tasks.iter_mut().zip(fds) {
+                    *slot = fd.as_raw_fd();
+                }
+                None
+            }
+            cgroup::Join::V2Dir(fd) => Some(fd.as_raw_fd()),
+        };
         let fds = ChildFds {
             sync_read: sync_r.as_raw_fd(),
             error_write: err_w.as_raw_fd(),
@@ -310,25 +365,23 @@ impl Sandbox {
             stderr: errout_w.as_raw_fd(),
             steps: steps_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
             netns: net.as_raw_fd(),
+            cgroup_tasks,
         };
 
         let start = Instant::now();
         // SAFETY: the child only runs `init_main`, which makes syscalls on data built
         // above (plan, argv, envp, fds) and never returns.
-        let (pid, pidfd) = unsafe { sys::clone3(NS_FLAGS) }.map_err(io_err("clone the sandbox"))?;
+        let (pid, pidfd) = unsafe { sys::clone3(NS_FLAGS, cgroup_dir) }.map_err(io_err("clone the sandbox"))?;
         if pid == 0 {
             child::init_main(plan, argv, envp, fds);
         }
         // SAFETY: CLONE_PIDFD gave us this new descriptor; we own it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let step_read = steps_pipe.map(|(r, _w)| r);
-        drop((sync_r, err_w, status_w, stdin, out_w, errout_w));
+        drop((sync_r, err_w, status_w, stdin, out_w, errout_w, join));
 
-        // Into the cgroup before init may go on: nothing of the run is ever unaccounted.
-        if let Err(e) = cg.add_process(pid) {
-            kill_and_reap(pid);
-            return Err(e.into());
-        }
+        // Init already is in its cgroups (born there on v2, moved itself on v1); the
+        // byte only tells it that we are alive and watching.
         sys::write_all(sync_w.as_raw_fd(), b"g");
         drop(sync_w);
 
@@ -360,7 +413,8 @@ impl Sandbox {
 
         if let Some((step, errno)) = monitor.setup.failure() {
             let name = match step {
-                child::STEP_SYNC => "joining the cgroup".to_string(),
+                child::STEP_SYNC => "waiting for the agent".to_string(),
+                child::STEP_CGROUP => "joining the cgroup".into(),
                 child::STEP_FORK => "forking the program".into(),
                 child::STEP_FDS => "setting up descriptors".into(),
                 child::STEP_RLIMIT => "setting rlimits".into(),

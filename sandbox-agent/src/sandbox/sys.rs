@@ -25,15 +25,20 @@ struct CloneArgs {
 }
 
 /// Forks with `flags` (namespaces, `CLONE_PIDFD`); returns 0 in the child and the child's
-/// pid in the parent, plus a pidfd when `CLONE_PIDFD` is set.
+/// pid in the parent, plus a pidfd when `CLONE_PIDFD` is set. With `cgroup` (a cgroup v2
+/// directory) the child is born in that cgroup (`CLONE_INTO_CGROUP`).
 ///
 /// # Safety
 /// Like `fork` without glibc's atfork handlers: in the child of a multi-threaded parent
 /// only async-signal-safe work may follow (no allocation: another thread may have held
 /// the allocator's lock at the moment of the clone).
-pub unsafe fn clone3(flags: u64) -> io::Result<(i32, RawFd)> {
+pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<(i32, RawFd)> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
     if flags & libc::CLONE_PIDFD as u64 != 0 {
         args.pidfd = &mut pidfd as *mut RawFd as u64;
     }
@@ -43,6 +48,9 @@ pub unsafe fn clone3(flags: u64) -> io::Result<(i32, RawFd)> {
     let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, size_of::<CloneArgs>()) };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok((r as i32, pidfd)) }
 }
+
+/// linux/sched.h; not in the libc crate.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// The calling thread's errno, without allocating.
 pub fn errno() -> i32 {
@@ -212,6 +220,21 @@ pub fn read_byte(fd: RawFd) -> bool {
             continue;
         }
         return false;
+    }
+}
+
+/// Writes `buf` in one write; an error or a short write is an error.
+pub fn write_exact(fd: RawFd, buf: &[u8]) -> Result<(), i32> {
+    loop {
+        // SAFETY: the pointer and length describe `buf`.
+        let r = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if r == buf.len() as isize {
+            return Ok(());
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return Err(if r < 0 { errno() } else { libc::EIO });
     }
 }
 
