@@ -370,3 +370,23 @@ fn a_reused_cgroup_reports_nothing_of_earlier_runs() {
         assert_eq!(f.sandbox.idle_cgroup_count(), 1, "sequential runs should share one cgroup");
     }
 }
+
+/// The run's mount table is the template's and its own mounts: none of the host's.
+/// (A bind mount's root field still names its source's path within its filesystem, as
+/// before; the agent's real /box is a tmpfs of its own, whose root is "/".)
+#[test]
+fn the_mount_table_shows_nothing_of_the_host() {
+    let f = fixture();
+    let o = sh(&f, "cat /proc/self/mountinfo");
+    let table = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{table}");
+    assert_eq!(o.exit, Exit::Code(0), "{o:?}");
+    let host_dir = f.box_dir.parent().unwrap().to_string_lossy().into_owned();
+    let points: Vec<&str> = table.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    for wanted in ["/", "/box", "/tmp", "/dev/shm", "/proc", "/usr"] {
+        assert!(points.contains(&wanted), "{wanted} is not mounted: {table}");
+    }
+    for p in &points {
+        assert!(!p.starts_with(&host_dir) && !p.starts_with("/sys") && !p.starts_with("/run"), "host mount {p}: {table}");
+    }
+}

@@ -61,6 +61,10 @@ pub struct ChildFds {
     /// cgroup v1 `tasks` files of the run's groups (-1 when unused): init moves itself
     /// in by writing "0" to each (see `RunCgroup::join`).
     pub cgroup_tasks: [RawFd; 4],
+    /// The template's mount namespace (see `plan`), of which init makes its own copy.
+    pub template_ns: RawFd,
+    /// A detached bind mount of the work dir, attached as /box.
+    pub box_tree: RawFd,
 }
 
 /// Step index reported when a failure is not a filesystem step.
@@ -75,6 +79,8 @@ pub const STEP_CGROUP_NS: u32 = u32::MAX - 8;
 pub const STEP_SECCOMP: u32 = u32::MAX - 9;
 pub const STEP_NETNS: u32 = u32::MAX - 10;
 pub const STEP_CGROUP: u32 = u32::MAX - 11;
+pub const STEP_MOUNT_NS: u32 = u32::MAX - 12;
+pub const STEP_BOX: u32 = u32::MAX - 13;
 
 /// Fixed descriptor numbers in init, above 0..2, so inherited descriptors of other runs
 /// (cloned concurrently by other threads of the agent) can all be closed.
@@ -113,6 +119,14 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
     }
     if let Err(e) = sys::setns(fds.netns, libc::CLONE_NEWNET) {
         fail(fds.error_write, STEP_NETNS, e);
+    }
+    // A copy of the template's namespace, which holds nothing but the sandbox's root:
+    // no pivot_root, and no detaching of the host's mounts, per run.
+    if let Err(e) = sys::setns(fds.template_ns, libc::CLONE_NEWNS).and_then(|_| sys::unshare(libc::CLONE_NEWNS)) {
+        fail(fds.error_write, STEP_MOUNT_NS, e);
+    }
+    if let Err(e) = sys::move_mount_to(fds.box_tree, c"/box") {
+        fail(fds.error_write, STEP_BOX, e);
     }
     // The parent's descriptors are all >= 10, so these targets clobber nothing we need.
     let moves = [

@@ -160,8 +160,10 @@ pub struct Observer<'a> {
 /// Runs programs in sandboxes. Shared by all slots of the agent.
 pub struct Sandbox {
     cgroups: CgroupManager,
-    /// Where the template root is mounted (see `plan`); each run pivots into its copy.
+    /// Where the template root is mounted (see `plan`).
     root_mountpoint: PathBuf,
+    /// A mount namespace whose root is the template; each run starts from a copy.
+    template_ns: OwnedFd,
     cap_last: u32,
     cpus: u32,
     aborted: AtomicBool,
@@ -213,9 +215,9 @@ impl Drop for Sandbox {
 /// Names run cgroups uniquely across every `Sandbox` of the process.
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The network namespace is not among them: init joins a pooled empty one (`netns`).
-const NS_FLAGS: u64 =
-    (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD) as u64;
+/// The network namespace is not among them: init joins a pooled empty one (`netns`);
+/// nor the mount namespace: init copies the template's (`plan`), not the agent's.
+const NS_FLAGS: u64 = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD) as u64;
 
 impl Sandbox {
     /// `work_dir` is the agent's private directory (mode 0700 is set on it).
@@ -231,13 +233,14 @@ impl Sandbox {
         std::fs::create_dir_all(&root_mountpoint).map_err(io_err("create the sandbox root mountpoint"))?;
         plan::remove_template(&root_mountpoint);
         plan::build_template(&root_mountpoint, &spec.mounts)?;
+        let template_ns = plan::template_namespace(&root_mountpoint)?;
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default(), idle_cgroups: Mutex::default() })
+        Ok(Sandbox { cgroups, root_mountpoint, template_ns, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default(), idle_cgroups: Mutex::default() })
     }
 
     /// CPUs runs can be pinned to; empty without a usable cpuset controller.
@@ -344,6 +347,7 @@ impl Sandbox {
         let (out_r, out_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
         let steps_pipe = if observer.steps.is_some() { Some(pipe()?) } else { None };
+        let box_tree = box_tree(spec)?;
         let net = self.netns.take()?;
         let join = cg.join()?;
         let mut cgroup_tasks = [-1; 4];
@@ -366,6 +370,8 @@ impl Sandbox {
             steps: steps_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
             netns: net.as_raw_fd(),
             cgroup_tasks,
+            template_ns: self.template_ns.as_raw_fd(),
+            box_tree: box_tree.as_raw_fd(),
         };
 
         let start = Instant::now();
@@ -378,7 +384,7 @@ impl Sandbox {
         // SAFETY: CLONE_PIDFD gave us this new descriptor; we own it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let step_read = steps_pipe.map(|(r, _w)| r);
-        drop((sync_r, err_w, status_w, stdin, out_w, errout_w, join));
+        drop((sync_r, err_w, status_w, stdin, out_w, errout_w, join, box_tree));
 
         // Init already is in its cgroups (born there on v2, moved itself on v1); the
         // byte only tells it that we are alive and watching.
@@ -424,6 +430,8 @@ impl Sandbox {
                 child::STEP_CGROUP_NS => "creating the cgroup namespace".into(),
                 child::STEP_SECCOMP => "installing the seccomp filter".into(),
                 child::STEP_NETNS => "joining the network namespace".into(),
+                child::STEP_MOUNT_NS => "copying the template's mount namespace".into(),
+                child::STEP_BOX => "mounting the work dir".into(),
                 i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
             };
             return Err(SandboxError::Setup { step: name, errno: io::Error::from_raw_os_error(errno) });
@@ -479,6 +487,24 @@ impl Sandbox {
             involuntary_switches,
         })
     }
+}
+
+/// A detached bind mount of the run's work dir with its flags set, for init to attach
+/// as /box in its own mount namespace, where the host's path is not reachable.
+fn box_tree(spec: &RunSpec<'_>) -> Result<OwnedFd, SandboxError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(spec.box_dir.as_os_str().as_bytes())
+        .map_err(|_| SandboxError::Invalid("NUL byte in the work dir's path".into()))?;
+    let setup = |errno: i32| SandboxError::Setup { step: "cloning the work dir's mount".into(), errno: io::Error::from_raw_os_error(errno) };
+    let fd = sys::open_tree_clone(&path).map_err(setup)?;
+    // SAFETY: open_tree returned a new descriptor that we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut attr = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    if !spec.box_writable {
+        attr |= sys::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(fd.as_raw_fd(), attr).map_err(setup)?;
+    Ok(fd)
 }
 
 /// The input as a sealed memfd: the program can read it but neither change it nor learn

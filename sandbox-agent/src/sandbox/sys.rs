@@ -52,6 +52,22 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<(i32, RawF
 /// linux/sched.h; not in the libc crate.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// linux/mount.h, for the new mount API; not in the libc crate.
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// The kernel's `struct mount_attr` (linux/mount.h).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
 /// The calling thread's errno, without allocating.
 pub fn errno() -> i32 {
     // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
@@ -68,6 +84,34 @@ pub fn mount(src: Option<&CStr>, dst: &CStr, fstype: Option<&CStr>, flags: libc:
     // SAFETY: every pointer is null or a NUL-terminated string that outlives the call;
     // `data` is a string for every filesystem we mount.
     check(unsafe { libc::mount(p(src), dst.as_ptr(), p(fstype), flags, p(data).cast()) })
+}
+
+/// A detached copy of the mount at `path` (not of the mounts below it), as a
+/// close-on-exec descriptor that `move_mount_to` can attach in another namespace.
+pub fn open_tree_clone(path: &CStr) -> Result<RawFd, i32> {
+    // SAFETY: `path` is NUL-terminated and outlives the call; the flags are valid.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as u32) };
+    if r < 0 { Err(errno()) } else { Ok(r as RawFd) }
+}
+
+/// Sets `attr` (MOUNT_ATTR_*) on a detached mount and makes it private.
+pub fn mount_setattr(fd: RawFd, attr: u64) -> Result<(), i32> {
+    let a = MountAttr { attr_set: attr, attr_clr: 0, propagation: libc::MS_PRIVATE, userns_fd: 0 };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself; `a`
+    // is a valid mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd, c"".as_ptr(), libc::AT_EMPTY_PATH, &a as *const MountAttr, size_of::<MountAttr>())
+    };
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// Attaches the detached mount `fd` at `dst` in the caller's mount namespace.
+pub fn move_mount_to(fd: RawFd, dst: &CStr) -> Result<(), i32> {
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_move_mount, fd, c"".as_ptr(), libc::AT_FDCWD, dst.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+    };
+    if r < 0 { Err(errno()) } else { Ok(()) }
 }
 
 pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
