@@ -390,3 +390,26 @@ fn the_mount_table_shows_nothing_of_the_host() {
         assert!(!p.starts_with(&host_dir) && !p.starts_with("/sys") && !p.starts_with("/run"), "host mount {p}: {table}");
     }
 }
+
+/// Started as an unprivileged user, the agent refuses at once and says what this host
+/// lacks for a non-root agent, rather than judging with limits it cannot enforce.
+#[test]
+fn a_non_root_agent_refuses_and_says_why() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sandbox-agent"))
+        .args(["--tls-dir", "/nonexistent", "--agent-id", "unprivileged", "--metrics-listen", "127.0.0.1:0", "--work-dir"])
+        .arg(dir.path().join("work"))
+        .env("RUST_BACKTRACE", "0")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("runs as uid 65534 but must run as root"), "{err}");
+    assert!(err.contains("user namespaces are"), "{err}");
+    // Nobody delegated cgroups to uid 65534 on the test host.
+    assert!(err.contains("cgroups are not delegated to uid 65534 (cannot write /sys/fs/cgroup/"), "{err}");
+    assert!(!dir.path().join("work").exists(), "it created its work dir before refusing");
+}

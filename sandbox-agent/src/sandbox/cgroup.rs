@@ -188,6 +188,25 @@ impl CgroupManager {
         }
     }
 
+    /// The directories the agent must be able to write (the project parents, or their
+    /// parents while they do not exist yet) that the calling user cannot: empty when
+    /// the hierarchy is delegated to it. Checked with access(2), by the real uid.
+    pub fn undelegated_dirs(&self) -> Vec<PathBuf> {
+        let dirs: Vec<&PathBuf> = match &self.layout {
+            Layout::V1 { memory, pids, cpuacct, .. } => vec![memory, pids, cpuacct],
+            Layout::V2 { parent, .. } => vec![parent],
+        };
+        dirs.into_iter()
+            .filter_map(|d| {
+                let existing = d.ancestors().find(|a| a.exists())?;
+                let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+                // SAFETY: a NUL-terminated path that outlives the call.
+                let ok = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+                (!ok).then(|| existing.to_path_buf())
+            })
+            .collect()
+    }
+
     /// Whether runs are accounted on cgroup v2 (for logs and metrics).
     pub fn is_v2(&self) -> bool {
         matches!(self.layout, Layout::V2 { .. })

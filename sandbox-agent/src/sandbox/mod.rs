@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 mod child;
+mod privilege;
 mod monitor;
 mod netns;
 mod plan;
@@ -45,6 +46,8 @@ pub enum SandboxError {
     Aborted,
     #[error("the run was cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Unprivileged(String),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> SandboxError {
@@ -173,6 +176,8 @@ pub struct Sandbox {
     idle_cgroups: Mutex<Vec<RunCgroup>>,
 }
 
+pub use privilege::require_root;
+
 /// Moves the calling process into a mount namespace of its own, so the template root
 /// (and anything else the agent mounts) is invisible to the host and vanishes with the
 /// agent. Call while the process has a single thread.
@@ -222,10 +227,7 @@ const NS_FLAGS: u64 = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEW
 impl Sandbox {
     /// `work_dir` is the agent's private directory (mode 0700 is set on it).
     pub fn new(work_dir: &Path, spec: &rootfs::Spec) -> Result<Sandbox, SandboxError> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(SandboxError::Invalid("the agent must run as root (user namespaces come later)".into()));
-        }
+        privilege::require_root()?;
         let filters = seccomp::Filters::compile(&spec.seccomp)?;
         let cgroups = CgroupManager::detect()?;
         cgroups.remove_stale();
