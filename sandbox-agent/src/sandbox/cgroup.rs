@@ -431,14 +431,15 @@ impl RunCgroup {
         Ok(keyed(&dir.join("pids.events"), "max")?.saturating_sub(self.base.pids_hits))
     }
 
-    /// Whether any process is still in the group.
+    /// Whether any process is still in the group. On v1 the pids hierarchy tells: init
+    /// joins every hierarchy before anything else runs, and fails the run if it cannot,
+    /// so each of the run's processes is in this group's pids cgroup too.
     pub fn is_empty(&self) -> Result<bool, CgroupError> {
-        for dir in self.dirs() {
-            if !read(&dir.join("cgroup.procs"))?.trim().is_empty() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let dir = match &self.groups {
+            Groups::V1 { pids, .. } => pids,
+            Groups::V2 { dir, .. } => dir,
+        };
+        Ok(read(&dir.join("cgroup.procs"))?.trim().is_empty())
     }
 
     /// SIGKILLs every process in the group: `cgroup.kill` on v2, each listed pid on v1.
@@ -655,6 +656,59 @@ mod tests {
         assert!(!run.is_empty().unwrap());
         fs::write(dir.join("memory.peak"), "garbage").unwrap();
         assert!(matches!(run.memory_peak_bytes(), Err(CgroupError::Parse { .. })));
+    }
+
+    /// A reused v1 group: counters that cannot be reset become the baseline, the peak
+    /// is reset and what earlier runs left charged is not the next run's.
+    #[test]
+    fn v1_reset_takes_a_baseline_on_a_fixture() {
+        let root = tempfile::tempdir().unwrap();
+        let m = CgroupManager::from_proc(HYBRID_MOUNTINFO, HYBRID_CGROUP, root.path()).unwrap();
+        let mut run = m.create("run-1-0", CgroupLimits { memory_bytes: 64 << 20, max_processes: 16, cpu: None }).unwrap();
+        let memory = root.path().join("sys/fs/cgroup/memory/process_api/abc/judge-cluster/run-1-0");
+        let pids = root.path().join("sys/fs/cgroup/pids/judge-cluster/run-1-0");
+        let cpuacct = root.path().join("sys/fs/cgroup/cpuacct/judge-cluster/run-1-0");
+        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(), (64u64 << 20).to_string());
+        // What the first run left: an OOM kill, refused forks, CPU time, a peak.
+        fs::write(pids.join("cgroup.procs"), "").unwrap();
+        fs::write(pids.join("pids.events"), "max 5\n").unwrap();
+        fs::write(memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        fs::write(memory.join("memory.usage_in_bytes"), "65536\n").unwrap();
+        fs::write(memory.join("memory.max_usage_in_bytes"), "67108864\n").unwrap();
+        fs::write(cpuacct.join("cpuacct.usage"), "900000000\n").unwrap();
+        assert!(run.reset().unwrap());
+        // The fixture's files keep what reset wrote: "0" for the resettable ones.
+        assert_eq!(fs::read_to_string(cpuacct.join("cpuacct.usage")).unwrap(), "0");
+        assert_eq!(run.cpu_usage_ns().unwrap(), 0);
+        assert_eq!(run.oom_kills().unwrap(), 0);
+        assert_eq!(run.pids_limit_hits().unwrap(), 0);
+        // The next run: one refused fork, a peak of 1 MiB above the residue.
+        fs::write(pids.join("pids.events"), "max 6\n").unwrap();
+        fs::write(memory.join("memory.max_usage_in_bytes"), (65536 + (1 << 20)).to_string()).unwrap();
+        fs::write(cpuacct.join("cpuacct.usage"), "1000\n").unwrap();
+        assert_eq!(run.pids_limit_hits().unwrap(), 1);
+        assert_eq!(run.memory_peak_bytes().unwrap(), 1 << 20);
+        assert_eq!(run.cpu_usage_ns().unwrap(), 1000);
+        // Limits are rewritten only when they change.
+        fs::write(memory.join("memory.limit_in_bytes"), "untouched").unwrap();
+        run.set_limits(CgroupLimits { memory_bytes: 64 << 20, max_processes: 16, cpu: None }).unwrap();
+        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(), "untouched");
+        run.set_limits(CgroupLimits { memory_bytes: 32 << 20, max_processes: 16, cpu: None }).unwrap();
+        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(), (32u64 << 20).to_string());
+        // A group still holding a process, or a large residue, is not reused.
+        fs::write(pids.join("cgroup.procs"), "77\n").unwrap();
+        assert!(!run.reset().unwrap());
+        fs::write(pids.join("cgroup.procs"), "").unwrap();
+        fs::write(memory.join("memory.usage_in_bytes"), (8u64 << 20).to_string()).unwrap();
+        assert!(!run.reset().unwrap());
+    }
+
+    #[test]
+    fn v2_groups_are_not_reused() {
+        let (_root, mut m, _own) = v2_fixture();
+        m.prepare().unwrap();
+        let mut run = m.create("run-1", CgroupLimits { memory_bytes: 64 << 20, max_processes: 32, cpu: None }).unwrap();
+        assert!(!run.reset().unwrap());
     }
 
     #[test]
