@@ -8,7 +8,8 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Mutex, OnceLock};
 use std::path::{Path, PathBuf};
 
 /// Name of the parent group of all runs, in every hierarchy.
@@ -180,7 +181,7 @@ impl CgroupManager {
                 if e.path().is_dir() {
                     // One directory of one hierarchy: the V2 shape describes exactly that.
                     let groups = Groups::V2 { dir: e.path(), cpuset: false };
-                    let stale = RunCgroup { groups, base: Baseline::default(), limits: None };
+                    let stale = RunCgroup::new(groups);
                     stale.kill_all_listed();
                     stale.remove();
                 }
@@ -223,7 +224,7 @@ impl CgroupManager {
             },
             Layout::V2 { parent, cpuset } => Groups::V2 { dir: parent.join(name), cpuset: *cpuset },
         };
-        let mut run = RunCgroup { groups, base: Baseline::default(), limits: None };
+        let mut run = RunCgroup::new(groups);
         for dir in run.dirs() {
             // A stale group of the same name (an agent killed mid-run) is removed first.
             if dir.exists() {
@@ -257,6 +258,10 @@ pub struct RunCgroup {
     base: Baseline,
     /// The limits last written, so a reused group rewrites only what changed.
     limits: Option<CgroupLimits>,
+    /// Control files read on every poll and reset, kept open and re-read from offset 0:
+    /// no path lookup, open and close per reading.
+    files: Mutex<Vec<(PathBuf, OwnedFd)>>,
+    join: OnceLock<Join>,
 }
 
 #[derive(Debug)]
@@ -269,17 +274,69 @@ enum Groups {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Baseline {
     cpu_ns: u64,
-    /// Memory still charged to the group (page cache of files earlier runs read).
-    memory_bytes: u64,
     oom_kills: u64,
     pids_hits: u64,
 }
 
-/// Memory an earlier run may leave charged to a group that is then reused: more, and
-/// the group is replaced, since it would eat into the next run's limit.
+/// Memory an earlier run may leave charged to a group that is then reused (page cache
+/// of files it read, kernel objects freed a grace period later): more, and the group is
+/// replaced, since it would eat into the next run's limit. It is not subtracted from the
+/// next run's peak: part of it is freed during that run, and a peak below what a run
+/// really used is worse than one at most this much above.
 const REUSE_RESIDUE_BYTES: u64 = 1 << 20;
 
 impl RunCgroup {
+    fn new(groups: Groups) -> RunCgroup {
+        RunCgroup { groups, base: Baseline::default(), limits: None, files: Mutex::default(), join: OnceLock::new() }
+    }
+
+    /// Reads a control file through a descriptor kept open (see `files`).
+    fn read_cached(&self, path: &Path) -> Result<String, CgroupError> {
+        let err = |source: io::Error| CgroupError::Read { path: path.into(), source };
+        let Ok(mut files) = self.files.lock() else { return read(path) };
+        let fd = match files.iter().position(|(p, _)| p == path) {
+            Some(i) => files[i].1.as_raw_fd(),
+            None => {
+                let fd = open_fd(path, libc::O_RDONLY).map_err(|e| match e {
+                    CgroupError::Write { source, .. } => err(source),
+                    other => other,
+                })?;
+                let raw = fd.as_raw_fd();
+                files.push((path.to_path_buf(), fd));
+                raw
+            }
+        };
+        let mut buf = [0u8; 4096];
+        let mut len = 0;
+        while len < buf.len() {
+            // SAFETY: reading into the unused rest of a local buffer, at that offset.
+            let n = unsafe { libc::pread(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len, len as libc::off_t) };
+            match n {
+                0 => break,
+                n if n > 0 => len += n as usize,
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                _ => return Err(err(io::Error::last_os_error())),
+            }
+        }
+        Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    fn read_u64(&self, path: &Path) -> Result<u64, CgroupError> {
+        let s = self.read_cached(path)?;
+        s.trim().parse().map_err(|_| CgroupError::Parse { path: path.into(), content: s })
+    }
+
+    /// Reads `key value` from a flat-keyed file (`memory.events`, `cpu.stat`, ...).
+    fn read_keyed(&self, path: &Path, key: &str) -> Result<u64, CgroupError> {
+        let s = self.read_cached(path)?;
+        s.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok()).flatten()
+            })
+            .ok_or_else(|| CgroupError::Parse { path: path.into(), content: s.clone() })
+    }
+
     fn dirs(&self) -> Vec<&Path> {
         match &self.groups {
             Groups::V1 { memory, pids, cpuacct, cpuset } => {
@@ -347,22 +404,21 @@ impl RunCgroup {
             return Ok(false);
         }
         let usage = memory.join("memory.usage_in_bytes");
-        let mut residue = parse_u64(&usage)?;
+        let mut residue = self.read_u64(&usage)?;
         if residue > REUSE_RESIDUE_BYTES {
             // Reclaims what it can (page cache); tmpfs pages of files still alive stay.
             let _ = write(&memory.join("memory.force_empty"), "0");
-            residue = parse_u64(&usage)?;
+            residue = self.read_u64(&usage)?;
             if residue > REUSE_RESIDUE_BYTES {
                 return Ok(false);
             }
         }
         write(&cpuacct.join("cpuacct.usage"), "0")?;
-        // Resets the peak to the current use, the residue subtracted from readings.
+        // Resets the peak to the current use: the residue.
         write(&memory.join("memory.max_usage_in_bytes"), "0")?;
         self.base = Baseline::default();
         self.base = Baseline {
             cpu_ns: self.cpu_usage_ns()?,
-            memory_bytes: parse_u64(&usage)?,
             oom_kills: self.oom_kills()?,
             pids_hits: self.pids_limit_hits()?,
         };
@@ -374,50 +430,53 @@ impl RunCgroup {
     /// which a thread writes "0" to move itself. Both avoid a migration by the parent,
     /// which takes the kernel's global threadgroup lock and waits an RCU grace period
     /// (~10 ms on an idle host) on every write to `cgroup.procs`.
-    pub fn join(&self) -> Result<Join, CgroupError> {
-        match &self.groups {
+    /// Opened once per group, so a reused group costs no opens.
+    pub fn join(&self) -> Result<&Join, CgroupError> {
+        if let Some(j) = self.join.get() {
+            return Ok(j);
+        }
+        let join = match &self.groups {
             Groups::V1 { .. } => {
                 let fds = self.dirs().into_iter().map(|d| open_fd(&d.join("tasks"), libc::O_WRONLY)).collect::<Result<_, _>>()?;
-                Ok(Join::V1Tasks(fds))
+                Join::V1Tasks(fds)
             }
-            Groups::V2 { dir, .. } => Ok(Join::V2Dir(open_fd(dir, libc::O_RDONLY | libc::O_DIRECTORY)?)),
-        }
+            Groups::V2 { dir, .. } => Join::V2Dir(open_fd(dir, libc::O_RDONLY | libc::O_DIRECTORY)?),
+        };
+        Ok(self.join.get_or_init(|| join))
     }
 
     /// CPU time (user + sys) of every process that ran in the group since its last
     /// reset, in nanoseconds.
     pub fn cpu_usage_ns(&self) -> Result<u64, CgroupError> {
         let total = match &self.groups {
-            Groups::V1 { cpuacct, .. } => parse_u64(&cpuacct.join("cpuacct.usage"))?,
-            Groups::V2 { dir, .. } => keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000),
+            Groups::V1 { cpuacct, .. } => self.read_u64(&cpuacct.join("cpuacct.usage"))?,
+            Groups::V2 { dir, .. } => self.read_keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000),
         };
         Ok(total.saturating_sub(self.base.cpu_ns))
     }
 
-    /// The group's peak memory use in bytes since its last reset, without what earlier
-    /// runs left charged.
+    /// The group's peak memory use in bytes since its last reset (including at most
+    /// `REUSE_RESIDUE_BYTES` earlier runs left charged).
     pub fn memory_peak_bytes(&self) -> Result<u64, CgroupError> {
-        let peak = match &self.groups {
-            Groups::V1 { memory, .. } => parse_u64(&memory.join("memory.max_usage_in_bytes"))?,
-            Groups::V2 { dir, .. } => parse_u64(&dir.join("memory.peak"))?,
-        };
-        Ok(peak.saturating_sub(self.base.memory_bytes))
+        match &self.groups {
+            Groups::V1 { memory, .. } => self.read_u64(&memory.join("memory.max_usage_in_bytes")),
+            Groups::V2 { dir, .. } => self.read_u64(&dir.join("memory.peak")),
+        }
     }
 
     /// Current memory use, for live step data.
     pub fn memory_current_bytes(&self) -> Result<u64, CgroupError> {
-        let now = match &self.groups {
-            Groups::V1 { memory, .. } => parse_u64(&memory.join("memory.usage_in_bytes"))?,
-            Groups::V2 { dir, .. } => parse_u64(&dir.join("memory.current"))?,
-        };
-        Ok(now.saturating_sub(self.base.memory_bytes))
+        match &self.groups {
+            Groups::V1 { memory, .. } => self.read_u64(&memory.join("memory.usage_in_bytes")),
+            Groups::V2 { dir, .. } => self.read_u64(&dir.join("memory.current")),
+        }
     }
 
     /// How many times the OOM killer killed a process of this group since its reset.
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
         let total = match &self.groups {
-            Groups::V1 { memory, .. } => keyed(&memory.join("memory.oom_control"), "oom_kill")?,
-            Groups::V2 { dir, .. } => keyed(&dir.join("memory.events"), "oom_kill")?,
+            Groups::V1 { memory, .. } => self.read_keyed(&memory.join("memory.oom_control"), "oom_kill")?,
+            Groups::V2 { dir, .. } => self.read_keyed(&dir.join("memory.events"), "oom_kill")?,
         };
         Ok(total.saturating_sub(self.base.oom_kills))
     }
@@ -428,7 +487,7 @@ impl RunCgroup {
             Groups::V1 { pids, .. } => pids,
             Groups::V2 { dir, .. } => dir,
         };
-        Ok(keyed(&dir.join("pids.events"), "max")?.saturating_sub(self.base.pids_hits))
+        Ok(self.read_keyed(&dir.join("pids.events"), "max")?.saturating_sub(self.base.pids_hits))
     }
 
     /// Whether any process is still in the group. On v1 the pids hierarchy tells: init
@@ -439,7 +498,7 @@ impl RunCgroup {
             Groups::V1 { pids, .. } => pids,
             Groups::V2 { dir, .. } => dir,
         };
-        Ok(read(&dir.join("cgroup.procs"))?.trim().is_empty())
+        Ok(self.read_cached(&dir.join("cgroup.procs"))?.trim().is_empty())
     }
 
     /// SIGKILLs every process in the group: `cgroup.kill` on v2, each listed pid on v1.
@@ -549,22 +608,6 @@ fn read(path: &Path) -> Result<String, CgroupError> {
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(|source| CgroupError::Write { path: path.into(), source })
-}
-
-fn parse_u64(path: &Path) -> Result<u64, CgroupError> {
-    let s = read(path)?;
-    s.trim().parse().map_err(|_| CgroupError::Parse { path: path.into(), content: s })
-}
-
-/// Reads `key value` from a flat-keyed file (`memory.events`, `cpu.stat`, ...).
-fn keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
-    let s = read(path)?;
-    s.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok()).flatten()
-        })
-        .ok_or_else(|| CgroupError::Parse { path: path.into(), content: s.clone() })
 }
 
 #[cfg(test)]
@@ -682,12 +725,13 @@ mod tests {
         assert_eq!(run.cpu_usage_ns().unwrap(), 0);
         assert_eq!(run.oom_kills().unwrap(), 0);
         assert_eq!(run.pids_limit_hits().unwrap(), 0);
-        // The next run: one refused fork, a peak of 1 MiB above the residue.
+        assert_eq!(fs::read_to_string(memory.join("memory.max_usage_in_bytes")).unwrap(), "0");
+        // The next run: one refused fork, a peak (the residue included).
         fs::write(pids.join("pids.events"), "max 6\n").unwrap();
         fs::write(memory.join("memory.max_usage_in_bytes"), (65536 + (1 << 20)).to_string()).unwrap();
         fs::write(cpuacct.join("cpuacct.usage"), "1000\n").unwrap();
         assert_eq!(run.pids_limit_hits().unwrap(), 1);
-        assert_eq!(run.memory_peak_bytes().unwrap(), 1 << 20);
+        assert_eq!(run.memory_peak_bytes().unwrap(), 65536 + (1 << 20));
         assert_eq!(run.cpu_usage_ns().unwrap(), 1000);
         // Limits are rewritten only when they change.
         fs::write(memory.join("memory.limit_in_bytes"), "untouched").unwrap();

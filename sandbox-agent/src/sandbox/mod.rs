@@ -353,7 +353,7 @@ impl Sandbox {
         let net = self.netns.take()?;
         let join = cg.join()?;
         let mut cgroup_tasks = [-1; 4];
-        let cgroup_dir = match &join {
+        let cgroup_dir = match join {
             cgroup::Join::V1Tasks(fds) => {
                 for (slot, fd) in cgroup_tasks.iter_mut().zip(fds) {
                     *slot = fd.as_raw_fd();
@@ -386,7 +386,7 @@ impl Sandbox {
         // SAFETY: CLONE_PIDFD gave us this new descriptor; we own it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let step_read = steps_pipe.map(|(r, _w)| r);
-        drop((sync_r, err_w, status_w, stdin, out_w, errout_w, join, box_tree));
+        drop((sync_r, err_w, status_w, stdin, out_w, errout_w, box_tree));
 
         // Init already is in its cgroups (born there on v2, moved itself on v1); the
         // byte only tells it that we are alive and watching.
