@@ -6,6 +6,7 @@ pub mod contest;
 pub mod judge;
 pub mod link;
 pub mod metrics;
+pub mod runner;
 pub mod scheduler;
 pub mod store;
 pub mod tls;
