@@ -100,7 +100,7 @@ impl Judge {
     ) -> Result<Judged, String> {
         let io = |what: &str, e: std::io::Error| format!("cannot prepare the checker's {what}: {e}");
         let feedback = self.fresh_feedback(c, input, answer, id)?;
-        std::fs::write(c.box_dir.join("out"), output).map_err(|e| io("output", e))?;
+        write_fresh(&c.box_dir, "out", output).map_err(|e| io("output", e))?;
         let stdin = match c.program.convention {
             CheckerConvention::Kattis => c.box_dir.join("out"),
             CheckerConvention::Testlib => {
@@ -211,8 +211,8 @@ impl Judge {
         }
         std::fs::create_dir(&feedback).map_err(|e| io("feedback directory", e))?;
         std::os::unix::fs::chown(&feedback, Some(id), Some(id)).map_err(|e| io("feedback directory", e))?;
-        std::fs::write(c.box_dir.join("in"), input).map_err(|e| io("input", e))?;
-        std::fs::write(c.box_dir.join("ans"), answer).map_err(|e| io("answer", e))?;
+        write_fresh(&c.box_dir, "in", input).map_err(|e| io("input", e))?;
+        write_fresh(&c.box_dir, "ans", answer).map_err(|e| io("answer", e))?;
         Ok(feedback)
     }
 
@@ -225,8 +225,8 @@ impl Judge {
             Exit::Code(c) => c,
             e @ Exit::Signal(_) => return Err(format!("the {what} {}", describe_exit(e))),
         };
-        let message = read_capped(&feedback.join("judgemessage.txt"));
-        let score = read_capped(&feedback.join("score.txt"));
+        let message = read_feedback(feedback, "judgemessage.txt");
+        let score = read_feedback(feedback, "score.txt");
         let score = match score.trim() {
             "" => None,
             s => Some(
@@ -250,23 +250,68 @@ fn testlib_points(message: &str) -> Option<f64> {
     rest.split_ascii_whitespace().next()?.parse::<f64>().ok().filter(|x| x.is_finite())
 }
 
-/// A file the checker wrote, at most `FEEDBACK_BYTES`, lossily decoded; absent is empty.
-fn read_capped(path: &Path) -> String {
-    use std::io::Read;
-    let mut buf = Vec::new();
-    // The feedback directory is the checker's: a symlink there must not make us read
-    // a file of the host.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
-    if let Ok(f) = file {
-        let _ = f.take(FEEDBACK_BYTES).read_to_end(&mut buf);
+/// Writes `name` in the checker's box as a new regular file. The box belongs to the
+/// checker, whose earlier run may have left a symlink (or a directory) there pointing at a
+/// host path; the agent, as root, must never write through it. No checker process is
+/// alive between runs (they die with their pid namespace), so nothing races the unlink.
+fn write_fresh(box_dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = box_dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        // `remove_dir_all` does not follow symlinks, and this is a real directory.
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path)?,
+        Ok(_) => std::fs::remove_file(&path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
+    // O_CREAT|O_EXCL never follows a symlink: should one reappear, this fails instead.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
+    file.write_all(data)
+}
+
+/// A file the checker wrote in its feedback directory, at most `FEEDBACK_BYTES`, lossily
+/// decoded; absent or unreadable is empty. The directory and the file are the checker's:
+/// a symlink at either must not make the agent read a file of the host, so the directory
+/// is opened without following links and the file relative to it, again without.
+fn read_feedback(feedback: &Path, name: &str) -> String {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let Ok(dir) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(feedback)
+    else {
+        return String::new();
+    };
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return String::new();
+    };
+    // SAFETY: `dir` is an open directory descriptor for the duration of the call and
+    // `name` a NUL-terminated string; openat does not keep either.
+    let fd = unsafe {
+        libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+    };
+    if fd < 0 {
+        return String::new();
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nothing else.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    // Only regular files: a FIFO or device there would block or feed us forever.
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = file.take(FEEDBACK_BYTES).read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).trim().to_string()
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
 
 fn trunc(s: &str) -> &str {
     match s.char_indices().nth(FEEDBACK_BYTES as usize) {

@@ -290,3 +290,41 @@ fn interactive_programs_talk_to_the_interactor_through_pipes() {
     let (_, results) = judge_with("python", "import time\ntime.sleep(60)\n", &tests[..1], 256, options);
     assert_eq!(results[0].verdict, Verdict::TLE, "{results:?}");
 }
+
+/// A validator is the problem setter's code, not the agent's: between its runs it may
+/// leave symlinks in its own box pointing at host paths. The agent must neither write
+/// the next test's files through them nor read feedback through them.
+#[test]
+fn a_validator_cannot_make_the_agent_touch_host_files() {
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let secret_dir = host.path().join("secret");
+    std::fs::create_dir(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("judgemessage.txt"), "host secret").unwrap();
+    let validator = format!(
+        r#"
+import os, sys
+for name in ("in", "ans", "out"):
+    try:
+        os.unlink("/box/" + name)
+    except OSError:
+        pass
+    os.symlink({victim:?}, "/box/" + name)
+import shutil
+shutil.rmtree("/box/feedback")
+os.symlink({secret:?}, "/box/feedback")
+sys.exit(42)
+"#,
+        victim = victim.to_str().unwrap(),
+        secret = secret_dir.to_str().unwrap(),
+    );
+    let options = JobOptions { checker: checker(protocol::CheckerConvention::Kattis, &validator), ..JobOptions::default() };
+    let tests = [("first", Some("x")), ("second", Some("y")), ("third", Some("z"))];
+    let (_, results) = judge_with("python", ECHO_PY, &tests, 256, options);
+    assert_eq!(results.len(), 3, "{results:?}");
+    for r in &results {
+        assert!(!r.message.contains("host secret"), "feedback read through a symlink: {r:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched", "a test file was written through a symlink");
+}
