@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use coordinator::api::{self, ApiLimits, Judge0Config};
 use coordinator::link::AgentHub;
 use coordinator::metrics::Metrics;
-use coordinator::scheduler::{Scheduler, SchedulerConfig, system_clock};
+use coordinator::cluster::{LogStore, NodeConfig};
+use coordinator::scheduler::{ClusterSetup, Scheduler, SchedulerConfig, system_clock};
 use coordinator::store::{self, EmbeddedConfig, EmbeddedPostgres, Store};
 use coordinator::tls::{ClusterTls, SERVER_NAME};
 
@@ -130,11 +131,16 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     let hub = AgentHub::bind_with_metrics(args.agent_listen, &tls, "coordinator-1".into(), events_tx, Some(metrics.link_errors()))
         .await
         .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
-    let scheduler = Scheduler::with_metrics(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics);
+    let raft_dir = args.data_dir.join("raft");
+    let (log, recovery) = LogStore::open(&raft_dir, &[1]).context("opening the raft log")?;
+    tracing::info!(records = recovery.records, cut_bytes = recovery.truncated_bytes, "raft log opened");
+    let setup = ClusterSetup { node: NodeConfig::single(1), store: log };
+    let scheduler = Scheduler::start(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics, setup)
+        .context("starting the raft node")?;
+    // The first receiver: it holds the completions of the log's replay too.
+    let completions = scheduler.completions();
     if let Some(store) = &store {
-        // Subscribed before the first submission can finish, so none is missed.
-        let completions = scheduler.completions();
-        let stream = store.new_epoch().await.context("starting a projection stream")?;
+        let stream = projection_stream(store, &raft_dir).await?;
         tokio::spawn(store::projection::run(scheduler.clone(), store.clone(), stream, completions));
     }
     tokio::spawn(scheduler.clone().run(events_rx));
@@ -303,6 +309,28 @@ async fn stop_child(child: &mut tokio::process::Child) {
             let _ = child.kill().await;
         }
     }
+}
+
+/// The projection stream of this raft log. The log outlives restarts and replays its
+/// completions after each, so the stream must too: a replayed completion is then a
+/// duplicate of the (stream, submission id) key instead of a second history row. Kept
+/// next to the log; a new stream only for a new log or a database that lacks it.
+async fn projection_stream(store: &Store, raft_dir: &Path) -> anyhow::Result<i64> {
+    let file = raft_dir.join("projection-stream");
+    let known = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse::<i64>().ok());
+    if let Some(stream) = known
+        && store.position(stream).await.context("reading the projection stream")?.is_some()
+    {
+        return Ok(stream);
+    }
+    let stream = store.new_epoch().await.context("starting a projection stream")?;
+    let tmp = raft_dir.join("projection-stream.tmp");
+    std::fs::write(&tmp, format!("{stream}\n"))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .and_then(|()| std::fs::File::open(raft_dir)?.sync_all())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(stream)
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

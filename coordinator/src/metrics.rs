@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(value(&text, "judge_queue_length "), 2.0);
         assert_eq!(value(&text, "judge_agents_connected "), 0.0);
 
-        s.handle_event(LinkEvent::AgentUp { agent_id: "a1".into(), languages: vec!["c".into()], slots: 1 });
+        s.handle_event(LinkEvent::AgentUp { agent_id: "a1".into(), languages: vec!["c".into()], slots: 1 }).await;
         let text = metrics.render(&s).unwrap();
         assert_eq!(value(&text, "judge_queue_length "), 1.0);
         assert_eq!(value(&text, "judge_slots_busy "), 1.0);
@@ -448,8 +448,8 @@ mod tests {
             compile_output: String::new(),
             message: String::new(),
         };
-        s.handle_event(LinkEvent::Final { agent_id: "a1".into(), result });
-        s.handle_event(LinkEvent::AgentDown { agent_id: "a1".into() });
+        s.handle_event(LinkEvent::Final { agent_id: "a1".into(), result }).await;
+        s.handle_event(LinkEvent::AgentDown { agent_id: "a1".into() }).await;
         let text = metrics.render(&s).unwrap();
         assert_eq!(value(&text, "judge_submissions_finished_total{language=\"c\",verdict=\"WA\"}"), 1.0);
         assert_eq!(value(&text, "judge_submissions_requeued_total "), 1.0, "the second went back when a1 left");

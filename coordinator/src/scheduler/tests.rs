@@ -92,7 +92,7 @@ async fn submission_is_dispatched_judged_and_shown_done() {
     assert!(fake.sent().is_empty(), "no agent yet");
     assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
 
-    s.handle_event(agent_up("a", &["py"], 2));
+    s.handle_event(agent_up("a", &["py"], 2)).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
     let job = fake.sent.lock().unwrap()[0].1.clone();
     assert_eq!(job.tests.len(), 2);
@@ -103,9 +103,9 @@ async fn submission_is_dispatched_judged_and_shown_done() {
     assert_eq!(s.queue_summary().await, QueueSummary { queued: 0, running: 1 });
 
     // Out of order on purpose: the view sorts by index.
-    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 1) });
-    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) });
-    s.handle_event(final_event("a", id, Verdict::AC));
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 1) }).await;
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) }).await;
+    s.handle_event(final_event("a", id, Verdict::AC)).await;
     let view = s.get(id).await.unwrap();
     assert_eq!(view.status, Status::Done);
     assert_eq!(view.verdict, Some(Verdict::AC));
@@ -116,18 +116,18 @@ async fn submission_is_dispatched_judged_and_shown_done() {
     assert_eq!(s.queue_summary().await, QueueSummary { queued: 0, running: 0 });
 
     // A second Final changes nothing.
-    s.handle_event(final_event("a", id, Verdict::WA));
+    s.handle_event(final_event("a", id, Verdict::WA)).await;
     assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::AC));
 }
 
 #[tokio::test]
 async fn lost_job_is_dispatched_again() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 1));
+    s.handle_event(agent_up("a", &["py"], 1)).await;
     let id = s.submit(submission("py")).await.unwrap();
     assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
-    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) });
-    s.handle_event(LinkEvent::JobLost { agent_id: "a".into(), submission_id: id, reason: "stream reset".into() });
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) }).await;
+    s.handle_event(LinkEvent::JobLost { agent_id: "a".into(), submission_id: id, reason: "stream reset".into() }).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), id), ("a".to_string(), id)]);
     let view = s.get(id).await.unwrap();
     assert_eq!(view.status, Status::Running);
@@ -138,11 +138,11 @@ async fn lost_job_is_dispatched_again() {
 #[tokio::test]
 async fn agent_down_moves_its_jobs_to_another_agent() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 1));
+    s.handle_event(agent_up("a", &["py"], 1)).await;
     let id = s.submit(submission("py")).await.unwrap();
-    s.handle_event(LinkEvent::AgentDown { agent_id: "a".into() });
+    s.handle_event(LinkEvent::AgentDown { agent_id: "a".into() }).await;
     assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
-    s.handle_event(agent_up("b", &["py"], 1));
+    s.handle_event(agent_up("b", &["py"], 1)).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), id), ("b".to_string(), id)]);
     assert_eq!(s.agents_summary().await.connected, 1);
 }
@@ -151,35 +151,35 @@ async fn agent_down_moves_its_jobs_to_another_agent() {
 async fn dispatch_error_requeues_and_forgets_the_agent() {
     let (s, fake) = scheduler(SchedulerConfig::default());
     fake.gone.lock().unwrap().push("ghost".into());
-    s.handle_event(agent_up("ghost", &["py"], 4));
+    s.handle_event(agent_up("ghost", &["py"], 4)).await;
     let id = s.submit(submission("py")).await.unwrap();
     assert!(fake.sent().is_empty());
     assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
     assert_eq!(s.agents_summary().await.connected, 0);
-    s.handle_event(agent_up("b", &["py"], 1));
+    s.handle_event(agent_up("b", &["py"], 1)).await;
     assert_eq!(fake.sent(), vec![("b".to_string(), id)]);
 }
 
 #[tokio::test]
 async fn jobs_wait_for_a_free_slot() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 1));
+    s.handle_event(agent_up("a", &["py"], 1)).await;
     let first = s.submit(submission("py")).await.unwrap();
     let second = s.submit(submission("py")).await.unwrap();
     assert_eq!(fake.sent().len(), 1);
     assert_eq!(s.queue_summary().await, QueueSummary { queued: 1, running: 1 });
-    s.handle_event(final_event("a", first, Verdict::AC));
+    s.handle_event(final_event("a", first, Verdict::AC)).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), first), ("a".to_string(), second)]);
 }
 
 #[tokio::test]
 async fn heartbeats_do_not_disturb_scheduling() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 2));
-    s.handle_event(LinkEvent::Heartbeat { agent_id: "a".into(), free_slots: 0 });
+    s.handle_event(agent_up("a", &["py"], 2)).await;
+    s.handle_event(LinkEvent::Heartbeat { agent_id: "a".into(), free_slots: 0 }).await;
     s.submit(submission("py")).await.unwrap();
     assert_eq!(fake.sent().len(), 1);
-    s.handle_event(LinkEvent::Heartbeat { agent_id: "nobody".into(), free_slots: 3 });
+    s.handle_event(LinkEvent::Heartbeat { agent_id: "nobody".into(), free_slots: 3 }).await;
 }
 
 #[tokio::test]
@@ -202,4 +202,45 @@ async fn run_consumes_the_event_channel() {
     task.await.unwrap();
     assert_eq!(fake.sent().len(), 1);
     assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::CE));
+}
+
+fn durable(dir: &std::path::Path, fake: Arc<FakeDispatch>) -> Scheduler {
+    let (store, _) = LogStore::open(dir, &[1]).unwrap();
+    let setup = ClusterSetup { node: NodeConfig::single(1), store };
+    let clock: Clock = Arc::new(|| 7_000);
+    Scheduler::start(fake, SchedulerConfig::default(), clock, Metrics::unregistered(), setup).unwrap()
+}
+
+/// Polls `cond` until it holds; a replay runs on the node thread after `start` returns.
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_submissions_and_verdicts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeDispatch::default());
+    let (done, queued) = {
+        let s = durable(dir.path(), fake.clone());
+        s.handle_event(agent_up("a", &["py"], 1)).await;
+        let done = s.submit(submission("py")).await.unwrap();
+        let queued = s.submit(submission("py")).await.unwrap();
+        s.handle_event(final_event("a", done, Verdict::WA)).await;
+        assert_eq!(fake.sent(), vec![("a".to_string(), done), ("a".to_string(), queued)]);
+        assert_eq!(s.cluster_status().role, crate::cluster::Role::Leader);
+        (done, queued)
+    };
+    let s = durable(dir.path(), Arc::new(FakeDispatch::default()));
+    eventually("the replay", async || s.get(queued).await.is_some()).await;
+    let first = s.get(done).await.unwrap();
+    assert_eq!((first.status, first.verdict), (Status::Done, Some(Verdict::WA)));
+    // The second is leased to `a` again: that agent's reconnect will requeue it.
+    assert_eq!(s.get(queued).await.unwrap().status, Status::Running);
+    // Ids go on from the log, not from 1.
+    assert_eq!(s.submit(submission("py")).await.unwrap(), queued + 1);
 }
