@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use coordinator::api::{self, ApiLimits, Judge0Config};
 use coordinator::link::AgentHub;
 use coordinator::metrics::Metrics;
-use coordinator::cluster::{LogStore, NodeConfig};
+use coordinator::cluster::api::{ClusterApi, PeerApi};
+use coordinator::cluster::{LogStore, NodeConfig, Transport};
 use coordinator::scheduler::{ClusterSetup, Scheduler, SchedulerConfig, system_clock};
 use coordinator::store::{self, EmbeddedConfig, EmbeddedPostgres, Store};
 use coordinator::tls::{ClusterTls, SERVER_NAME};
@@ -69,6 +70,35 @@ struct ServeArgs {
     /// Judge only: no database, so no catalog (/api/algorithms answers 503) and no history.
     #[arg(long, conflicts_with = "database_url")]
     no_database: bool,
+    /// This coordinator's raft node id (unique in the cluster, not 0).
+    #[arg(long, default_value_t = 1)]
+    node_id: u64,
+    /// Another coordinator of the cluster: ID=RAFT_ADDR,API_ADDR (repeat for each). Without
+    /// any, this coordinator is a cluster of one.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<Peer>,
+    /// UDP address of the raft peer link (QUIC, mutual TLS under the cluster CA); needed
+    /// with --peer.
+    #[arg(long)]
+    raft_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    id: u64,
+    raft: SocketAddr,
+    api: SocketAddr,
+}
+
+fn parse_peer(s: &str) -> Result<Peer, String> {
+    let bad = || format!("{s:?}: want ID=RAFT_ADDR,API_ADDR (e.g. 2=127.0.0.1:3202,127.0.0.1:3002)");
+    let (id, addrs) = s.split_once('=').ok_or_else(bad)?;
+    let (raft, api) = addrs.split_once(',').ok_or_else(bad)?;
+    let id: u64 = id.parse().map_err(|_| bad())?;
+    if id == 0 {
+        return Err(bad());
+    }
+    Ok(Peer { id, raft: raft.parse().map_err(|_| bad())?, api: api.parse().map_err(|_| bad())? })
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,6 +114,13 @@ struct UpArgs {
     /// Where the local agent serves its /metrics; port 0 picks a free one (printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     agent_metrics_listen: SocketAddr,
+    /// Coordinators to start on this host (1, 3 or 5). Above 1, each is a child process
+    /// (APIs on --listen's port and the next ones, agent links on those + 100, raft on
+    /// those + 200) with its own data dir under --data-dir, restarted when it dies, and
+    /// one local agent that moves to the next coordinator when its own dies. For trying
+    /// the cluster out: the children run without a database.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    nodes: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +139,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args, None)),
         Command::Up(args) => {
             let local = LocalAgent { slots: args.slots, uid_base: args.uid_base, metrics_listen: args.agent_metrics_listen };
+            if args.nodes > 1 {
+                return tokio::runtime::Runtime::new()?.block_on(supervise(args.serve, args.nodes, local));
+            }
             tokio::runtime::Runtime::new()?.block_on(serve(args.serve, Some(local)))
         }
     }
@@ -132,11 +172,28 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .await
         .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
     let raft_dir = args.data_dir.join("raft");
-    let (log, recovery) = LogStore::open(&raft_dir, &[1]).context("opening the raft log")?;
+    let mut voters: Vec<u64> = args.peers.iter().map(|p| p.id).chain([args.node_id]).collect();
+    voters.sort_unstable();
+    if voters.windows(2).any(|w| w[0] == w[1]) || args.node_id == 0 {
+        anyhow::bail!("raft node ids must be unique and not 0: {voters:?}");
+    }
+    let (log, recovery) = LogStore::open(&raft_dir, &voters).context("opening the raft log")?;
     tracing::info!(records = recovery.records, cut_bytes = recovery.truncated_bytes, "raft log opened");
-    let setup = ClusterSetup { node: NodeConfig::single(1), store: log };
+    let node = if args.peers.is_empty() {
+        NodeConfig::single(args.node_id)
+    } else {
+        NodeConfig::cluster(args.node_id, voters)
+    };
+    let setup = ClusterSetup { node, store: log };
     let scheduler = Scheduler::start(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics, setup)
         .context("starting the raft node")?;
+    if !args.peers.is_empty() {
+        let listen = args.raft_listen.context("--raft-listen is needed with --peer")?;
+        let peers: Vec<(u64, SocketAddr)> = args.peers.iter().map(|p| (p.id, p.raft)).collect();
+        let transport = Transport::start(args.node_id, listen, &peers, &tls, scheduler.raft_inbox())
+            .with_context(|| format!("starting the raft transport on {listen}"))?;
+        scheduler.set_raft_transport(transport);
+    }
     // The first receiver: it holds the completions of the log's replay too.
     let completions = scheduler.completions();
     if let Some(store) = &store {
@@ -154,7 +211,12 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .map_err(|e| anyhow::anyhow!("loading the algorithms of /ws: {e}"))?;
     let live = coordinator::ws::Live::install(&scheduler, &hub, spec.clone(), Arc::new(catalog));
     // /ws first: the API router ends in a catch-all.
-    let router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler())).push(
+    let peer_apis = args.peers.iter().map(|p| PeerApi { id: p.id, api: p.api.to_string() }).collect();
+    let cluster_api = ClusterApi::new(scheduler.clone(), api_addr.to_string(), peer_apis);
+    let router = salvo::Router::new()
+        .push(cluster_api.router())
+        .push(salvo::Router::with_path("ws").goal(live.handler()))
+        .push(
         api::router_with_store(scheduler, spec, ApiLimits::default(), Judge0Config::default(), store.clone()),
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -218,6 +280,150 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `up --nodes N`: N coordinators as children sharing one cluster CA, and one agent.
+/// A child that dies is restarted (as systemd would); the agent, which stops when its
+/// coordinator dies, is restarted against the next one.
+async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Result<()> {
+    create_private_dir(&args.data_dir)?;
+    let tls = ClusterTls::load_or_create_with_names(&args.data_dir, &args.tls_names).context("cluster TLS")?;
+    let ip = args.listen.ip();
+    let base = args.listen.port();
+    let addr = |k: u32, offset: u16| SocketAddr::new(ip, base + offset + k as u16 - 1);
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut children: Vec<ChildSpec> = Vec::new();
+    for k in 1..=nodes {
+        let dir = args.data_dir.join(format!("node{k}"));
+        create_private_dir(&dir)?;
+        // Every node's certificates come from the one cluster CA.
+        let node_tls = dir.join("tls");
+        create_private_dir(&node_tls)?;
+        for file in ["ca.pem", "ca.key"] {
+            std::fs::copy(args.data_dir.join("tls").join(file), node_tls.join(file))
+                .with_context(|| format!("copying the cluster CA into {}", node_tls.display()))?;
+        }
+        let mut argv: Vec<String> = vec![
+            "serve".into(),
+            "--no-database".into(),
+            format!("--data-dir={}", dir.display()),
+            format!("--listen={}", addr(k, 0)),
+            format!("--agent-listen={}", addr(k, 100)),
+            format!("--raft-listen={}", addr(k, 200)),
+            format!("--node-id={k}"),
+        ];
+        for j in (1..=nodes).filter(|&j| j != k) {
+            argv.push(format!("--peer={j}={},{}", addr(j, 200), addr(j, 0)));
+        }
+        if let Some(rootfs) = &args.rootfs {
+            argv.push(format!("--rootfs={}", rootfs.display()));
+        }
+        for name in &args.tls_names {
+            argv.push(format!("--tls-name={name}"));
+        }
+        children.push(ChildSpec { name: format!("coordinator {k}"), argv, child: None, restarts: 0 });
+    }
+    for spec in &mut children {
+        spec.start(&exe)?;
+    }
+    println!(
+        "judge cluster is up: {nodes} coordinators, APIs on {}",
+        (1..=nodes).map(|k| format!("http://{}", addr(k, 0))).collect::<Vec<_>>().join(" ")
+    );
+    println!("cluster status: http://{}/api/cluster", addr(1, 0));
+    let mut agent_target = 1u32;
+    let mut agent = Some(spawn_local_agent(&args.data_dir, &tls, addr(agent_target, 100), &local)?);
+    let mut agent_restarts = 0u32;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    enum Exit {
+        Signal,
+        Coordinator(usize, std::io::Result<std::process::ExitStatus>),
+        Agent(std::io::Result<std::process::ExitStatus>),
+    }
+    loop {
+        let exit = {
+            let exits = children.iter_mut().enumerate().map(|(i, c)| Box::pin(async move { (i, c.wait().await) }));
+            let any_child = futures_util::future::select_all(exits);
+            let agent_exit = async {
+                match agent.as_mut() {
+                    Some(child) => child.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut signal => Exit::Signal,
+                ((i, status), _, _) = any_child => Exit::Coordinator(i, status),
+                status = agent_exit => Exit::Agent(status),
+            }
+        };
+        match exit {
+            Exit::Signal => break,
+            Exit::Coordinator(i, status) => {
+                let spec = &mut children[i];
+                tracing::error!(child = %spec.name, ?status, "coordinator exited; restarting it");
+                spec.child = None;
+                spec.restarts += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(spec.restarts.min(10)))).await;
+                spec.start(&exe)?;
+            }
+            Exit::Agent(status) => {
+                // Its coordinator is gone (or it died): join the next one.
+                agent_target = agent_target % nodes + 1;
+                agent_restarts += 1;
+                tracing::warn!(?status, next = agent_target, "local agent exited; restarting it");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(agent_restarts.min(10)))).await;
+                agent = Some(spawn_local_agent(&args.data_dir, &tls, addr(agent_target, 100), &local)?);
+            }
+        }
+    }
+    tracing::info!("stopping");
+    if let Some(child) = agent.as_mut() {
+        stop_child(child).await;
+    }
+    for spec in &mut children {
+        if let Some(child) = spec.child.as_mut() {
+            stop_child(child).await;
+        }
+    }
+    Ok(())
+}
+
+/// A supervised coordinator child.
+struct ChildSpec {
+    name: String,
+    argv: Vec<String>,
+    child: Option<tokio::process::Child>,
+    restarts: u32,
+}
+
+impl ChildSpec {
+    fn start(&mut self, exe: &Path) -> anyhow::Result<()> {
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(&self.argv).stdin(std::process::Stdio::null()).process_group(0).kill_on_drop(true);
+        // SAFETY: runs in the forked child before exec and only calls prctl, which is
+        // async-signal-safe; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Dies with us even on SIGKILL, like the local agent.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {}", self.name))?;
+        tracing::info!(pid = child.id(), name = %self.name, "started");
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.child.as_mut() {
+            Some(child) => child.wait().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Connects to `--database-url`, or starts the private PostgreSQL; migrates, seeds the

@@ -21,7 +21,8 @@ use protocol::{FinalResult, FunctionJob, FunctionSpec, Job, JobOptions, Limits, 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
-use crate::cluster::{Apply, LogStore, Node, NodeConfig, NodeError, NodeStatus, ProposeError};
+use crate::cluster::transport::Deliver;
+use crate::cluster::{Apply, LogStore, Node, NodeConfig, NodeError, NodeStatus, ProposeError, Transport};
 use crate::judge::{
     self, Command, Effect, Judge0Meta, JudgeState, NewSubmission, Rejected, Status, Submission, SubmissionId, TestRecord,
 };
@@ -150,6 +151,9 @@ pub enum CancelOutcome {
     NotRunning,
 }
 
+/// How long a report from an agent is retried while the cluster has no leader.
+const LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A job on its way to an agent.
 enum Outgoing {
     Classic(Job),
@@ -248,6 +252,16 @@ impl Scheduler {
     /// This node's raft status (role, term, commit and applied index).
     pub fn cluster_status(&self) -> NodeStatus {
         self.inner.node.status()
+    }
+
+    /// Where the raft transport delivers peers' messages.
+    pub fn raft_inbox(&self) -> Deliver {
+        self.inner.node.inbox()
+    }
+
+    /// Connects the raft node to its peers.
+    pub fn set_raft_transport(&self, transport: Transport) {
+        self.inner.node.set_transport(transport);
     }
 
     /// What the state gauges of `/metrics` show, under one lock.
@@ -436,8 +450,36 @@ impl Scheduler {
                 Command::Requeue { submission_id, agent_id: Some(agent_id), reason, now_ms }
             }
         };
-        self.apply(command).await;
+        self.apply_retrying(command).await;
         self.pump().await;
+    }
+
+    /// `apply` for reports from agents, which nobody else will repeat: retried while no
+    /// leader can commit it (an election), for up to `LINK_RETRY`. Events wait behind it,
+    /// so they still reach the log in the order the agent sent them. A retry after a
+    /// timeout can apply a command twice; every link command is refused or harmless the
+    /// second time (a second final, a test result already recorded, a rejoin).
+    async fn apply_retrying(&self, command: Command) -> Option<Effect> {
+        let deadline = std::time::Instant::now() + LINK_RETRY;
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            match self.propose(command.clone()).await {
+                Ok(Ok(effect)) => return Some(effect),
+                Ok(Err(rejected)) => {
+                    debug!(%rejected, "command rejected");
+                    return None;
+                }
+                Err(SubmitError::Unavailable(err)) if std::time::Instant::now() < deadline => {
+                    debug!(%err, "not committed yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                Err(err) => {
+                    warn!(%err, "command not applied");
+                    return None;
+                }
+            }
+        }
     }
 
     /// Proposes `command` and waits until this node has applied it.
@@ -467,8 +509,9 @@ impl Scheduler {
         }
     }
 
-    /// Assigns and dispatches until nothing more is assignable. Only the leader assigns:
-    /// followers' states lag, and two assigners would hand out the same slot.
+    /// Assigns and dispatches until nothing more is assignable. Every node assigns, but
+    /// only to the agents connected to it: two nodes can propose the same submission, and
+    /// the log decides (the later `Assign` is rejected, and that node moves on).
     async fn pump(&self) {
         self.inner.pump_again.store(true, Ordering::SeqCst);
         loop {
@@ -477,9 +520,6 @@ impl Scheduler {
                 return;
             };
             while self.inner.pump_again.swap(false, Ordering::SeqCst) {
-                if !self.inner.node.is_leader() {
-                    return;
-                }
                 self.assign_all().await;
             }
             drop(serial);
@@ -491,22 +531,30 @@ impl Scheduler {
 
     /// One assignment at a time: the next one is only known once this one is applied.
     async fn assign_all(&self) {
+        let dispatch = &self.inner.dispatch;
+        let mut refused = None;
         loop {
-            let next = self.lock().next_assignment();
+            let next = self.lock().next_assignment_among(|agent| dispatch.serves(agent));
             let Some((submission_id, agent_id)) = next else { return };
             let command = Command::Assign { submission_id, agent_id: agent_id.clone(), now_ms: self.now() };
             match self.propose(command).await {
                 Ok(Ok(Effect::Assigned)) => {}
+                // Another node's assignment came first; the state has moved on, so the next
+                // round proposes something else. The same refusal twice would be a bug: stop.
+                Ok(Err(rejected)) if refused.as_ref() != Some(&(submission_id, agent_id.clone())) => {
+                    debug!(%rejected, submission = submission_id, "assignment lost to another");
+                    refused = Some((submission_id, agent_id));
+                    continue;
+                }
                 outcome => {
-                    // next_assignment only proposes valid assignments; bail out rather than spin.
                     warn!(?outcome, "proposed assignment not applied");
                     return;
                 }
             }
             let Some(job) = self.job(submission_id) else { continue };
             let sent = match job {
-                Outgoing::Classic(job) => self.inner.dispatch.dispatch(&agent_id, job),
-                Outgoing::Function(job) => self.inner.dispatch.dispatch_function(&agent_id, job),
+                Outgoing::Classic(job) => dispatch.dispatch(&agent_id, job),
+                Outgoing::Function(job) => dispatch.dispatch_function(&agent_id, job),
             };
             debug!(submission = submission_id, agent = %agent_id, "dispatched");
             if let Err(err) = sent {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use raft::prelude::{Entry, EntryType, Message};
@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use super::log_store::{LogError, LogStore};
+use super::transport::{Deliver, Transport};
 
 /// The state machine as the node sees it: committed entries in log order.
 pub trait Apply: Send + 'static {
@@ -41,6 +42,19 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Node `id` of a cluster of `voters`: elections time out after 0.5–1 s, heartbeats
+    /// every 100 ms.
+    pub fn cluster(id: u64, voters: Vec<u64>) -> NodeConfig {
+        NodeConfig {
+            id,
+            voters,
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            proposal_timeout: Duration::from_secs(3),
+        }
+    }
+
     pub fn single(id: u64) -> NodeConfig {
         NodeConfig {
             id,
@@ -103,6 +117,9 @@ type Reply<O> = oneshot::Sender<Result<O, ProposeError>>;
 
 enum Msg<O> {
     Propose { data: Vec<u8>, reply: Reply<O> },
+    /// From a peer, through the transport.
+    Raft(Box<Message>),
+    Stop,
 }
 
 /// The node thread's handle; dropping it stops the thread and waits for it, so the log
@@ -111,11 +128,15 @@ pub struct Node<O> {
     tx: Mutex<Option<Sender<Msg<O>>>>,
     thread: Option<std::thread::JoinHandle<()>>,
     status: Arc<Mutex<NodeStatus>>,
+    transport: Arc<OnceLock<Transport>>,
 }
 
 impl<O> Drop for Node<O> {
     fn drop(&mut self) {
-        self.tx.lock().unwrap_or_else(PoisonError::into_inner).take();
+        // Explicitly: the transport's inbox holds a sender too.
+        if let Some(tx) = self.tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = tx.send(Msg::Stop);
+        }
         if let Some(thread) = self.thread.take()
             && thread.thread().id() != std::thread::current().id()
         {
@@ -145,6 +166,7 @@ impl<O: Send + 'static> Node<O> {
             raw.campaign()?;
         }
         let status = Arc::new(Mutex::new(status_of(&raw, 0, 0)));
+        let transport = Arc::new(OnceLock::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::try_current().ok();
         let mut thread = NodeThread {
@@ -159,6 +181,7 @@ impl<O: Send + 'static> Node<O> {
             proposals: 0,
             leader_changes: 0,
             last_leader: 0,
+            transport: transport.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("raft-node".into())
@@ -168,7 +191,22 @@ impl<O: Send + 'static> Node<O> {
                 thread.run(rx);
             })
             .map_err(NodeError::Thread)?;
-        Ok(Node { tx: Mutex::new(Some(tx)), thread: Some(thread), status })
+        Ok(Node { tx: Mutex::new(Some(tx)), thread: Some(thread), status, transport })
+    }
+
+    /// Where the transport delivers messages from peers.
+    pub fn inbox(&self) -> Deliver {
+        let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Arc::new(move |message| {
+            if let Some(tx) = &tx {
+                let _ = tx.send(Msg::Raft(Box::new(message)));
+            }
+        })
+    }
+
+    /// Connects the node to its peers; before this, its messages are dropped.
+    pub fn set_transport(&self, transport: Transport) {
+        let _ = self.transport.set(transport);
     }
 
     /// Proposes `data` and waits until it is committed and applied here.
@@ -208,6 +246,7 @@ struct NodeThread<A: Apply> {
     proposals: u64,
     leader_changes: u64,
     last_leader: u64,
+    transport: Arc<OnceLock<Transport>>,
 }
 
 impl<A: Apply> NodeThread<A> {
@@ -216,10 +255,13 @@ impl<A: Apply> NodeThread<A> {
         loop {
             match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
                 Ok(msg) => {
-                    self.handle(msg);
+                    let mut stop = !self.handle(msg);
                     // Everything already waiting goes into this round's single fsync.
-                    while let Ok(msg) = rx.try_recv() {
-                        self.handle(msg);
+                    while let (false, Ok(msg)) = (stop, rx.try_recv()) {
+                        stop = !self.handle(msg);
+                    }
+                    if stop {
+                        break;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -245,13 +287,21 @@ impl<A: Apply> NodeThread<A> {
         info!("raft node stopped");
     }
 
-    fn handle(&mut self, msg: Msg<A::Output>) {
+    /// False when the node is to stop.
+    fn handle(&mut self, msg: Msg<A::Output>) -> bool {
         match msg {
+            Msg::Stop => return false,
+            Msg::Raft(message) => {
+                if let Err(err) = self.raw.step(*message) {
+                    debug!(%err, "raft message refused");
+                }
+            }
             Msg::Propose { data, reply } => {
-                if self.raw.raft.state != StateRole::Leader {
-                    let leader = Some(self.raw.raft.leader_id).filter(|&l| l != 0);
-                    let _ = reply.send(Err(ProposeError::NotLeader { leader }));
-                    return;
+                // A follower's proposal is forwarded to the leader by raft itself; without a
+                // known leader there is nobody to forward to.
+                if self.raw.raft.leader_id == 0 {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                    return true;
                 }
                 self.seq += 1;
                 let mut context = Vec::with_capacity(24);
@@ -269,6 +319,7 @@ impl<A: Apply> NodeThread<A> {
                 }
             }
         }
+        true
     }
 
     fn expire(&mut self, now: Instant) {
@@ -306,9 +357,12 @@ impl<A: Apply> NodeThread<A> {
     }
 
     fn send(&mut self, messages: Vec<Message>) {
-        // Peers are not wired yet: only single-node clusters run, and they send nothing.
-        if !messages.is_empty() {
-            debug!(count = messages.len(), "no peer transport; raft messages dropped");
+        if messages.is_empty() {
+            return;
+        }
+        match self.transport.get() {
+            Some(transport) => transport.send(messages),
+            None => debug!(count = messages.len(), "no peer transport yet; raft messages dropped"),
         }
     }
 

@@ -169,14 +169,19 @@ impl JudgeState {
     /// the most free slots, ties going to the smallest id. A submission nobody can run
     /// does not block the ones behind it.
     pub fn next_assignment(&self) -> Option<(SubmissionId, String)> {
-        if !self.agents.values().any(|a| a.free_slots() > 0) {
+        self.next_assignment_among(|_| true)
+    }
+
+    /// `next_assignment` among the agents `eligible` accepts (a coordinator's own agents).
+    pub fn next_assignment_among(&self, eligible: impl Fn(&str) -> bool) -> Option<(SubmissionId, String)> {
+        if !self.agents.values().any(|a| a.free_slots() > 0 && eligible(&a.id)) {
             return None;
         }
         self.queue.iter().find_map(|&id| {
             let language = &self.submissions.get(&id)?.language;
             self.agents
                 .values()
-                .filter(|a| a.free_slots() > 0 && a.languages.contains(language))
+                .filter(|a| a.free_slots() > 0 && a.languages.contains(language) && eligible(&a.id))
                 // max_by_key keeps the last maximum; reversing the ascending id order makes that the smallest id.
                 .rev()
                 .max_by_key(|a| a.free_slots())
