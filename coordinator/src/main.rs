@@ -117,8 +117,8 @@ struct UpArgs {
     /// Coordinators to start on this host (1, 3 or 5). Above 1, each is a child process
     /// (APIs on --listen's port and the next ones, agent links on those + 100, raft on
     /// those + 200) with its own data dir under --data-dir, restarted when it dies, and
-    /// one local agent that moves to the next coordinator when its own dies. For trying
-    /// the cluster out: the children run without a database.
+    /// one local agent that moves to the next coordinator when its own is unreachable.
+    /// For trying the cluster out: the children run without a database.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
     nodes: u32,
 }
@@ -236,7 +236,7 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     }
 
     let mut agent = match &local {
-        Some(l) => Some(spawn_local_agent(&args.data_dir, &tls, hub.local_addr(), l)?),
+        Some(l) => Some(spawn_local_agent(&args.data_dir, &tls, &[hub.local_addr()], l)?),
         None => None,
     };
     let mut restarts = 0u32;
@@ -258,7 +258,7 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
                 restarts += 1;
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(restarts.min(25)))).await;
                 if let Some(l) = &local {
-                    agent = Some(spawn_local_agent(&args.data_dir, &tls, hub.local_addr(), l)?);
+                    agent = Some(spawn_local_agent(&args.data_dir, &tls, &[hub.local_addr()], l)?);
                 }
             }
         }
@@ -282,9 +282,9 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `up --nodes N`: N coordinators as children sharing one cluster CA, and one agent.
-/// A child that dies is restarted (as systemd would); the agent, which stops when its
-/// coordinator dies, is restarted against the next one.
+/// `up --nodes N`: N coordinators as children sharing one cluster CA, and one agent that
+/// knows all of them (its link moves to the next when one is unreachable). A child that
+/// dies is restarted, as systemd would.
 async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Result<()> {
     create_private_dir(&args.data_dir)?;
     let tls = ClusterTls::load_or_create_with_names(&args.data_dir, &args.tls_names).context("cluster TLS")?;
@@ -331,8 +331,8 @@ async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Re
         (1..=nodes).map(|k| format!("http://{}", addr(k, 0))).collect::<Vec<_>>().join(" ")
     );
     println!("cluster status: http://{}/api/cluster", addr(1, 0));
-    let mut agent_target = 1u32;
-    let mut agent = Some(spawn_local_agent(&args.data_dir, &tls, addr(agent_target, 100), &local)?);
+    let agent_links: Vec<SocketAddr> = (1..=nodes).map(|k| addr(k, 100)).collect();
+    let mut agent = Some(spawn_local_agent(&args.data_dir, &tls, &agent_links, &local)?);
     let mut agent_restarts = 0u32;
     let signal = wait_for_signal();
     tokio::pin!(signal);
@@ -368,12 +368,10 @@ async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Re
                 spec.start(&exe)?;
             }
             Exit::Agent(status) => {
-                // Its coordinator is gone (or it died): join the next one.
-                agent_target = agent_target % nodes + 1;
                 agent_restarts += 1;
-                tracing::warn!(?status, next = agent_target, "local agent exited; restarting it");
+                tracing::error!(?status, "local agent exited; restarting it");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(agent_restarts.min(10)))).await;
-                agent = Some(spawn_local_agent(&args.data_dir, &tls, addr(agent_target, 100), &local)?);
+                agent = Some(spawn_local_agent(&args.data_dir, &tls, &agent_links, &local)?);
             }
         }
     }
@@ -457,7 +455,7 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Option<Store>, Option<E
 fn spawn_local_agent(
     data_dir: &Path,
     tls: &ClusterTls,
-    coordinator: SocketAddr,
+    coordinators: &[SocketAddr],
     local: &LocalAgent,
 ) -> anyhow::Result<tokio::process::Child> {
     let tls_dir = data_dir.join("agents").join("local");
@@ -466,7 +464,7 @@ fn spawn_local_agent(
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("agent")
         .arg("--coordinator")
-        .arg(coordinator.to_string())
+        .arg(coordinators.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(","))
         .args(["--server-name", SERVER_NAME, "--agent-id", "local"])
         .arg("--tls-dir")
         .arg(&tls_dir)

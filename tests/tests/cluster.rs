@@ -1,0 +1,358 @@
+//! A raft cluster of real coordinators (`coordinator serve --peer ...`) and real agents on
+//! 127.0.0.1: leader kills under load with a Jepsen-style check of acknowledged ids, and a
+//! whole-cluster restart.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use judge_tests::{bin_dir, uid_base};
+use serde_json::{Value, json};
+
+struct Node {
+    id: u64,
+    api: SocketAddr,
+    link: SocketAddr,
+    raft: SocketAddr,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+struct Agent {
+    child: Child,
+}
+
+/// Coordinators 1..=n and agents, all killed when dropped.
+struct Cluster {
+    root: tempfile::TempDir,
+    nodes: Vec<Node>,
+    agents: Vec<Agent>,
+}
+
+fn free_tcp() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+impl Cluster {
+    fn start(nodes: u64, agents: u32, first_uid_slot: u32) -> Cluster {
+        Cluster::start_in(tempfile::tempdir().unwrap(), nodes, agents, first_uid_slot)
+    }
+
+    /// On `root` (a second start reuses the data of a first).
+    fn start_in(root: tempfile::TempDir, nodes: u64, agents: u32, first_uid_slot: u32) -> Cluster {
+        let coordinator = bin_dir().join("coordinator");
+        for a in 0..agents {
+            // The first call creates the cluster CA in root/tls.
+            let status = Command::new(&coordinator)
+                .args(["issue-agent-cert", "--agent-id", &format!("agent{a}"), "--data-dir"])
+                .arg(root.path())
+                .arg("--out")
+                .arg(root.path().join(format!("agent{a}/tls")))
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let ports: Vec<_> = (0..nodes).map(|_| (free_tcp(), free_udp(), free_udp())).collect();
+        let mut cluster = Cluster { root, nodes: Vec::new(), agents: Vec::new() };
+        for (i, (api, link, raft)) in ports.into_iter().enumerate() {
+            let dir = cluster.root.path().join(format!("node{}", i + 1));
+            std::fs::create_dir_all(dir.join("tls")).unwrap();
+            for f in ["ca.pem", "ca.key"] {
+                std::fs::copy(cluster.root.path().join("tls").join(f), dir.join("tls").join(f)).unwrap();
+            }
+            cluster.nodes.push(Node {
+                id: i as u64 + 1,
+                api: SocketAddr::from(([127, 0, 0, 1], api)),
+                link: SocketAddr::from(([127, 0, 0, 1], link)),
+                raft: SocketAddr::from(([127, 0, 0, 1], raft)),
+                dir,
+                child: None,
+            });
+        }
+        for k in 0..cluster.nodes.len() {
+            cluster.spawn(k);
+        }
+        for a in 0..agents {
+            // Each agent starts on a different coordinator and knows them all.
+            let mut links: Vec<String> = cluster.nodes.iter().map(|n| n.link.to_string()).collect();
+            let n = links.len();
+            links.rotate_left(a as usize % n);
+            let dir = cluster.root.path().join(format!("agent{a}"));
+            let child = Command::new(&coordinator)
+                .args(["agent", "--coordinator", &links.join(","), "--agent-id", &format!("agent{a}")])
+                .args(["--server-name", "judge-coordinator", "--slots", "1", "--metrics-listen", "127.0.0.1:0"])
+                .arg("--tls-dir")
+                .arg(dir.join("tls"))
+                .arg("--work-dir")
+                .arg(dir.join("work"))
+                .args(["--uid-base", &uid_base(first_uid_slot + a).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            cluster.agents.push(Agent { child });
+        }
+        cluster
+    }
+
+    /// Stops every process (coordinators with SIGKILL) and hands back the data.
+    fn into_root(mut self) -> tempfile::TempDir {
+        for agent in &mut self.agents {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
+            agent.child.wait().unwrap();
+        }
+        self.agents.clear();
+        for k in 0..self.nodes.len() {
+            self.kill(k);
+        }
+        std::mem::replace(&mut self.root, tempfile::tempdir().unwrap())
+    }
+
+    fn spawn(&mut self, k: usize) {
+        let node = &self.nodes[k];
+        let mut cmd = Command::new(bin_dir().join("coordinator"));
+        cmd.args(["serve", "--no-database", "--node-id", &node.id.to_string()])
+            .arg("--data-dir")
+            .arg(&node.dir)
+            .args(["--listen", &node.api.to_string(), "--agent-listen", &node.link.to_string()])
+            .args(["--raft-listen", &node.raft.to_string()]);
+        for peer in self.nodes.iter().filter(|p| p.id != node.id) {
+            cmd.arg("--peer").arg(format!("{}={},{}", peer.id, peer.raft, peer.api));
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        self.nodes[k].child = Some(child);
+    }
+
+    /// SIGKILL, and reaped.
+    fn kill(&mut self, k: usize) {
+        if let Some(mut child) = self.nodes[k].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self, k: usize, path: &str) -> String {
+        format!("http://{}{}", self.nodes[k].api, path)
+    }
+
+    fn get(&self, k: usize, path: &str) -> Option<Value> {
+        let r = client().get(self.url(k, path)).send().ok()?;
+        r.status().is_success().then(|| r.json().ok()).flatten()
+    }
+
+    /// The node that says it leads the highest term, among those that answer.
+    fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter_map(|k| self.get(k, "/api/cluster/self").map(|s| (k, s)))
+            .filter(|(_, s)| s["role"] == "leader")
+            .max_by_key(|(_, s)| s["term"].as_u64())
+            .map(|(k, _)| k)
+    }
+
+    fn wait_until(&self, what: &str, deadline: Duration, mut cond: impl FnMut(&Cluster) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(start.elapsed() < deadline, "{what}: not within {deadline:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A leader, every node answering, and `agents` registered in the state.
+    fn wait_ready(&self, agents: u64) {
+        self.wait_until("cluster ready", Duration::from_secs(60), |c| {
+            c.leader().is_some()
+                && (0..c.nodes.len()).all(|k| {
+                    c.get(k, "/health").is_some_and(|h| h["agents"]["connected"].as_u64() == Some(agents))
+                })
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
+            let _ = agent.child.wait();
+        }
+        for k in 0..self.nodes.len() {
+            self.kill(k);
+        }
+    }
+}
+
+fn program(tag: &str) -> Value {
+    json!({
+        "language": "python",
+        "source": "print(input())",
+        "tests": [{ "input": format!("{tag}\n"), "expectedOutput": format!("{tag}\n") }],
+        "limits": { "cpuMs": 2000, "wallMs": 10000, "memoryMb": 128 },
+    })
+}
+
+/// Submits to node `first`, then the others in turn, until one acknowledges; None if none
+/// did within the deadline (the client would report a failure: nothing to check).
+fn submit(apis: &[SocketAddr], first: usize, body: &Value) -> Option<u64> {
+    let start = Instant::now();
+    let client = client();
+    let mut k = first;
+    while start.elapsed() < Duration::from_secs(30) {
+        let answer = client.post(format!("http://{}/api/submissions", apis[k % apis.len()])).json(body).send();
+        if let Ok(r) = answer
+            && r.status().as_u16() == 201
+            && let Ok(v) = r.json::<Value>()
+            && let Some(id) = v["id"].as_u64()
+        {
+            return Some(id);
+        }
+        k += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Client threads submit `total` programs while the leader is SIGKILLed `kills` times
+/// (each restarted at once); then every acknowledged id must be done with the verdict of
+/// its own program, the same on every node.
+fn leader_kills_lose_and_duplicate_nothing(total: usize, kills: usize) {
+    let mut cluster = Cluster::start(3, 2, 0);
+    cluster.wait_ready(2);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let unacked = Arc::new(AtomicUsize::new(0));
+    let threads = 4;
+    let clients: Vec<_> = (0..threads)
+        .map(|t| {
+            let (apis, acked, unacked) = (apis.clone(), acked.clone(), unacked.clone());
+            std::thread::spawn(move || {
+                for i in (t..total).step_by(threads) {
+                    let tag = format!("s{i}");
+                    match submit(&apis, i, &program(&tag)) {
+                        Some(id) => acked.lock().unwrap().push((id, tag)),
+                        None => {
+                            unacked.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut failovers = Vec::new();
+    for round in 1..=kills {
+        // Spread the kills over the run: the next one after this share of acks.
+        let due = total * round / (kills + 1);
+        cluster.wait_until("acks before a kill", Duration::from_secs(120), |_| acked.lock().unwrap().len() >= due);
+        let Some(leader) = cluster.leader() else { panic!("no leader before kill {round}") };
+        let before = acked.lock().unwrap().len();
+        let killed_at = Instant::now();
+        cluster.kill(leader);
+        cluster.spawn(leader);
+        cluster.wait_until("a new ack after the kill", Duration::from_secs(30), |_| acked.lock().unwrap().len() > before);
+        failovers.push(killed_at.elapsed());
+        eprintln!("kill {round}: node {} was leader; next ack after {:?}", leader + 1, killed_at.elapsed());
+        cluster.wait_until("the killed node back", Duration::from_secs(30), |c| c.get(leader, "/api/cluster/self").is_some());
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let unacked = unacked.load(Ordering::SeqCst);
+    let leader = cluster.leader().unwrap();
+    cluster.wait_until("every acknowledged submission done", Duration::from_secs(180), |c| {
+        acked.iter().all(|(id, _)| c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done"))
+    });
+    // Every node applies the same log; wait until all have caught up with the leader.
+    let commit = cluster.get(leader, "/api/cluster/self").unwrap()["commit"].as_u64().unwrap();
+    cluster.wait_until("every node applied the leader's commit", Duration::from_secs(30), |c| {
+        (0..c.nodes.len()).all(|k| c.get(k, "/api/cluster/self").is_some_and(|s| s["applied"].as_u64() >= Some(commit)))
+    });
+
+    let mut ids: Vec<u64> = acked.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let duplicated_ids = acked.len() - ids.len();
+    let (mut ok, mut lost, mut wrong, mut diverged) = (0, 0, 0, 0);
+    for (id, tag) in &acked {
+        let views: Vec<Option<Value>> = (0..cluster.nodes.len()).map(|k| cluster.get(k, &format!("/api/submissions/{id}"))).collect();
+        let Some(Some(first)) = views.first() else {
+            lost += 1;
+            continue;
+        };
+        let verdict_of = |v: &Value| (v["status"].clone(), v["verdict"].clone(), v["tests"][0]["stdout"].clone());
+        if views.iter().any(|v| v.as_ref().map(verdict_of) != Some(verdict_of(first))) {
+            diverged += 1;
+        } else if first["verdict"] == "AC" && first["tests"][0]["stdout"] == format!("{tag}\n") {
+            ok += 1;
+        } else {
+            wrong += 1;
+            eprintln!("submission {id} ({tag}): {first}");
+        }
+    }
+    let mut sorted = failovers.clone();
+    sorted.sort();
+    println!(
+        "cluster check: submitted {total}, acknowledged {}, not acknowledged {unacked}, done AC with their own output {ok}, \
+         lost {lost}, wrong verdict {wrong}, nodes disagreeing {diverged}, ids acknowledged twice {duplicated_ids}; \
+         {kills} leader kills, next ack after {sorted:?}",
+        acked.len()
+    );
+    assert_eq!((lost, wrong, diverged, duplicated_ids), (0, 0, 0, 0));
+    assert_eq!(ok, acked.len());
+    assert!(acked.len() + unacked == total);
+    assert!(acked.len() >= total * 9 / 10, "most submissions should be acknowledged: {}", acked.len());
+}
+
+#[test]
+fn leader_kills_under_load_lose_and_duplicate_nothing() {
+    leader_kills_lose_and_duplicate_nothing(150, 3);
+}
+
+#[test]
+#[ignore = "about ten minutes: run with --ignored"]
+fn leader_kills_under_load_lose_and_duplicate_nothing_1000() {
+    leader_kills_lose_and_duplicate_nothing(1000, 3);
+}
+
+#[test]
+fn a_whole_cluster_restart_keeps_the_state() {
+    let cluster = Cluster::start(3, 1, 2);
+    cluster.wait_ready(1);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let ids: Vec<u64> = (0..5).map(|i| submit(&apis, i, &program(&format!("r{i}"))).unwrap()).collect();
+    let leader = cluster.leader().unwrap();
+    cluster.wait_until("judged", Duration::from_secs(60), |c| {
+        ids.iter().all(|id| c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done"))
+    });
+    // SIGKILL all: the restart must find everything acknowledged in the logs.
+    let root = cluster.into_root();
+    let cluster = Cluster::start_in(root, 3, 1, 2);
+    cluster.wait_ready(1);
+    for k in 0..3 {
+        for (i, id) in ids.iter().enumerate() {
+            cluster.wait_until("replayed", Duration::from_secs(30), |c| c.get(k, &format!("/api/submissions/{id}")).is_some());
+            let v = cluster.get(k, &format!("/api/submissions/{id}")).unwrap();
+            assert_eq!((v["status"].as_str(), v["verdict"].as_str()), (Some("done"), Some("AC")), "node {} id {id}", k + 1);
+            assert_eq!(v["tests"][0]["stdout"], format!("r{i}\n"));
+        }
+    }
+    // New ids continue after the old ones.
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let next = submit(&apis, 0, &program("after")).unwrap();
+    assert!(next > *ids.iter().max().unwrap());
+}
