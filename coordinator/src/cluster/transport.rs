@@ -186,3 +186,90 @@ async fn dial(endpoint: quinn::Endpoint, config: quinn::ClientConfig, peer: u64,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::*;
+    use crate::tls::RAFT_ALPN;
+
+    /// A raft-ALPN client that trusts `ca` and presents the agent certificate in `dir`.
+    fn agent_client(ca: &CertificateDer<'static>, dir: &std::path::Path) -> quinn::ClientConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone()).unwrap();
+        let cert = CertificateDer::from_pem_file(dir.join("agent.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.join("agent.key")).unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert], key)
+            .unwrap();
+        tls.alpn_protocols = vec![RAFT_ALPN.to_vec()];
+        quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap()))
+    }
+
+    /// Connects and sends one frame; true if the listener kept the connection open.
+    async fn heard(endpoint: &quinn::Endpoint, config: quinn::ClientConfig, to: SocketAddr) -> bool {
+        let Ok(connecting) = endpoint.connect_with(config, to, SERVER_NAME) else { return false };
+        let Ok(conn) = connecting.await else { return false };
+        let sent = async {
+            let mut stream = conn.open_uni().await.ok()?;
+            let mut m = Message::default();
+            m.to = 1;
+            m.term = 99;
+            let bytes = m.write_to_bytes().ok()?;
+            stream.write_all(&(bytes.len() as u32).to_le_bytes()).await.ok()?;
+            stream.write_all(&bytes).await.ok()
+        };
+        // A refusal may surface in the handshake, on the first stream, or as a close.
+        if sent.await.is_none() {
+            return false;
+        }
+        tokio::time::timeout(Duration::from_secs(2), conn.closed()).await.is_err()
+    }
+
+    #[tokio::test]
+    async fn only_configured_peers_of_the_cluster_ca_are_heard() {
+        let (dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tls = ClusterTls::load_or_create(dir.path()).unwrap();
+        let other = ClusterTls::load_or_create(other_dir.path()).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let deliver: Deliver = Arc::new(move |m| {
+            let _ = tx.send(m);
+        });
+        let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let node1 = Transport::start(1, "127.0.0.1:0".parse().unwrap(), &[(2, unused)], &tls, deliver).unwrap();
+        let addr = node1.local_addr().unwrap();
+
+        // Node 2, with a peer certificate of this cluster: its message arrives.
+        let node2 = Transport::start(2, "127.0.0.1:0".parse().unwrap(), &[(1, addr)], &tls, Arc::new(|_| {})).unwrap();
+        let mut m = Message::default();
+        m.to = 1;
+        m.from = 2;
+        m.term = 7;
+        node2.send(vec![m]);
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        assert_eq!((got.from, got.term), (2, 7));
+
+        let client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        // A peer certificate of this CA, but not of a configured peer.
+        assert!(!heard(&client, tls.peer_configs(9).unwrap().1, addr).await);
+        // An agent's certificate of this CA.
+        tls.issue_agent_cert("agent1", &dir.path().join("agent1")).unwrap();
+        assert!(!heard(&client, agent_client(tls.ca_cert_der(), &dir.path().join("agent1")), addr).await);
+        // A certificate of another cluster's CA.
+        other.issue_agent_cert("agent1", &other_dir.path().join("agent1")).unwrap();
+        assert!(!heard(&client, agent_client(tls.ca_cert_der(), &other_dir.path().join("agent1")), addr).await);
+        // The check itself can fail: the same probe with node 2's credentials is heard.
+        assert!(heard(&client, tls.peer_configs(2).unwrap().1, addr).await);
+        let probe = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(probe.term, 99);
+        assert!(rx.try_recv().is_err(), "nothing from the refused connections");
+    }
+}
