@@ -151,6 +151,13 @@ pub enum CancelOutcome {
     NotRunning,
 }
 
+/// How long an agent's leases last without news of it. Its coordinator renews them every
+/// `LEASE_RENEW_MS` while the agent heartbeats; an agent whose coordinator died (so
+/// nobody reports it down) loses its jobs to the queue after this. Times come from the
+/// proposers' clocks: coordinators' clocks must agree to well within this.
+pub const LEASE_MS: u64 = 15_000;
+pub const LEASE_RENEW_MS: u64 = 3_000;
+
 /// How long a report from an agent is retried while the cluster has no leader.
 const LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -179,6 +186,8 @@ struct Inner {
     /// Subscribed before the node started, for the first `completions()` caller: the
     /// replay of the log after a restart announces completions right away.
     first_completions: Mutex<Option<tokio::sync::broadcast::Receiver<SubmissionId>>>,
+    /// When this node last renewed each local agent's leases (`AgentAlive`).
+    renewed: Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// What the node thread applies to; no handle on the node, so dropping the last
@@ -241,6 +250,7 @@ impl Scheduler {
                 pump: tokio::sync::Mutex::new(()),
                 pump_again: AtomicBool::new(false),
                 first_completions: Mutex::new(Some(first)),
+                renewed: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -405,12 +415,53 @@ impl Scheduler {
         QueueSummary { queued: state.queued_len(), running: state.running_len() }
     }
 
-    /// Consumes link events until the link drops its sender.
+    /// Consumes link events until the link drops its sender; meanwhile expires the leases
+    /// of silent agents (see `LEASE_MS`).
     pub async fn run(self, mut events: UnboundedReceiver<LinkEvent>) {
-        while let Some(event) = events.recv().await {
-            self.handle_event(event).await;
+        let mut expiry = tokio::time::interval(std::time::Duration::from_secs(1));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.handle_event(event).await,
+                    None => break,
+                },
+                _ = expiry.tick() => self.expire_silent_agents().await,
+            }
         }
         info!("link event channel closed; scheduler stops");
+    }
+
+    /// On the leader: agents not heard of for `LEASE_MS` lose their leases (their jobs go
+    /// back to the queue), unless they are connected here, in which case their leases
+    /// are renewed instead (the renewal did not reach the log).
+    pub async fn expire_silent_agents(&self) {
+        if !self.inner.node.is_leader() {
+            return;
+        }
+        let now_ms = self.now();
+        let silent_since_ms = now_ms.saturating_sub(LEASE_MS);
+        let silent: Vec<String> = self.lock().silent_agents(silent_since_ms).map(|a| a.id.clone()).collect();
+        for agent_id in silent {
+            let command = if self.inner.dispatch.serves(&agent_id) {
+                Command::AgentAlive { agent_id, now_ms }
+            } else {
+                warn!(agent = %agent_id, "agent silent past its lease; its jobs go back to the queue");
+                Command::ExpireAgent { agent_id, silent_since_ms, now_ms }
+            };
+            self.apply(command).await;
+        }
+        self.pump().await;
+    }
+
+    /// Whether this node should renew `agent_id`'s leases now; notes that it does.
+    fn renewal_due(&self, agent_id: &str, now_ms: u64) -> bool {
+        let mut renewed = self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = renewed.get(agent_id).is_none_or(|&at| now_ms.saturating_sub(at) >= LEASE_RENEW_MS);
+        if due {
+            renewed.insert(agent_id.to_owned(), now_ms);
+        }
+        due
     }
 
     /// Applies one link event (once committed) and dispatches whatever became assignable.
@@ -421,6 +472,7 @@ impl Scheduler {
             LinkEvent::AgentUp { agent_id, languages, slots } => {
                 info!(agent = %agent_id, ?languages, slots, "agent up");
                 metrics.heard_from(&agent_id);
+                self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner).insert(agent_id.clone(), now_ms);
                 Command::AgentUp { agent_id, languages, slots, now_ms }
             }
             LinkEvent::AgentDown { agent_id } => {
@@ -430,6 +482,9 @@ impl Scheduler {
             }
             LinkEvent::Heartbeat { agent_id, free_slots } => {
                 metrics.heard_from(&agent_id);
+                if self.renewal_due(&agent_id, now_ms) {
+                    self.apply_retrying(Command::AgentAlive { agent_id: agent_id.clone(), now_ms }).await;
+                }
                 // Only changes are proposed: heartbeats are frequent and carry no news most
                 // of the time, and each proposal is a log entry and an fsync.
                 let unchanged = self.lock().agent(&agent_id).is_some_and(|a| a.reported_free_slots == Some(free_slots));

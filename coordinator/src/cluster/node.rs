@@ -175,6 +175,7 @@ impl<O: Send + 'static> Node<O> {
             apply,
             config,
             pending: HashMap::new(),
+            answers: Vec::new(),
             seq: 0,
             incarnation: incarnation(),
             status: status.clone(),
@@ -238,6 +239,8 @@ struct NodeThread<A: Apply> {
     config: NodeConfig,
     /// This node's proposals not yet applied, by sequence number.
     pending: HashMap<u64, (Instant, Reply<A::Output>)>,
+    /// Outputs of this round's applied proposals, answered once the status shows them.
+    answers: Vec<(Reply<A::Output>, A::Output)>,
     seq: u64,
     /// Tells this run's proposals from those of an earlier run of the same node id, whose
     /// uncommitted entries a new term may still commit under the same sequence numbers.
@@ -279,6 +282,9 @@ impl<A: Apply> NodeThread<A> {
                 break;
             }
             self.publish();
+            for (reply, output) in self.answers.drain(..) {
+                let _ = reply.send(Ok(output));
+            }
         }
         for (_, (_, reply)) in self.pending.drain() {
             let _ = reply.send(Err(ProposeError::Stopped));
@@ -377,7 +383,7 @@ impl<A: Apply> NodeThread<A> {
             if let Some(seq) = self.own_proposal(&entry.context)
                 && let Some((_, reply)) = self.pending.remove(&seq)
             {
-                let _ = reply.send(Ok(output));
+                self.answers.push((reply, output));
             }
         }
     }

@@ -100,6 +100,7 @@ impl JudgeState {
                         slots,
                         reported_free_slots: None,
                         running: BTreeSet::new(),
+                        last_seen_ms: now_ms,
                     },
                 );
                 Ok(Effect::AgentRegistered { requeued, gave_up })
@@ -115,6 +116,21 @@ impl JudgeState {
                 let agent = self.agents.get_mut(&agent_id).ok_or(Rejected::UnknownAgent(agent_id))?;
                 agent.reported_free_slots = Some(free_slots);
                 Ok(Effect::SlotsUpdated)
+            }
+            Command::AgentAlive { agent_id, now_ms } => {
+                let agent = self.agents.get_mut(&agent_id).ok_or(Rejected::UnknownAgent(agent_id))?;
+                agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+                Ok(Effect::AgentSeen)
+            }
+            Command::ExpireAgent { agent_id, silent_since_ms, now_ms } => {
+                let agent = self.agents.get(&agent_id).ok_or_else(|| Rejected::UnknownAgent(agent_id.clone()))?;
+                if agent.last_seen_ms > silent_since_ms {
+                    return Err(Rejected::AgentNotSilent(agent_id));
+                }
+                let running: Vec<_> = agent.running.iter().copied().collect();
+                let (requeued, gave_up) = self.requeue_all(running, &format!("lease of agent {agent_id} expired"), now_ms);
+                self.agents.remove(&agent_id);
+                Ok(Effect::Requeued { requeued, gave_up })
             }
         }
     }
@@ -154,6 +170,11 @@ impl JudgeState {
 
     pub fn running_len(&self) -> usize {
         self.agents.values().map(|a| a.running.len()).sum()
+    }
+
+    /// Agents not heard of after `silent_since_ms`, in id order.
+    pub fn silent_agents(&self, silent_since_ms: u64) -> impl Iterator<Item = &Agent> + '_ {
+        self.agents.values().filter(move |a| a.last_seen_ms <= silent_since_ms)
     }
 
     /// Registered agents in id order.

@@ -11,6 +11,8 @@ use super::*;
 struct FakeDispatch {
     sent: Mutex<Vec<(String, Job)>>,
     gone: Mutex<Vec<String>>,
+    /// Agents connected to another coordinator (or to none): `serves` is false for them.
+    elsewhere: Mutex<Vec<String>>,
 }
 
 impl FakeDispatch {
@@ -26,6 +28,10 @@ impl Dispatch for FakeDispatch {
         }
         self.sent.lock().unwrap().push((agent_id.to_owned(), job));
         Ok(())
+    }
+
+    fn serves(&self, agent_id: &str) -> bool {
+        !self.elsewhere.lock().unwrap().iter().any(|g| g == agent_id)
     }
 }
 
@@ -243,4 +249,56 @@ async fn acknowledged_submissions_and_verdicts_survive_a_restart() {
     assert_eq!(s.get(queued).await.unwrap().status, Status::Running);
     // Ids go on from the log, not from 1.
     assert_eq!(s.submit(submission("py")).await.unwrap(), queued + 1);
+}
+
+#[tokio::test]
+async fn a_silent_agents_jobs_return_to_the_queue_after_its_lease() {
+    let fake = Arc::new(FakeDispatch::default());
+    let time = Arc::new(AtomicU64::new(1_000));
+    let t = time.clone();
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let s = Scheduler::with_config(fake.clone(), SchedulerConfig::default(), clock);
+    s.handle_event(agent_up("a", &["py"], 1)).await;
+    let id = s.submit(submission("py")).await.unwrap();
+    assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
+
+    // Heartbeats renew the lease: well past LEASE_MS since the start, nothing expires.
+    for _ in 0..10 {
+        time.fetch_add(LEASE_RENEW_MS, Ordering::SeqCst);
+        s.handle_event(LinkEvent::Heartbeat { agent_id: "a".into(), free_slots: 0 }).await;
+        s.expire_silent_agents().await;
+    }
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running);
+
+    // `a`'s coordinator died: nobody reports it down, and it is not connected here.
+    fake.elsewhere.lock().unwrap().push("a".into());
+    time.fetch_add(LEASE_MS - 1, Ordering::SeqCst);
+    s.expire_silent_agents().await;
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running, "not before the lease ends");
+    time.fetch_add(1, Ordering::SeqCst);
+    s.expire_silent_agents().await;
+    assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
+    assert_eq!(s.agents_summary().await.connected, 0);
+
+    s.handle_event(agent_up("b", &["py"], 1)).await;
+    assert_eq!(fake.sent(), vec![("a".to_string(), id), ("b".to_string(), id)]);
+    // a's verdict arrives late through some coordinator: refused; b's wins.
+    s.handle_event(final_event("a", id, Verdict::WA)).await;
+    s.handle_event(final_event("b", id, Verdict::AC)).await;
+    assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::AC));
+}
+
+#[tokio::test]
+async fn a_silent_agent_connected_here_is_renewed_not_expired() {
+    let fake = Arc::new(FakeDispatch::default());
+    let time = Arc::new(AtomicU64::new(1_000));
+    let t = time.clone();
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let s = Scheduler::with_config(fake.clone(), SchedulerConfig::default(), clock);
+    s.handle_event(agent_up("a", &["py"], 1)).await;
+    let id = s.submit(submission("py")).await.unwrap();
+    time.fetch_add(LEASE_MS * 2, Ordering::SeqCst);
+    s.expire_silent_agents().await;
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running);
+    assert_eq!(s.agents_summary().await.connected, 1);
 }
