@@ -194,6 +194,9 @@ struct Inner {
 /// `Scheduler` stops the node.
 struct Shared {
     state: Mutex<JudgeState>,
+    /// Poked when an applied command may have made something assignable (from any node:
+    /// another coordinator's requeue can be for one of our agents).
+    assignable: tokio::sync::Notify,
     completed: tokio::sync::broadcast::Sender<SubmissionId>,
     metrics: Metrics,
     observer: OnceLock<Arc<dyn Observer>>,
@@ -238,7 +241,8 @@ impl Scheduler {
         let state = Mutex::new(JudgeState::with_max_attempts(config.max_attempts));
         // Room for bursts; slow receivers lag and re-read the state rather than block us.
         let (completed, first) = tokio::sync::broadcast::channel(1024);
-        let shared = Arc::new(Shared { state, completed, metrics, observer: OnceLock::new() });
+        let shared =
+            Arc::new(Shared { state, assignable: tokio::sync::Notify::new(), completed, metrics, observer: OnceLock::new() });
         let node = Node::start(setup.node, setup.store, StateMachine { shared: shared.clone() })?;
         Ok(Scheduler {
             inner: Arc::new(Inner {
@@ -427,6 +431,7 @@ impl Scheduler {
                     None => break,
                 },
                 _ = expiry.tick() => self.expire_silent_agents().await,
+                () = self.inner.shared.assignable.notified() => self.pump().await,
             }
         }
         info!("link event channel closed; scheduler stops");
@@ -717,6 +722,12 @@ impl Apply for StateMachine {
             result
         };
         if let Ok(effect) = &result {
+            if matches!(
+                effect,
+                Effect::Accepted { .. } | Effect::Requeued { .. } | Effect::AgentRegistered { .. } | Effect::Completed { .. }
+            ) {
+                shared.assignable.notify_one();
+            }
             let mut done = Vec::new();
             if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = effect {
                 for id in gave_up {

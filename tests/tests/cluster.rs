@@ -33,6 +33,20 @@ struct Cluster {
     agents: Vec<Agent>,
 }
 
+/// Certificate of agent `a` under `root`'s cluster CA (created by the first call).
+fn issue_agent_cert(root: &std::path::Path, a: u32) {
+    let status = Command::new(bin_dir().join("coordinator"))
+        .args(["issue-agent-cert", "--agent-id", &format!("agent{a}"), "--data-dir"])
+        .arg(root)
+        .arg("--out")
+        .arg(root.join(format!("agent{a}/tls")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 fn free_tcp() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -52,19 +66,8 @@ impl Cluster {
 
     /// On `root` (a second start reuses the data of a first).
     fn start_in(root: tempfile::TempDir, nodes: u64, agents: u32, first_uid_slot: u32) -> Cluster {
-        let coordinator = bin_dir().join("coordinator");
-        for a in 0..agents {
-            // The first call creates the cluster CA in root/tls.
-            let status = Command::new(&coordinator)
-                .args(["issue-agent-cert", "--agent-id", &format!("agent{a}"), "--data-dir"])
-                .arg(root.path())
-                .arg("--out")
-                .arg(root.path().join(format!("agent{a}/tls")))
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
+        // Creates the cluster CA in root/tls, before the nodes copy it.
+        issue_agent_cert(root.path(), 0);
         let ports: Vec<_> = (0..nodes).map(|_| (free_tcp(), free_udp(), free_udp())).collect();
         let mut cluster = Cluster { root, nodes: Vec::new(), agents: Vec::new() };
         for (i, (api, link, raft)) in ports.into_iter().enumerate() {
@@ -86,26 +89,32 @@ impl Cluster {
             cluster.spawn(k);
         }
         for a in 0..agents {
-            // Each agent starts on a different coordinator and knows them all.
-            let mut links: Vec<String> = cluster.nodes.iter().map(|n| n.link.to_string()).collect();
-            let n = links.len();
-            links.rotate_left(a as usize % n);
-            let dir = cluster.root.path().join(format!("agent{a}"));
-            let child = Command::new(&coordinator)
-                .args(["agent", "--coordinator", &links.join(","), "--agent-id", &format!("agent{a}")])
-                .args(["--server-name", "judge-coordinator", "--slots", "1", "--metrics-listen", "127.0.0.1:0"])
-                .arg("--tls-dir")
-                .arg(dir.join("tls"))
-                .arg("--work-dir")
-                .arg(dir.join("work"))
-                .args(["--uid-base", &uid_base(first_uid_slot + a).to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            cluster.agents.push(Agent { child });
+            cluster.spawn_agent(a, first_uid_slot + a);
         }
         cluster
+    }
+
+    /// Starts agent `a` (`uid_slot` for its runs' uids); it knows every coordinator and
+    /// starts on coordinator `a` (mod the count).
+    fn spawn_agent(&mut self, a: u32, uid_slot: u32) {
+        issue_agent_cert(self.root.path(), a);
+        let mut links: Vec<String> = self.nodes.iter().map(|n| n.link.to_string()).collect();
+        let n = links.len();
+        links.rotate_left(a as usize % n);
+        let dir = self.root.path().join(format!("agent{a}"));
+        let child = Command::new(bin_dir().join("coordinator"))
+            .args(["agent", "--coordinator", &links.join(","), "--agent-id", &format!("agent{a}")])
+            .args(["--server-name", "judge-coordinator", "--slots", "1", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--tls-dir")
+            .arg(dir.join("tls"))
+            .arg("--work-dir")
+            .arg(dir.join("work"))
+            .args(["--uid-base", &uid_base(uid_slot).to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.agents.push(Agent { child });
     }
 
     /// Stops every process (coordinators with SIGKILL) and hands back the data.
@@ -133,7 +142,8 @@ impl Cluster {
         for peer in self.nodes.iter().filter(|p| p.id != node.id) {
             cmd.arg("--peer").arg(format!("{}={},{}", peer.id, peer.raft, peer.api));
         }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join("log")).unwrap();
+        let child = cmd.env("RUST_LOG", "info,raft=warn").stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.nodes[k].child = Some(child);
     }
 
@@ -184,6 +194,16 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                let log = std::fs::read_to_string(node.dir.join("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- node {} log, last lines ---", node.id);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
         for agent in &mut self.agents {
             // SAFETY: signalling our own child process, not yet reaped.
             unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
@@ -355,4 +375,36 @@ fn a_whole_cluster_restart_keeps_the_state() {
     let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
     let next = submit(&apis, 0, &program("after")).unwrap();
     assert!(next > *ids.iter().max().unwrap());
+}
+
+#[test]
+fn a_job_of_a_killed_agent_runs_elsewhere_with_one_verdict() {
+    // One agent first, so the job can only be running on it when it is killed.
+    let mut cluster = Cluster::start(3, 1, 3);
+    cluster.wait_ready(1);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    // Long enough to be caught running; the tag shows whose output the verdict carries.
+    let mut body = program("k1");
+    body["source"] = json!("import time\ntime.sleep(2)\nprint(input())");
+    let id = submit(&apis, 0, &body).unwrap();
+    let leader = cluster.leader().unwrap();
+    cluster.wait_until("running", Duration::from_secs(30), |c| {
+        c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "running")
+    });
+    let mut agent = cluster.agents.remove(0);
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    // Its coordinator notices the silence (link heartbeat, or the lease) and requeues.
+    cluster.spawn_agent(1, 4);
+    cluster.wait_until("done", Duration::from_secs(60), |c| {
+        c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done")
+    });
+    for k in 0..3 {
+        cluster.wait_until("applied everywhere", Duration::from_secs(10), |c| {
+            c.get(k, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done")
+        });
+        let v = cluster.get(k, &format!("/api/submissions/{id}")).unwrap();
+        assert_eq!(v["verdict"], "AC", "node {}: {v}", k + 1);
+        assert_eq!(v["tests"][0]["stdout"], "k1\n");
+    }
 }
