@@ -158,6 +158,9 @@ pub enum CancelOutcome {
 pub const LEASE_MS: u64 = 15_000;
 pub const LEASE_RENEW_MS: u64 = 3_000;
 
+/// How long a submission waits for a leader (an election) before the client gets a 503.
+const SUBMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// How long a report from an agent is retried while the cluster has no leader.
 const LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -309,7 +312,7 @@ impl Scheduler {
     ) -> Result<SubmissionId, SubmitError> {
         self.check_queue()?;
         let command = Command::AcceptFunction { submission, function, now_ms: self.now() };
-        let id = match self.propose(command).await?? {
+        let id = match self.propose_retrying(command, SUBMIT_PATIENCE).await?? {
             Effect::Accepted { id } => id,
             other => return Err(SubmitError::Internal(format!("AcceptFunction answered {other:?}"))),
         };
@@ -354,7 +357,7 @@ impl Scheduler {
         let language = submission.language.clone();
         self.check_queue()?;
         let command = Command::Accept { submission, now_ms: self.now() };
-        let id = match self.propose(command).await?? {
+        let id = match self.propose_retrying(command, SUBMIT_PATIENCE).await?? {
             Effect::Accepted { id } => id,
             other => return Err(SubmitError::Internal(format!("Accept answered {other:?}"))),
         };
@@ -520,24 +523,38 @@ impl Scheduler {
     /// timeout can apply a command twice; every link command is refused or harmless the
     /// second time (a second final, a test result already recorded, a rejoin).
     async fn apply_retrying(&self, command: Command) -> Option<Effect> {
-        let deadline = std::time::Instant::now() + LINK_RETRY;
-        let mut pause = std::time::Duration::from_millis(20);
+        match self.propose_retrying(command, LINK_RETRY).await {
+            Ok(Ok(effect)) => Some(effect),
+            Ok(Err(rejected)) => {
+                debug!(%rejected, "command rejected");
+                None
+            }
+            Err(err) => {
+                warn!(%err, "command not applied");
+                None
+            }
+        }
+    }
+
+    /// `propose`, again while the cluster cannot commit (no leader, a leader change), for
+    /// up to `patience`. A proposal that failed may still commit later, so a retried
+    /// `Accept` can leave an extra, unacknowledged submission behind; it is judged like
+    /// any other, and the client only ever learns the id of the one it was answered.
+    async fn propose_retrying(
+        &self,
+        command: Command,
+        patience: std::time::Duration,
+    ) -> Result<Result<Effect, Rejected>, SubmitError> {
+        let deadline = std::time::Instant::now() + patience;
+        let mut pause = std::time::Duration::from_millis(10);
         loop {
             match self.propose(command.clone()).await {
-                Ok(Ok(effect)) => return Some(effect),
-                Ok(Err(rejected)) => {
-                    debug!(%rejected, "command rejected");
-                    return None;
-                }
-                Err(SubmitError::Unavailable(err)) if std::time::Instant::now() < deadline => {
-                    debug!(%err, "not committed yet; retrying");
+                Err(SubmitError::Unavailable(err)) if std::time::Instant::now() + pause < deadline => {
+                    debug!(%err, "not committed; proposing again");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
                 }
-                Err(err) => {
-                    warn!(%err, "command not applied");
-                    return None;
-                }
+                outcome => return outcome,
             }
         }
     }

@@ -408,3 +408,74 @@ fn a_job_of_a_killed_agent_runs_elsewhere_with_one_verdict() {
         assert_eq!(v["tests"][0]["stdout"], "k1\n");
     }
 }
+
+/// Accepted submissions per second and accept latency through a 3-node cluster (no agents:
+/// submissions only queue, so judging is not the bottleneck), then the time from a leader
+/// kill to the next acknowledgment. Prints the figures; goals: ≥ 2000/s, p99 ≤ 10 ms,
+/// failover ≤ 2 s. Build with --release for meaningful numbers.
+#[test]
+#[ignore = "benchmark: cargo test --release -p judge-tests --test cluster -- --ignored bench --nocapture"]
+fn bench_accept_rate_latency_and_failover() {
+    let mut cluster = Cluster::start(3, 0, 5);
+    cluster.wait_ready(0);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let clients = 32;
+    // Below the scheduler's queue cap of 10 000.
+    let limit = 9_000;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (apis, accepted) = (apis.clone(), accepted.clone());
+            std::thread::spawn(move || {
+                let client = client();
+                let body = program("b");
+                let mut latencies = Vec::new();
+                while accepted.load(Ordering::SeqCst) < limit && started.elapsed() < Duration::from_secs(20) {
+                    let t = Instant::now();
+                    let r = client.post(format!("http://{}/api/submissions", apis[c % apis.len()])).json(&body).send();
+                    if r.is_ok_and(|r| r.status().as_u16() == 201) {
+                        latencies.push(t.elapsed());
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "bench: {} accepted in {elapsed:?} by {clients} clients over 3 nodes: {:.0}/s; accept latency p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pct(50),
+        pct(99),
+        latencies.last().unwrap()
+    );
+
+    let mut failovers = Vec::new();
+    for _ in 0..3 {
+        let leader = cluster.leader().unwrap();
+        let others: Vec<SocketAddr> = (0..3).filter(|&k| k != leader).map(|k| apis[k]).collect();
+        let killed = Instant::now();
+        cluster.kill(leader);
+        // Clients of the survivors, as a load balancer would send them.
+        let client = client();
+        let mut i = 0;
+        loop {
+            let r = client.post(format!("http://{}/api/submissions", others[i % 2])).json(&program("f")).send();
+            if r.is_ok_and(|r| r.status().as_u16() == 201) {
+                break;
+            }
+            i += 1;
+            assert!(killed.elapsed() < Duration::from_secs(30), "no ack within 30 s of the kill");
+        }
+        failovers.push(killed.elapsed());
+        cluster.spawn(leader);
+        cluster.wait_until("the killed node back", Duration::from_secs(30), |c| c.get(leader, "/api/cluster/self").is_some());
+    }
+    println!("bench: leader kill to first new ack: {failovers:?}");
+}

@@ -43,7 +43,8 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// Node `id` of a cluster of `voters`: elections time out after 0.5–1 s, heartbeats
-    /// every 100 ms.
+    /// every 100 ms. A proposal normally commits in milliseconds; one not applied within
+    /// a second was most likely lost with a leader, and the scheduler proposes it again.
     pub fn cluster(id: u64, voters: Vec<u64>) -> NodeConfig {
         NodeConfig {
             id,
@@ -51,7 +52,7 @@ impl NodeConfig {
             tick: Duration::from_millis(50),
             election_ticks: 10,
             heartbeat_ticks: 2,
-            proposal_timeout: Duration::from_secs(3),
+            proposal_timeout: Duration::from_secs(1),
         }
     }
 
@@ -401,6 +402,13 @@ impl<A: Apply> NodeThread<A> {
                 info!(leader, term = self.raw.raft.term, "raft leader");
             }
             self.last_leader = leader;
+            // Proposals forwarded to the old leader are likely lost with it; say so now
+            // rather than at the timeout, so the caller can propose again. One may still
+            // commit (the new leader had it): it is then applied without an answer.
+            let now_leader = Some(leader).filter(|&l| l != 0);
+            for (_, (_, reply)) in self.pending.drain() {
+                let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+            }
         }
         let status = status_of(&self.raw, self.proposals, self.leader_changes);
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
