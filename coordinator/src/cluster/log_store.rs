@@ -229,19 +229,11 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry { index, term, data: data.to_vec().into(), ..Default::default() }
     }
 
     fn hs(term: u64, commit: u64) -> HardState {
-        let mut h = HardState::default();
-        h.term = term;
-        h.vote = 1;
-        h.commit = commit;
-        h
+        HardState { term, vote: 1, commit, ..Default::default() }
     }
 
     fn datas(store: &LogStore) -> Vec<(u64, u64, Vec<u8>)> {

@@ -220,9 +220,7 @@ mod tests {
         let Ok(conn) = connecting.await else { return false };
         let sent = async {
             let mut stream = conn.open_uni().await.ok()?;
-            let mut m = Message::default();
-            m.to = 1;
-            m.term = 99;
+            let m = Message { to: 1, term: 99, ..Default::default() };
             let bytes = m.write_to_bytes().ok()?;
             stream.write_all(&(bytes.len() as u32).to_le_bytes()).await.ok()?;
             stream.write_all(&bytes).await.ok()
@@ -249,11 +247,7 @@ mod tests {
 
         // Node 2, with a peer certificate of this cluster: its message arrives.
         let node2 = Transport::start(2, "127.0.0.1:0".parse().unwrap(), &[(1, addr)], &tls, Arc::new(|_| {})).unwrap();
-        let mut m = Message::default();
-        m.to = 1;
-        m.from = 2;
-        m.term = 7;
-        node2.send(vec![m]);
+        node2.send(vec![Message { to: 1, from: 2, term: 7, ..Default::default() }]);
         let got = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
         assert_eq!((got.from, got.term), (2, 7));
 
