@@ -3,9 +3,11 @@
 pub mod analytics;
 pub mod api;
 pub mod cluster;
+pub mod contest;
 pub mod judge;
 pub mod link;
 pub mod metrics;
+pub mod runner;
 pub mod scheduler;
 pub mod store;
 pub mod tls;

@@ -87,6 +87,9 @@ pub struct SubmissionView {
     pub inputs: Vec<TestCase>,
     pub options: JobOptions,
     pub judge0: Option<Judge0Meta>,
+    pub problem: Option<crate::contest::ProblemRef>,
+    /// Earlier judgings, oldest first (a rejudged submission's verdict history).
+    pub history: Vec<crate::judge::PastJudging>,
 }
 
 impl SubmissionView {
@@ -114,6 +117,8 @@ impl SubmissionView {
             inputs: sub.tests.clone(),
             options: sub.options.clone(),
             judge0: sub.judge0.clone(),
+            problem: sub.problem.clone(),
+            history: sub.history.clone(),
         }
     }
 }
@@ -350,6 +355,20 @@ impl Scheduler {
             (Status::Running, Some(agent)) if self.inner.dispatch.cancel(&agent, id, reason) => CancelOutcome::Stopping,
             _ => CancelOutcome::NotRunning,
         }
+    }
+
+    /// Judges a finished submission again against `rejudge`; its past verdicts are kept.
+    pub async fn rejudge(&self, id: SubmissionId, rejudge: crate::judge::Rejudge) -> Result<(), SubmitError> {
+        let command = Command::Rejudge { submission_id: id, rejudge, now_ms: self.now() };
+        self.propose_retrying(command, SUBMIT_PATIENCE).await??;
+        info!(submission = id, "submission queued for a rejudge");
+        self.pump().await;
+        Ok(())
+    }
+
+    /// Finished submissions to the problem `slug`.
+    pub async fn done_for_problem(&self, slug: &str) -> Vec<SubmissionId> {
+        self.lock().done_for_problem(slug)
     }
 
     /// Queues a validated submission, once committed, and dispatches it if an agent is free.

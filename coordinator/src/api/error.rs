@@ -57,6 +57,24 @@ pub enum ApiError {
     NoDatabase,
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    BadPackage(String),
+    #[error("{0}")]
+    PackageTooLarge(String),
+    #[error("problem {0:?} does not exist")]
+    ProblemNotFound(String),
+    #[error("the code does not compile: {0}")]
+    CompileFailed(String),
+    #[error("{0}")]
+    RunTimedOut(String),
+    #[error("{0}")]
+    RunUnavailable(String),
+    #[error("code version {0} does not exist")]
+    VersionNotFound(i64),
+    #[error("execution {0} does not exist")]
+    RunNotFound(i64),
 }
 
 impl ApiError {
@@ -72,7 +90,11 @@ impl ApiError {
             | ApiError::NoTests
             | ApiError::TooManyTests { .. }
             | ApiError::OutOfRange { .. }
-            | ApiError::InvalidId(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidId(_)
+            | ApiError::BadPackage(_) => StatusCode::BAD_REQUEST,
+            ApiError::PackageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ProblemNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::SubmissionNotFound(_) | ApiError::RouteNotFound { .. } | ApiError::AlgorithmNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -83,6 +105,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueFull(_) | ApiError::NotCommitted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::CompileFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RunTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RunUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::VersionNotFound(_) | ApiError::RunNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -112,6 +138,15 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::NoDatabase => "no_database",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::BadPackage(_) => "bad_package",
+            ApiError::PackageTooLarge(_) => "package_too_large",
+            ApiError::ProblemNotFound(_) => "problem_not_found",
+            ApiError::CompileFailed(_) => "compile_error",
+            ApiError::RunTimedOut(_) => "run_timed_out",
+            ApiError::RunUnavailable(_) => "run_unavailable",
+            ApiError::VersionNotFound(_) => "version_not_found",
+            ApiError::RunNotFound(_) => "execution_not_found",
         }
     }
 

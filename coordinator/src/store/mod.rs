@@ -9,8 +9,10 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod dashboard;
 pub mod embedded;
 pub mod migrate;
+pub mod problems;
 pub mod projection;
 #[cfg(test)]
 pub(crate) mod testing;
