@@ -60,6 +60,13 @@ pub trait Dispatch: Send + Sync + 'static {
         Err(DispatchError::UnknownAgent(agent_id.to_string()))
     }
 
+    /// Whether `agent_id` is connected here. With several coordinators, each assigns only
+    /// to the agents connected to it (the log orders competing assignments).
+    fn serves(&self, agent_id: &str) -> bool {
+        let _ = agent_id;
+        true
+    }
+
     /// Asks the agent to stop a function-style job; false when it is not in flight there.
     fn cancel(&self, agent_id: &str, submission_id: u64, reason: &str) -> bool {
         let _ = (agent_id, submission_id, reason);
@@ -260,6 +267,10 @@ impl AgentHub {
 }
 
 impl Dispatch for AgentHub {
+    fn serves(&self, agent_id: &str) -> bool {
+        lock(&self.inner.agents).get(agent_id).is_some_and(|s| !lock(&s.state).down)
+    }
+
     fn dispatch(&self, agent_id: &str, job: Job) -> Result<(), DispatchError> {
         let unknown = || DispatchError::UnknownAgent(agent_id.to_string());
         let session = lock(&self.inner.agents).get(agent_id).cloned().ok_or_else(unknown)?;

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use coordinator::api::{self, ApiLimits, Judge0Config};
 use coordinator::link::AgentHub;
 use coordinator::metrics::Metrics;
-use coordinator::scheduler::{Scheduler, SchedulerConfig, system_clock};
+use coordinator::cluster::api::{ClusterApi, PeerApi};
+use coordinator::cluster::{LogStore, NodeConfig, Transport};
+use coordinator::scheduler::{ClusterSetup, Scheduler, SchedulerConfig, system_clock};
 use coordinator::store::{self, EmbeddedConfig, EmbeddedPostgres, Store};
 use coordinator::tls::{ClusterTls, SERVER_NAME};
 
@@ -106,6 +108,35 @@ struct ServeArgs {
     /// Judge only: no database, so no catalog (/api/algorithms answers 503) and no history.
     #[arg(long, conflicts_with = "database_url")]
     no_database: bool,
+    /// This coordinator's raft node id (unique in the cluster, not 0).
+    #[arg(long, default_value_t = 1)]
+    node_id: u64,
+    /// Another coordinator of the cluster: ID=RAFT_ADDR,API_ADDR (repeat for each). Without
+    /// any, this coordinator is a cluster of one.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<Peer>,
+    /// UDP address of the raft peer link (QUIC, mutual TLS under the cluster CA); needed
+    /// with --peer.
+    #[arg(long)]
+    raft_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    id: u64,
+    raft: SocketAddr,
+    api: SocketAddr,
+}
+
+fn parse_peer(s: &str) -> Result<Peer, String> {
+    let bad = || format!("{s:?}: want ID=RAFT_ADDR,API_ADDR (e.g. 2=127.0.0.1:3202,127.0.0.1:3002)");
+    let (id, addrs) = s.split_once('=').ok_or_else(bad)?;
+    let (raft, api) = addrs.split_once(',').ok_or_else(bad)?;
+    let id: u64 = id.parse().map_err(|_| bad())?;
+    if id == 0 {
+        return Err(bad());
+    }
+    Ok(Peer { id, raft: raft.parse().map_err(|_| bad())?, api: api.parse().map_err(|_| bad())? })
 }
 
 #[derive(clap::Args, Debug)]
@@ -121,6 +152,13 @@ struct UpArgs {
     /// Where the local agent serves its /metrics; port 0 picks a free one (printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     agent_metrics_listen: SocketAddr,
+    /// Coordinators to start on this host (1, 3 or 5). Above 1, each is a child process
+    /// (APIs on --listen's port and the next ones, agent links on those + 100, raft on
+    /// those + 200) with its own data dir under --data-dir, restarted when it dies, and
+    /// one local agent that moves to the next coordinator when its own is unreachable.
+    /// For trying the cluster out: the children run without a database.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    nodes: u32,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -140,6 +178,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args, None)),
         Command::Up(args) => {
             let local = LocalAgent { slots: args.slots, uid_base: args.uid_base, metrics_listen: args.agent_metrics_listen };
+            if args.nodes > 1 {
+                return tokio::runtime::Runtime::new()?.block_on(supervise(args.serve, args.nodes, local));
+            }
             tokio::runtime::Runtime::new()?.block_on(serve(args.serve, Some(local)))
         }
     }
@@ -223,12 +264,34 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     let hub = AgentHub::bind_with_metrics(args.agent_listen, &tls, "coordinator-1".into(), events_tx, Some(metrics.link_errors()))
         .await
         .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
-    let scheduler = Scheduler::with_metrics(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics);
+    let raft_dir = args.data_dir.join("raft");
+    let mut voters: Vec<u64> = args.peers.iter().map(|p| p.id).chain([args.node_id]).collect();
+    voters.sort_unstable();
+    if voters.windows(2).any(|w| w[0] == w[1]) || args.node_id == 0 {
+        anyhow::bail!("raft node ids must be unique and not 0: {voters:?}");
+    }
+    let (log, recovery) = LogStore::open(&raft_dir, &voters).context("opening the raft log")?;
+    tracing::info!(records = recovery.records, cut_bytes = recovery.truncated_bytes, "raft log opened");
+    let node = if args.peers.is_empty() {
+        NodeConfig::single(args.node_id)
+    } else {
+        NodeConfig::cluster(args.node_id, voters)
+    };
+    let setup = ClusterSetup { node, store: log };
+    let scheduler = Scheduler::start(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics, setup)
+        .context("starting the raft node")?;
+    if !args.peers.is_empty() {
+        let listen = args.raft_listen.context("--raft-listen is needed with --peer")?;
+        let peers: Vec<(u64, SocketAddr)> = args.peers.iter().map(|p| (p.id, p.raft)).collect();
+        let transport = Transport::start(args.node_id, listen, &peers, &tls, scheduler.raft_inbox())
+            .with_context(|| format!("starting the raft transport on {listen}"))?;
+        scheduler.set_raft_transport(transport);
+    }
+    // The first receiver: it holds the completions of the log's replay too.
+    let completions = scheduler.completions();
     let mut epoch = None;
     if let Some(store) = &store {
-        // Subscribed before the first submission can finish, so none is missed.
-        let completions = scheduler.completions();
-        let stream = store.new_epoch().await.context("starting a projection stream")?;
+        let stream = projection_stream(store, &raft_dir).await?;
         tokio::spawn(store::projection::run(scheduler.clone(), store.clone(), stream, completions));
         epoch = Some(stream);
     }
@@ -249,7 +312,10 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     runner.forward_to(live.clone());
     hub.set_live(runner.clone());
     // /ws and the dashboard routes first: the API router ends in a catch-all.
-    let mut router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler()));
+    let peer_apis = args.peers.iter().map(|p| PeerApi { id: p.id, api: p.api.to_string() }).collect();
+    let cluster_api = ClusterApi::new(scheduler.clone(), api_addr.to_string(), peer_apis);
+    let mut router =
+        salvo::Router::new().push(cluster_api.router()).push(salvo::Router::with_path("ws").goal(live.handler()));
     router = match (&store, epoch) {
         (Some(store), Some(epoch)) => {
             router.push(api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default()))
@@ -274,7 +340,7 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     }
 
     let mut agent = match &local {
-        Some(l) => Some(spawn_local_agent(&args.data_dir, &tls, hub.local_addr(), l)?),
+        Some(l) => Some(spawn_local_agent(&args.data_dir, &tls, &[hub.local_addr()], l)?),
         None => None,
     };
     let mut restarts = 0u32;
@@ -296,7 +362,7 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
                 restarts += 1;
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(restarts.min(25)))).await;
                 if let Some(l) = &local {
-                    agent = Some(spawn_local_agent(&args.data_dir, &tls, hub.local_addr(), l)?);
+                    agent = Some(spawn_local_agent(&args.data_dir, &tls, &[hub.local_addr()], l)?);
                 }
             }
         }
@@ -318,6 +384,148 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `up --nodes N`: N coordinators as children sharing one cluster CA, and one agent that
+/// knows all of them (its link moves to the next when one is unreachable). A child that
+/// dies is restarted, as systemd would.
+async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Result<()> {
+    create_private_dir(&args.data_dir)?;
+    let tls = ClusterTls::load_or_create_with_names(&args.data_dir, &args.tls_names).context("cluster TLS")?;
+    let ip = args.listen.ip();
+    let base = args.listen.port();
+    let addr = |k: u32, offset: u16| SocketAddr::new(ip, base + offset + k as u16 - 1);
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut children: Vec<ChildSpec> = Vec::new();
+    for k in 1..=nodes {
+        let dir = args.data_dir.join(format!("node{k}"));
+        create_private_dir(&dir)?;
+        // Every node's certificates come from the one cluster CA.
+        let node_tls = dir.join("tls");
+        create_private_dir(&node_tls)?;
+        for file in ["ca.pem", "ca.key"] {
+            std::fs::copy(args.data_dir.join("tls").join(file), node_tls.join(file))
+                .with_context(|| format!("copying the cluster CA into {}", node_tls.display()))?;
+        }
+        let mut argv: Vec<String> = vec![
+            "serve".into(),
+            "--no-database".into(),
+            format!("--data-dir={}", dir.display()),
+            format!("--listen={}", addr(k, 0)),
+            format!("--agent-listen={}", addr(k, 100)),
+            format!("--raft-listen={}", addr(k, 200)),
+            format!("--node-id={k}"),
+        ];
+        for j in (1..=nodes).filter(|&j| j != k) {
+            argv.push(format!("--peer={j}={},{}", addr(j, 200), addr(j, 0)));
+        }
+        if let Some(rootfs) = &args.rootfs {
+            argv.push(format!("--rootfs={}", rootfs.display()));
+        }
+        for name in &args.tls_names {
+            argv.push(format!("--tls-name={name}"));
+        }
+        children.push(ChildSpec { name: format!("coordinator {k}"), argv, child: None, restarts: 0 });
+    }
+    for spec in &mut children {
+        spec.start(&exe)?;
+    }
+    println!(
+        "judge cluster is up: {nodes} coordinators, APIs on {}",
+        (1..=nodes).map(|k| format!("http://{}", addr(k, 0))).collect::<Vec<_>>().join(" ")
+    );
+    println!("cluster status: http://{}/api/cluster", addr(1, 0));
+    let agent_links: Vec<SocketAddr> = (1..=nodes).map(|k| addr(k, 100)).collect();
+    let mut agent = Some(spawn_local_agent(&args.data_dir, &tls, &agent_links, &local)?);
+    let mut agent_restarts = 0u32;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    enum Exit {
+        Signal,
+        Coordinator(usize, std::io::Result<std::process::ExitStatus>),
+        Agent(std::io::Result<std::process::ExitStatus>),
+    }
+    loop {
+        let exit = {
+            let exits = children.iter_mut().enumerate().map(|(i, c)| Box::pin(async move { (i, c.wait().await) }));
+            let any_child = futures_util::future::select_all(exits);
+            let agent_exit = async {
+                match agent.as_mut() {
+                    Some(child) => child.wait().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut signal => Exit::Signal,
+                ((i, status), _, _) = any_child => Exit::Coordinator(i, status),
+                status = agent_exit => Exit::Agent(status),
+            }
+        };
+        match exit {
+            Exit::Signal => break,
+            Exit::Coordinator(i, status) => {
+                let spec = &mut children[i];
+                tracing::error!(child = %spec.name, ?status, "coordinator exited; restarting it");
+                spec.child = None;
+                spec.restarts += 1;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(spec.restarts.min(10)))).await;
+                spec.start(&exe)?;
+            }
+            Exit::Agent(status) => {
+                agent_restarts += 1;
+                tracing::error!(?status, "local agent exited; restarting it");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(agent_restarts.min(10)))).await;
+                agent = Some(spawn_local_agent(&args.data_dir, &tls, &agent_links, &local)?);
+            }
+        }
+    }
+    tracing::info!("stopping");
+    if let Some(child) = agent.as_mut() {
+        stop_child(child).await;
+    }
+    for spec in &mut children {
+        if let Some(child) = spec.child.as_mut() {
+            stop_child(child).await;
+        }
+    }
+    Ok(())
+}
+
+/// A supervised coordinator child.
+struct ChildSpec {
+    name: String,
+    argv: Vec<String>,
+    child: Option<tokio::process::Child>,
+    restarts: u32,
+}
+
+impl ChildSpec {
+    fn start(&mut self, exe: &Path) -> anyhow::Result<()> {
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(&self.argv).stdin(std::process::Stdio::null()).process_group(0).kill_on_drop(true);
+        // SAFETY: runs in the forked child before exec and only calls prctl, which is
+        // async-signal-safe; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Dies with us even on SIGKILL, like the local agent.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("starting {}", self.name))?;
+        tracing::info!(pid = child.id(), name = %self.name, "started");
+        self.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.child.as_mut() {
+            Some(child) => child.wait().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Connects to `--database-url`, or starts the private PostgreSQL; migrates, seeds the
@@ -351,7 +559,7 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<(Option<Store>, Option<E
 fn spawn_local_agent(
     data_dir: &Path,
     tls: &ClusterTls,
-    coordinator: SocketAddr,
+    coordinators: &[SocketAddr],
     local: &LocalAgent,
 ) -> anyhow::Result<tokio::process::Child> {
     let tls_dir = data_dir.join("agents").join("local");
@@ -360,7 +568,7 @@ fn spawn_local_agent(
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("agent")
         .arg("--coordinator")
-        .arg(coordinator.to_string())
+        .arg(coordinators.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(","))
         .args(["--server-name", SERVER_NAME, "--agent-id", "local"])
         .arg("--tls-dir")
         .arg(&tls_dir)
@@ -409,6 +617,28 @@ async fn stop_child(child: &mut tokio::process::Child) {
             let _ = child.kill().await;
         }
     }
+}
+
+/// The projection stream of this raft log. The log outlives restarts and replays its
+/// completions after each, so the stream must too: a replayed completion is then a
+/// duplicate of the (stream, submission id) key instead of a second history row. Kept
+/// next to the log; a new stream only for a new log or a database that lacks it.
+async fn projection_stream(store: &Store, raft_dir: &Path) -> anyhow::Result<i64> {
+    let file = raft_dir.join("projection-stream");
+    let known = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse::<i64>().ok());
+    if let Some(stream) = known
+        && store.position(stream).await.context("reading the projection stream")?.is_some()
+    {
+        return Ok(stream);
+    }
+    let stream = store.new_epoch().await.context("starting a projection stream")?;
+    let tmp = raft_dir.join("projection-stream.tmp");
+    std::fs::write(&tmp, format!("{stream}\n"))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .and_then(|()| std::fs::File::open(raft_dir)?.sync_all())
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(stream)
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

@@ -79,7 +79,16 @@ struct Inner {
     ws_dropped: IntCounterVec,
     /// When each connected agent was last heard of (handshake or heartbeat).
     last_heard: Mutex<HashMap<String, Instant>>,
+    raft_term: IntGauge,
+    raft_role: IntGaugeVec,
+    raft_commit: IntGauge,
+    raft_applied: IntGauge,
+    raft_proposals: IntCounter,
+    raft_leader_changes: IntCounter,
 }
+
+/// Values of `judge_raft_role`'s label; the current one is 1, the others 0.
+const RAFT_ROLES: [&str; 4] = ["leader", "follower", "candidate", "stopped"];
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
@@ -168,6 +177,18 @@ impl Metrics {
                 &["reason"],
             )?,
             last_heard: Mutex::new(HashMap::new()),
+            raft_term: IntGauge::with_opts(opts("judge_raft_term", "This coordinator's raft term."))?,
+            raft_role: IntGaugeVec::new(opts("judge_raft_role", "1 for this coordinator's raft role, 0 for the others."), &["role"])?,
+            raft_commit: IntGauge::with_opts(opts("judge_raft_commit_index", "Highest raft log index known committed here."))?,
+            raft_applied: IntGauge::with_opts(opts(
+                "judge_raft_applied_index",
+                "Highest raft log index applied to the judge state here; reads lag the commit by the difference.",
+            ))?,
+            raft_proposals: IntCounter::with_opts(opts("judge_raft_proposals_total", "Commands proposed by this coordinator."))?,
+            raft_leader_changes: IntCounter::with_opts(opts(
+                "judge_raft_leader_changes_total",
+                "Times this coordinator saw a new raft leader.",
+            ))?,
             registry,
         };
         let build = IntGaugeVec::new(
@@ -195,6 +216,15 @@ impl Metrics {
         r.register(Box::new(inner.http.clone()))?;
         r.register(Box::new(inner.ws_clients.clone()))?;
         r.register(Box::new(inner.ws_dropped.clone()))?;
+        r.register(Box::new(inner.raft_term.clone()))?;
+        r.register(Box::new(inner.raft_role.clone()))?;
+        r.register(Box::new(inner.raft_commit.clone()))?;
+        r.register(Box::new(inner.raft_applied.clone()))?;
+        r.register(Box::new(inner.raft_proposals.clone()))?;
+        r.register(Box::new(inner.raft_leader_changes.clone()))?;
+        for role in RAFT_ROLES {
+            inner.raft_role.with_label_values(&[role]).set(0);
+        }
         for reason in WS_DROP_REASONS {
             inner.ws_dropped.with_label_values(&[reason]).inc_by(0);
         }
@@ -313,6 +343,17 @@ impl Metrics {
             }
         }
         drop(last);
+        let raft = scheduler.cluster_status();
+        m.raft_term.set(i64::try_from(raft.term).unwrap_or(i64::MAX));
+        m.raft_commit.set(i64::try_from(raft.commit).unwrap_or(i64::MAX));
+        m.raft_applied.set(i64::try_from(raft.applied).unwrap_or(i64::MAX));
+        let role = serde_json::to_value(raft.role).ok();
+        for r in RAFT_ROLES {
+            m.raft_role.with_label_values(&[r]).set(i64::from(role.as_ref().and_then(|v| v.as_str()) == Some(r)));
+        }
+        // The node counts; the counters follow (they only ever grow, as the node's do).
+        m.raft_proposals.inc_by(raft.proposals.saturating_sub(m.raft_proposals.get()));
+        m.raft_leader_changes.inc_by(raft.leader_changes.saturating_sub(m.raft_leader_changes.get()));
         let mut buf = Vec::new();
         TextEncoder::new().encode(&m.registry.gather(), &mut buf)?;
         Ok(String::from_utf8(buf)?)
@@ -436,7 +477,7 @@ mod tests {
         assert_eq!(value(&text, "judge_queue_length "), 2.0);
         assert_eq!(value(&text, "judge_agents_connected "), 0.0);
 
-        s.handle_event(LinkEvent::AgentUp { agent_id: "a1".into(), languages: vec!["c".into()], slots: 1 });
+        s.handle_event(LinkEvent::AgentUp { agent_id: "a1".into(), languages: vec!["c".into()], slots: 1 }).await;
         let text = metrics.render(&s).unwrap();
         assert_eq!(value(&text, "judge_queue_length "), 1.0);
         assert_eq!(value(&text, "judge_slots_busy "), 1.0);
@@ -449,12 +490,21 @@ mod tests {
             compile_output: String::new(),
             message: String::new(),
         };
-        s.handle_event(LinkEvent::Final { agent_id: "a1".into(), result });
-        s.handle_event(LinkEvent::AgentDown { agent_id: "a1".into() });
+        s.handle_event(LinkEvent::Final { agent_id: "a1".into(), result }).await;
+        s.handle_event(LinkEvent::AgentDown { agent_id: "a1".into() }).await;
         let text = metrics.render(&s).unwrap();
         assert_eq!(value(&text, "judge_submissions_finished_total{language=\"c\",verdict=\"WA\"}"), 1.0);
         assert_eq!(value(&text, "judge_submissions_requeued_total "), 1.0, "the second went back when a1 left");
         assert!(!text.contains("agent=\"a1\""), "a departed agent's series must go:\n{text}");
+
+        // Accept ×2, AgentUp, Assign, Complete, Assign (the second), AgentDown.
+        assert_eq!(value(&text, "judge_raft_proposals_total "), 7.0);
+        assert_eq!(value(&text, "judge_raft_role{role=\"leader\"}"), 1.0);
+        assert_eq!(value(&text, "judge_raft_role{role=\"follower\"}"), 0.0);
+        assert_eq!(value(&text, "judge_raft_leader_changes_total "), 1.0);
+        // Seven commands and the leader's empty entry of its first term.
+        let applied = value(&text, "judge_raft_applied_index ");
+        assert!(applied >= 8.0 && applied <= value(&text, "judge_raft_commit_index "), "{text}");
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Runner {
                     };
                 }
                 Err(_elapsed) => {
-                    let outcome = self.scheduler.cancel(id, "the API stopped waiting for it");
+                    let outcome = self.scheduler.cancel(id, "the API stopped waiting for it").await;
                     tracing::warn!(submission = id, ?outcome, "run not finished in time; cancelled");
                     return Err(RunError::TimedOut { id, waited: wait });
                 }

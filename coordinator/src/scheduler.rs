@@ -1,12 +1,19 @@
-//! The async shell around `JudgeState`: it reads the clock, feeds link events and API
-//! submissions in as commands, and hands assignable jobs to agents.
+//! The async shell around `JudgeState`: it reads the clock, turns link events and API
+//! submissions into commands, and hands assignable jobs to agents.
 //!
-//! Concurrency: the state sits behind a `std::sync::Mutex` shared by clones of
-//! `Scheduler`, rather than inside an actor task. Every critical section is a few
-//! in-memory commands, never an `.await`, so a blocking mutex is cheaper than a channel
-//! round trip and API reads see the state directly. The lock is not held while calling
-//! `Dispatch`, so an agent link can never deadlock against the scheduler.
+//! Every command goes through the raft node (`cluster::Node`): it is proposed, and acted
+//! on only once committed and applied, by the node's thread, to the state here. A
+//! submission is therefore acknowledged only after its `Accept` is durable in the log.
+//! A judge started without a data dir (the unit tests) runs the same single-node raft on
+//! an in-memory log.
+//!
+//! Concurrency: the state sits behind a `std::sync::Mutex` shared by the node thread
+//! (which writes it) and clones of `Scheduler` (which read it). Every critical section is
+//! in-memory work, never an `.await`, and the lock is not held while calling `Dispatch` or
+//! the `Observer`, so neither can deadlock against the scheduler. Reads see what this
+//! node has applied: on a single node that includes every acknowledged write.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,6 +21,8 @@ use protocol::{FinalResult, FunctionJob, FunctionSpec, Job, JobOptions, Limits, 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
+use crate::cluster::transport::Deliver;
+use crate::cluster::{Apply, LogStore, Node, NodeConfig, NodeError, NodeStatus, ProposeError, Transport};
 use crate::judge::{
     self, Command, Effect, Judge0Meta, JudgeState, NewSubmission, Rejected, Status, Submission, SubmissionId, TestRecord,
 };
@@ -48,6 +57,10 @@ pub enum SubmitError {
     QueueFull(usize),
     #[error("submission refused: {0}")]
     Rejected(#[from] Rejected),
+    /// Not committed: this node is not the leader, or no quorum answered in time. The
+    /// client may retry (the API answers 503 with Retry-After).
+    #[error("not committed: {0}")]
+    Unavailable(#[from] ProposeError),
     /// A bug: the judge answered something impossible.
     #[error("internal error: {0}")]
     Internal(String),
@@ -143,6 +156,19 @@ pub enum CancelOutcome {
     NotRunning,
 }
 
+/// How long an agent's leases last without news of it. Its coordinator renews them every
+/// `LEASE_RENEW_MS` while the agent heartbeats; an agent whose coordinator died (so
+/// nobody reports it down) loses its jobs to the queue after this. Times come from the
+/// proposers' clocks: coordinators' clocks must agree to well within this.
+pub const LEASE_MS: u64 = 15_000;
+pub const LEASE_RENEW_MS: u64 = 3_000;
+
+/// How long a submission waits for a leader (an election) before the client gets a 503.
+const SUBMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// How long a report from an agent is retried while the cluster has no leader.
+const LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A job on its way to an agent.
 enum Outgoing {
     Classic(Job),
@@ -156,13 +182,42 @@ pub struct Scheduler {
 }
 
 struct Inner {
-    state: Mutex<JudgeState>,
+    shared: Arc<Shared>,
+    node: Node<Applied>,
     dispatch: Arc<dyn Dispatch>,
     clock: Clock,
     config: SchedulerConfig,
+    /// One pump at a time, or two would propose the same assignment.
+    pump: tokio::sync::Mutex<()>,
+    /// Set by whoever wants a pump; the running pump goes round again when it sees it.
+    pump_again: AtomicBool,
+    /// Subscribed before the node started, for the first `completions()` caller: the
+    /// replay of the log after a restart announces completions right away.
+    first_completions: Mutex<Option<tokio::sync::broadcast::Receiver<SubmissionId>>>,
+    /// When this node last renewed each local agent's leases (`AgentAlive`).
+    renewed: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// What the node thread applies to; no handle on the node, so dropping the last
+/// `Scheduler` stops the node.
+struct Shared {
+    state: Mutex<JudgeState>,
+    /// Poked when an applied command may have made something assignable (from any node:
+    /// another coordinator's requeue can be for one of our agents).
+    assignable: tokio::sync::Notify,
     completed: tokio::sync::broadcast::Sender<SubmissionId>,
     metrics: Metrics,
     observer: OnceLock<Arc<dyn Observer>>,
+}
+
+/// A committed command's outcome; `Err` for an entry that does not decode (a bug, or a
+/// log written by an incompatible version), skipped identically on every node.
+type Applied = Result<Result<Effect, Rejected>, String>;
+
+/// Where the raft node keeps its log, and who its peers are.
+pub struct ClusterSetup {
+    pub node: NodeConfig,
+    pub store: LogStore,
 }
 
 impl Scheduler {
@@ -174,16 +229,61 @@ impl Scheduler {
         Scheduler::with_metrics(dispatch, config, clock, Metrics::unregistered())
     }
 
-    /// Like `with_config`, counting into `metrics` (served on `/metrics`).
+    /// Like `with_config`, counting into `metrics` (served on `/metrics`). Single node,
+    /// log in memory: for tests and throwaway judges.
     pub fn with_metrics(dispatch: Arc<dyn Dispatch>, config: SchedulerConfig, clock: Clock, metrics: Metrics) -> Scheduler {
+        let setup = ClusterSetup { node: NodeConfig::single(1), store: LogStore::in_memory(&[1]) };
+        // Only a failed thread spawn can fail here (the config is fixed and valid).
+        #[allow(clippy::expect_used)]
+        Scheduler::start(dispatch, config, clock, metrics, setup).expect("starting an in-memory raft node")
+    }
+
+    /// The scheduler on a raft node: after a restart, the node first replays the log.
+    pub fn start(
+        dispatch: Arc<dyn Dispatch>,
+        config: SchedulerConfig,
+        clock: Clock,
+        metrics: Metrics,
+        setup: ClusterSetup,
+    ) -> Result<Scheduler, NodeError> {
         let state = Mutex::new(JudgeState::with_max_attempts(config.max_attempts));
         // Room for bursts; slow receivers lag and re-read the state rather than block us.
-        let (completed, _) = tokio::sync::broadcast::channel(1024);
-        Scheduler { inner: Arc::new(Inner { state, dispatch, clock, config, completed, metrics, observer: OnceLock::new() }) }
+        let (completed, first) = tokio::sync::broadcast::channel(1024);
+        let shared =
+            Arc::new(Shared { state, assignable: tokio::sync::Notify::new(), completed, metrics, observer: OnceLock::new() });
+        let node = Node::start(setup.node, setup.store, StateMachine { shared: shared.clone() })?;
+        Ok(Scheduler {
+            inner: Arc::new(Inner {
+                shared,
+                node,
+                dispatch,
+                clock,
+                config,
+                pump: tokio::sync::Mutex::new(()),
+                pump_again: AtomicBool::new(false),
+                first_completions: Mutex::new(Some(first)),
+                renewed: Mutex::new(std::collections::HashMap::new()),
+            }),
+        })
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        &self.inner.shared.metrics
+    }
+
+    /// This node's raft status (role, term, commit and applied index).
+    pub fn cluster_status(&self) -> NodeStatus {
+        self.inner.node.status()
+    }
+
+    /// Where the raft transport delivers peers' messages.
+    pub fn raft_inbox(&self) -> Deliver {
+        self.inner.node.inbox()
+    }
+
+    /// Connects the raft node to its peers.
+    pub fn set_raft_transport(&self, transport: Transport) {
+        self.inner.node.set_transport(transport);
     }
 
     /// What the state gauges of `/metrics` show, under one lock.
@@ -204,38 +304,33 @@ impl Scheduler {
 
     /// Installs the observer; only the first call counts.
     pub fn set_observer(&self, observer: Arc<dyn Observer>) {
-        let _ = self.inner.observer.set(observer);
+        let _ = self.inner.shared.observer.set(observer);
     }
 
-    /// Queues a function-style submission. `on_accepted` runs with its id before it can be
-    /// dispatched, so a watcher subscribed there cannot miss its first step.
+    /// Queues a function-style submission. `on_accepted` runs with its id before this call
+    /// dispatches it, so a watcher subscribed there cannot miss its first step.
     pub async fn submit_function(
         &self,
         submission: NewSubmission,
         function: FunctionSpec,
         on_accepted: impl FnOnce(SubmissionId),
     ) -> Result<SubmissionId, SubmitError> {
-        let id = {
-            let mut state = self.lock();
-            if state.queued_len() >= self.inner.config.max_queued {
-                return Err(SubmitError::QueueFull(state.queued_len()));
-            }
-            let command = Command::AcceptFunction { submission, function, now_ms: self.now() };
-            match state.apply(command)? {
-                Effect::Accepted { id } => id,
-                other => return Err(SubmitError::Internal(format!("AcceptFunction answered {other:?}"))),
-            }
+        self.check_queue()?;
+        let command = Command::AcceptFunction { submission, function, now_ms: self.now() };
+        let id = match self.propose_retrying(command, SUBMIT_PATIENCE).await?? {
+            Effect::Accepted { id } => id,
+            other => return Err(SubmitError::Internal(format!("AcceptFunction answered {other:?}"))),
         };
         info!(submission = id, "function submission queued");
         on_accepted(id);
-        self.pump();
+        self.pump().await;
         Ok(id)
     }
 
     /// Cancels a submission: a queued one is completed with `IE` at once; a running one's
     /// agent is told to stop, and its `IE` final then goes through the state machine as
     /// usual, so the slot is free only once the run is really gone.
-    pub fn cancel(&self, id: SubmissionId, reason: &str) -> CancelOutcome {
+    pub async fn cancel(&self, id: SubmissionId, reason: &str) -> CancelOutcome {
         let (status, agent) = {
             let state = self.lock();
             match state.get(id) {
@@ -252,7 +347,7 @@ impl Scheduler {
                     message: format!("cancelled: {reason}"),
                 };
                 let command = Command::Complete { submission_id: id, agent_id: None, result, now_ms: self.now() };
-                match self.apply(command) {
+                match self.apply(command).await {
                     Some(_) => CancelOutcome::Dequeued,
                     None => CancelOutcome::NotRunning,
                 }
@@ -262,15 +357,12 @@ impl Scheduler {
         }
     }
 
-    /// Queues a validated submission and dispatches it if an agent is free.
     /// Judges a finished submission again against `rejudge`; its past verdicts are kept.
     pub async fn rejudge(&self, id: SubmissionId, rejudge: crate::judge::Rejudge) -> Result<(), SubmitError> {
-        {
-            let mut state = self.lock();
-            state.apply(Command::Rejudge { submission_id: id, rejudge, now_ms: self.now() })?;
-        }
+        let command = Command::Rejudge { submission_id: id, rejudge, now_ms: self.now() };
+        self.propose_retrying(command, SUBMIT_PATIENCE).await??;
         info!(submission = id, "submission queued for a rejudge");
-        self.pump();
+        self.pump().await;
         Ok(())
     }
 
@@ -279,24 +371,30 @@ impl Scheduler {
         self.lock().done_for_problem(slug)
     }
 
+    /// Queues a validated submission, once committed, and dispatches it if an agent is free.
     pub async fn submit(&self, submission: NewSubmission) -> Result<SubmissionId, SubmitError> {
         let language = submission.language.clone();
-        let id = {
-            let mut state = self.lock();
-            if state.queued_len() >= self.inner.config.max_queued {
-                self.inner.metrics.refused("queue_full");
-                return Err(SubmitError::QueueFull(state.queued_len()));
-            }
-            let command = Command::Accept { submission, now_ms: self.now() };
-            match state.apply(command)? {
-                Effect::Accepted { id } => id,
-                other => return Err(SubmitError::Internal(format!("Accept answered {other:?}"))),
-            }
+        self.check_queue()?;
+        let command = Command::Accept { submission, now_ms: self.now() };
+        let id = match self.propose_retrying(command, SUBMIT_PATIENCE).await?? {
+            Effect::Accepted { id } => id,
+            other => return Err(SubmitError::Internal(format!("Accept answered {other:?}"))),
         };
-        self.inner.metrics.accepted(&language);
+        self.inner.shared.metrics.accepted(&language);
         info!(submission = id, "submission queued");
-        self.pump();
+        self.pump().await;
         Ok(id)
+    }
+
+    /// Refuses while the queue is full. Checked before proposing, so concurrent submits
+    /// can overshoot `max_queued` by the number of proposals in flight.
+    fn check_queue(&self) -> Result<(), SubmitError> {
+        let queued = self.lock().queued_len();
+        if queued >= self.inner.config.max_queued {
+            self.inner.shared.metrics.refused("queue_full");
+            return Err(SubmitError::QueueFull(queued));
+        }
+        Ok(())
     }
 
     pub async fn get(&self, id: SubmissionId) -> Option<SubmissionView> {
@@ -321,9 +419,11 @@ impl Scheduler {
     }
 
     /// Ids of submissions as they are completed. A receiver that lags loses ids
-    /// (`RecvError::Lagged`) and must re-read the state instead.
+    /// (`RecvError::Lagged`) and must re-read the state instead. The first caller's
+    /// receiver starts at the node's start (so it sees the replay); later ones at the call.
     pub fn completions(&self) -> tokio::sync::broadcast::Receiver<SubmissionId> {
-        self.inner.completed.subscribe()
+        let first = self.inner.first_completions.lock().unwrap_or_else(PoisonError::into_inner).take();
+        first.unwrap_or_else(|| self.inner.shared.completed.subscribe())
     }
 
     pub async fn agents_summary(&self) -> AgentsSummary {
@@ -341,32 +441,79 @@ impl Scheduler {
         QueueSummary { queued: state.queued_len(), running: state.running_len() }
     }
 
-    /// Consumes link events until the link drops its sender.
+    /// Consumes link events until the link drops its sender; meanwhile expires the leases
+    /// of silent agents (see `LEASE_MS`).
     pub async fn run(self, mut events: UnboundedReceiver<LinkEvent>) {
-        while let Some(event) = events.recv().await {
-            self.handle_event(event);
+        let mut expiry = tokio::time::interval(std::time::Duration::from_secs(1));
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.handle_event(event).await,
+                    None => break,
+                },
+                _ = expiry.tick() => self.expire_silent_agents().await,
+                () = self.inner.shared.assignable.notified() => self.pump().await,
+            }
         }
         info!("link event channel closed; scheduler stops");
     }
 
-    /// Applies one link event and dispatches whatever became assignable.
-    pub fn handle_event(&self, event: LinkEvent) {
+    /// On the leader: agents not heard of for `LEASE_MS` lose their leases (their jobs go
+    /// back to the queue), unless they are connected here, in which case their leases
+    /// are renewed instead (the renewal did not reach the log).
+    pub async fn expire_silent_agents(&self) {
+        if !self.inner.node.is_leader() {
+            return;
+        }
         let now_ms = self.now();
+        let silent_since_ms = now_ms.saturating_sub(LEASE_MS);
+        let silent: Vec<String> = self.lock().silent_agents(silent_since_ms).map(|a| a.id.clone()).collect();
+        for agent_id in silent {
+            let command = if self.inner.dispatch.serves(&agent_id) {
+                Command::AgentAlive { agent_id, now_ms }
+            } else {
+                warn!(agent = %agent_id, "agent silent past its lease; its jobs go back to the queue");
+                Command::ExpireAgent { agent_id, silent_since_ms, now_ms }
+            };
+            self.apply(command).await;
+        }
+        self.pump().await;
+    }
+
+    /// Whether this node should renew `agent_id`'s leases now; notes that it does.
+    fn renewal_due(&self, agent_id: &str, now_ms: u64) -> bool {
+        let mut renewed = self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = renewed.get(agent_id).is_none_or(|&at| now_ms.saturating_sub(at) >= LEASE_RENEW_MS);
+        if due {
+            renewed.insert(agent_id.to_owned(), now_ms);
+        }
+        due
+    }
+
+    /// Applies one link event (once committed) and dispatches whatever became assignable.
+    pub async fn handle_event(&self, event: LinkEvent) {
+        let now_ms = self.now();
+        let metrics = &self.inner.shared.metrics;
         let command = match event {
             LinkEvent::AgentUp { agent_id, languages, slots } => {
                 info!(agent = %agent_id, ?languages, slots, "agent up");
-                self.inner.metrics.heard_from(&agent_id);
+                metrics.heard_from(&agent_id);
+                self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner).insert(agent_id.clone(), now_ms);
                 Command::AgentUp { agent_id, languages, slots, now_ms }
             }
             LinkEvent::AgentDown { agent_id } => {
                 info!(agent = %agent_id, "agent down");
-                self.inner.metrics.agent_gone(&agent_id);
+                metrics.agent_gone(&agent_id);
                 Command::AgentDown { agent_id, now_ms }
             }
             LinkEvent::Heartbeat { agent_id, free_slots } => {
-                self.inner.metrics.heard_from(&agent_id);
-                // Only changes are applied: heartbeats are frequent and carry no news most
-                // of the time, which matters once commands go through a replicated log.
+                metrics.heard_from(&agent_id);
+                if self.renewal_due(&agent_id, now_ms) {
+                    self.apply_retrying(Command::AgentAlive { agent_id: agent_id.clone(), now_ms }).await;
+                }
+                // Only changes are proposed: heartbeats are frequent and carry no news most
+                // of the time, and each proposal is a log entry and an fsync.
                 let unchanged = self.lock().agent(&agent_id).is_some_and(|a| a.reported_free_slots == Some(free_slots));
                 if unchanged {
                     return;
@@ -374,13 +521,7 @@ impl Scheduler {
                 Command::AgentSlots { agent_id, free_slots }
             }
             LinkEvent::TestResult { agent_id, result } => {
-                let copy = self.inner.observer.get().map(|o| (o.clone(), result.clone()));
-                let command = Command::TestDone { submission_id: result.submission_id, agent_id, result };
-                if let (Some(Effect::TestRecorded), Some((observer, result))) = (self.apply(command), copy) {
-                    observer.test_recorded(&result);
-                }
-                self.pump();
-                return;
+                Command::TestDone { submission_id: result.submission_id, agent_id, result }
             }
             LinkEvent::Final { agent_id, result } => {
                 info!(submission = result.submission_id, agent = %agent_id, verdict = result.verdict.as_str(), "verdict");
@@ -391,95 +532,145 @@ impl Scheduler {
                 Command::Requeue { submission_id, agent_id: Some(agent_id), reason, now_ms }
             }
         };
-        self.apply(command);
-        self.pump();
+        self.apply_retrying(command).await;
+        self.pump().await;
     }
 
-    fn apply(&self, command: Command) -> Option<Effect> {
-        let completing = match &command {
-            Command::Complete { submission_id, .. } => Some(*submission_id),
-            _ => None,
-        };
-        let subject = match &command {
-            Command::Complete { submission_id, .. } | Command::Requeue { submission_id, .. } => Some(*submission_id),
-            _ => None,
-        };
-        let result = {
-            let mut state = self.lock();
-            let result = state.apply(command);
-            if let Ok(effect) = &result {
-                self.inner.metrics.effect(&state, subject, effect);
-            }
-            result
-        };
-        let observer = self.inner.observer.get();
-        match result {
-            Ok(effect) => {
-                if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = &effect {
-                    for id in gave_up {
-                        warn!(submission = id, "out of attempts; completed with IE");
-                        // No receiver is normal: nobody waits on that submission.
-                        let _ = self.inner.completed.send(*id);
-                        if let Some(o) = observer {
-                            o.completed(*id);
-                        }
-                    }
-                }
-                if let (Effect::Completed { .. }, Some(id)) = (&effect, completing) {
-                    let _ = self.inner.completed.send(id);
-                    if let Some(o) = observer {
-                        o.completed(id);
-                    }
-                }
-                Some(effect)
-            }
-            Err(rejected) => {
-                // Expected in normal operation (late or duplicate reports), so not a warning.
+    /// `apply` for reports from agents, which nobody else will repeat: retried while no
+    /// leader can commit it (an election), for up to `LINK_RETRY`. Events wait behind it,
+    /// so they still reach the log in the order the agent sent them. A retry after a
+    /// timeout can apply a command twice; every link command is refused or harmless the
+    /// second time (a second final, a test result already recorded, a rejoin).
+    async fn apply_retrying(&self, command: Command) -> Option<Effect> {
+        match self.propose_retrying(command, LINK_RETRY).await {
+            Ok(Ok(effect)) => Some(effect),
+            Ok(Err(rejected)) => {
                 debug!(%rejected, "command rejected");
+                None
+            }
+            Err(err) => {
+                warn!(%err, "command not applied");
                 None
             }
         }
     }
 
-    /// Assigns and dispatches until nothing more is assignable.
-    fn pump(&self) {
+    /// `propose`, again while the cluster cannot commit (no leader, a leader change), for
+    /// up to `patience`. A proposal that failed may still commit later, so a retried
+    /// `Accept` can leave an extra, unacknowledged submission behind; it is judged like
+    /// any other, and the client only ever learns the id of the one it was answered.
+    async fn propose_retrying(
+        &self,
+        command: Command,
+        patience: std::time::Duration,
+    ) -> Result<Result<Effect, Rejected>, SubmitError> {
+        let deadline = std::time::Instant::now() + patience;
+        let mut pause = std::time::Duration::from_millis(10);
         loop {
-            let jobs = self.assign_all();
-            if jobs.is_empty() {
-                return;
-            }
-            let mut failed = false;
-            for (agent_id, job) in jobs {
-                let (submission_id, sent) = match job {
-                    Outgoing::Classic(job) => (job.submission_id, self.inner.dispatch.dispatch(&agent_id, job)),
-                    Outgoing::Function(job) => {
-                        (job.job.submission_id, self.inner.dispatch.dispatch_function(&agent_id, job))
-                    }
-                };
-                debug!(submission = submission_id, agent = %agent_id, "dispatched");
-                if let Err(err) = sent {
-                    warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
-                    self.inner.metrics.link_error("dispatch");
-                    self.dispatch_failed(submission_id, &agent_id, &err);
-                    failed = true;
+            match self.propose(command.clone()).await {
+                Err(SubmitError::Unavailable(err)) if std::time::Instant::now() + pause < deadline => {
+                    debug!(%err, "not committed; proposing again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
                 }
+                outcome => return outcome,
             }
-            // Only a failure can free something assignable again; without one, stop.
-            if !failed {
+        }
+    }
+
+    /// Proposes `command` and waits until this node has applied it.
+    async fn propose(&self, command: Command) -> Result<Result<Effect, Rejected>, SubmitError> {
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&command)
+            .map_err(|e| SubmitError::Internal(format!("encoding a command: {e}")))?;
+        match self.inner.node.propose(bytes.into_vec()).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(undecodable)) => Err(SubmitError::Internal(undecodable)),
+            Err(err) => Err(SubmitError::Unavailable(err)),
+        }
+    }
+
+    /// `propose`, for commands whose failure is only worth a log line.
+    async fn apply(&self, command: Command) -> Option<Effect> {
+        match self.propose(command).await {
+            Ok(Ok(effect)) => Some(effect),
+            Ok(Err(rejected)) => {
+                // Expected in normal operation (late or duplicate reports), so not a warning.
+                debug!(%rejected, "command rejected");
+                None
+            }
+            Err(err) => {
+                warn!(%err, "command not applied");
+                None
+            }
+        }
+    }
+
+    /// Assigns and dispatches until nothing more is assignable. Every node assigns, but
+    /// only to the agents connected to it: two nodes can propose the same submission, and
+    /// the log decides (the later `Assign` is rejected, and that node moves on).
+    async fn pump(&self) {
+        self.inner.pump_again.store(true, Ordering::SeqCst);
+        loop {
+            let Ok(serial) = self.inner.pump.try_lock() else {
+                // The running pump sees `pump_again` before it lets go and goes round again.
+                return;
+            };
+            while self.inner.pump_again.swap(false, Ordering::SeqCst) {
+                self.assign_all().await;
+            }
+            drop(serial);
+            if !self.inner.pump_again.load(Ordering::SeqCst) {
                 return;
             }
         }
     }
 
-    fn dispatch_failed(&self, submission_id: SubmissionId, agent_id: &str, err: &DispatchError) {
+    /// One assignment at a time: the next one is only known once this one is applied.
+    async fn assign_all(&self) {
+        let dispatch = &self.inner.dispatch;
+        let mut refused = None;
+        loop {
+            let next = self.lock().next_assignment_among(|agent| dispatch.serves(agent));
+            let Some((submission_id, agent_id)) = next else { return };
+            let command = Command::Assign { submission_id, agent_id: agent_id.clone(), now_ms: self.now() };
+            match self.propose(command).await {
+                Ok(Ok(Effect::Assigned)) => {}
+                // Another node's assignment came first; the state has moved on, so the next
+                // round proposes something else. The same refusal twice would be a bug: stop.
+                Ok(Err(rejected)) if refused.as_ref() != Some(&(submission_id, agent_id.clone())) => {
+                    debug!(%rejected, submission = submission_id, "assignment lost to another");
+                    refused = Some((submission_id, agent_id));
+                    continue;
+                }
+                outcome => {
+                    warn!(?outcome, "proposed assignment not applied");
+                    return;
+                }
+            }
+            let Some(job) = self.job(submission_id) else { continue };
+            let sent = match job {
+                Outgoing::Classic(job) => dispatch.dispatch(&agent_id, job),
+                Outgoing::Function(job) => dispatch.dispatch_function(&agent_id, job),
+            };
+            debug!(submission = submission_id, agent = %agent_id, "dispatched");
+            if let Err(err) = sent {
+                warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
+                self.inner.shared.metrics.link_error("dispatch");
+                self.dispatch_failed(submission_id, &agent_id, &err).await;
+            }
+        }
+    }
+
+    async fn dispatch_failed(&self, submission_id: SubmissionId, agent_id: &str, err: &DispatchError) {
         let now_ms = self.now();
         let reason = err.to_string();
         match err {
             // The link no longer knows the agent: its AgentDown is on the way or lost. Dropping
             // it now keeps `pump` from handing the same job to it again in a loop.
             DispatchError::UnknownAgent(_) => {
-                self.apply(Command::Requeue { submission_id, agent_id: Some(agent_id.to_owned()), reason, now_ms });
-                self.apply(Command::AgentDown { agent_id: agent_id.to_owned(), now_ms });
+                self.apply(Command::Requeue { submission_id, agent_id: Some(agent_id.to_owned()), reason, now_ms })
+                    .await;
+                self.apply(Command::AgentDown { agent_id: agent_id.to_owned(), now_ms }).await;
             }
             // The agent is judging it already, which is what the new lease says too: its
             // results will arrive on the existing stream.
@@ -487,36 +678,22 @@ impl Scheduler {
         }
     }
 
-    /// Leases every assignable submission under one lock and builds its job.
-    fn assign_all(&self) -> Vec<(String, Outgoing)> {
-        let now_ms = self.now();
-        let mut state = self.lock();
-        let mut jobs = Vec::new();
-        while let Some((submission_id, agent_id)) = state.next_assignment() {
-            let command = Command::Assign { submission_id, agent_id: agent_id.clone(), now_ms };
-            if let Err(rejected) = state.apply(command) {
-                // next_assignment only proposes valid assignments; bail out rather than spin.
-                warn!(%rejected, "proposed assignment refused");
-                break;
-            }
-            self.inner.metrics.assigned(&state, submission_id, now_ms);
-            if let Some(sub) = state.get(submission_id) {
-                let job = Job {
-                    submission_id,
-                    language: sub.language.clone(),
-                    source: sub.source.clone(),
-                    tests: sub.tests.clone(),
-                    limits: sub.limits,
-                    options: sub.options.clone(),
-                };
-                let job = match &sub.function {
-                    Some(function) => Outgoing::Function(FunctionJob { job, function: function.clone() }),
-                    None => Outgoing::Classic(job),
-                };
-                jobs.push((agent_id, job));
-            }
-        }
-        jobs
+    /// The job of a leased submission, from the state.
+    fn job(&self, submission_id: SubmissionId) -> Option<Outgoing> {
+        let state = self.lock();
+        let sub = state.get(submission_id)?;
+        let job = Job {
+            submission_id,
+            language: sub.language.clone(),
+            source: sub.source.clone(),
+            tests: sub.tests.clone(),
+            limits: sub.limits,
+            options: sub.options.clone(),
+        };
+        Some(match &sub.function {
+            Some(function) => Outgoing::Function(FunctionJob { job, function: function.clone() }),
+            None => Outgoing::Classic(job),
+        })
     }
 
     fn now(&self) -> u64 {
@@ -524,9 +701,91 @@ impl Scheduler {
     }
 
     fn lock(&self) -> MutexGuard<'_, JudgeState> {
+        self.inner.shared.lock()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, JudgeState> {
         // Every command validates before it mutates, so a panic elsewhere while holding the
         // lock cannot leave a half-applied command behind: the state is safe to keep using.
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The judge state as the raft node applies to it, on every node, in log order.
+struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+impl Apply for StateMachine {
+    type Output = Applied;
+
+    fn apply(&mut self, index: u64, data: &[u8]) -> Applied {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(data.len());
+        aligned.extend_from_slice(data);
+        let command = match rkyv::from_bytes::<Command, rkyv::rancor::Error>(&aligned) {
+            Ok(command) => command,
+            Err(err) => {
+                warn!(index, %err, "log entry is not a command; skipped");
+                return Err(format!("log entry {index} is not a command: {err}"));
+            }
+        };
+        let shared = &self.shared;
+        let subject = match &command {
+            Command::Complete { submission_id, .. } | Command::Requeue { submission_id, .. } => Some(*submission_id),
+            _ => None,
+        };
+        let completing = matches!(command, Command::Complete { .. }).then_some(subject).flatten();
+        let assigned = match &command {
+            Command::Assign { submission_id, now_ms, .. } => Some((*submission_id, *now_ms)),
+            _ => None,
+        };
+        let observer = shared.observer.get();
+        let test_result = match (&command, observer) {
+            (Command::TestDone { result, .. }, Some(_)) => Some(result.clone()),
+            _ => None,
+        };
+        let result = {
+            let mut state = shared.lock();
+            let result = state.apply(command);
+            if let Ok(effect) = &result {
+                shared.metrics.effect(&state, subject, effect);
+                if let Some((id, now_ms)) = assigned {
+                    shared.metrics.assigned(&state, id, now_ms);
+                }
+            }
+            result
+        };
+        if let Ok(effect) = &result {
+            if matches!(
+                effect,
+                Effect::Accepted { .. } | Effect::Requeued { .. } | Effect::AgentRegistered { .. } | Effect::Completed { .. }
+            ) {
+                shared.assignable.notify_one();
+            }
+            let mut done = Vec::new();
+            if let Effect::Requeued { gave_up, .. } | Effect::AgentRegistered { gave_up, .. } = effect {
+                for id in gave_up {
+                    warn!(submission = id, "out of attempts; completed with IE");
+                }
+                done.extend_from_slice(gave_up);
+            }
+            if let (Effect::Completed { .. }, Some(id)) = (effect, completing) {
+                done.push(id);
+            }
+            if let (Effect::TestRecorded, Some(o), Some(r)) = (effect, observer, &test_result) {
+                o.test_recorded(r);
+            }
+            for id in done {
+                // No receiver is normal: nobody waits on that submission.
+                let _ = shared.completed.send(id);
+                if let Some(o) = observer {
+                    o.completed(id);
+                }
+            }
+        }
+        Ok(result)
     }
 }
 

@@ -194,6 +194,61 @@ impl ClusterTls {
     }
 }
 
+/// ALPN of the raft peer link between coordinators, distinct from the agents' link.
+pub const RAFT_ALPN: &[u8] = b"judge-raft/1";
+
+/// The CN of raft node `id`'s client certificate. The space keeps it apart from every agent
+/// id (`valid_agent_id`), so an agent's certificate, signed by the same CA, is no peer's.
+pub fn peer_common_name(id: u64) -> String {
+    format!("raft peer {id}")
+}
+
+impl ClusterTls {
+    /// QUIC configs of raft node `id`'s peer link: the server side requires a client
+    /// certificate of the cluster CA (the caller then checks it is a peer's, see
+    /// `peer_common_name`); the client side presents a peer certificate issued now, in
+    /// memory, and trusts only the cluster CA.
+    pub fn peer_configs(&self, id: u64) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TlsError> {
+        let gen_err = |source| TlsError::Generate { what: "raft peer certificate", source };
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, peer_common_name(id));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().map_err(gen_err)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(gen_err)?;
+        let key = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|e| TlsError::Parse { path: self.dir.clone(), reason: e.to_string() })?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone())?;
+        let roots = Arc::new(roots);
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.server_cert.clone()], self.server_key.clone_key())?;
+        server.alpn_protocols = vec![RAFT_ALPN.to_vec()];
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert.der().clone()], key)?;
+        client.alpn_protocols = vec![RAFT_ALPN.to_vec()];
+        let mut transport = quinn::TransportConfig::default();
+        // A peer that vanishes without a close is noticed within an election timeout or so.
+        transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(3_000))));
+        transport.keep_alive_interval(Some(std::time::Duration::from_millis(500)));
+        let transport = Arc::new(transport);
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(server)?));
+        server.transport_config(transport.clone());
+        let mut client = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client)?));
+        client.transport_config(transport);
+        Ok((server, client))
+    }
+}
+
 fn new_ca() -> Result<(String, KeyPair), TlsError> {
     let gen_err = |source| TlsError::Generate { what: "cluster CA", source };
     let mut params = CertificateParams::default();

@@ -72,6 +72,7 @@ impl Agent {
     fn start(hub: &AgentHub, tls_dir: &Path, agent_id: &str, runner: Arc<dyn JobRunner>) -> Agent {
         let config = LinkConfig {
             coordinator: hub.local_addr(),
+            also: Vec::new(),
             server_name: SERVER_NAME.into(),
             tls_dir: tls_dir.to_path_buf(),
             agent_id: agent_id.into(),

@@ -14,9 +14,10 @@ use crate::sandbox::Sandbox;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// The coordinator's agent (QUIC) address.
-    #[arg(long, default_value = "127.0.0.1:3002")]
-    pub coordinator: SocketAddr,
+    /// The coordinator's agent (QUIC) address; with several coordinators, all of their
+    /// addresses, comma-separated: the link moves to the next when one is unreachable.
+    #[arg(long, default_value = "127.0.0.1:3002", value_delimiter = ',', num_args = 1..)]
+    pub coordinator: Vec<SocketAddr>,
     /// Name the coordinator's certificate is checked against.
     #[arg(long, default_value = "judge-coordinator")]
     pub server_name: String,
@@ -74,8 +75,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = AgentMetrics::new(&args.agent_id, slots, &languages).context("setting up metrics")?;
     let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?.with_metrics(metrics.clone()));
+    let (first, also) = args.coordinator.split_first().context("--coordinator needs an address")?;
     let config = LinkConfig {
-        coordinator: args.coordinator,
+        coordinator: *first,
+        also: also.to_vec(),
         server_name: args.server_name,
         tls_dir: args.tls_dir,
         agent_id: args.agent_id,

@@ -62,6 +62,9 @@ pub trait JobRunner: Send + Sync + 'static {
 
 pub struct LinkConfig {
     pub coordinator: SocketAddr,
+    /// The cluster's other coordinators. After a lost or failed connection the link tries
+    /// the next address in turn, so an agent keeps judging while a coordinator is down.
+    pub also: Vec<SocketAddr>,
     /// The name the coordinator's certificate must carry (normally "judge-coordinator").
     pub server_name: String,
     /// Holds `ca.pem`, `agent.pem` and `agent.key`, as the coordinator issued them.
@@ -191,10 +194,13 @@ pub async fn run_with_metrics(
     let span = tracing::info_span!("link", agent.id = %config.agent_id, coordinator = %config.coordinator);
     let result = async {
         let mut backoff = BACKOFF_MIN;
+        let targets: Vec<SocketAddr> = std::iter::once(config.coordinator).chain(config.also.iter().copied()).collect();
+        let mut target = 0;
         loop {
             let mut established = false;
+            let addr = targets[target % targets.len()];
             let outcome = tokio::select! {
-                r = session(&endpoint, &config, &runner, &mut established, metrics) => r,
+                r = session(&endpoint, addr, &config, &runner, &mut established, metrics) => r,
                 () = shutdown_requested(&mut shutdown) => return Ok(()),
             };
             metrics.link_connected(false);
@@ -216,6 +222,7 @@ pub async fn run_with_metrics(
             if established {
                 backoff = BACKOFF_MIN;
             }
+            target += 1;
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = shutdown_requested(&mut shutdown) => return Ok(()),
@@ -273,12 +280,12 @@ fn stream_error(conn: &quinn::Connection, e: impl std::fmt::Display) -> LinkErro
 /// One connection, from handshake to loss. Sets `established` once Welcome arrived.
 async fn session(
     endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
     config: &LinkConfig,
     runner: &Arc<dyn JobRunner>,
     established: &mut bool,
     metrics: &AgentMetrics,
 ) -> Result<(), LinkError> {
-    let addr = config.coordinator;
     let connecting = endpoint
         .connect(addr, &config.server_name)
         .map_err(|source| LinkError::Connect { addr, source })?;

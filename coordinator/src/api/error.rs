@@ -42,6 +42,9 @@ pub enum ApiError {
     QueueFull(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The write was not committed in time (no leader, no quorum): retry shortly.
+    #[error("{0}")]
+    NotCommitted(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -100,7 +103,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NoDatabase | ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::QueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QueueFull(_) | ApiError::NotCommitted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CompileFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RunTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -128,6 +131,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::QueueFull(_) => "queue_full",
             ApiError::Internal(_) => "internal",
+            ApiError::NotCommitted(_) => "not_committed",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::AlgorithmNotFound(_) => "algorithm_not_found",
@@ -151,6 +155,9 @@ impl ApiError {
             tracing::warn!(error = %self, "request failed");
         }
         res.status_code(self.status());
+        if let ApiError::NotCommitted(_) = self {
+            res.headers_mut().insert(salvo::http::header::RETRY_AFTER, salvo::http::HeaderValue::from_static("1"));
+        }
         res.render(Json(json!({ "error": { "code": self.code(), "message": self.to_string() } })));
     }
 }

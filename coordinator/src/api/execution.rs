@@ -192,7 +192,7 @@ pub(super) async fn start_and_wait(
     let run_id = match d.store.start_run(&record).await {
         Ok(run_id) => run_id,
         Err(e) => {
-            d.runner.scheduler().cancel(id, "its run could not be recorded");
+            d.runner.scheduler().cancel(id, "its run could not be recorded").await;
             return Err(store_error(e));
         }
     };

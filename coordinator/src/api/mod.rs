@@ -363,6 +363,7 @@ async fn submit(api: &Api, req: &mut Request) -> Result<(StatusCode, Value), Api
     let submission = submit::parse(body, &api.spec, &api.caps)?;
     let id = api.scheduler.submit(submission).await.map_err(|e| match e {
         SubmitError::QueueFull(_) => ApiError::QueueFull(e.to_string()),
+        SubmitError::Unavailable(_) => ApiError::NotCommitted(e.to_string()),
         SubmitError::Rejected(_) | SubmitError::Internal(_) => ApiError::Internal(e.to_string()),
     })?;
     Ok((StatusCode::CREATED, json!({ "id": id })))

@@ -172,6 +172,7 @@ pub(super) async fn submit(api: &Api, store: &Store, req: &mut Request) -> Resul
     let submission = submission_for(&problem, request.language, request.source.into_bytes(), &api.caps);
     let id = api.scheduler.submit(submission).await.map_err(|e| match e {
         SubmitError::QueueFull(_) => ApiError::QueueFull(e.to_string()),
+        SubmitError::Unavailable(_) => ApiError::NotCommitted(e.to_string()),
         SubmitError::Rejected(_) | SubmitError::Internal(_) => ApiError::Internal(e.to_string()),
     })?;
     Ok((StatusCode::CREATED, json!({ "id": id, "problem": problem.slug })))

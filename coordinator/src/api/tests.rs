@@ -259,7 +259,7 @@ async fn health_reports_agents_and_queue() {
     let (router, scheduler) = setup(ApiLimits::default());
     post(&router, &valid()).await;
     post(&router, &valid()).await;
-    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["python".into()], slots: 3 });
+    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["python".into()], slots: 3 }).await;
     let (status, body) = get(&router, "/health").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -273,7 +273,7 @@ async fn health_reports_agents_and_queue() {
 async fn finished_submission_shows_verdict_and_truncated_output() {
     let (router, scheduler) = setup(ApiLimits::default());
     post(&router, &valid()).await;
-    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["python".into()], slots: 1 });
+    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["python".into()], slots: 1 }).await;
     let mut stdout = vec![b'y'; SHOWN_OUTPUT_BYTES + 5];
     stdout[0] = 0xff;
     let result = TestResult {
@@ -291,14 +291,14 @@ async fn finished_submission_shows_verdict_and_truncated_output() {
         message: "killed by SIGKILL".into(),
         score: None,
     };
-    scheduler.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result });
+    scheduler.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result }).await;
     let result = FinalResult {
         submission_id: 1,
         verdict: Verdict::TLE,
         compile_output: String::new(),
         message: "test 1".into(),
     };
-    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result });
+    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result }).await;
 
     let (status, body) = get(&router, "/api/submissions/1").await;
     assert_eq!(status, 200);

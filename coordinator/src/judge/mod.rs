@@ -90,6 +90,13 @@ pub enum Command {
     /// The agent's own count of free slots. Informational: scheduling counts leases,
     /// because a heartbeat is always a little stale.
     AgentSlots { agent_id: String, free_slots: u32 },
+    /// The agent's coordinator heard from it: its leases are renewed until `now_ms`.
+    AgentAlive { agent_id: String, now_ms: u64 },
+    /// Like `AgentDown`, but only if the agent was not heard of after `silent_since_ms`:
+    /// its coordinator may be gone, so nobody would ever report it down, and its jobs
+    /// would stay leased forever. The condition makes a late expiry harmless to an agent
+    /// that has just been heard of again (through any coordinator).
+    ExpireAgent { agent_id: String, silent_since_ms: u64, now_ms: u64 },
     /// Done -> queued again with (possibly new) tests, limits and options: the problem's
     /// data changed, or a verdict is in doubt. The finished judging is kept in `history`.
     Rejudge { submission_id: SubmissionId, rejudge: Rejudge, now_ms: u64 },
@@ -126,6 +133,7 @@ pub enum Effect {
         gave_up: Vec<SubmissionId>,
     },
     SlotsUpdated,
+    AgentSeen,
     Rejudged,
 }
 
@@ -154,6 +162,8 @@ pub enum Rejected {
     NoTests,
     #[error("token {0:?} is taken")]
     DuplicateToken(String),
+    #[error("agent {0:?} was heard of since; its leases stand")]
+    AgentNotSilent(String),
     #[error("submission {0} is a function run; only program submissions are rejudged")]
     NotRejudgeable(SubmissionId),
 }
@@ -261,6 +271,9 @@ pub struct Agent {
     /// Last heartbeat's own count, for display only.
     pub reported_free_slots: Option<u32>,
     pub running: std::collections::BTreeSet<SubmissionId>,
+    /// When it last joined or was heard of (`AgentUp`, `AgentAlive`): its leases hold
+    /// until this plus the lease time.
+    pub last_seen_ms: u64,
 }
 
 impl Agent {

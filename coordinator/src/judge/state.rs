@@ -100,6 +100,7 @@ impl JudgeState {
                         slots,
                         reported_free_slots: None,
                         running: BTreeSet::new(),
+                        last_seen_ms: now_ms,
                     },
                 );
                 Ok(Effect::AgentRegistered { requeued, gave_up })
@@ -116,6 +117,21 @@ impl JudgeState {
                 let agent = self.agents.get_mut(&agent_id).ok_or(Rejected::UnknownAgent(agent_id))?;
                 agent.reported_free_slots = Some(free_slots);
                 Ok(Effect::SlotsUpdated)
+            }
+            Command::AgentAlive { agent_id, now_ms } => {
+                let agent = self.agents.get_mut(&agent_id).ok_or(Rejected::UnknownAgent(agent_id))?;
+                agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+                Ok(Effect::AgentSeen)
+            }
+            Command::ExpireAgent { agent_id, silent_since_ms, now_ms } => {
+                let agent = self.agents.get(&agent_id).ok_or_else(|| Rejected::UnknownAgent(agent_id.clone()))?;
+                if agent.last_seen_ms > silent_since_ms {
+                    return Err(Rejected::AgentNotSilent(agent_id));
+                }
+                let running: Vec<_> = agent.running.iter().copied().collect();
+                let (requeued, gave_up) = self.requeue_all(running, &format!("lease of agent {agent_id} expired"), now_ms);
+                self.agents.remove(&agent_id);
+                Ok(Effect::Requeued { requeued, gave_up })
             }
         }
     }
@@ -157,6 +173,11 @@ impl JudgeState {
         self.agents.values().map(|a| a.running.len()).sum()
     }
 
+    /// Agents not heard of after `silent_since_ms`, in id order.
+    pub fn silent_agents(&self, silent_since_ms: u64) -> impl Iterator<Item = &Agent> + '_ {
+        self.agents.values().filter(move |a| a.last_seen_ms <= silent_since_ms)
+    }
+
     /// Registered agents in id order.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> + '_ {
         self.agents.values()
@@ -170,14 +191,19 @@ impl JudgeState {
     /// the most free slots, ties going to the smallest id. A submission nobody can run
     /// does not block the ones behind it.
     pub fn next_assignment(&self) -> Option<(SubmissionId, String)> {
-        if !self.agents.values().any(|a| a.free_slots() > 0) {
+        self.next_assignment_among(|_| true)
+    }
+
+    /// `next_assignment` among the agents `eligible` accepts (a coordinator's own agents).
+    pub fn next_assignment_among(&self, eligible: impl Fn(&str) -> bool) -> Option<(SubmissionId, String)> {
+        if !self.agents.values().any(|a| a.free_slots() > 0 && eligible(&a.id)) {
             return None;
         }
         self.queue.iter().find_map(|&id| {
             let language = &self.submissions.get(&id)?.language;
             self.agents
                 .values()
-                .filter(|a| a.free_slots() > 0 && a.languages.contains(language))
+                .filter(|a| a.free_slots() > 0 && a.languages.contains(language) && eligible(&a.id))
                 // max_by_key keeps the last maximum; reversing the ascending id order makes that the smallest id.
                 .rev()
                 .max_by_key(|a| a.free_slots())

@@ -437,6 +437,34 @@ fn judge0_tokens_are_unique_and_their_inputs_survive_completion() {
 }
 
 #[test]
+fn a_silent_agents_lease_expires_unless_it_was_heard_of_since() {
+    let mut s = JudgeState::new();
+    agent_up(&mut s, "a", &["py"], 1);
+    let id = accept(&mut s, "py");
+    assign(&mut s, id, "a").unwrap();
+    s.apply(Command::AgentAlive { agent_id: "a".into(), now_ms: 5_000 }).unwrap();
+    assert_eq!(s.silent_agents(4_999).count(), 0);
+    assert_eq!(s.silent_agents(5_000).map(|a| a.id.as_str()).collect::<Vec<_>>(), ["a"]);
+
+    // Heard of at 5 000: an expiry of "silent since 4 000" is stale and changes nothing.
+    let before = s.clone();
+    let stale = Command::ExpireAgent { agent_id: "a".into(), silent_since_ms: 4_000, now_ms: 19_000 };
+    assert_eq!(s.apply(stale), Err(Rejected::AgentNotSilent("a".into())));
+    assert_eq!(s, before);
+
+    let expire = Command::ExpireAgent { agent_id: "a".into(), silent_since_ms: 5_000, now_ms: 20_000 };
+    assert_eq!(s.apply(expire), Ok(Effect::Requeued { requeued: vec![id], gave_up: vec![] }));
+    assert!(s.agent("a").is_none());
+    assert_eq!(s.get(id).unwrap().status, Status::Queued);
+    assert_eq!(s.get(id).unwrap().last_requeue_reason.as_deref(), Some("lease of agent a expired"));
+    // Its late verdict is not taken; a new agent gets the job.
+    let late = FinalResult { submission_id: id, verdict: Verdict::AC, compile_output: String::new(), message: String::new() };
+    assert!(s.apply(Command::Complete { submission_id: id, agent_id: Some("a".into()), result: late, now_ms: 21_000 }).is_err());
+    agent_up(&mut s, "b", &["py"], 1);
+    assert_eq!(s.next_assignment(), Some((id, "b".to_string())));
+}
+
+#[test]
 fn a_rejudge_requeues_a_done_submission_and_keeps_its_past_verdict() {
     let mut s = JudgeState::new();
     agent_up(&mut s, "a1", &["python"], 1);

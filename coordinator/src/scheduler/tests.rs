@@ -11,6 +11,8 @@ use super::*;
 struct FakeDispatch {
     sent: Mutex<Vec<(String, Job)>>,
     gone: Mutex<Vec<String>>,
+    /// Agents connected to another coordinator (or to none): `serves` is false for them.
+    elsewhere: Mutex<Vec<String>>,
 }
 
 impl FakeDispatch {
@@ -26,6 +28,10 @@ impl Dispatch for FakeDispatch {
         }
         self.sent.lock().unwrap().push((agent_id.to_owned(), job));
         Ok(())
+    }
+
+    fn serves(&self, agent_id: &str) -> bool {
+        !self.elsewhere.lock().unwrap().iter().any(|g| g == agent_id)
     }
 }
 
@@ -94,7 +100,7 @@ async fn submission_is_dispatched_judged_and_shown_done() {
     assert!(fake.sent().is_empty(), "no agent yet");
     assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
 
-    s.handle_event(agent_up("a", &["py"], 2));
+    s.handle_event(agent_up("a", &["py"], 2)).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
     let job = fake.sent.lock().unwrap()[0].1.clone();
     assert_eq!(job.tests.len(), 2);
@@ -105,9 +111,9 @@ async fn submission_is_dispatched_judged_and_shown_done() {
     assert_eq!(s.queue_summary().await, QueueSummary { queued: 0, running: 1 });
 
     // Out of order on purpose: the view sorts by index.
-    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 1) });
-    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) });
-    s.handle_event(final_event("a", id, Verdict::AC));
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 1) }).await;
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) }).await;
+    s.handle_event(final_event("a", id, Verdict::AC)).await;
     let view = s.get(id).await.unwrap();
     assert_eq!(view.status, Status::Done);
     assert_eq!(view.verdict, Some(Verdict::AC));
@@ -118,18 +124,18 @@ async fn submission_is_dispatched_judged_and_shown_done() {
     assert_eq!(s.queue_summary().await, QueueSummary { queued: 0, running: 0 });
 
     // A second Final changes nothing.
-    s.handle_event(final_event("a", id, Verdict::WA));
+    s.handle_event(final_event("a", id, Verdict::WA)).await;
     assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::AC));
 }
 
 #[tokio::test]
 async fn lost_job_is_dispatched_again() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 1));
+    s.handle_event(agent_up("a", &["py"], 1)).await;
     let id = s.submit(submission("py")).await.unwrap();
     assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
-    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) });
-    s.handle_event(LinkEvent::JobLost { agent_id: "a".into(), submission_id: id, reason: "stream reset".into() });
+    s.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result: test_result(id, 0) }).await;
+    s.handle_event(LinkEvent::JobLost { agent_id: "a".into(), submission_id: id, reason: "stream reset".into() }).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), id), ("a".to_string(), id)]);
     let view = s.get(id).await.unwrap();
     assert_eq!(view.status, Status::Running);
@@ -140,11 +146,11 @@ async fn lost_job_is_dispatched_again() {
 #[tokio::test]
 async fn agent_down_moves_its_jobs_to_another_agent() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 1));
+    s.handle_event(agent_up("a", &["py"], 1)).await;
     let id = s.submit(submission("py")).await.unwrap();
-    s.handle_event(LinkEvent::AgentDown { agent_id: "a".into() });
+    s.handle_event(LinkEvent::AgentDown { agent_id: "a".into() }).await;
     assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
-    s.handle_event(agent_up("b", &["py"], 1));
+    s.handle_event(agent_up("b", &["py"], 1)).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), id), ("b".to_string(), id)]);
     assert_eq!(s.agents_summary().await.connected, 1);
 }
@@ -153,35 +159,35 @@ async fn agent_down_moves_its_jobs_to_another_agent() {
 async fn dispatch_error_requeues_and_forgets_the_agent() {
     let (s, fake) = scheduler(SchedulerConfig::default());
     fake.gone.lock().unwrap().push("ghost".into());
-    s.handle_event(agent_up("ghost", &["py"], 4));
+    s.handle_event(agent_up("ghost", &["py"], 4)).await;
     let id = s.submit(submission("py")).await.unwrap();
     assert!(fake.sent().is_empty());
     assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
     assert_eq!(s.agents_summary().await.connected, 0);
-    s.handle_event(agent_up("b", &["py"], 1));
+    s.handle_event(agent_up("b", &["py"], 1)).await;
     assert_eq!(fake.sent(), vec![("b".to_string(), id)]);
 }
 
 #[tokio::test]
 async fn jobs_wait_for_a_free_slot() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 1));
+    s.handle_event(agent_up("a", &["py"], 1)).await;
     let first = s.submit(submission("py")).await.unwrap();
     let second = s.submit(submission("py")).await.unwrap();
     assert_eq!(fake.sent().len(), 1);
     assert_eq!(s.queue_summary().await, QueueSummary { queued: 1, running: 1 });
-    s.handle_event(final_event("a", first, Verdict::AC));
+    s.handle_event(final_event("a", first, Verdict::AC)).await;
     assert_eq!(fake.sent(), vec![("a".to_string(), first), ("a".to_string(), second)]);
 }
 
 #[tokio::test]
 async fn heartbeats_do_not_disturb_scheduling() {
     let (s, fake) = scheduler(SchedulerConfig::default());
-    s.handle_event(agent_up("a", &["py"], 2));
-    s.handle_event(LinkEvent::Heartbeat { agent_id: "a".into(), free_slots: 0 });
+    s.handle_event(agent_up("a", &["py"], 2)).await;
+    s.handle_event(LinkEvent::Heartbeat { agent_id: "a".into(), free_slots: 0 }).await;
     s.submit(submission("py")).await.unwrap();
     assert_eq!(fake.sent().len(), 1);
-    s.handle_event(LinkEvent::Heartbeat { agent_id: "nobody".into(), free_slots: 3 });
+    s.handle_event(LinkEvent::Heartbeat { agent_id: "nobody".into(), free_slots: 3 }).await;
 }
 
 #[tokio::test]
@@ -204,4 +210,97 @@ async fn run_consumes_the_event_channel() {
     task.await.unwrap();
     assert_eq!(fake.sent().len(), 1);
     assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::CE));
+}
+
+fn durable(dir: &std::path::Path, fake: Arc<FakeDispatch>) -> Scheduler {
+    let (store, _) = LogStore::open(dir, &[1]).unwrap();
+    let setup = ClusterSetup { node: NodeConfig::single(1), store };
+    let clock: Clock = Arc::new(|| 7_000);
+    Scheduler::start(fake, SchedulerConfig::default(), clock, Metrics::unregistered(), setup).unwrap()
+}
+
+/// Polls `cond` until it holds; a replay runs on the node thread after `start` returns.
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_submissions_and_verdicts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeDispatch::default());
+    let (done, queued) = {
+        let s = durable(dir.path(), fake.clone());
+        s.handle_event(agent_up("a", &["py"], 1)).await;
+        let done = s.submit(submission("py")).await.unwrap();
+        let queued = s.submit(submission("py")).await.unwrap();
+        s.handle_event(final_event("a", done, Verdict::WA)).await;
+        assert_eq!(fake.sent(), vec![("a".to_string(), done), ("a".to_string(), queued)]);
+        assert_eq!(s.cluster_status().role, crate::cluster::Role::Leader);
+        (done, queued)
+    };
+    let s = durable(dir.path(), Arc::new(FakeDispatch::default()));
+    eventually("the replay", async || s.get(queued).await.is_some()).await;
+    let first = s.get(done).await.unwrap();
+    assert_eq!((first.status, first.verdict), (Status::Done, Some(Verdict::WA)));
+    // The second is leased to `a` again: that agent's reconnect will requeue it.
+    assert_eq!(s.get(queued).await.unwrap().status, Status::Running);
+    // Ids go on from the log, not from 1.
+    assert_eq!(s.submit(submission("py")).await.unwrap(), queued + 1);
+}
+
+#[tokio::test]
+async fn a_silent_agents_jobs_return_to_the_queue_after_its_lease() {
+    let fake = Arc::new(FakeDispatch::default());
+    let time = Arc::new(AtomicU64::new(1_000));
+    let t = time.clone();
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let s = Scheduler::with_config(fake.clone(), SchedulerConfig::default(), clock);
+    s.handle_event(agent_up("a", &["py"], 1)).await;
+    let id = s.submit(submission("py")).await.unwrap();
+    assert_eq!(fake.sent(), vec![("a".to_string(), id)]);
+
+    // Heartbeats renew the lease: well past LEASE_MS since the start, nothing expires.
+    for _ in 0..10 {
+        time.fetch_add(LEASE_RENEW_MS, Ordering::SeqCst);
+        s.handle_event(LinkEvent::Heartbeat { agent_id: "a".into(), free_slots: 0 }).await;
+        s.expire_silent_agents().await;
+    }
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running);
+
+    // `a`'s coordinator died: nobody reports it down, and it is not connected here.
+    fake.elsewhere.lock().unwrap().push("a".into());
+    time.fetch_add(LEASE_MS - 1, Ordering::SeqCst);
+    s.expire_silent_agents().await;
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running, "not before the lease ends");
+    time.fetch_add(1, Ordering::SeqCst);
+    s.expire_silent_agents().await;
+    assert_eq!(s.get(id).await.unwrap().status, Status::Queued);
+    assert_eq!(s.agents_summary().await.connected, 0);
+
+    s.handle_event(agent_up("b", &["py"], 1)).await;
+    assert_eq!(fake.sent(), vec![("a".to_string(), id), ("b".to_string(), id)]);
+    // a's verdict arrives late through some coordinator: refused; b's wins.
+    s.handle_event(final_event("a", id, Verdict::WA)).await;
+    s.handle_event(final_event("b", id, Verdict::AC)).await;
+    assert_eq!(s.get(id).await.unwrap().verdict, Some(Verdict::AC));
+}
+
+#[tokio::test]
+async fn a_silent_agent_connected_here_is_renewed_not_expired() {
+    let fake = Arc::new(FakeDispatch::default());
+    let time = Arc::new(AtomicU64::new(1_000));
+    let t = time.clone();
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let s = Scheduler::with_config(fake.clone(), SchedulerConfig::default(), clock);
+    s.handle_event(agent_up("a", &["py"], 1)).await;
+    let id = s.submit(submission("py")).await.unwrap();
+    time.fetch_add(LEASE_MS * 2, Ordering::SeqCst);
+    s.expire_silent_agents().await;
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running);
+    assert_eq!(s.agents_summary().await.connected, 1);
 }

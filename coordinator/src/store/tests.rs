@@ -241,11 +241,11 @@ async fn the_scheduler_completions_reach_the_history() {
     let id = scheduler.submit(sub).await.unwrap();
     // An agent registers, takes the job and reports a verdict.
     use crate::link::LinkEvent;
-    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["python".into()], slots: 1 });
+    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["python".into()], slots: 1 }).await;
     let final_result = protocol::FinalResult { submission_id: id, verdict: Verdict::AC, compile_output: String::new(), message: String::new() };
-    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: final_result.clone() });
+    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: final_result.clone() }).await;
     // A duplicate Final (a retried stream) is rejected by the judge; nothing new either way.
-    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: final_result });
+    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: final_result }).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while store.execution_count(stream, id).await.unwrap() == 0 {
         assert!(std::time::Instant::now() < deadline, "never projected");

@@ -175,7 +175,7 @@ impl Live {
     }
 
     /// Forgets a client and cancels the runs it started: nobody asked for them anymore.
-    fn unregister(&self, client: u64) {
+    async fn unregister(&self, client: u64) {
         let runs: Vec<SubmissionId> = {
             let mut state = lock(&self.state);
             let Some(c) = state.clients.remove(&client) else { return };
@@ -191,7 +191,7 @@ impl Live {
             c.runs.into_iter().collect()
         };
         for id in runs {
-            let outcome = self.scheduler.cancel(id, "the client disconnected");
+            let outcome = self.scheduler.cancel(id, "the client disconnected").await;
             tracing::info!(submission = id, ?outcome, "run of a closed WebSocket cancelled");
         }
     }
@@ -257,7 +257,7 @@ impl Live {
             "RUN_TESTS" => self.start(client, &msg, Kind::Tests).await,
             "PERFORMANCE_BENCHMARK" => self.start(client, &msg, Kind::Benchmark).await,
             "SUBSCRIBE" => self.handle_subscribe(client, &msg),
-            "CANCEL" => self.handle_cancel(client, &msg),
+            "CANCEL" => self.handle_cancel(client, &msg).await,
             other => Err(format!("Unknown message type: {}", truncate(other, 64))),
         };
         if let Err(message) = result {
@@ -294,7 +294,7 @@ impl Live {
         Ok(())
     }
 
-    fn handle_cancel(&self, client: u64, msg: &Value) -> Result<(), String> {
+    async fn handle_cancel(&self, client: u64, msg: &Value) -> Result<(), String> {
         let raw = msg.get("executionId").ok_or("CANCEL needs an \"executionId\"")?;
         let id = match raw {
             Value::String(s) => s.parse::<u64>().ok(),
@@ -306,7 +306,7 @@ impl Live {
         if !owned {
             return Err(format!("execution {id} is not running on this connection"));
         }
-        match self.scheduler.cancel(id, "cancelled by the client") {
+        match self.scheduler.cancel(id, "cancelled by the client").await {
             CancelOutcome::NotRunning => Err(format!("execution {id} is not running")),
             // The EXECUTION_ERROR (or TESTS_COMPLETED) follows from the completion.
             CancelOutcome::Dequeued | CancelOutcome::Stopping => Ok(()),
@@ -809,7 +809,7 @@ async fn connection(live: Arc<Live>, ws: WebSocket) {
             }
         }
     };
-    live.unregister(client);
+    live.unregister(client).await;
     if let Some((code, why)) = reason {
         tracing::info!(client, code, reason = %why, "closing websocket");
         let _ = sink.send(Message::close_with(code, why)).await;

@@ -49,12 +49,12 @@ fn hello() -> Value {
 }
 
 /// Plays an agent: registers, takes the queued submission `id`, reports `result`.
-fn finish(scheduler: &Scheduler, id: u64, mut result: TestResult, verdict: Verdict) {
-    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["c".into()], slots: 4 });
+async fn finish(scheduler: &Scheduler, id: u64, mut result: TestResult, verdict: Verdict) {
+    scheduler.handle_event(LinkEvent::AgentUp { agent_id: "a".into(), languages: vec!["c".into()], slots: 4 }).await;
     result.submission_id = id;
-    scheduler.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result });
+    scheduler.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result }).await;
     let fin = FinalResult { submission_id: id, verdict, compile_output: String::new(), message: String::new() };
-    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: fin });
+    scheduler.handle_event(LinkEvent::Final { agent_id: "a".into(), result: fin }).await;
 }
 
 fn result(verdict: Verdict, stdout: &[u8], exit_code: Option<i32>, signal: Option<i32>) -> TestResult {
@@ -189,7 +189,7 @@ fn statuses_follow_judge0_and_say_the_truth_in_message() {
             Verdict::RE if signal == Some(libc::SIGSEGV) => "killed by SIGSEGV (segmentation fault)".into(),
             _ => String::new(),
         };
-        finish(&scheduler, id, r, verdict);
+        rt.block_on(finish(&scheduler, id, r, verdict));
         let view = rt.block_on(scheduler.get(id)).unwrap();
         let (status, message) = status_of(&view);
         assert_eq!(status, want, "{verdict:?} {signal:?}");
@@ -205,7 +205,7 @@ async fn finished_submission_renders_times_memory_and_base64() {
     let (_, body) = post(&router, "/submissions", &hello()).await;
     let token = body["token"].as_str().unwrap().to_owned();
     let id = scheduler.get_by_token(&token).await.unwrap().id;
-    finish(&scheduler, id, result(Verdict::AC, b"hello, Judge0\n", Some(0), None), Verdict::AC);
+    finish(&scheduler, id, result(Verdict::AC, b"hello, Judge0\n", Some(0), None), Verdict::AC).await;
 
     let (status, sub) = get(&router, &format!("/submissions/{token}")).await;
     assert_eq!(status, 200);
@@ -231,7 +231,7 @@ async fn output_that_is_not_utf8_needs_base64() {
     let (_, body) = post(&router, "/submissions", &hello()).await;
     let token = body["token"].as_str().unwrap().to_owned();
     let id = scheduler.get_by_token(&token).await.unwrap().id;
-    finish(&scheduler, id, result(Verdict::AC, b"\xfe\n", Some(0), None), Verdict::AC);
+    finish(&scheduler, id, result(Verdict::AC, b"\xfe\n", Some(0), None), Verdict::AC).await;
     let (status, answer) = get(&router, &format!("/submissions/{token}")).await;
     assert_eq!(status, 400);
     assert!(answer["error"].as_str().unwrap().contains("base64_encoded=true"));

@@ -1,0 +1,113 @@
+//! `GET /api/cluster` (every node, as this node sees the cluster) and
+//! `GET /api/cluster/self` (this node only, what the others ask each other).
+//!
+//! A peer's row comes from its own `/api/cluster/self`, asked with a short timeout: a peer
+//! that does not answer is shown `reachable: false` with its last known id and address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use salvo::http::StatusCode;
+use salvo::writing::Json;
+use salvo::{Depot, FlowCtrl, Handler, Request, Response, async_trait};
+use serde_json::{Value, json};
+
+use crate::scheduler::Scheduler;
+
+/// One configured peer: its raft id and its HTTP API address (host:port).
+#[derive(Debug, Clone)]
+pub struct PeerApi {
+    pub id: u64,
+    pub api: String,
+}
+
+#[derive(Clone)]
+pub struct ClusterApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    scheduler: Scheduler,
+    api: String,
+    peers: Vec<PeerApi>,
+    client: Option<reqwest::Client>,
+}
+
+impl ClusterApi {
+    /// `api` is this node's own API address, shown in its row.
+    pub fn new(scheduler: Scheduler, api: String, peers: Vec<PeerApi>) -> ClusterApi {
+        let client = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().ok();
+        ClusterApi { inner: Arc::new(Inner { scheduler, api, peers, client }) }
+    }
+
+    /// The routes, to mount before the API's catch-all.
+    pub fn router(&self) -> salvo::Router {
+        salvo::Router::with_path("api/cluster")
+            .get(Whole(self.clone()))
+            .push(salvo::Router::with_path("self").get(Own(self.clone())))
+    }
+
+    fn own(&self) -> Value {
+        let s = self.inner.scheduler.cluster_status();
+        json!({
+            "id": s.id,
+            "address": self.inner.api,
+            "role": s.role,
+            "term": s.term,
+            "leader": s.leader,
+            "commit": s.commit,
+            "applied": s.applied,
+            "reachable": true,
+        })
+    }
+
+    async fn whole(&self) -> Value {
+        let me = self.own();
+        let mut nodes = vec![me.clone()];
+        let asks = self.inner.peers.iter().map(|peer| self.ask(peer));
+        nodes.extend(futures_util::future::join_all(asks).await);
+        nodes.sort_by_key(|n| n["id"].as_u64());
+        // Our own view of the leader; a peer that says it leads a later term knows better.
+        let leader = nodes
+            .iter()
+            .filter(|n| n["role"] == "leader")
+            .max_by_key(|n| n["term"].as_u64())
+            .map(|n| n["id"].clone())
+            .unwrap_or_else(|| me["leader"].clone());
+        json!({ "leader": leader, "nodes": nodes })
+    }
+
+    async fn ask(&self, peer: &PeerApi) -> Value {
+        let unreachable = json!({ "id": peer.id, "address": peer.api, "reachable": false });
+        let Some(client) = &self.inner.client else { return unreachable };
+        let url = format!("http://{}/api/cluster/self", peer.api);
+        let answer = match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+            _ => None,
+        };
+        match answer {
+            // Only the shape we expect; the id must be the configured one.
+            Some(v) if v["id"].as_u64() == Some(peer.id) => v,
+            _ => unreachable,
+        }
+    }
+}
+
+struct Whole(ClusterApi);
+struct Own(ClusterApi);
+
+#[async_trait]
+impl Handler for Whole {
+    async fn handle(&self, _req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
+        res.status_code(StatusCode::OK);
+        res.render(Json(self.0.whole().await));
+    }
+}
+
+#[async_trait]
+impl Handler for Own {
+    async fn handle(&self, _req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
+        res.status_code(StatusCode::OK);
+        res.render(Json(self.0.own()));
+    }
+}

@@ -1,0 +1,457 @@
+//! One raft node: a thread that owns the `RawNode`, the durable log, and the state
+//! machine's apply function, and handles raft-rs's `Ready` in its documented order.
+//!
+//! Why a thread rather than a tokio task: each `Ready` ends in an fsync, which would block
+//! a runtime worker; and the apply function may be called from any runtime flavour (the
+//! unit tests use current-thread runtimes). Callers talk to it over a channel and wait on
+//! a oneshot for the result of applying their entry, which they get only once it is
+//! committed and applied. Everything waiting in the channel is proposed before the next
+//! `Ready`, so concurrent proposals share one fsync (group commit).
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use raft::prelude::{Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+use tracing::{debug, error, info, warn};
+
+use super::log_store::{LogError, LogStore};
+use super::transport::{Deliver, Transport};
+
+/// The state machine as the node sees it: committed entries in log order.
+pub trait Apply: Send + 'static {
+    type Output: Send + 'static;
+    /// Must be deterministic: every node applies the same entries to the same effect.
+    fn apply(&mut self, index: u64, data: &[u8]) -> Self::Output;
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub voters: Vec<u64>,
+    /// One raft tick; elections time out after `election_ticks` of them.
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// A proposal not applied by then is answered `Timeout` (the API's 503). It may still
+    /// commit later: a client that retries can create a second submission.
+    pub proposal_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// Node `id` of a cluster of `voters`: elections time out after 0.5–1 s, heartbeats
+    /// every 100 ms. A proposal normally commits in milliseconds; one not applied within
+    /// a second was most likely lost with a leader, and the scheduler proposes it again.
+    pub fn cluster(id: u64, voters: Vec<u64>) -> NodeConfig {
+        NodeConfig {
+            id,
+            voters,
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            proposal_timeout: Duration::from_secs(1),
+        }
+    }
+
+    pub fn single(id: u64) -> NodeConfig {
+        NodeConfig {
+            id,
+            voters: vec![id],
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            proposal_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this node is not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<u64> },
+    #[error("not committed within {0:?}")]
+    Timeout(Duration),
+    #[error("raft refused the proposal: {0}")]
+    Dropped(String),
+    #[error("the raft node has stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Stopped,
+}
+
+/// The node as the API and metrics show it; refreshed after every round of the loop.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub commit: u64,
+    pub applied: u64,
+    /// Proposals made on this node since it started.
+    pub proposals: u64,
+    /// Times this node saw the leader change since it started.
+    pub leader_changes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("starting the raft thread: {0}")]
+    Thread(std::io::Error),
+}
+
+type Reply<O> = oneshot::Sender<Result<O, ProposeError>>;
+
+enum Msg<O> {
+    Propose { data: Vec<u8>, reply: Reply<O> },
+    /// From a peer, through the transport.
+    Raft(Box<Message>),
+    Stop,
+}
+
+/// The node thread's handle; dropping it stops the thread and waits for it, so the log
+/// file is closed when `drop` returns (a restart in the same process can reopen it).
+pub struct Node<O> {
+    tx: Mutex<Option<Sender<Msg<O>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    status: Arc<Mutex<NodeStatus>>,
+    transport: Arc<OnceLock<Transport>>,
+}
+
+impl<O> Drop for Node<O> {
+    fn drop(&mut self) {
+        // Explicitly: the transport's inbox holds a sender too.
+        if let Some(tx) = self.tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = tx.send(Msg::Stop);
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<O: Send + 'static> Node<O> {
+    /// Starts the node on `store`, applying committed entries (from the log's start after a
+    /// restart: the state machine lives in memory) with `apply`.
+    pub fn start<A: Apply<Output = O>>(config: NodeConfig, store: LogStore, apply: A) -> Result<Node<O>, NodeError> {
+        let logger = slog::Logger::root(TracingDrain, slog::o!("raft_id" => config.id));
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        let mut raw = RawNode::new(&raft_config, store.storage(), &logger)?;
+        if config.voters == [config.id] {
+            // Alone, there is nobody to wait for: lead at once instead of after a timeout.
+            raw.campaign()?;
+        }
+        let status = Arc::new(Mutex::new(status_of(&raw, 0, 0)));
+        let transport = Arc::new(OnceLock::new());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let mut thread = NodeThread {
+            raw,
+            store,
+            apply,
+            config,
+            pending: HashMap::new(),
+            answers: Vec::new(),
+            seq: 0,
+            incarnation: incarnation(),
+            status: status.clone(),
+            proposals: 0,
+            leader_changes: 0,
+            last_leader: 0,
+            transport: transport.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("raft-node".into())
+            .spawn(move || {
+                // The apply function may spawn tasks (callbacks, projections).
+                let _guard = runtime.as_ref().map(|h| h.enter());
+                thread.run(rx);
+            })
+            .map_err(NodeError::Thread)?;
+        Ok(Node { tx: Mutex::new(Some(tx)), thread: Some(thread), status, transport })
+    }
+
+    /// Where the transport delivers messages from peers.
+    pub fn inbox(&self) -> Deliver {
+        let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Arc::new(move |message| {
+            if let Some(tx) = &tx {
+                let _ = tx.send(Msg::Raft(Box::new(message)));
+            }
+        })
+    }
+
+    /// Connects the node to its peers; before this, its messages are dropped.
+    pub fn set_transport(&self, transport: Transport) {
+        let _ = self.transport.set(transport);
+    }
+
+    /// Proposes `data` and waits until it is committed and applied here.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<O, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        let sent = match self.tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(tx) => tx.send(Msg::Propose { data, reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(ProposeError::Stopped);
+        }
+        rx.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.status().role == Role::Leader
+    }
+}
+
+struct NodeThread<A: Apply> {
+    raw: RawNode<raft::storage::MemStorage>,
+    store: LogStore,
+    apply: A,
+    config: NodeConfig,
+    /// This node's proposals not yet applied, by sequence number.
+    pending: HashMap<u64, (Instant, Reply<A::Output>)>,
+    /// Outputs of this round's applied proposals, answered once the status shows them.
+    answers: Vec<(Reply<A::Output>, A::Output)>,
+    seq: u64,
+    /// Tells this run's proposals from those of an earlier run of the same node id, whose
+    /// uncommitted entries a new term may still commit under the same sequence numbers.
+    incarnation: u64,
+    status: Arc<Mutex<NodeStatus>>,
+    proposals: u64,
+    leader_changes: u64,
+    last_leader: u64,
+    transport: Arc<OnceLock<Transport>>,
+}
+
+impl<A: Apply> NodeThread<A> {
+    fn run(&mut self, rx: Receiver<Msg<A::Output>>) {
+        let mut next_tick = Instant::now() + self.config.tick;
+        loop {
+            match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+                Ok(msg) => {
+                    let mut stop = !self.handle(msg);
+                    // Everything already waiting goes into this round's single fsync.
+                    while let (false, Ok(msg)) = (stop, rx.try_recv()) {
+                        stop = !self.handle(msg);
+                    }
+                    if stop {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = now + self.config.tick;
+                self.expire(now);
+            }
+            if let Err(err) = self.on_ready() {
+                // A node that cannot make its log durable must not go on acknowledging.
+                error!(%err, "raft node stops");
+                break;
+            }
+            self.publish();
+            for (reply, output) in self.answers.drain(..) {
+                let _ = reply.send(Ok(output));
+            }
+        }
+        for (_, (_, reply)) in self.pending.drain() {
+            let _ = reply.send(Err(ProposeError::Stopped));
+        }
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).role = Role::Stopped;
+        info!("raft node stopped");
+    }
+
+    /// False when the node is to stop.
+    fn handle(&mut self, msg: Msg<A::Output>) -> bool {
+        match msg {
+            Msg::Stop => return false,
+            Msg::Raft(message) => {
+                if let Err(err) = self.raw.step(*message) {
+                    debug!(%err, "raft message refused");
+                }
+            }
+            Msg::Propose { data, reply } => {
+                // A follower's proposal is forwarded to the leader by raft itself; without a
+                // known leader there is nobody to forward to.
+                if self.raw.raft.leader_id == 0 {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                    return true;
+                }
+                self.seq += 1;
+                let mut context = Vec::with_capacity(24);
+                context.extend_from_slice(&self.config.id.to_le_bytes());
+                context.extend_from_slice(&self.incarnation.to_le_bytes());
+                context.extend_from_slice(&self.seq.to_le_bytes());
+                match self.raw.propose(context, data) {
+                    Ok(()) => {
+                        self.proposals += 1;
+                        self.pending.insert(self.seq, (Instant::now() + self.config.proposal_timeout, reply));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(ProposeError::Dropped(err.to_string())));
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let late: Vec<u64> = self.pending.iter().filter(|(_, (at, _))| *at <= now).map(|(s, _)| *s).collect();
+        for seq in late {
+            if let Some((_, reply)) = self.pending.remove(&seq) {
+                let _ = reply.send(Err(ProposeError::Timeout(self.config.proposal_timeout)));
+            }
+        }
+    }
+
+    /// raft-rs's order: send, apply committed, persist entries and hard state, send what
+    /// needed them persisted, advance; then the same for the LightReady.
+    fn on_ready(&mut self) -> Result<(), NodeError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            // Snapshots are not produced yet (no compaction), so no peer can send one.
+            warn!(index = ready.snapshot().get_metadata().index, "ignoring a snapshot: not supported yet");
+        }
+        self.apply_committed(ready.take_committed_entries());
+        self.store.persist(ready.entries(), ready.hs())?;
+        self.send(ready.take_persisted_messages());
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.store.persist_commit(commit)?;
+        }
+        self.send(light.take_messages());
+        self.apply_committed(light.take_committed_entries());
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        match self.transport.get() {
+            Some(transport) => transport.send(messages),
+            None => debug!(count = messages.len(), "no peer transport yet; raft messages dropped"),
+        }
+    }
+
+    fn apply_committed(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            // Empty entries are the no-ops a new leader appends; conf changes do not occur
+            // with a static voter list.
+            if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
+                continue;
+            }
+            let output = self.apply.apply(entry.index, &entry.data);
+            if let Some(seq) = self.own_proposal(&entry.context)
+                && let Some((_, reply)) = self.pending.remove(&seq)
+            {
+                self.answers.push((reply, output));
+            }
+        }
+    }
+
+    fn own_proposal(&self, context: &[u8]) -> Option<u64> {
+        let word = |i: usize| context.get(i * 8..i * 8 + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
+        (word(0)? == self.config.id && word(1)? == self.incarnation).then_some(word(2)?)
+    }
+
+    fn publish(&mut self) {
+        let leader = self.raw.raft.leader_id;
+        if leader != self.last_leader {
+            if leader != 0 {
+                self.leader_changes += 1;
+                info!(leader, term = self.raw.raft.term, "raft leader");
+            }
+            self.last_leader = leader;
+            // Proposals forwarded to the old leader are likely lost with it; say so now
+            // rather than at the timeout, so the caller can propose again. One may still
+            // commit (the new leader had it): it is then applied without an answer.
+            let now_leader = Some(leader).filter(|&l| l != 0);
+            for (_, (_, reply)) in self.pending.drain() {
+                let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+            }
+        }
+        let status = status_of(&self.raw, self.proposals, self.leader_changes);
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+}
+
+fn status_of(raw: &RawNode<raft::storage::MemStorage>, proposals: u64, leader_changes: u64) -> NodeStatus {
+    let raft = &raw.raft;
+    NodeStatus {
+        id: raft.id,
+        role: match raft.state {
+            StateRole::Leader => Role::Leader,
+            StateRole::Follower => Role::Follower,
+            StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+        },
+        term: raft.term,
+        leader: Some(raft.leader_id).filter(|&l| l != 0),
+        commit: raft.raft_log.committed,
+        applied: raft.raft_log.applied,
+        proposals,
+        leader_changes,
+    }
+}
+
+fn incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// raft-rs logs through slog; this forwards its records to tracing.
+struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &slog::Record<'_>, _values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => error!(target: "raft", "{}", record.msg()),
+            slog::Level::Warning => warn!(target: "raft", "{}", record.msg()),
+            slog::Level::Info => info!(target: "raft", "{}", record.msg()),
+            slog::Level::Debug | slog::Level::Trace => debug!(target: "raft", "{}", record.msg()),
+        }
+        Ok(())
+    }
+}

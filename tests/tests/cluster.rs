@@ -1,0 +1,481 @@
+//! A raft cluster of real coordinators (`coordinator serve --peer ...`) and real agents on
+//! 127.0.0.1: leader kills under load with a Jepsen-style check of acknowledged ids, and a
+//! whole-cluster restart.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use judge_tests::{bin_dir, uid_base};
+use serde_json::{Value, json};
+
+struct Node {
+    id: u64,
+    api: SocketAddr,
+    link: SocketAddr,
+    raft: SocketAddr,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+struct Agent {
+    child: Child,
+}
+
+/// Coordinators 1..=n and agents, all killed when dropped.
+struct Cluster {
+    root: tempfile::TempDir,
+    nodes: Vec<Node>,
+    agents: Vec<Agent>,
+}
+
+/// Certificate of agent `a` under `root`'s cluster CA (created by the first call).
+fn issue_agent_cert(root: &std::path::Path, a: u32) {
+    let status = Command::new(bin_dir().join("coordinator"))
+        .args(["issue-agent-cert", "--agent-id", &format!("agent{a}"), "--data-dir"])
+        .arg(root)
+        .arg("--out")
+        .arg(root.join(format!("agent{a}/tls")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn free_tcp() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+impl Cluster {
+    fn start(nodes: u64, agents: u32, first_uid_slot: u32) -> Cluster {
+        Cluster::start_in(tempfile::tempdir().unwrap(), nodes, agents, first_uid_slot)
+    }
+
+    /// On `root` (a second start reuses the data of a first).
+    fn start_in(root: tempfile::TempDir, nodes: u64, agents: u32, first_uid_slot: u32) -> Cluster {
+        // Creates the cluster CA in root/tls, before the nodes copy it.
+        issue_agent_cert(root.path(), 0);
+        let ports: Vec<_> = (0..nodes).map(|_| (free_tcp(), free_udp(), free_udp())).collect();
+        let mut cluster = Cluster { root, nodes: Vec::new(), agents: Vec::new() };
+        for (i, (api, link, raft)) in ports.into_iter().enumerate() {
+            let dir = cluster.root.path().join(format!("node{}", i + 1));
+            std::fs::create_dir_all(dir.join("tls")).unwrap();
+            for f in ["ca.pem", "ca.key"] {
+                std::fs::copy(cluster.root.path().join("tls").join(f), dir.join("tls").join(f)).unwrap();
+            }
+            cluster.nodes.push(Node {
+                id: i as u64 + 1,
+                api: SocketAddr::from(([127, 0, 0, 1], api)),
+                link: SocketAddr::from(([127, 0, 0, 1], link)),
+                raft: SocketAddr::from(([127, 0, 0, 1], raft)),
+                dir,
+                child: None,
+            });
+        }
+        for k in 0..cluster.nodes.len() {
+            cluster.spawn(k);
+        }
+        for a in 0..agents {
+            cluster.spawn_agent(a, first_uid_slot + a);
+        }
+        cluster
+    }
+
+    /// Starts agent `a` (`uid_slot` for its runs' uids); it knows every coordinator and
+    /// starts on coordinator `a` (mod the count).
+    fn spawn_agent(&mut self, a: u32, uid_slot: u32) {
+        issue_agent_cert(self.root.path(), a);
+        let mut links: Vec<String> = self.nodes.iter().map(|n| n.link.to_string()).collect();
+        let n = links.len();
+        links.rotate_left(a as usize % n);
+        let dir = self.root.path().join(format!("agent{a}"));
+        let child = Command::new(bin_dir().join("coordinator"))
+            .args(["agent", "--coordinator", &links.join(","), "--agent-id", &format!("agent{a}")])
+            .args(["--server-name", "judge-coordinator", "--slots", "1", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--tls-dir")
+            .arg(dir.join("tls"))
+            .arg("--work-dir")
+            .arg(dir.join("work"))
+            .args(["--uid-base", &uid_base(uid_slot).to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.agents.push(Agent { child });
+    }
+
+    /// Stops every process (coordinators with SIGKILL) and hands back the data.
+    fn into_root(mut self) -> tempfile::TempDir {
+        for agent in &mut self.agents {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
+            agent.child.wait().unwrap();
+        }
+        self.agents.clear();
+        for k in 0..self.nodes.len() {
+            self.kill(k);
+        }
+        std::mem::replace(&mut self.root, tempfile::tempdir().unwrap())
+    }
+
+    fn spawn(&mut self, k: usize) {
+        let node = &self.nodes[k];
+        let mut cmd = Command::new(bin_dir().join("coordinator"));
+        cmd.args(["serve", "--no-database", "--node-id", &node.id.to_string()])
+            .arg("--data-dir")
+            .arg(&node.dir)
+            .args(["--listen", &node.api.to_string(), "--agent-listen", &node.link.to_string()])
+            .args(["--raft-listen", &node.raft.to_string()]);
+        for peer in self.nodes.iter().filter(|p| p.id != node.id) {
+            cmd.arg("--peer").arg(format!("{}={},{}", peer.id, peer.raft, peer.api));
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(node.dir.join("log")).unwrap();
+        let child = cmd.env("RUST_LOG", "info,raft=warn").stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.nodes[k].child = Some(child);
+    }
+
+    /// SIGKILL, and reaped.
+    fn kill(&mut self, k: usize) {
+        if let Some(mut child) = self.nodes[k].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn url(&self, k: usize, path: &str) -> String {
+        format!("http://{}{}", self.nodes[k].api, path)
+    }
+
+    fn get(&self, k: usize, path: &str) -> Option<Value> {
+        let r = client().get(self.url(k, path)).send().ok()?;
+        r.status().is_success().then(|| r.json().ok()).flatten()
+    }
+
+    /// The node that says it leads the highest term, among those that answer.
+    fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len())
+            .filter_map(|k| self.get(k, "/api/cluster/self").map(|s| (k, s)))
+            .filter(|(_, s)| s["role"] == "leader")
+            .max_by_key(|(_, s)| s["term"].as_u64())
+            .map(|(k, _)| k)
+    }
+
+    fn wait_until(&self, what: &str, deadline: Duration, mut cond: impl FnMut(&Cluster) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            assert!(start.elapsed() < deadline, "{what}: not within {deadline:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A leader, every node answering, and `agents` registered in the state.
+    fn wait_ready(&self, agents: u64) {
+        self.wait_until("cluster ready", Duration::from_secs(60), |c| {
+            c.leader().is_some()
+                && (0..c.nodes.len()).all(|k| {
+                    c.get(k, "/health").is_some_and(|h| h["agents"]["connected"].as_u64() == Some(agents))
+                })
+        });
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                let log = std::fs::read_to_string(node.dir.join("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- node {} log, last lines ---", node.id);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        for agent in &mut self.agents {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
+            let _ = agent.child.wait();
+        }
+        for k in 0..self.nodes.len() {
+            self.kill(k);
+        }
+    }
+}
+
+fn program(tag: &str) -> Value {
+    json!({
+        "language": "python",
+        "source": "print(input())",
+        "tests": [{ "input": format!("{tag}\n"), "expectedOutput": format!("{tag}\n") }],
+        "limits": { "cpuMs": 2000, "wallMs": 10000, "memoryMb": 128 },
+    })
+}
+
+/// Submits to node `first`, then the others in turn, until one acknowledges; None if none
+/// did within the deadline (the client would report a failure: nothing to check).
+fn submit(apis: &[SocketAddr], first: usize, body: &Value) -> Option<u64> {
+    let start = Instant::now();
+    let client = client();
+    let mut k = first;
+    while start.elapsed() < Duration::from_secs(30) {
+        let answer = client.post(format!("http://{}/api/submissions", apis[k % apis.len()])).json(body).send();
+        if let Ok(r) = answer
+            && r.status().as_u16() == 201
+            && let Ok(v) = r.json::<Value>()
+            && let Some(id) = v["id"].as_u64()
+        {
+            return Some(id);
+        }
+        k += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Client threads submit `total` programs while the leader is SIGKILLed `kills` times
+/// (each restarted at once); then every acknowledged id must be done with the verdict of
+/// its own program, the same on every node.
+fn leader_kills_lose_and_duplicate_nothing(total: usize, kills: usize) {
+    let mut cluster = Cluster::start(3, 2, 0);
+    cluster.wait_ready(2);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let acked = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let unacked = Arc::new(AtomicUsize::new(0));
+    let threads = 4;
+    let clients: Vec<_> = (0..threads)
+        .map(|t| {
+            let (apis, acked, unacked) = (apis.clone(), acked.clone(), unacked.clone());
+            std::thread::spawn(move || {
+                for i in (t..total).step_by(threads) {
+                    let tag = format!("s{i}");
+                    match submit(&apis, i, &program(&tag)) {
+                        Some(id) => acked.lock().unwrap().push((id, tag)),
+                        None => {
+                            unacked.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut failovers = Vec::new();
+    for round in 1..=kills {
+        // Spread the kills over the run: the next one after this share of acks.
+        let due = total * round / (kills + 1);
+        cluster.wait_until("acks before a kill", Duration::from_secs(120), |_| acked.lock().unwrap().len() >= due);
+        let Some(leader) = cluster.leader() else { panic!("no leader before kill {round}") };
+        let before = acked.lock().unwrap().len();
+        let killed_at = Instant::now();
+        cluster.kill(leader);
+        cluster.spawn(leader);
+        cluster.wait_until("a new ack after the kill", Duration::from_secs(30), |_| acked.lock().unwrap().len() > before);
+        failovers.push(killed_at.elapsed());
+        eprintln!("kill {round}: node {} was leader; next ack after {:?}", leader + 1, killed_at.elapsed());
+        cluster.wait_until("the killed node back", Duration::from_secs(30), |c| c.get(leader, "/api/cluster/self").is_some());
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let unacked = unacked.load(Ordering::SeqCst);
+    let leader = cluster.leader().unwrap();
+    cluster.wait_until("every acknowledged submission done", Duration::from_secs(180), |c| {
+        acked.iter().all(|(id, _)| c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done"))
+    });
+    // Every node applies the same log; wait until all have caught up with the leader.
+    let commit = cluster.get(leader, "/api/cluster/self").unwrap()["commit"].as_u64().unwrap();
+    cluster.wait_until("every node applied the leader's commit", Duration::from_secs(30), |c| {
+        (0..c.nodes.len()).all(|k| c.get(k, "/api/cluster/self").is_some_and(|s| s["applied"].as_u64() >= Some(commit)))
+    });
+
+    let mut ids: Vec<u64> = acked.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let duplicated_ids = acked.len() - ids.len();
+    let (mut ok, mut lost, mut wrong, mut diverged) = (0, 0, 0, 0);
+    for (id, tag) in &acked {
+        let views: Vec<Option<Value>> = (0..cluster.nodes.len()).map(|k| cluster.get(k, &format!("/api/submissions/{id}"))).collect();
+        let Some(Some(first)) = views.first() else {
+            lost += 1;
+            continue;
+        };
+        let verdict_of = |v: &Value| (v["status"].clone(), v["verdict"].clone(), v["tests"][0]["stdout"].clone());
+        if views.iter().any(|v| v.as_ref().map(verdict_of) != Some(verdict_of(first))) {
+            diverged += 1;
+        } else if first["verdict"] == "AC" && first["tests"][0]["stdout"] == format!("{tag}\n") {
+            ok += 1;
+        } else {
+            wrong += 1;
+            eprintln!("submission {id} ({tag}): {first}");
+        }
+    }
+    let mut sorted = failovers.clone();
+    sorted.sort();
+    println!(
+        "cluster check: submitted {total}, acknowledged {}, not acknowledged {unacked}, done AC with their own output {ok}, \
+         lost {lost}, wrong verdict {wrong}, nodes disagreeing {diverged}, ids acknowledged twice {duplicated_ids}; \
+         {kills} leader kills, next ack after {sorted:?}",
+        acked.len()
+    );
+    assert_eq!((lost, wrong, diverged, duplicated_ids), (0, 0, 0, 0));
+    assert_eq!(ok, acked.len());
+    assert!(acked.len() + unacked == total);
+    assert!(acked.len() >= total * 9 / 10, "most submissions should be acknowledged: {}", acked.len());
+}
+
+#[test]
+fn leader_kills_under_load_lose_and_duplicate_nothing() {
+    leader_kills_lose_and_duplicate_nothing(150, 3);
+}
+
+#[test]
+#[ignore = "about ten minutes: run with --ignored"]
+fn leader_kills_under_load_lose_and_duplicate_nothing_1000() {
+    leader_kills_lose_and_duplicate_nothing(1000, 3);
+}
+
+#[test]
+fn a_whole_cluster_restart_keeps_the_state() {
+    let cluster = Cluster::start(3, 1, 2);
+    cluster.wait_ready(1);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let ids: Vec<u64> = (0..5).map(|i| submit(&apis, i, &program(&format!("r{i}"))).unwrap()).collect();
+    let leader = cluster.leader().unwrap();
+    cluster.wait_until("judged", Duration::from_secs(60), |c| {
+        ids.iter().all(|id| c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done"))
+    });
+    // SIGKILL all: the restart must find everything acknowledged in the logs.
+    let root = cluster.into_root();
+    let cluster = Cluster::start_in(root, 3, 1, 2);
+    cluster.wait_ready(1);
+    for k in 0..3 {
+        for (i, id) in ids.iter().enumerate() {
+            cluster.wait_until("replayed", Duration::from_secs(30), |c| c.get(k, &format!("/api/submissions/{id}")).is_some());
+            let v = cluster.get(k, &format!("/api/submissions/{id}")).unwrap();
+            assert_eq!((v["status"].as_str(), v["verdict"].as_str()), (Some("done"), Some("AC")), "node {} id {id}", k + 1);
+            assert_eq!(v["tests"][0]["stdout"], format!("r{i}\n"));
+        }
+    }
+    // New ids continue after the old ones.
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let next = submit(&apis, 0, &program("after")).unwrap();
+    assert!(next > *ids.iter().max().unwrap());
+}
+
+#[test]
+fn a_job_of_a_killed_agent_runs_elsewhere_with_one_verdict() {
+    // One agent first, so the job can only be running on it when it is killed.
+    let mut cluster = Cluster::start(3, 1, 3);
+    cluster.wait_ready(1);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    // Long enough to be caught running; the tag shows whose output the verdict carries.
+    let mut body = program("k1");
+    body["source"] = json!("import time\ntime.sleep(2)\nprint(input())");
+    let id = submit(&apis, 0, &body).unwrap();
+    let leader = cluster.leader().unwrap();
+    cluster.wait_until("running", Duration::from_secs(30), |c| {
+        c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "running")
+    });
+    let mut agent = cluster.agents.remove(0);
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    // Its coordinator notices the silence (link heartbeat, or the lease) and requeues.
+    cluster.spawn_agent(1, 4);
+    cluster.wait_until("done", Duration::from_secs(60), |c| {
+        c.get(leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done")
+    });
+    for k in 0..3 {
+        cluster.wait_until("applied everywhere", Duration::from_secs(10), |c| {
+            c.get(k, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done")
+        });
+        let v = cluster.get(k, &format!("/api/submissions/{id}")).unwrap();
+        assert_eq!(v["verdict"], "AC", "node {}: {v}", k + 1);
+        assert_eq!(v["tests"][0]["stdout"], "k1\n");
+    }
+}
+
+/// Accepted submissions per second and accept latency through a 3-node cluster (no agents:
+/// submissions only queue, so judging is not the bottleneck), then the time from a leader
+/// kill to the next acknowledgment. Prints the figures; goals: ≥ 2000/s, p99 ≤ 10 ms,
+/// failover ≤ 2 s. Build with --release for meaningful numbers.
+#[test]
+#[ignore = "benchmark: cargo test --release -p judge-tests --test cluster -- --ignored bench --nocapture"]
+fn bench_accept_rate_latency_and_failover() {
+    let mut cluster = Cluster::start(3, 0, 5);
+    cluster.wait_ready(0);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let clients = 32;
+    // Below the scheduler's queue cap of 10 000.
+    let limit = 9_000;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (apis, accepted) = (apis.clone(), accepted.clone());
+            std::thread::spawn(move || {
+                let client = client();
+                let body = program("b");
+                let mut latencies = Vec::new();
+                while accepted.load(Ordering::SeqCst) < limit && started.elapsed() < Duration::from_secs(20) {
+                    let t = Instant::now();
+                    let r = client.post(format!("http://{}/api/submissions", apis[c % apis.len()])).json(&body).send();
+                    if r.is_ok_and(|r| r.status().as_u16() == 201) {
+                        latencies.push(t.elapsed());
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "bench: {} accepted in {elapsed:?} by {clients} clients over 3 nodes: {:.0}/s; accept latency p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pct(50),
+        pct(99),
+        latencies.last().unwrap()
+    );
+
+    let mut failovers = Vec::new();
+    for _ in 0..3 {
+        let leader = cluster.leader().unwrap();
+        let others: Vec<SocketAddr> = (0..3).filter(|&k| k != leader).map(|k| apis[k]).collect();
+        let killed = Instant::now();
+        cluster.kill(leader);
+        // Clients of the survivors, as a load balancer would send them.
+        let client = client();
+        let mut i = 0;
+        loop {
+            let r = client.post(format!("http://{}/api/submissions", others[i % 2])).json(&program("f")).send();
+            if r.is_ok_and(|r| r.status().as_u16() == 201) {
+                break;
+            }
+            i += 1;
+            assert!(killed.elapsed() < Duration::from_secs(30), "no ack within 30 s of the kill");
+        }
+        failovers.push(killed.elapsed());
+        cluster.spawn(leader);
+        cluster.wait_until("the killed node back", Duration::from_secs(30), |c| c.get(leader, "/api/cluster/self").is_some());
+    }
+    println!("bench: leader kill to first new ack: {failovers:?}");
+}
