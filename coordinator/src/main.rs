@@ -147,6 +147,9 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     let catalog = coordinator::ws::catalog::BuiltinCatalog::with_shipped()
         .map_err(|e| anyhow::anyhow!("loading the algorithms of /ws: {e}"))?;
     let live = coordinator::ws::Live::install(&scheduler, &hub, spec.clone(), Arc::new(catalog));
+    if let Some(store) = &store {
+        live.set_store(store.clone());
+    }
     // /ws first: the API router ends in a catch-all.
     let router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler())).push(
         api::router_with_store(scheduler, spec, ApiLimits::default(), Judge0Config::default(), store.clone()),

@@ -205,7 +205,45 @@ fn corpus_subset_is_classified_right() {
         assert_eq!(r.ours, r.expect, "{r:?}");
         assert!(r.confidence > 0.5, "{r:?}");
     }
+    stored_benchmarks_are_served(&judge);
     assert!(judge.stop().success());
+}
+
+/// The WebSocket's benchmarks reach the store and `/api/analytics/benchmarks…`.
+fn stored_benchmarks_are_served(judge: &Judge) {
+    let get = |path: &str| reqwest::blocking::get(judge.url(path)).unwrap();
+    // Stored in the background after BENCHMARK_COMPLETED: poll until both are there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let list = loop {
+        let list: Value = get("/api/analytics/benchmarks?perPage=10").json().unwrap();
+        if list["total"].as_i64() >= Some(4) || std::time::Instant::now() > deadline {
+            break list;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(list["total"], 4, "python and javascript, sum and bubble_sort: {list}");
+    let runs = list["benchmarks"].as_array().unwrap();
+    let bubble: Vec<&Value> = runs.iter().filter(|r| r["algorithmName"] == "bubble_sort").collect();
+    assert_eq!(bubble.len(), 2);
+    assert!(bubble.iter().all(|r| r["bestFit"] == "O(n²)" && r["inputKind"] == "array" && r["seed"] == 1), "{list}");
+    let id = bubble[0]["id"].as_i64().unwrap();
+    let full: Value = get(&format!("/api/analytics/benchmarks/{id}")).json().unwrap();
+    assert!(full["results"].as_array().unwrap().len() >= 10, "{full}");
+    assert!(full["results"][0]["cpuTimes"].as_array().is_some_and(|t| !t.is_empty()), "{full}");
+    let plot = get(&format!("/api/analytics/benchmarks/{id}/plot.svg"));
+    assert_eq!(plot.headers()["content-type"], "image/svg+xml");
+    let svg = plot.text().unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<circle").count() >= 20 && svg.matches("<path").count() == 2);
+    // The two bubble sorts ran on the same inputs: a comparison per size.
+    let other = bubble[1]["id"].as_i64().unwrap();
+    let cmp: Value = get(&format!("/api/analytics/compare?a={id}&b={other}")).json().unwrap();
+    assert!(cmp["speedups"].as_array().is_some_and(|s| s.len() >= 10), "{cmp}");
+    assert!(cmp["speedups"][0]["speedup"].as_f64().is_some_and(|x| x > 0.0), "{cmp}");
+    let sum = runs.iter().find(|r| r["algorithmName"] == "sum" || r["algorithmName"] == "total").unwrap_or(&runs[0]);
+    let missing = get("/api/analytics/benchmarks/999999");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(get("/api/analytics/benchmarks/abc").status(), 400);
+    assert!(sum["id"].is_i64());
 }
 
 /// The accuracy benchmark: every corpus file, three runs (seeds) each.

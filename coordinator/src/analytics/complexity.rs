@@ -75,6 +75,10 @@ impl Class {
         }
     }
 
+    pub fn from_name(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// f(n). The base of the logarithm does not matter: `a` absorbs it.
     pub fn f(self, n: f64) -> f64 {
         match self {

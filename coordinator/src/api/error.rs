@@ -48,6 +48,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("algorithm {0:?} does not exist")]
     AlgorithmNotFound(String),
+    #[error("benchmark {0} does not exist")]
+    BenchmarkNotFound(i64),
     #[error("{0}")]
     Conflict(String),
     #[error("this coordinator runs without a database; the catalog is unavailable")]
@@ -70,7 +72,10 @@ impl ApiError {
             | ApiError::TooManyTests { .. }
             | ApiError::OutOfRange { .. }
             | ApiError::InvalidId(_) => StatusCode::BAD_REQUEST,
-            ApiError::SubmissionNotFound(_) | ApiError::RouteNotFound { .. } | ApiError::AlgorithmNotFound(_) => {
+            ApiError::SubmissionNotFound(_)
+            | ApiError::RouteNotFound { .. }
+            | ApiError::AlgorithmNotFound(_)
+            | ApiError::BenchmarkNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -105,6 +110,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::AlgorithmNotFound(_) => "algorithm_not_found",
+            ApiError::BenchmarkNotFound(_) => "benchmark_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::NoDatabase => "no_database",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",

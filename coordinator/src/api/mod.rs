@@ -4,6 +4,7 @@
 //! (see `ApiError`). Serve with `serve`, or by hand:
 //! `Server::new(TcpListener::new(addr).bind().await).serve(router)`.
 
+mod analytics;
 mod auth;
 mod catalog;
 #[cfg(test)]
@@ -214,6 +215,7 @@ pub fn router_with_store(
                 .delete(ep(Route::DeleteAlgorithm)),
         )
         .push(Router::with_path("api/users").post(ep(Route::CreateUser)))
+        .push(analytics::routes(api.store.clone()))
         // The batch routes before `{token}`, which would match "batch" too.
         .push(Router::with_path("submissions/batch").get(j(J::ShowBatch)).post(j(J::CreateBatch)))
         .push(Router::with_path("submissions").get(j(J::List)).post(j(J::Create)))

@@ -85,6 +85,10 @@ struct Run {
     sizes: Vec<SizeRun>,
     stopped: Option<String>,
     input_kind: Option<InputKind>,
+    /// What a stored benchmark records about its run (empty for other kinds).
+    language: String,
+    source: Vec<u8>,
+    seed: u64,
 }
 
 struct Client {
@@ -110,6 +114,11 @@ pub struct Live {
     spec: Arc<Spec>,
     catalog: Arc<dyn Catalog>,
     state: Mutex<State>,
+    /// Where finished benchmarks are kept (`/api/analytics/benchmarks`); none without a
+    /// database.
+    store: std::sync::OnceLock<crate::store::Store>,
+    /// This hub, for tasks that outlive a callback (storing a benchmark).
+    me: std::sync::Weak<Live>,
 }
 
 fn execution_topic(id: SubmissionId) -> String {
@@ -135,7 +144,14 @@ impl Live {
     }
 
     pub fn new(scheduler: Scheduler, spec: Arc<Spec>, catalog: Arc<dyn Catalog>) -> Arc<Live> {
-        let live = Arc::new(Live { scheduler, spec, catalog, state: Mutex::new(State::default()) });
+        let live = Arc::new_cyclic(|me| Live {
+            scheduler,
+            spec,
+            catalog,
+            state: Mutex::new(State::default()),
+            store: std::sync::OnceLock::new(),
+            me: me.clone(),
+        });
         // Cluster status for subscribers of "cluster"; a weak handle so the task ends with the hub.
         let weak = Arc::downgrade(&live);
         tokio::spawn(async move {
@@ -150,6 +166,11 @@ impl Live {
             }
         });
         live
+    }
+
+    /// Keeps finished benchmarks in the store from now on; only the first call counts.
+    pub fn set_store(&self, store: crate::store::Store) {
+        let _ = self.store.set(store);
     }
 
     /// The salvo handler of `/ws`.
@@ -342,12 +363,13 @@ impl Live {
             .unwrap_or_else(|| meta.as_ref().is_some_and(|m| m.order_insensitive));
 
         let mut input_kind = None;
+        let mut seed = 0;
         // Per test: arguments, expected value (null: any), input size.
         let tests: Vec<(Value, Value, usize)> = match kind {
             Kind::Execute => vec![(msg.get("testData").cloned().unwrap_or(Value::Null), Value::Null, 0)],
             Kind::Benchmark => {
                 let kind = benchmark_input(msg, &algorithm, meta.as_ref())?;
-                let seed = msg.get("seed").and_then(Value::as_u64).unwrap_or(1);
+                seed = msg.get("seed").and_then(Value::as_u64).filter(|s| i64::try_from(*s).is_ok()).unwrap_or(1);
                 let max = msg
                     .get("maxSize")
                     .and_then(Value::as_u64)
@@ -435,6 +457,9 @@ impl Live {
             sizes: Vec::new(),
             stopped: None,
             input_kind,
+            language: language.to_string(),
+            source: if kind == Kind::Benchmark { code.as_bytes().to_vec() } else { Vec::new() },
+            seed,
         };
         let started = self
             .scheduler
@@ -579,6 +604,36 @@ impl LiveSink for Live {
     }
 }
 
+impl Live {
+    /// Stores a finished benchmark in the background, then tells the run's subscribers
+    /// its id with `BENCHMARK_SAVED` (a database failure is logged, the run is not
+    /// affected).
+    fn save_benchmark(&self, store: crate::store::Store, id: SubmissionId, run: &Run, frame: &Value, topics: Vec<String>) {
+        let record = crate::store::benchmarks::NewBenchmark {
+            algorithm_name: run.algorithm.clone(),
+            language: run.language.clone(),
+            input_kind: run.input_kind.map_or("array", InputKind::name).to_string(),
+            seed: run.seed,
+            source: run.source.clone(),
+            results: frame["results"].clone(),
+            complexity: frame["complexityAnalysis"].clone(),
+            memory: frame["memoryAnalysis"].clone(),
+            seed_method: frame["seedMethod"].clone(),
+            stopped_early: run.stopped.clone(),
+        };
+        let Some(live) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            match store.insert_benchmark(&record).await {
+                Ok(stored) => {
+                    let saved = json!({ "type": "BENCHMARK_SAVED", "benchmarkId": id.to_string(), "id": stored, "timestamp": now_ms() });
+                    live.publish(&topics, &saved, false);
+                }
+                Err(e) => tracing::warn!(submission = id, error = %e, "storing a benchmark failed"),
+            }
+        });
+    }
+}
+
 impl Observer for Live {
     fn test_recorded(&self, result: &TestResult) {
         let id = result.submission_id;
@@ -650,6 +705,11 @@ impl Observer for Live {
         let topics = Live::run_topics(id, &run.algorithm);
         let frame = completion_frame(id, &run, &view);
         self.publish(&topics, &frame, false);
+        if frame["type"] == "BENCHMARK_COMPLETED"
+            && let Some(store) = self.store.get()
+        {
+            self.save_benchmark(store.clone(), id, &run, &frame, topics.clone());
+        }
         // The execution's topic has no more news; subscribers of it are dropped.
         let mut state = lock(&self.state);
         if let Some(clients) = state.topics.remove(&execution_topic(id)) {
