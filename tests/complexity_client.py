@@ -3,6 +3,7 @@ benchmark with the expected class, ours, the seed method's and the figures behin
 Usage: complexity_client.py WS_URL SEED FILE [FILE...]"""
 import asyncio
 import json
+import os
 import pathlib
 import re
 import sys
@@ -43,13 +44,19 @@ async def bench(ws_url, path, seed):
         "sizes": [min(sizes), max(sizes)] if sizes else [], "samples": ca["samples"],
         "progress": progress, "stoppedEarly": m.get("stoppedEarly"),
         "medians": [[r["inputSize"], round(r["executionTime"], 6)] for r in m["results"] if r["success"]],
+        "raw": [[r["inputSize"], r["cpuTimes"], r["emptyCallTime"]] for r in m["results"] if r["success"]],
     }
 
 
 async def main():
     ws_url, seed = sys.argv[1], int(sys.argv[2])
+    dump = os.environ.get("CORPUS_DUMP")
     for f in sys.argv[3:]:
-        print(json.dumps(await bench(ws_url, pathlib.Path(f), seed), ensure_ascii=False), flush=True)
+        line = json.dumps(await bench(ws_url, pathlib.Path(f), seed), ensure_ascii=False)
+        print(line, flush=True)
+        if dump:
+            with open(dump, "a") as out:
+                out.write(line + "\n")
 
 
 asyncio.run(main())

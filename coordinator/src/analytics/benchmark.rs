@@ -253,7 +253,11 @@ pub fn seed_method(runs: &[SizeRun]) -> Value {
 
 /// `complexityAnalysis` (time), `memoryAnalysis` and `seedMethod` of a finished benchmark.
 pub fn analyses(runs: &[SizeRun]) -> (Value, Value, Value) {
-    let mut time = complexity::to_json(complexity::analyze(&time_samples(runs)).as_ref());
+    // Values under the empty call's cost are at the measurement's resolution.
+    let empties: Vec<f64> = runs.iter().filter(|r| r.passed).map(|r| r.empty_ms).collect();
+    let resolution = median(&empties);
+    let mut time =
+        complexity::to_json(complexity::analyze_with_resolution(&time_samples(runs), resolution).as_ref());
     if let Some(o) = time.as_object_mut() {
         o.insert("measure".into(), Value::from("callCpuTime"));
         o.insert("unit".into(), Value::from("ms"));

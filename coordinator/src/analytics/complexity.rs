@@ -153,6 +153,17 @@ const MIN_RELATIVE_RMS: f64 = 1e-6;
 
 /// Fits every class and picks one; None without at least 3 usable samples at 2 sizes.
 pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
+    analyze_with_resolution(samples, 0.0)
+}
+
+/// [`analyze`] for measurements that cannot tell values below `resolution` apart (in the
+/// samples' unit; e.g. the cost of an empty call, which was subtracted from each value):
+/// no size's weight is above that of a median of `resolution`.
+///
+/// Why: a function that takes a few nanoseconds at the smallest sizes measures 0 to a few
+/// ns after the empty call is taken off; weighted as relative residuals, that noise would
+/// count as much as a 30 % error at the largest size.
+pub fn analyze_with_resolution(samples: &[Sample], resolution: f64) -> Option<Analysis> {
     let clean: Vec<Sample> = samples
         .iter()
         .copied()
@@ -163,7 +174,7 @@ pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
         return None;
     }
     let clean = winsorize(&clean, &medians);
-    let weights = relative_weights(&clean, &medians);
+    let weights = relative_weights(&clean, &medians, resolution);
     let trim = medians.len() / TRIM_PER_SIZES;
     let mut fits: Vec<ClassFit> =
         Class::ALL.iter().filter_map(|&c| fit_trimmed(c, &clean, &weights, trim)).collect();
@@ -341,13 +352,13 @@ fn size_medians(samples: &[Sample]) -> Vec<(f64, f64)> {
 /// 1 / (median at the sample's size)², so a residual counts as a fraction of its size's
 /// typical value. Floored at 10⁻⁴ of the largest median: a size whose value is at the
 /// timer's resolution must not get an unbounded weight.
-fn relative_weights(samples: &[Sample], medians: &[(f64, f64)]) -> Vec<f64> {
+fn relative_weights(samples: &[Sample], medians: &[(f64, f64)], resolution: f64) -> Vec<f64> {
     let top = medians.iter().map(|m| m.1).fold(0.0, f64::max);
     if top <= 0.0 {
         // All zero: nothing to be relative to; any weight gives the same (zero) residuals.
         return vec![1.0; samples.len()];
     }
-    let floor = top * 1e-4;
+    let floor = (top * 1e-4).max(if resolution.is_finite() { resolution } else { 0.0 });
     samples
         .iter()
         .map(|s| {
