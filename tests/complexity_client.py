@@ -15,7 +15,7 @@ TIMEOUT = 300
 
 def header(path):
     first = path.read_text().splitlines()[0]
-    expect = re.search(r"expect:\s*(\S+)", first).group(1)
+    expect = re.search(r"expect:\s*(.+?)\s{2,}input:", first).group(1)
     kind = re.search(r"input:\s*(\S+)", first).group(1)
     return expect, kind
 

@@ -246,13 +246,14 @@ fn stored_benchmarks_are_served(judge: &Judge) {
     assert!(sum["id"].is_i64());
 }
 
-/// The accuracy benchmark: every corpus file, three runs (seeds) each.
+/// The accuracy benchmark: every corpus file, `CORPUS_SEEDS` runs (seeds; default 3) each.
 #[test]
 #[ignore]
 fn corpus_accuracy_benchmark() {
+    let seeds: u64 = std::env::var("CORPUS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     let judge = Judge::up(uid_base(7), &["--slots", "1"]);
     let mut rows = Vec::new();
-    for seed in 1..=3 {
+    for seed in 1..=seeds {
         for r in run_corpus(&judge, &[], seed) {
             println!("seed {seed} {:<28} expect {:<10} ours {:<10} ({:.2}) seed method {:<10} {}", r.file, r.expect, r.ours, r.confidence, r.seed, r.detail);
             rows.push(r);
