@@ -170,7 +170,7 @@ fn confusion(rows: &[Row], pick: impl Fn(&Row) -> &str, title: &str) -> usize {
         right += usize::from(pick(r) == r.expect);
     }
     let mut columns: Vec<String> = classes.iter().map(|c| c.to_string()).collect();
-    for ((_, got), _) in &counts {
+    for (_, got) in counts.keys() {
         if !columns.contains(got) {
             columns.push(got.clone());
         }

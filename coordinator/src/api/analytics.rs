@@ -97,7 +97,7 @@ fn run_id(raw: &str) -> Result<i64, ApiError> {
 
 async fn load(store: &Store, raw: &str) -> Result<Value, ApiError> {
     let id = run_id(raw)?;
-    store.get_benchmark(id).await.map_err(db)?.ok_or_else(|| ApiError::BenchmarkNotFound(id))
+    store.get_benchmark(id).await.map_err(db)?.ok_or(ApiError::BenchmarkNotFound(id))
 }
 
 async fn get(store: &Store, req: &Request) -> Result<Value, ApiError> {

@@ -180,18 +180,24 @@ function measure(fn, argsText, mutated, firstNs, repetitions, budgetNs) {
   }
   if (firstNs < budgetNs) {
     for (let r = 0; r < repetitions && spent < budgetNs; r++) {
-      const bound = [];
+      let t0, t1, t2;
       if (mutated) {
+        const bound = [];
         for (let i = 0; i < batch; i++) bound.push(bind(fn, JSON.parse(argsText)));
+        t0 = cpuNs();
+        for (let i = 0; i < batch; i++) fn(...bound[i]);
+        t1 = cpuNs();
+        for (let i = 0; i < batch; i++) empty(...bound[i]);
+        t2 = cpuNs();
       } else {
+        // No array of argument lists to walk through (see harness.py).
         const one = bind(fn, JSON.parse(argsText));
-        for (let i = 0; i < batch; i++) bound.push(one);
+        t0 = cpuNs();
+        for (let i = 0; i < batch; i++) fn(...one);
+        t1 = cpuNs();
+        for (let i = 0; i < batch; i++) empty(...one);
+        t2 = cpuNs();
       }
-      const t0 = cpuNs();
-      for (let i = 0; i < batch; i++) fn(...bound[i]);
-      const t1 = cpuNs();
-      for (let i = 0; i < batch; i++) empty(...bound[i]);
-      const t2 = cpuNs();
       calls.push(Math.round((t1 - t0) / batch));
       empties.push(Math.round((t2 - t1) / batch));
       spent += t2 - t0;
