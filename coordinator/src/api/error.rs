@@ -56,6 +56,16 @@ pub enum ApiError {
     NoDatabase,
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
+    #[error("the code does not compile: {0}")]
+    CompileFailed(String),
+    #[error("{0}")]
+    RunTimedOut(String),
+    #[error("{0}")]
+    RunUnavailable(String),
+    #[error("code version {0} does not exist")]
+    VersionNotFound(i64),
+    #[error("execution {0} does not exist")]
+    RunNotFound(i64),
 }
 
 impl ApiError {
@@ -85,6 +95,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::CompileFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RunTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RunUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::VersionNotFound(_) | ApiError::RunNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -114,6 +128,11 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::NoDatabase => "no_database",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::CompileFailed(_) => "compile_error",
+            ApiError::RunTimedOut(_) => "run_timed_out",
+            ApiError::RunUnavailable(_) => "run_unavailable",
+            ApiError::VersionNotFound(_) => "version_not_found",
+            ApiError::RunNotFound(_) => "execution_not_found",
         }
     }
 

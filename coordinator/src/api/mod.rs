@@ -9,15 +9,23 @@ mod auth;
 mod catalog;
 #[cfg(test)]
 mod catalog_tests;
+mod dashboard;
+#[cfg(test)]
+mod dashboard_tests;
+mod diff;
 mod error;
+mod execution;
 pub mod judge0;
+mod stats;
 mod submit;
+mod testing;
 mod users;
 #[cfg(test)]
 mod tests;
 mod view;
 
 pub use catalog::CatalogLimits;
+pub use dashboard::{DashboardLimits, dashboard_router, dashboard_unavailable};
 pub use error::ApiError;
 pub use judge0::Judge0Config;
 pub use view::SHOWN_OUTPUT_BYTES;

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod benchmarks;
 pub mod catalog;
+pub mod dashboard;
 pub mod embedded;
 pub mod migrate;
 pub mod projection;
