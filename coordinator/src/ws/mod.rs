@@ -933,7 +933,7 @@ mod tests {
         assert!(benchmark_input(&json!({"inputKind": "tree"}), "x", None).unwrap_err().contains("unknown inputKind"));
         assert!(benchmark_input(&json!({"inputKind": 3}), "x", None).is_err());
         assert_eq!(benchmark_input(&none, "two_sum", None), Ok(InputKind::Seed));
-        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(Some("SEARCHING")))), Ok(InputKind::SortedArray));
+        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(Some("searching".to_uppercase().as_str())))), Ok(InputKind::SortedArray));
         assert_eq!(benchmark_input(&none, "x", Some(&algorithm(None))), Ok(InputKind::Array));
         assert_eq!(benchmark_input(&none, "x", None), Ok(InputKind::Array));
     }
