@@ -66,7 +66,8 @@ fn c_header(path: &Path) -> (String, Vec<u64>) {
     let text = std::fs::read_to_string(path).unwrap();
     let first = text.lines().next().unwrap();
     let field = |name: &str| first.split(&format!("{name}:")).nth(1).map(str::trim);
-    let expect = field("expect").unwrap().split_whitespace().next().unwrap().to_string();
+    // The class may have spaces ("O(n log n)"); two spaces end it.
+    let expect = field("expect").unwrap().split("  ").next().unwrap().trim().to_string();
     let sizes = if let Some(list) = field("sizes") {
         list.split_whitespace().map(|s| s.parse().unwrap()).collect()
     } else {
