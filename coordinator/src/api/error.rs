@@ -56,6 +56,14 @@ pub enum ApiError {
     NoDatabase,
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    BadPackage(String),
+    #[error("{0}")]
+    PackageTooLarge(String),
+    #[error("problem {0:?} does not exist")]
+    ProblemNotFound(String),
     #[error("the code does not compile: {0}")]
     CompileFailed(String),
     #[error("{0}")]
@@ -81,7 +89,11 @@ impl ApiError {
             | ApiError::NoTests
             | ApiError::TooManyTests { .. }
             | ApiError::OutOfRange { .. }
-            | ApiError::InvalidId(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidId(_)
+            | ApiError::BadPackage(_) => StatusCode::BAD_REQUEST,
+            ApiError::PackageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ProblemNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::SubmissionNotFound(_)
             | ApiError::RouteNotFound { .. }
             | ApiError::AlgorithmNotFound(_)
@@ -128,6 +140,10 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::NoDatabase => "no_database",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::BadPackage(_) => "bad_package",
+            ApiError::PackageTooLarge(_) => "package_too_large",
+            ApiError::ProblemNotFound(_) => "problem_not_found",
             ApiError::CompileFailed(_) => "compile_error",
             ApiError::RunTimedOut(_) => "run_timed_out",
             ApiError::RunUnavailable(_) => "run_unavailable",

@@ -16,6 +16,9 @@ mod diff;
 mod error;
 mod execution;
 pub mod judge0;
+mod problems;
+#[cfg(test)]
+mod problems_tests;
 mod stats;
 mod submit;
 mod testing;
@@ -129,6 +132,13 @@ enum Route {
     UpdateAlgorithm,
     DeleteAlgorithm,
     CreateUser,
+    ImportProblem,
+    ListProblems,
+    GetProblem,
+    ExportProblem,
+    SubmitToProblem,
+    RejudgeSubmission,
+    RejudgeProblem,
     Judge0(judge0::Judge0Route),
     Fallback,
 }
@@ -152,7 +162,29 @@ impl Handler for Endpoint {
             | Route::GetAlgorithm
             | Route::UpdateAlgorithm
             | Route::DeleteAlgorithm
-            | Route::CreateUser => with_store(api, self.route, req).await,
+            | Route::CreateUser
+            | Route::ImportProblem
+            | Route::ListProblems
+            | Route::GetProblem
+            | Route::SubmitToProblem
+            | Route::RejudgeSubmission
+            | Route::RejudgeProblem => with_store(api, self.route, req).await,
+            Route::ExportProblem => {
+                match export_problem(api, req).await {
+                    Ok(zip) => {
+                        res.status_code(StatusCode::OK);
+                        res.headers_mut().insert(
+                            salvo::http::header::CONTENT_TYPE,
+                            salvo::http::HeaderValue::from_static("application/zip"),
+                        );
+                        if let Err(e) = res.write_body(zip) {
+                            ApiError::Internal(format!("cannot write the body: {e}")).write(res);
+                        }
+                    }
+                    Err(err) => err.write(res),
+                }
+                return;
+            }
             Route::Judge0(route) => {
                 // Judge0's own error shapes, which its clients parse.
                 match api.judge0.handle(route, req).await {
@@ -224,6 +256,12 @@ pub fn router_with_store(
         )
         .push(Router::with_path("api/users").post(ep(Route::CreateUser)))
         .push(analytics::routes(api.store.clone()))
+        .push(Router::with_path("api/problems").get(ep(Route::ListProblems)).post(ep(Route::ImportProblem)))
+        .push(Router::with_path("api/problems/{slug}").get(ep(Route::GetProblem)))
+        .push(Router::with_path("api/problems/{slug}/package").get(ep(Route::ExportProblem)))
+        .push(Router::with_path("api/problems/{slug}/submissions").post(ep(Route::SubmitToProblem)))
+        .push(Router::with_path("api/problems/{slug}/rejudge").post(ep(Route::RejudgeProblem)))
+        .push(Router::with_path("api/submissions/{id}/rejudge").post(ep(Route::RejudgeSubmission)))
         // The batch routes before `{token}`, which would match "batch" too.
         .push(Router::with_path("submissions/batch").get(j(J::ShowBatch)).post(j(J::CreateBatch)))
         .push(Router::with_path("submissions").get(j(J::List)).post(j(J::Create)))
@@ -304,6 +342,12 @@ async fn with_store(api: &Api, route: Route, req: &mut Request) -> Result<(Statu
         Route::UpdateAlgorithm => catalog::update(store, &api.spec, req, &caller, &api.catalog).await,
         Route::DeleteAlgorithm => catalog::delete(store, req, &caller).await,
         Route::CreateUser => users::create(store, req, &caller).await,
+        Route::ImportProblem => problems::import(api, store, req, &caller).await,
+        Route::ListProblems => problems::list(store).await,
+        Route::GetProblem => problems::get(store, req).await,
+        Route::SubmitToProblem => problems::submit(api, store, req).await,
+        Route::RejudgeSubmission => problems::rejudge_submission(api, store, req, &caller).await,
+        Route::RejudgeProblem => problems::rejudge_problem(api, store, req, &caller).await,
         _ => Err(ApiError::Internal("not a route of the store".into())),
     }
 }
@@ -333,6 +377,12 @@ async fn get_submission(api: &Api, req: &mut Request) -> Result<(StatusCode, Val
     Ok((StatusCode::OK, view::submission(&view)))
 }
 
+async fn export_problem(api: &Api, req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let store = api.store.as_ref().ok_or(ApiError::NoDatabase)?;
+    let caller = auth::caller(store, req).await?;
+    problems::export(store, req, &caller).await
+}
+
 /// Known paths with the wrong method get 405, anything else 404.
 fn fallback(req: &Request) -> ApiError {
     let method = req.method().to_string();
@@ -347,6 +397,7 @@ fn fallback(req: &Request) -> ApiError {
             | "/api/submissions"
             | "/api/algorithms"
             | "/api/users"
+            | "/api/problems"
             | "/submissions"
             | "/languages"
             | "/statuses"
@@ -356,6 +407,7 @@ fn fallback(req: &Request) -> ApiError {
             | "/workers"
     ) || one_more("/api/submissions/")
         || one_more("/api/algorithms/")
+        || one_more("/api/problems/")
         || one_more("/submissions/")
         || one_more("/languages/");
     if known { ApiError::MethodNotAllowed { method, path } } else { ApiError::RouteNotFound { method, path } }
