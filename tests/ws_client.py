@@ -258,18 +258,28 @@ async def performance_benchmark():
         msgs = await until(ws, "BENCHMARK_COMPLETED", "BENCHMARK_ERROR")
         done = msgs[-1]
         assert done["type"] == "BENCHMARK_COMPLETED", done
+        started = next(m for m in msgs if m["type"] == "BENCHMARK_STARTED")
+        sizes = started["inputSizes"]
+        assert sizes[:4] == [4, 6, 8, 11] and sizes[-1] / sizes[0] >= 100, started
         progress = [m for m in msgs if m["type"] == "BENCHMARK_PROGRESS"]
-        assert [m["result"]["inputSize"] for m in progress] == [100, 500, 1000, 2500, 5000], progress
-        assert len(done["results"]) == 5 and all(r["success"] for r in done["results"]), done["results"]
+        # One progress frame per size, in order, until the budget stops the quadratic series.
+        assert [m["result"]["inputSize"] for m in progress] == sizes[:len(progress)], progress
+        assert [m["currentTest"] for m in progress] == list(range(1, len(progress) + 1)), progress
+        assert all(m["totalTests"] == len(sizes) for m in progress), progress
+        assert 10 <= len(progress) < len(sizes) and done["stoppedEarly"], (len(progress), done.get("stoppedEarly"))
+        assert len(done["results"]) == len(progress) and all(r["success"] for r in done["results"]), done["results"]
+        assert all(r["runs"] >= 1 and len(r["cpuTimes"]) == r["runs"] for r in done["results"]), done["results"]
         ca = done["complexityAnalysis"]
         assert isinstance(ca, dict), ca
-        assert ca["bestFit"] in ("O(1)", "O(log n)", "O(n)", "O(n log n)", "O(n²)", "O(n³)", "O(2ⁿ)"), ca
+        assert ca["bestFit"] == "O(n²)", ca
         assert 0.0 <= ca["confidence"] <= 1.0 and 0.0 <= ca["rSquared"] <= 1.0, ca
         assert ca["growth"] > 0 and ca["coefficients"]["a"] >= 0 and ca["coefficients"]["b"] >= 0, ca
         assert ca["runnerUp"]["fit"] != ca["bestFit"] and isinstance(ca["method"], str), ca
-        # Sizes up to 1000 run three times, 2500 and 5000 once: 11 samples at 5 sizes.
-        assert ca["measure"] == "functionTime" and ca["samples"] == 11 and ca["sizes"] == 5, ca
-        assert [r["runs"] for r in done["results"]] == [3, 3, 3, 1, 1], done["results"]
+        assert ca["measure"] == "callCpuTime" and ca["sizes"] == len(progress), ca
+        assert ca["samples"] == sum(r["runs"] for r in done["results"]), ca
+        mem = done["memoryAnalysis"]
+        assert mem["measure"] == "callPeakBytes" and mem["bestFit"] == "O(n)", mem  # the n/4 slice
+        assert done["seedMethod"]["bestFit"] in ("O(1)", "O(log n)", "O(n)", "O(n log n)", "O(n²)", "O(2ⁿ)"), done
         print(f"count_pairs (quadratic): {ca['bestFit']}, confidence {ca['confidence']:.3f}, "
               f"R² {ca['rSquared']:.4f}, growth {ca['growth']:.1f}, runner-up {ca['runnerUp']['fit']}, "
               f"overdispersion {ca['overdispersion']:.2f}")

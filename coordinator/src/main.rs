@@ -306,6 +306,9 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .map_err(|e| anyhow::anyhow!("loading the algorithms of /ws: {e}"))?;
     let live = coordinator::ws::Live::new(scheduler.clone(), spec.clone(), Arc::new(catalog));
     scheduler.set_observer(live.clone());
+    if let Some(store) = &store {
+        live.set_store(store.clone());
+    }
     // Live data passes the runner (which keeps the returned values of the REST API's runs)
     // on its way to the WebSocket hub.
     let runner = coordinator::runner::Runner::new(scheduler.clone());

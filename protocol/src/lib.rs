@@ -15,7 +15,9 @@ pub use messages::*;
 /// 2: function-style jobs (`RunFunction`, `Cancel`, `Step`, `Return`).
 /// 3: optional expected output and `JobOptions` (the Judge0-compatible API), with 2.
 /// 4: checkers, test groups, lazy judging, interactors (`JobOptions`), test scores.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: benchmark measurements of function calls (`FunctionSpec::repetitions`,
+///    `ReturnValue::call_cpu_ns`), with 4.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// ALPN protocol id of the agent link, so a stray TLS client of another kind is refused.
 pub const ALPN: &[u8] = b"judge-agent/1";

@@ -305,6 +305,12 @@ pub struct FunctionSpec {
     pub unordered: bool,
     /// `viz` steps kept per test run; 0 turns `viz` into a no-op.
     pub max_steps: u32,
+    /// Benchmark measurement: 0 calls the function once (timed by the wall clock, as
+    /// EXECUTE_ALGORITHM reports it); N > 0 also measures N repetitions of the call by the
+    /// thread's CPU clock, an empty call's cost and the call's peak memory, within
+    /// `budget_ms` of CPU per test.
+    pub repetitions: u32,
+    pub budget_ms: u32,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -344,4 +350,13 @@ pub struct ReturnValue {
     pub steps: u64,
     /// Steps lost to the caps (in the sandbox or a full queue on the agent).
     pub steps_dropped: u64,
+    /// With `FunctionSpec::repetitions`: CPU nanoseconds of one call, per repetition
+    /// (a repetition of a fast call times a batch of calls and divides); empty otherwise.
+    pub call_cpu_ns: Vec<u64>,
+    /// CPU nanoseconds of a call of an empty function through the same timing code
+    /// (the median of as many repetitions); 0 when not measured.
+    pub empty_call_cpu_ns: u64,
+    /// Peak bytes the call allocated on top of what existed before it (Python's
+    /// tracemalloc); None when the language cannot tell or the budget did not allow it.
+    pub call_peak_bytes: Option<u64>,
 }

@@ -22,6 +22,8 @@ pub const MAX_STEPS: u32 = 10_000;
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// Bytes of step lines per run; beyond this lines are dropped (and counted).
 pub const MAX_TOTAL_BYTES: u64 = 32 << 20;
+/// Benchmark repetitions per test at most, whatever the job asks for.
+pub const MAX_REPETITIONS: u32 = 100;
 /// Characters of a value quoted in a wrong-answer message.
 const QUOTED: usize = 200;
 
@@ -120,6 +122,8 @@ impl Judge {
                 "name": fj.function.algorithm_name,
                 "args": args,
                 "maxSteps": max_steps,
+                "repetitions": fj.function.repetitions.min(MAX_REPETITIONS),
+                "budgetMs": fj.function.budget_ms,
             });
             if let Err(e) = std::fs::write(&input, request.to_string()) {
                 return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
@@ -185,6 +189,9 @@ impl Judge {
                 function_time_us: call.time_us,
                 steps,
                 steps_dropped: dropped,
+                call_cpu_ns: call.cpu_ns.clone(),
+                empty_call_cpu_ns: call.empty_ns,
+                call_peak_bytes: call.peak_bytes,
             }));
             let (exit_code, signal) = match o.exit {
                 Exit::Code(c) => (Some(c), None),
@@ -250,6 +257,9 @@ struct Call {
     trace: String,
     entry_error: bool,
     time_us: u64,
+    cpu_ns: Vec<u64>,
+    empty_ns: u64,
+    peak_bytes: Option<u64>,
 }
 
 impl Call {
@@ -265,6 +275,15 @@ impl Call {
                 reported: true,
                 value: Some(value.to_string().into_bytes()),
                 time_us: v.get("timeUs").and_then(Value::as_u64).unwrap_or(0),
+                // Written by the harness in the run's process, so the user's code could
+                // forge them: only their shape is checked, and their number capped.
+                cpu_ns: v
+                    .get("cpuNs")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_u64).take(MAX_REPETITIONS as usize).collect())
+                    .unwrap_or_default(),
+                empty_ns: v.get("emptyNs").and_then(Value::as_u64).unwrap_or(0),
+                peak_bytes: v.get("peakBytes").and_then(Value::as_u64),
                 ..Call::default()
             }
         } else {
@@ -397,5 +416,17 @@ mod tests {
         assert!(json_equal(&v("[1,0]"), &v("[0,1]"), true));
         assert!(!json_equal(&v("[1,1]"), &v("[0,1]"), true));
         assert!(json_equal(&v(r#"{"a":[1,2]}"#), &v(r#"{"a":[1,2.0]}"#), true));
+    }
+
+    #[test]
+    fn benchmark_measurements_are_read_defensively() {
+        let c = Call::parse(Some(br#"{"ok":true,"timeUs":5,"cpuNs":[1200, 1100, "x", -3],"emptyNs":40,"peakBytes":4096,"value":[1]}"#));
+        assert_eq!(c.cpu_ns, vec![1200, 1100]);
+        assert_eq!((c.empty_ns, c.peak_bytes, c.time_us), (40, Some(4096), 5));
+        let plain = Call::parse(Some(br#"{"ok":true,"timeUs":5,"peakBytes":null,"value":1}"#));
+        assert!(plain.cpu_ns.is_empty());
+        assert_eq!(plain.peak_bytes, None);
+        let many = format!(r#"{{"ok":true,"cpuNs":[{}],"value":0}}"#, vec!["7"; 500].join(","));
+        assert_eq!(Call::parse(Some(many.as_bytes())).cpu_ns.len(), MAX_REPETITIONS as usize);
     }
 }

@@ -75,6 +75,10 @@ impl Class {
         }
     }
 
+    pub fn from_name(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// f(n). The base of the logarithm does not matter: `a` absorbs it.
     pub fn f(self, n: f64) -> f64 {
         match self {
@@ -117,6 +121,10 @@ pub struct ClassFit {
     pub score: f64,
     /// Posterior weight among all fitted classes, in [0, 1] (see [`assign_weights`]).
     pub weight: f64,
+    /// Sizes left out of this class's fit as outliers (see [`TRIM_PER_SIZES`]).
+    pub trimmed: Vec<f64>,
+    /// Samples the fit kept (all but the trimmed sizes').
+    kept: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +153,17 @@ const MIN_RELATIVE_RMS: f64 = 1e-6;
 
 /// Fits every class and picks one; None without at least 3 usable samples at 2 sizes.
 pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
+    analyze_with_resolution(samples, 0.0)
+}
+
+/// [`analyze`] for measurements that cannot tell values below `resolution` apart (in the
+/// samples' unit; e.g. the cost of an empty call, which was subtracted from each value):
+/// no size's weight is above that of a median of `resolution`.
+///
+/// Why: a function that takes a few nanoseconds at the smallest sizes measures 0 to a few
+/// ns after the empty call is taken off; weighted as relative residuals, that noise would
+/// count as much as a 30 % error at the largest size.
+pub fn analyze_with_resolution(samples: &[Sample], resolution: f64) -> Option<Analysis> {
     let clean: Vec<Sample> = samples
         .iter()
         .copied()
@@ -155,12 +174,17 @@ pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
         return None;
     }
     let clean = winsorize(&clean, &medians);
-    let weights = relative_weights(&clean, &medians);
-    let mut fits: Vec<ClassFit> = Class::ALL.iter().filter_map(|&c| fit_class(c, &clean, &weights)).collect();
+    let weights = relative_weights(&clean, &medians, resolution);
+    let trim = medians.len() / TRIM_PER_SIZES;
+    let mut fits: Vec<ClassFit> =
+        Class::ALL.iter().filter_map(|&c| fit_trimmed(c, &clean, &weights, trim)).collect();
     let count = clean.len() as f64;
-    // The overdispersion is measured against the class that fits best before tempering.
+    // The overdispersion is measured against the class that fits best before tempering,
+    // on the samples that class kept.
     let raw_best = fits.iter().min_by(|x, y| bic(x, count, 1.0).total_cmp(&bic(y, count, 1.0)))?;
-    let c_hat = overdispersion(&clean, &weights, raw_best, medians.len());
+    let (kept, kept_weights): (Vec<Sample>, Vec<f64>) =
+        clean.iter().zip(&weights).filter(|(s, _)| !raw_best.trimmed.contains(&s.n)).map(|(s, w)| (*s, *w)).unzip();
+    let c_hat = overdispersion(&kept, &kept_weights, raw_best, medians.len() - raw_best.trimmed.len());
     for fit in &mut fits {
         fit.score = bic(fit, count, c_hat);
     }
@@ -185,9 +209,51 @@ pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
 /// `N·ln(RSS/N)/ĉ + k·ln(N/ĉ)`: BIC with the likelihood divided by the overdispersion ĉ
 /// (the quasi-likelihood correction of QAIC) and N/ĉ as the effective sample size. With
 /// ĉ = 1 it is plain BIC; with ĉ = N/sizes, BIC of one observation per size.
+///
+/// A trimmed fit's residuals are those of the samples it kept, scaled to all samples
+/// (`count` times their mean square), so classes that kept different numbers of samples
+/// are scored on the same footing.
 fn bic(fit: &ClassFit, count: f64, c_hat: f64) -> f64 {
-    let rss = fit.rss.max(count * MIN_RELATIVE_RMS * MIN_RELATIVE_RMS);
-    count * (rss / count).ln() / c_hat + fit.class.parameters() as f64 * (count / c_hat).ln()
+    let kept = fit.kept.max(1) as f64;
+    let mean_square = (fit.rss / kept).max(MIN_RELATIVE_RMS * MIN_RELATIVE_RMS);
+    count * mean_square.ln() / c_hat + fit.class.parameters() as f64 * (count / c_hat).ln()
+}
+
+/// One size in this many is left out of each class's fit: the worst-fitting ones.
+///
+/// Why: a JIT or a garbage collector now and then puts a whole size off (every repetition
+/// of it; seen in JavaScript: one size 20× slower than the next larger one), which the
+/// per-size winsorizing cannot see and which, with relative residuals, outweighs the real
+/// difference between the classes. Least trimmed squares drops the same number of sizes
+/// for every class, each class its own worst, so the comparison stays fair; with fewer
+/// than 10 sizes nothing is trimmed.
+pub const TRIM_PER_SIZES: usize = 10;
+
+/// [`fit_class`] on all samples, then again without the `trim` sizes it fits worst (by
+/// the mean weighted squared residual of their samples).
+fn fit_trimmed(class: Class, samples: &[Sample], weights: &[f64], trim: usize) -> Option<ClassFit> {
+    let full = fit_class(class, samples, weights)?;
+    if trim == 0 {
+        return Some(full);
+    }
+    let mut per_size: Vec<(f64, f64, usize)> = Vec::new();
+    for (s, w) in samples.iter().zip(weights) {
+        let r = w * (s.value - (full.a * class.f(s.n) + full.b)).powi(2);
+        match per_size.iter_mut().find(|p| p.0 == s.n) {
+            Some(p) => {
+                p.1 += r;
+                p.2 += 1;
+            }
+            None => per_size.push((s.n, r, 1)),
+        }
+    }
+    per_size.sort_by(|x, y| (y.1 / y.2 as f64).total_cmp(&(x.1 / x.2 as f64)));
+    let dropped: Vec<f64> = per_size.iter().take(trim).map(|p| p.0).collect();
+    let (kept, kept_weights): (Vec<Sample>, Vec<f64>) =
+        samples.iter().zip(weights).filter(|(s, _)| !dropped.contains(&s.n)).map(|(s, w)| (*s, *w)).unzip();
+    let mut fit = fit_class(class, &kept, &kept_weights)?;
+    fit.trimmed = dropped;
+    Some(fit)
 }
 
 /// ĉ: the lack-of-fit mean square of the best class over the pure-error mean square of
@@ -286,13 +352,13 @@ fn size_medians(samples: &[Sample]) -> Vec<(f64, f64)> {
 /// 1 / (median at the sample's size)², so a residual counts as a fraction of its size's
 /// typical value. Floored at 10⁻⁴ of the largest median: a size whose value is at the
 /// timer's resolution must not get an unbounded weight.
-fn relative_weights(samples: &[Sample], medians: &[(f64, f64)]) -> Vec<f64> {
+fn relative_weights(samples: &[Sample], medians: &[(f64, f64)], resolution: f64) -> Vec<f64> {
     let top = medians.iter().map(|m| m.1).fold(0.0, f64::max);
     if top <= 0.0 {
         // All zero: nothing to be relative to; any weight gives the same (zero) residuals.
         return vec![1.0; samples.len()];
     }
-    let floor = top * 1e-4;
+    let floor = (top * 1e-4).max(if resolution.is_finite() { resolution } else { 0.0 });
     samples
         .iter()
         .map(|s| {
@@ -318,7 +384,17 @@ fn fit_class(class: Class, samples: &[Sample], weights: &[f64]) -> Option<ClassF
     if !rss.is_finite() {
         return None;
     }
-    Some(ClassFit { class, a, b, r_squared: r_squared(&y, &predicted), rss, score: 0.0, weight: 0.0 })
+    Some(ClassFit {
+        class,
+        a,
+        b,
+        r_squared: r_squared(&y, &predicted),
+        rss,
+        score: 0.0,
+        weight: 0.0,
+        trimmed: Vec::new(),
+        kept: samples.len(),
+    })
 }
 
 fn weighted_mean(y: &[f64], w: &[f64]) -> f64 {
@@ -409,6 +485,7 @@ pub fn to_json(analysis: Option<&Analysis>) -> serde_json::Value {
             "fit": r.class.name(), "weight": r.weight, "score": r.score, "rSquared": r.r_squared,
         })),
         "overdispersion": an.overdispersion,
+        "outlierSizes": an.best.trimmed,
         "samples": an.samples,
         "sizes": an.sizes,
         "method": METHOD,

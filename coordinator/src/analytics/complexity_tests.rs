@@ -273,3 +273,20 @@ fn seed_sizes_table() {
         println!("{:<11} | {:>4}/{total} {:>9.3} | {:>4}/{total}", class.name(), ours, min_conf, seed_ok);
     }
 }
+
+#[test]
+fn a_whole_size_off_is_trimmed() {
+    // 20 sizes of a linear function, every repetition of one middle size 20x slower (a
+    // JIT deoptimisation in a real JavaScript benchmark).
+    let sizes: Vec<f64> = (0..20).map(|k| 4.0 * 2f64.sqrt().powi(k)).collect();
+    for seed in 1..=10 {
+        let samples: Vec<Sample> = synthetic(Class::Linear, &sizes, 1.0, 0.0, 0.03, 5, seed)
+            .into_iter()
+            .map(|s| if s.n == sizes[7] { Sample { n: s.n, value: s.value * 20.0 } } else { s })
+            .collect();
+        let fit = analyze(&samples).unwrap();
+        assert_eq!(fit.best.class, Class::Linear, "seed {seed}: {fit:?}");
+        assert!(fit.best.trimmed.contains(&sizes[7]) && fit.best.trimmed.len() == 2, "seed {seed}: {fit:?}");
+        assert!(fit.confidence > 0.5, "seed {seed}: {fit:?}");
+    }
+}

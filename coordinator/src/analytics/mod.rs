@@ -2,4 +2,5 @@
 //! The fit is pure and deterministic so it can be tested on synthetic data and re-run on
 //! stored measurements with the same answer.
 
+pub mod benchmark;
 pub mod complexity;

@@ -417,9 +417,11 @@ async fn without_a_database_the_dashboard_answers_503_and_leaves_other_paths_alo
         let req = if method == "POST" { TestClient::post(format!("{BASE}{path}")).raw_json("{}") } else { TestClient::get(format!("{BASE}{path}")) };
         assert_error(&send(&service, req, None).await, 503, "no_database", "without a database");
     }
-    // The benchmark routes under /api/analytics are not the dashboard's to answer.
-    let (status, _) = send(&service, TestClient::get(format!("{BASE}/api/analytics/benchmarks")), None).await;
+    // Other paths under /api/analytics are not the dashboard's to answer; the benchmark
+    // routes (api/analytics.rs) answer 503 themselves without a database.
+    let (status, _) = send(&service, TestClient::get(format!("{BASE}/api/analytics/nothing")), None).await;
     assert_eq!(status, 404);
+    assert_error(&send(&service, TestClient::get(format!("{BASE}/api/analytics/benchmarks")), None).await, 503, "no_database", "without a database");
 }
 
 fn projected_view(id: u64) -> crate::scheduler::SubmissionView {

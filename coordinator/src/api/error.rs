@@ -51,6 +51,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("algorithm {0:?} does not exist")]
     AlgorithmNotFound(String),
+    #[error("benchmark {0} does not exist")]
+    BenchmarkNotFound(i64),
     #[error("{0}")]
     Conflict(String),
     #[error("this coordinator runs without a database; the catalog is unavailable")]
@@ -95,7 +97,10 @@ impl ApiError {
             ApiError::PackageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ProblemNotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::SubmissionNotFound(_) | ApiError::RouteNotFound { .. } | ApiError::AlgorithmNotFound(_) => {
+            ApiError::SubmissionNotFound(_)
+            | ApiError::RouteNotFound { .. }
+            | ApiError::AlgorithmNotFound(_)
+            | ApiError::BenchmarkNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -135,6 +140,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::AlgorithmNotFound(_) => "algorithm_not_found",
+            ApiError::BenchmarkNotFound(_) => "benchmark_not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::NoDatabase => "no_database",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",

@@ -81,6 +81,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         unordered: false,
         // Live steps are for /ws watchers; a REST caller gets the value and the counts.
         max_steps: 0,
+        ..FunctionSpec::default()
     };
     let (run_id, finished) = start_and_wait(
         d,

@@ -4,6 +4,7 @@
 //! (see `ApiError`). Serve with `serve`, or by hand:
 //! `Server::new(TcpListener::new(addr).bind().await).serve(router)`.
 
+mod analytics;
 mod auth;
 mod catalog;
 #[cfg(test)]
@@ -254,6 +255,7 @@ pub fn router_with_store(
                 .delete(ep(Route::DeleteAlgorithm)),
         )
         .push(Router::with_path("api/users").post(ep(Route::CreateUser)))
+        .push(analytics::routes(api.store.clone()))
         .push(Router::with_path("api/problems").get(ep(Route::ListProblems)).post(ep(Route::ImportProblem)))
         .push(Router::with_path("api/problems/{slug}").get(ep(Route::GetProblem)))
         .push(Router::with_path("api/problems/{slug}/package").get(ep(Route::ExportProblem)))

@@ -93,6 +93,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         algorithm_name: algorithm.slug.clone(),
         unordered: d.unordered.contains(&algorithm.slug),
         max_steps: 0,
+        ..FunctionSpec::default()
     };
     let (run_id, finished) = start_and_wait(
         d,

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") },
     Migration { version: 2, name: "dashboard", sql: include_str!("../../migrations/0002_dashboard.sql") },
     Migration { version: 3, name: "problems", sql: include_str!("../../migrations/0003_problems.sql") },
+    Migration {
+        version: 4,
+        name: "benchmark_runs",
+        sql: include_str!("../../migrations/0004_benchmark_runs.sql"),
+    },
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -8,6 +8,7 @@
 //! newest schema this binary knows.
 
 pub mod auth;
+pub mod benchmarks;
 pub mod catalog;
 pub mod dashboard;
 pub mod embedded;

@@ -24,6 +24,9 @@ pub struct Algorithm {
     pub order_insensitive: bool,
     #[serde(default)]
     pub tests: Vec<TestCase>,
+    /// The catalog's category (SORTING, SEARCHING, ...): picks a benchmark's input shape.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 pub trait Catalog: Send + Sync + 'static {
@@ -62,6 +65,7 @@ impl BuiltinCatalog {
                 // seed's rule, which also accepts its camelCase (`twoSum` in JavaScript).
                 entry_point: (entry.entry_point != entry.slug).then_some(entry.entry_point),
                 name: entry.slug,
+                category: Some(entry.category),
                 tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected }).collect(),
             })
             .collect();
@@ -72,18 +76,6 @@ impl BuiltinCatalog {
         }
         Ok(BuiltinCatalog { algorithms })
     }
-}
-
-/// The seed's benchmark sizes.
-pub const BENCHMARK_SIZES: [usize; 5] = [100, 500, 1000, 2500, 5000];
-
-/// Runs per size. The small sizes are repeated: they cost little (a quadratic function's
-/// three runs at ≤ 1000 are ~10 % of one run at 5000) and their times are the noisiest,
-/// short enough for timer and scheduler jitter to matter; repetitions also let the fit
-/// measure the noise (its overdispersion). The large sizes, which dominate the cost, run
-/// once.
-pub fn benchmark_repetitions(size: usize) -> usize {
-    if size <= 1000 { 3 } else { 1 }
 }
 
 /// The seed's `generateTestData`: arguments of a given input size for an algorithm.

@@ -27,11 +27,12 @@ use salvo::{Depot, FlowCtrl, Handler, Request, Response, async_trait};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::analytics::complexity::{self, Sample};
+use crate::analytics::benchmark::{self as bench, InputKind, SizeRun};
+
 use crate::judge::{NewSubmission, SubmissionId};
 use crate::link::LiveSink;
 use crate::scheduler::{CancelOutcome, Observer, Scheduler, SubmissionView};
-use catalog::{BENCHMARK_SIZES, Catalog, benchmark_repetitions, generate_test_data};
+use catalog::Catalog;
 
 /// Frames waiting for one client.
 pub const CLIENT_QUEUE: usize = 1024;
@@ -80,6 +81,14 @@ struct Run {
     steps: Vec<Arc<str>>,
     step_bytes: usize,
     steps_truncated: bool,
+    /// Benchmarks: what each size measured, in order, and why the series stopped early.
+    sizes: Vec<SizeRun>,
+    stopped: Option<String>,
+    input_kind: Option<InputKind>,
+    /// What a stored benchmark records about its run (empty for other kinds).
+    language: String,
+    source: Vec<u8>,
+    seed: u64,
 }
 
 struct Client {
@@ -105,6 +114,11 @@ pub struct Live {
     spec: Arc<Spec>,
     catalog: Arc<dyn Catalog>,
     state: Mutex<State>,
+    /// Where finished benchmarks are kept (`/api/analytics/benchmarks`); none without a
+    /// database.
+    store: std::sync::OnceLock<crate::store::Store>,
+    /// This hub, for tasks that outlive a callback (storing a benchmark).
+    me: std::sync::Weak<Live>,
 }
 
 fn execution_topic(id: SubmissionId) -> String {
@@ -130,7 +144,14 @@ impl Live {
     }
 
     pub fn new(scheduler: Scheduler, spec: Arc<Spec>, catalog: Arc<dyn Catalog>) -> Arc<Live> {
-        let live = Arc::new(Live { scheduler, spec, catalog, state: Mutex::new(State::default()) });
+        let live = Arc::new_cyclic(|me| Live {
+            scheduler,
+            spec,
+            catalog,
+            state: Mutex::new(State::default()),
+            store: std::sync::OnceLock::new(),
+            me: me.clone(),
+        });
         // Cluster status for subscribers of "cluster"; a weak handle so the task ends with the hub.
         let weak = Arc::downgrade(&live);
         tokio::spawn(async move {
@@ -145,6 +166,11 @@ impl Live {
             }
         });
         live
+    }
+
+    /// Keeps finished benchmarks in the store from now on; only the first call counts.
+    pub fn set_store(&self, store: crate::store::Store) {
+        let _ = self.store.set(store);
     }
 
     /// The salvo handler of `/ws`.
@@ -336,16 +362,24 @@ impl Live {
             .and_then(Value::as_bool)
             .unwrap_or_else(|| meta.as_ref().is_some_and(|m| m.order_insensitive));
 
+        let mut input_kind = None;
+        let mut seed = 0;
         // Per test: arguments, expected value (null: any), input size.
         let tests: Vec<(Value, Value, usize)> = match kind {
             Kind::Execute => vec![(msg.get("testData").cloned().unwrap_or(Value::Null), Value::Null, 0)],
-            Kind::Benchmark => BENCHMARK_SIZES
-                .iter()
-                .flat_map(|&n| {
-                    let args = generate_test_data(&algorithm, n);
-                    std::iter::repeat_n((args, Value::Null, n), benchmark_repetitions(n))
-                })
-                .collect(),
+            Kind::Benchmark => {
+                let kind = benchmark_input(msg, &algorithm, meta.as_ref())?;
+                seed = msg.get("seed").and_then(Value::as_u64).filter(|s| i64::try_from(*s).is_ok()).unwrap_or(1);
+                let max = msg
+                    .get("maxSize")
+                    .and_then(Value::as_u64)
+                    .map_or(kind.max_size(), |m| (m as usize).clamp(bench::FIRST_SIZE, kind.max_size()));
+                input_kind = Some(kind);
+                bench::sizes(bench::FIRST_SIZE, max)
+                    .into_iter()
+                    .map(|n| (bench::generate(kind, &algorithm, n, seed), Value::Null, n))
+                    .collect()
+            }
             Kind::Tests => match msg.get("testCases") {
                 Some(Value::Array(cases)) => cases
                     .iter()
@@ -388,10 +422,11 @@ impl Live {
                     expected_output: (!expected.is_null()).then(|| expected.to_string().into_bytes()),
                 })
                 .collect(),
-            // The seed's limits: 30 s, 512 MB.
+            // The seed's limits: 30 s, 512 MB; a benchmark's size gets its budget, the
+            // first call (up to the stop threshold) and the harness's start-up and copies.
             limits: Limits {
-                cpu_ms: 10_000,
-                wall_ms: 30_000,
+                cpu_ms: if kind == Kind::Benchmark { u64::from(3 * bench::SIZE_BUDGET_MS + 3_000) } else { 10_000 },
+                wall_ms: if kind == Kind::Benchmark { u64::from(3 * (3 * bench::SIZE_BUDGET_MS + 3_000)) } else { 30_000 },
                 memory_bytes: 512 << 20,
                 max_processes: 64,
                 output_bytes: 1 << 20,
@@ -405,9 +440,11 @@ impl Live {
             algorithm_name: algorithm.clone(),
             unordered,
             max_steps: if kind == Kind::Execute { MAX_STEPS } else { 0 },
+            repetitions: if kind == Kind::Benchmark { bench::REPETITIONS } else { 0 },
+            budget_ms: if kind == Kind::Benchmark { bench::SIZE_BUDGET_MS } else { 0 },
         };
-        // A benchmark counts sizes, as the seed's frontend shows them, not repetitions.
-        let total = if kind == Kind::Benchmark { BENCHMARK_SIZES.len() } else { tests.len() };
+        let total = tests.len();
+        let algorithm_sizes: Vec<usize> = tests.iter().map(|t| t.2).collect();
         let run = Run {
             kind,
             owner: client,
@@ -418,6 +455,12 @@ impl Live {
             steps: Vec::new(),
             step_bytes: 0,
             steps_truncated: false,
+            sizes: Vec::new(),
+            stopped: None,
+            input_kind,
+            language: language.to_string(),
+            source: if kind == Kind::Benchmark { code.as_bytes().to_vec() } else { Vec::new() },
+            seed,
         };
         let started = self
             .scheduler
@@ -435,7 +478,11 @@ impl Live {
                 let frame = match kind {
                     Kind::Execute => json!({ "type": "EXECUTION_STARTED", "executionId": id.to_string(), "timestamp": ts }),
                     Kind::Tests => json!({ "type": "TESTS_STARTED", "executionId": id.to_string(), "totalTests": total, "timestamp": ts }),
-                    Kind::Benchmark => json!({ "type": "BENCHMARK_STARTED", "benchmarkId": id.to_string(), "totalTests": total, "timestamp": ts }),
+                    Kind::Benchmark => json!({
+                        "type": "BENCHMARK_STARTED", "benchmarkId": id.to_string(), "totalTests": total,
+                        "inputSizes": algorithm_sizes, "inputKind": input_kind.map(InputKind::name),
+                        "repetitions": bench::REPETITIONS, "sizeBudgetMs": bench::SIZE_BUDGET_MS, "timestamp": ts,
+                    }),
                 };
                 self.publish(&Live::run_topics(id, &algorithm), &frame, false);
             })
@@ -558,9 +605,40 @@ impl LiveSink for Live {
     }
 }
 
+impl Live {
+    /// Stores a finished benchmark in the background, then tells the run's subscribers
+    /// its id with `BENCHMARK_SAVED` (a database failure is logged, the run is not
+    /// affected).
+    fn save_benchmark(&self, store: crate::store::Store, id: SubmissionId, run: &Run, frame: &Value, topics: Vec<String>) {
+        let record = crate::store::benchmarks::NewBenchmark {
+            algorithm_name: run.algorithm.clone(),
+            language: run.language.clone(),
+            input_kind: run.input_kind.map_or("array", InputKind::name).to_string(),
+            seed: run.seed,
+            source: run.source.clone(),
+            results: frame["results"].clone(),
+            complexity: frame["complexityAnalysis"].clone(),
+            memory: frame["memoryAnalysis"].clone(),
+            seed_method: frame["seedMethod"].clone(),
+            stopped_early: run.stopped.clone(),
+        };
+        let Some(live) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            match store.insert_benchmark(&record).await {
+                Ok(stored) => {
+                    let saved = json!({ "type": "BENCHMARK_SAVED", "benchmarkId": id.to_string(), "id": stored, "timestamp": now_ms() });
+                    live.publish(&topics, &saved, false);
+                }
+                Err(e) => tracing::warn!(submission = id, error = %e, "storing a benchmark failed"),
+            }
+        });
+    }
+}
+
 impl Observer for Live {
     fn test_recorded(&self, result: &TestResult) {
         let id = result.submission_id;
+        let mut stop = false;
         let (frame, topics) = {
             let mut state = lock(&self.state);
             let Some(run) = state.runs.get_mut(&id) else { return };
@@ -574,29 +652,45 @@ impl Observer for Live {
                     "type": "TEST_RESULT", "executionId": id.to_string(), "totalTests": total,
                     "result": summary, "timestamp": ts,
                 }),
-                Kind::Benchmark if result.verdict == Verdict::AC => {
-                    // One frame per size, after its last repetition, with the size's median.
-                    let size = run.tests.get(result.index as usize).map_or(0, |t| t.2);
-                    let next = run.tests.get(result.index as usize + 1).map(|t| t.2);
-                    if next == Some(size) {
-                        return;
-                    }
-                    let position = BENCHMARK_SIZES.iter().position(|&n| n == size).map_or(0, |p| p + 1);
-                    json!({
+                // After the series stopped, the cancelled size's result is no news.
+                Kind::Benchmark if run.stopped.is_some() => return,
+                Kind::Benchmark => {
+                    let size = size_run(run, result);
+                    let stops = size.stops_series() && (result.index as usize + 1) < total;
+                    // A failed size is a progress frame with `success: false` and its error:
+                    // BENCHMARK_ERROR ends a benchmark for the seed's frontend, and the sizes
+                    // before it still make a result.
+                    let frame = json!({
                         "type": "BENCHMARK_PROGRESS", "benchmarkId": id.to_string(),
-                        "currentTest": position, "totalTests": BENCHMARK_SIZES.len(),
-                        "result": size_result(&run.results, size),
-                        "timestamp": ts,
-                    })
+                        "currentTest": result.index + 1, "totalTests": total,
+                        "result": size.to_json(), "timestamp": ts,
+                    });
+                    if stops {
+                        let why = if size.passed {
+                            format!("a call at n = {} took over {} ms, a third of the size's budget", size.n, bench::STOP_CALL_NS / 1_000_000)
+                        } else {
+                            format!("n = {} failed: {}", size.n, result.message)
+                        };
+                        run.stopped = Some(why);
+                        stop = true;
+                    }
+                    run.sizes.push(size);
+                    frame
                 }
-                Kind::Benchmark => json!({
-                    "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(),
-                    "inputSize": summary["inputSize"], "error": result.message, "timestamp": ts,
-                }),
             };
             (frame, Live::run_topics(id, &run.algorithm))
         };
         self.publish(&topics, &frame, false);
+        if stop {
+            // The larger sizes would only take longer; BENCHMARK_COMPLETED follows the cancel.
+            // Called while a command is applied: the cancel is a proposal of its own, so it
+            // must not be awaited here.
+            let scheduler = self.scheduler.clone();
+            tokio::spawn(async move {
+                let outcome = scheduler.cancel(id, "the benchmark's series stopped").await;
+                tracing::debug!(submission = id, ?outcome, "benchmark series stopped");
+            });
+        }
     }
 
     fn completed(&self, id: SubmissionId) {
@@ -617,6 +711,11 @@ impl Observer for Live {
         let topics = Live::run_topics(id, &run.algorithm);
         let frame = completion_frame(id, &run, &view);
         self.publish(&topics, &frame, false);
+        if frame["type"] == "BENCHMARK_COMPLETED"
+            && let Some(store) = self.store.get()
+        {
+            self.save_benchmark(store.clone(), id, &run, &frame, topics.clone());
+        }
         // The execution's topic has no more news; subscribers of it are dropped.
         let mut state = lock(&self.state);
         if let Some(clients) = state.topics.remove(&execution_topic(id)) {
@@ -685,61 +784,61 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
             })
         }
         Kind::Benchmark => {
-            let mut sizes: Vec<u64> = run.results.iter().filter_map(|r| r["inputSize"].as_u64()).collect();
-            sizes.dedup();
-            let results: Vec<Value> = sizes.iter().map(|&n| size_result(&run.results, n as usize)).collect();
-            if matches!(verdict, Verdict::IE | Verdict::CE) && results.is_empty() {
+            if run.sizes.iter().all(|s| !s.passed) {
                 return json!({ "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(), "error": error_text, "timestamp": ts });
             }
+            let (time, memory, seed) = bench::analyses(&run.sizes);
             json!({
                 "type": "BENCHMARK_COMPLETED",
                 "benchmarkId": id.to_string(),
-                "results": results,
-                "complexityAnalysis": benchmark_analysis(&run.results),
+                "results": run.sizes.iter().map(SizeRun::to_json).collect::<Vec<_>>(),
+                "complexityAnalysis": time,
+                "memoryAnalysis": memory,
+                "seedMethod": seed,
+                "inputKind": run.input_kind.map(InputKind::name),
+                "stoppedEarly": run.stopped,
                 "timestamp": ts,
             })
         }
     }
 }
 
-/// A benchmark's result for one size, over its repetitions: the median call time (one
-/// preempted run does not move it), the largest peak memory, success if all passed.
-fn size_result(results: &[Value], size: usize) -> Value {
-    let runs: Vec<&Value> = results.iter().filter(|r| r["inputSize"].as_u64() == Some(size as u64)).collect();
-    let mut times: Vec<f64> = runs.iter().filter_map(|r| r["executionTime"].as_f64()).collect();
-    times.sort_by(f64::total_cmp);
-    let median = match times.len() {
-        0 => 0.0,
-        len if len % 2 == 1 => times[len / 2],
-        len => (times[len / 2 - 1] + times[len / 2]) / 2.0,
-    };
-    let memory = runs.iter().filter_map(|r| r["memoryUsage"].as_f64()).fold(0.0, f64::max);
-    let success = !runs.is_empty() && runs.iter().all(|r| r["passed"] == Value::Bool(true));
-    json!({ "inputSize": size, "executionTime": median, "memoryUsage": memory, "success": success, "runs": runs.len() })
+/// One size's measurements from its test result and the harness's report.
+fn size_run(run: &Run, result: &TestResult) -> SizeRun {
+    let n = run.tests.get(result.index as usize).map_or(0, |t| t.2);
+    let ret = run.returns.get(&result.index);
+    let empty_ns = ret.map_or(0, |r| r.empty_call_cpu_ns);
+    let call_ms: Vec<f64> = ret
+        .map(|r| r.call_cpu_ns.iter().map(|&ns| ns.saturating_sub(empty_ns) as f64 / 1e6).collect())
+        .unwrap_or_default();
+    let passed = result.verdict == Verdict::AC && !call_ms.is_empty();
+    SizeRun {
+        n,
+        call_ms,
+        empty_ms: empty_ns as f64 / 1e6,
+        call_peak_bytes: ret.and_then(|r| r.call_peak_bytes),
+        run_peak_bytes: result.peak_memory_bytes,
+        run_cpu_ms: result.cpu_time_us as f64 / 1000.0,
+        passed,
+        error: (!passed).then(|| {
+            if result.message.is_empty() { "the harness reported no measurements".to_string() } else { result.message.clone() }
+        }),
+    }
 }
 
-/// The complexity fit of a benchmark's passed runs (`complexityAnalysis`), every
-/// repetition a sample.
-///
-/// The value fitted is `executionTime`, the function call alone timed inside the sandbox:
-/// it leaves out interpreter start-up and the harness, which the cgroup's `cpuTime`
-/// includes (a constant the fit would have to absorb in `b`, and noisier). The cgroup CPU
-/// time is the fallback when a run has no call time (0: the harness did not report one).
-/// `measure` says which was used.
-fn benchmark_analysis(results: &[Value]) -> Value {
-    let passed: Vec<&Value> = results.iter().filter(|r| r["passed"] == Value::Bool(true)).collect();
-    let call_times = passed.iter().all(|r| r["executionTime"].as_f64().is_some_and(|t| t > 0.0));
-    let (field, measure) = if call_times { ("executionTime", "functionTime") } else { ("cpuTime", "cpuTime") };
-    let samples: Vec<Sample> = passed
-        .iter()
-        .filter_map(|r| Some(Sample { n: r["inputSize"].as_f64()?, value: r[field].as_f64()? }))
-        .collect();
-    let mut analysis = complexity::to_json(complexity::analyze(&samples).as_ref());
-    if let Some(obj) = analysis.as_object_mut() {
-        obj.insert("measure".into(), Value::from(measure));
-        obj.insert("unit".into(), Value::from("ms"));
+/// The benchmark's input shape: the message's `inputKind`, else the seed's generator for
+/// the seed's own algorithm names, else from the catalog's category.
+fn benchmark_input(msg: &Value, algorithm: &str, meta: Option<&catalog::Algorithm>) -> Result<InputKind, String> {
+    if let Some(raw) = msg.get("inputKind") {
+        let name = raw.as_str().ok_or("inputKind must be a string")?;
+        return InputKind::parse(name).ok_or_else(|| {
+            format!("unknown inputKind {:?}: array, sorted_array, string, graph, number or seed", truncate(name, 32))
+        });
     }
-    analysis
+    if matches!(algorithm, "two_sum" | "twoSum") {
+        return Ok(InputKind::Seed);
+    }
+    Ok(meta.and_then(|m| m.category.as_deref()).map_or(InputKind::Array, InputKind::for_category))
 }
 
 /// The salvo handler of `GET /ws`.
@@ -823,56 +922,25 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn result(n: usize, call_ms: f64, cpu_ms: f64, passed: bool) -> Value {
-        json!({ "inputSize": n, "executionTime": call_ms, "cpuTime": cpu_ms, "memoryUsage": 1.0, "passed": passed })
+    fn algorithm(category: Option<&str>) -> catalog::Algorithm {
+        catalog::Algorithm {
+            name: "x".into(),
+            entry_point: None,
+            order_insensitive: false,
+            tests: Vec::new(),
+            category: category.map(str::to_string),
+        }
     }
 
     #[test]
-    fn benchmark_analysis_fits_the_call_time() {
-        // Quadratic call times; the cgroup CPU adds 40 ms of interpreter start-up.
-        let results: Vec<Value> = BENCHMARK_SIZES
-            .iter()
-            .map(|&n| {
-                let call = 1e-4 * (n * n) as f64;
-                result(n, call, call + 40.0, true)
-            })
-            .collect();
-        let a = benchmark_analysis(&results);
-        assert_eq!(a["bestFit"], "O(n²)", "{a}");
-        assert_eq!(a["measure"], "functionTime");
-        assert_eq!(a["samples"], 5);
-        assert!(a["coefficients"]["a"].as_f64().unwrap() > 0.0);
-        assert!(a["runnerUp"]["fit"].is_string());
-        let growth = a["growth"].as_f64().unwrap();
-        assert!((growth - 2500.0).abs() < 1.0, "{growth}");
-    }
-
-    #[test]
-    fn benchmark_analysis_falls_back_to_cpu_time_and_skips_failures() {
-        let mut results: Vec<Value> =
-            BENCHMARK_SIZES.iter().map(|&n| result(n, 0.0, 30.0 + 0.01 * n as f64, true)).collect();
-        results.push(result(10_000, 0.0, 99_999.0, false));
-        let a = benchmark_analysis(&results);
-        assert_eq!(a["measure"], "cpuTime");
-        assert_eq!(a["bestFit"], "O(n)", "{a}");
-        assert_eq!(a["samples"], 5);
-    }
-
-    #[test]
-    fn size_result_takes_the_median_of_the_repetitions() {
-        let results =
-            [result(100, 5.0, 9.0, true), result(100, 1.0, 9.0, true), result(100, 2.0, 9.0, true), result(500, 7.0, 9.0, false)];
-        let r = size_result(&results, 100);
-        assert_eq!(r["executionTime"], 2.0);
-        assert_eq!(r["runs"], 3);
-        assert_eq!(r["success"], true);
-        assert_eq!(size_result(&results, 500)["success"], false);
-    }
-
-    #[test]
-    fn benchmark_analysis_without_enough_runs_is_unknown() {
-        let a = benchmark_analysis(&[result(100, 1.0, 2.0, true), result(500, 0.0, 0.0, false)]);
-        assert_eq!(a["bestFit"], "Unknown");
-        assert_eq!(a["confidence"], 0.0);
+    fn benchmark_input_from_the_message_the_seed_or_the_category() {
+        let none = json!({});
+        assert_eq!(benchmark_input(&json!({"inputKind": "graph"}), "x", None), Ok(InputKind::Graph));
+        assert!(benchmark_input(&json!({"inputKind": "tree"}), "x", None).unwrap_err().contains("unknown inputKind"));
+        assert!(benchmark_input(&json!({"inputKind": 3}), "x", None).is_err());
+        assert_eq!(benchmark_input(&none, "two_sum", None), Ok(InputKind::Seed));
+        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(Some("searching".to_uppercase().as_str())))), Ok(InputKind::SortedArray));
+        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(None))), Ok(InputKind::Array));
+        assert_eq!(benchmark_input(&none, "x", None), Ok(InputKind::Array));
     }
 }

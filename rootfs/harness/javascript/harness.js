@@ -111,17 +111,101 @@ function paramNames(fn) {
   return names;
 }
 
-function call(fn, args) {
-  if (Array.isArray(args)) return fn(...args);
+// The arguments of the call as an array, as the seed binds them.
+function bind(fn, args) {
+  if (Array.isArray(args)) return args.slice();
   if (args !== null && typeof args === 'object') {
     const names = paramNames(fn);
     const keys = Object.keys(args);
-    if (names && keys.every(k => names.includes(k))) return fn(...names.map(n => args[n]));
-    if (names && names.length === 1) return fn(args);
-    if (!names) return fn(args);
+    if (names && keys.every(k => names.includes(k))) return names.map(n => args[n]);
+    if (names && names.length === 1) return [args];
+    if (!names) return [args];
     throw new EntryError(`the arguments {${keys.join(', ')}} do not match the parameters (${names.join(', ')})`);
   }
-  return fn(args);
+  return [args];
+}
+
+function empty() { return undefined; }
+
+// A repetition times a batch of calls lasting about this long (see harness.py).
+const BATCH_NS = 2e6;
+const MAX_BATCH = 100000;
+const MAX_COPY_BYTES = 16 << 20;
+const WARM_UP_NS = 30e6;
+
+// The process's CPU time in ns. Node 20 has no per-thread clock: V8's helper threads
+// (concurrent GC, compilers) count too, which is work the call caused.
+function cpuNs() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+}
+
+// CPU ns per call over `repetitions` batches within the budget, the median empty call,
+// as measure() in harness.py. No per-call peak memory: V8 exposes none.
+function measure(fn, argsText, mutated, firstNs, repetitions, budgetNs) {
+  const calls = [], empties = [];
+  const perCall = Math.max(firstNs, 1);
+  let batch = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_NS / perCall)));
+  if (mutated) batch = Math.max(1, Math.min(batch, Math.floor(MAX_COPY_BYTES / Math.max(argsText.length, 1))));
+  let spent = firstNs;
+  if (!mutated && firstNs < budgetNs) {
+    // Grow the batch until it lasts about BATCH_NS (see harness.py); this also lets the
+    // JIT compile the function before the measured batches.
+    const one = bind(fn, JSON.parse(argsText));
+    while (batch < MAX_BATCH && spent < budgetNs) {
+      const t0 = cpuNs();
+      for (let i = 0; i < batch; i++) fn(...one);
+      const took = cpuNs() - t0;
+      spent += took;
+      if (took >= BATCH_NS / 2) break;
+      batch = Math.min(MAX_BATCH, batch * Math.max(2, Math.floor(BATCH_NS / Math.max(took, 1))));
+    }
+  }
+  if (mutated && firstNs < budgetNs) {
+    // V8 compiles a function in tiers, on helper threads whose CPU this clock counts:
+    // the first calls are several times slower than the rest. Warm up on fresh copies
+    // (for functions that keep their arguments, the calibration above did it).
+    const until = Math.min(spent + WARM_UP_NS, budgetNs / 4);
+    for (let calls = 0; calls < 3 || spent < until; calls++) {
+      const args = bind(fn, JSON.parse(argsText));
+      const t0 = cpuNs();
+      fn(...args);
+      const took = cpuNs() - t0;
+      spent += took;
+      // The warm call's time sizes the batches, not the cold first one's.
+      batch = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_NS / Math.max(took, 1)),
+        Math.floor(MAX_COPY_BYTES / Math.max(argsText.length, 1))));
+      if (spent >= budgetNs / 4) break;
+    }
+  }
+  if (firstNs < budgetNs) {
+    for (let r = 0; r < repetitions && spent < budgetNs; r++) {
+      let t0, t1, t2;
+      if (mutated) {
+        const bound = [];
+        for (let i = 0; i < batch; i++) bound.push(bind(fn, JSON.parse(argsText)));
+        t0 = cpuNs();
+        for (let i = 0; i < batch; i++) fn(...bound[i]);
+        t1 = cpuNs();
+        for (let i = 0; i < batch; i++) empty(...bound[i]);
+        t2 = cpuNs();
+      } else {
+        // No array of argument lists to walk through (see harness.py).
+        const one = bind(fn, JSON.parse(argsText));
+        t0 = cpuNs();
+        for (let i = 0; i < batch; i++) fn(...one);
+        t1 = cpuNs();
+        for (let i = 0; i < batch; i++) empty(...one);
+        t2 = cpuNs();
+      }
+      calls.push(Math.round((t1 - t0) / batch));
+      empties.push(Math.round((t2 - t1) / batch));
+      spent += t2 - t0;
+    }
+  }
+  if (!calls.length) calls.push(Math.round(firstNs));
+  empties.sort((a, b) => a - b);
+  return { calls, empty: empties.length ? empties[empties.length >> 1] : 0 };
 }
 
 function main() {
@@ -136,16 +220,37 @@ function main() {
   } catch (e) {
     return fail(e);
   }
-  const start = process.hrtime.bigint();
-  let result;
+  const repetitions = req.repetitions | 0;
+  const argsText = repetitions > 0 ? JSON.stringify(req.args === undefined ? null : req.args) : '';
+  let bound;
   try {
-    result = call(fn, req.args);
+    bound = bind(fn, req.args);
   } catch (e) {
     return fail(e);
   }
+  const start = process.hrtime.bigint();
+  const cpuStart = repetitions > 0 ? cpuNs() : 0;
+  let result;
+  try {
+    result = fn(...bound);
+  } catch (e) {
+    return fail(e);
+  }
+  const firstNs = repetitions > 0 ? cpuNs() - cpuStart : 0;
   const timeUs = Number((process.hrtime.bigint() - start) / 1000n);
   const finish = (value) => {
-    writeLine('R', `{"ok":true,"timeUs":${timeUs},"value":${safeJson(value)}}`);
+    let bench = '';
+    if (repetitions > 0) {
+      let m;
+      try {
+        const mutated = JSON.stringify(req.args === undefined ? null : req.args) !== argsText;
+        m = measure(fn, argsText, mutated, firstNs, repetitions, (req.budgetMs || 1000) * 1e6);
+      } catch (e) {
+        return fail(e);
+      }
+      bench = `,"cpuNs":${JSON.stringify(m.calls)},"emptyNs":${m.empty},"peakBytes":null`;
+    }
+    writeLine('R', `{"ok":true,"timeUs":${timeUs}${bench},"value":${safeJson(value)}}`);
   };
   if (result && typeof result.then === 'function') {
     result.then(finish, fail);

@@ -1,0 +1,3 @@
+# expect: O(1)  input: array
+def constant(arr):
+    return (arr[0] * 2 + arr[-1]) % 7 if arr else 0
