@@ -68,6 +68,44 @@ struct ServeArgs {
     /// Judge only: no database, so no catalog (/api/algorithms answers 503) and no history.
     #[arg(long, conflicts_with = "database_url")]
     no_database: bool,
+    #[command(flatten)]
+    access: AccessArgs,
+}
+
+/// Who may call the API, how often, and how much they may ask for.
+#[derive(clap::Args, Debug)]
+struct AccessArgs {
+    /// Let callers without a credential run code (submissions, Judge0, /ws runs). Off for
+    /// `serve`; `up` turns it on when the API listens on loopback only (with a warning).
+    #[arg(long, env = "ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    allow_anonymous: Option<bool>,
+    /// Secret that signs login sessions (JWTs); every coordinator of a cluster needs the
+    /// same. Without it, a random one is kept in <data dir>/jwt-secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// How long a login session lasts, in seconds.
+    #[arg(long, env = "SESSION_TTL", default_value_t = 3600)]
+    session_ttl: u64,
+    /// Requests per RATE_LIMIT_WINDOW for each user (or, anonymous, each IP). Unlimited
+    /// when absent; /health and /metrics are never limited.
+    #[arg(long, env = "RATE_LIMIT_MAX")]
+    rate_limit_max: Option<u64>,
+    /// The rate limit's window, in milliseconds.
+    #[arg(long, env = "RATE_LIMIT_WINDOW", default_value_t = 900_000)]
+    rate_limit_window: u64,
+    /// Highest CPU and wall time limit a submission may ask for, in milliseconds.
+    #[arg(long, env = "MAX_EXECUTION_TIME")]
+    max_execution_time: Option<u64>,
+    /// Highest memory limit a submission may ask for, in MB.
+    #[arg(long, env = "MAX_MEMORY_USAGE")]
+    max_memory_usage: Option<u64>,
+    /// Unfinished submissions each user (or anonymous IP) may have at once.
+    #[arg(long, env = "MAX_CONCURRENT_EXECUTIONS")]
+    max_concurrent_executions: Option<usize>,
+    /// Browser origins allowed to call the API (CORS), comma-separated or repeated; `*`
+    /// for any. None by default.
+    #[arg(long = "cors-origin", env = "CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -123,9 +161,13 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     // The database before anything listens: a coordinator that cannot keep history
     // should fail at start, not later. The private server (if any) lives in `embedded`
     // and is stopped when it drops: at the end of this function, on every path.
+    let (options, caps) = api_options(&args, local.is_some())?;
     let (store, embedded, admin_token) = open_store(&args).await?;
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = Metrics::new(&languages).context("setting up metrics")?;
+    if let Some(store) = &store {
+        metrics.attach_store(store);
+    }
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let hub = AgentHub::bind_with_metrics(args.agent_listen, &tls, "coordinator-1".into(), events_tx, Some(metrics.link_errors()))
         .await
@@ -147,9 +189,10 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     let catalog = coordinator::ws::catalog::BuiltinCatalog::with_shipped()
         .map_err(|e| anyhow::anyhow!("loading the algorithms of /ws: {e}"))?;
     let live = coordinator::ws::Live::install(&scheduler, &hub, spec.clone(), Arc::new(catalog));
+    live.set_auth(api::Authn { config: options.auth.clone(), store: store.clone() });
     // /ws first: the API router ends in a catch-all.
     let router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler())).push(
-        api::router_with_store(scheduler, spec, ApiLimits::default(), Judge0Config::default(), store.clone()),
+        api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options),
     );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
@@ -212,6 +255,58 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API's access rules and caps from the command line (and the seed's environment
+/// variables). `up` is the whole judge for one person on this host: anonymous runs are
+/// on there unless the API listens beyond loopback or they are turned off.
+fn api_options(args: &ServeArgs, up: bool) -> anyhow::Result<(api::ApiOptions, ApiLimits)> {
+    let a = &args.access;
+    let allow_anonymous = match a.allow_anonymous {
+        Some(allow) => allow,
+        None => up && args.listen.ip().is_loopback(),
+    };
+    if allow_anonymous {
+        tracing::warn!(
+            listen = %args.listen,
+            "anonymous callers may run code (--allow-anonymous); turn it off with --allow-anonymous=false before exposing this API"
+        );
+    }
+    let jwt = api::jwt::JwtKey::load_or_create(
+        a.jwt_secret.as_deref(),
+        &args.data_dir.join("jwt-secret"),
+        Duration::from_secs(a.session_ttl.max(1)),
+    )
+    .context("the login session secret (JWT_SECRET)")?;
+    let rate_limit = match a.rate_limit_max {
+        Some(0) => anyhow::bail!("RATE_LIMIT_MAX must be at least 1 (leave it out for no limit)"),
+        Some(max) => {
+            anyhow::ensure!(a.rate_limit_window > 0, "RATE_LIMIT_WINDOW must be at least 1 ms");
+            Some(api::RateLimit { max, window: Duration::from_millis(a.rate_limit_window) })
+        }
+        None => None,
+    };
+    let cors = api::Cors::parse(&a.cors_origins).map_err(|e| anyhow::anyhow!(e))?;
+    let mut caps = ApiLimits::default();
+    if let Some(ms) = a.max_execution_time {
+        anyhow::ensure!(ms >= 1, "MAX_EXECUTION_TIME must be at least 1 ms");
+        caps.cpu_ms = *caps.cpu_ms.start()..=ms;
+        caps.wall_ms = *caps.wall_ms.start()..=ms;
+    }
+    if let Some(mb) = a.max_memory_usage {
+        anyhow::ensure!(mb >= *caps.memory_mb.start(), "MAX_MEMORY_USAGE must be at least {} MB", caps.memory_mb.start());
+        caps.memory_mb = *caps.memory_mb.start()..=mb;
+    }
+    if a.max_concurrent_executions == Some(0) {
+        anyhow::bail!("MAX_CONCURRENT_EXECUTIONS must be at least 1 (leave it out for no limit)");
+    }
+    let options = api::ApiOptions {
+        auth: api::AuthConfig { allow_anonymous, jwt: Some(jwt) },
+        rate_limit,
+        max_concurrent_runs: a.max_concurrent_executions,
+        cors,
+    };
+    Ok((options, caps))
 }
 
 /// Connects to `--database-url`, or starts the private PostgreSQL; migrates, seeds the

@@ -19,11 +19,10 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only; never edit one that has shipped.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") },
+    Migration { version: 2, name: "passwords", sql: include_str!("../../migrations/0002_passwords.sql") },
+];
 
 /// An arbitrary constant naming our advisory lock.
 const LOCK_KEY: i64 = 0x6a75_6467_655f_6462; // "judge_db"
