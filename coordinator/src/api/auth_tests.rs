@@ -116,6 +116,12 @@ async fn anonymous_runs_are_refused_unless_allowed_and_reads_stay_open() {
     let open = fixture(ApiOptions::default()).await;
     let (status, body) = submit(&open, None).await;
     assert_eq!(status, 201, "{body}");
+    // Judge0 without authentication ignores X-Auth-Token; so do we when runs are open,
+    // on its routes only.
+    let req = TestClient::post(format!("{BASE}/submissions")).add_header("x-auth-token", "whatever", true).json(&judge0);
+    assert_eq!(send(&open, req).await.0, 201);
+    let req = TestClient::post(format!("{BASE}/api/submissions")).add_header("x-auth-token", "whatever", true).json(&submission());
+    assert_eq!(send(&open, req).await.0, 401);
 }
 
 #[tokio::test]
