@@ -7,6 +7,7 @@
 mod auth;
 #[cfg(test)]
 mod auth_tests;
+mod cache;
 mod catalog;
 #[cfg(test)]
 mod catalog_tests;
@@ -123,6 +124,8 @@ struct Api {
     templates: Vec<&'static str>,
     /// `/api/openapi.json`, built once from the route table.
     openapi: Value,
+    /// Answers of `GET /api/algorithms`, for a second.
+    list_cache: cache::ResponseCache,
 }
 
 /// What a route does; `Endpoint::handle` dispatches on it.
@@ -382,6 +385,7 @@ pub fn router_with_options(
         concurrency: options.max_concurrent_runs.map(limits::Concurrency::new),
         templates,
         openapi,
+        list_cache: cache::ResponseCache::new(Duration::from_secs(1), 1024),
     });
     let metrics = api.scheduler.metrics().clone();
     let gate = gate::Gate { authn, limiter: options.rate_limit.map(limits::RateLimiter::new), cors: options.cors, metrics: metrics.clone() };
@@ -471,11 +475,34 @@ async fn with_store(api: &Api, route: Route, req: &mut Request, caller: &Caller)
     let store = api.store.as_ref().ok_or(ApiError::NoDatabase)?;
     let caller = caller.clone();
     match route {
-        Route::ListAlgorithms => catalog::list(store, req, &api.catalog).await,
+        Route::ListAlgorithms => {
+            // The same answer for every caller: cached briefly (see cache.rs).
+            let key = req.uri().query().unwrap_or_default().to_owned();
+            match api.list_cache.get(&key) {
+                Ok(hit) => Ok((StatusCode::OK, Value::clone(&hit))),
+                Err(generation) => {
+                    let (status, body) = catalog::list(store, req, &api.catalog).await?;
+                    api.list_cache.put(key, generation, Arc::new(body.clone()));
+                    Ok((status, body))
+                }
+            }
+        }
         Route::GetAlgorithm => catalog::get(store, req, &caller).await,
-        Route::CreateAlgorithm => catalog::create(store, &api.spec, req, &caller, &api.catalog).await,
-        Route::UpdateAlgorithm => catalog::update(store, &api.spec, req, &caller, &api.catalog).await,
-        Route::DeleteAlgorithm => catalog::delete(store, req, &caller).await,
+        Route::CreateAlgorithm => {
+            let answer = catalog::create(store, &api.spec, req, &caller, &api.catalog).await;
+            api.list_cache.invalidate();
+            answer
+        }
+        Route::UpdateAlgorithm => {
+            let answer = catalog::update(store, &api.spec, req, &caller, &api.catalog).await;
+            api.list_cache.invalidate();
+            answer
+        }
+        Route::DeleteAlgorithm => {
+            let answer = catalog::delete(store, req, &caller).await;
+            api.list_cache.invalidate();
+            answer
+        }
         Route::CreateUser => users::create(store, req, &caller).await,
         _ => Err(ApiError::Internal("not a route of the store".into())),
     }
