@@ -5,6 +5,7 @@ pub mod api;
 pub mod judge;
 pub mod link;
 pub mod metrics;
+pub mod runner;
 pub mod scheduler;
 pub mod store;
 pub mod tls;

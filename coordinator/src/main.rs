@@ -173,11 +173,13 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         .await
         .with_context(|| format!("binding the agent link on {}", args.agent_listen))?;
     let scheduler = Scheduler::with_metrics(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics);
+    let mut epoch = None;
     if let Some(store) = &store {
         // Subscribed before the first submission can finish, so none is missed.
         let completions = scheduler.completions();
         let stream = store.new_epoch().await.context("starting a projection stream")?;
         tokio::spawn(store::projection::run(scheduler.clone(), store.clone(), stream, completions));
+        epoch = Some(stream);
     }
     tokio::spawn(scheduler.clone().run(events_rx));
 
@@ -188,12 +190,25 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     let spec = Arc::new(spec);
     let catalog = coordinator::ws::catalog::BuiltinCatalog::with_shipped()
         .map_err(|e| anyhow::anyhow!("loading the algorithms of /ws: {e}"))?;
-    let live = coordinator::ws::Live::install(&scheduler, &hub, spec.clone(), Arc::new(catalog));
+    let live = coordinator::ws::Live::new(scheduler.clone(), spec.clone(), Arc::new(catalog));
+    scheduler.set_observer(live.clone());
     live.set_auth(api::Authn { config: options.auth.clone(), store: store.clone() });
-    // /ws first: the API router ends in a catch-all.
-    let router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler())).push(
-        api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options),
-    );
+    // Live data passes the runner (which keeps the returned values of the REST API's runs)
+    // on its way to the WebSocket hub.
+    let runner = coordinator::runner::Runner::new(scheduler.clone());
+    runner.forward_to(live.clone());
+    hub.set_live(runner.clone());
+    // /ws and the dashboard routes first: the API router ends in a catch-all.
+    let mut router = salvo::Router::new().push(salvo::Router::with_path("ws").goal(live.handler()));
+    router = match (&store, epoch) {
+        (Some(store), Some(epoch)) => {
+            // Behind the same gate as the main API: CORS, credentials, the rate limit.
+            let dashboard = api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default());
+            router.push(salvo::Router::new().hoop(api::gate(&options, Some(store.clone()), scheduler.metrics().clone())).push(dashboard))
+        }
+        _ => router.push(api::dashboard_unavailable()),
+    };
+    let router = router.push(api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -305,6 +320,7 @@ fn api_options(args: &ServeArgs, up: bool) -> anyhow::Result<(api::ApiOptions, A
         rate_limit,
         max_concurrent_runs: a.max_concurrent_executions,
         cors,
+        ..Default::default()
     };
     Ok((options, caps))
 }

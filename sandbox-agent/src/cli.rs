@@ -46,6 +46,8 @@ pub struct AgentArgs {
 
 /// Runs an agent until SIGTERM or SIGINT. Tracing must be set up by the caller.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    // First, so a non-root agent is told why before anything else fails on it.
+    crate::sandbox::require_root()?;
     let spec = match &args.rootfs {
         Some(dir) => rootfs::Spec::load(dir),
         None => rootfs::Spec::builtin(),

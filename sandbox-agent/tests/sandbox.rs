@@ -331,3 +331,85 @@ fn a_prepared_image_can_be_the_root() {
     let err = Sandbox::new(dir.path(), &spec).err().unwrap().to_string();
     assert!(err.contains("lacks /proc"), "{err}");
 }
+
+/// Runs reuse one cgroup on a v1 host, and none sees the counters of the runs before:
+/// an OOM kill, refused forks, CPU time and memory all start from zero again.
+#[test]
+fn a_reused_cgroup_reports_nothing_of_earlier_runs() {
+    let f = fixture();
+    let oom = run(
+        &f,
+        &["/usr/bin/python3", "-c", "b = bytearray(512 << 20)"],
+        with(|l| l.memory_bytes = 64 << 20),
+    );
+    assert_eq!(oom.limit, Some(protocol::LimitHit::Memory), "{oom:?}");
+    let forks = run(
+        &f,
+        &["/bin/sh", "-c", "for i in $(seq 100); do sleep 30 & done; exit 3"],
+        with(|l| l.max_processes = 8),
+    );
+    assert!(forks.pids_limit_hits > 0, "{forks:?}");
+    let busy = run(&f, &["/bin/sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"], limits());
+    assert!(busy.cpu > Duration::from_millis(100), "{busy:?}");
+    // Enough memory that its peak is clearly that run's own.
+    let big = run(&f, &["/usr/bin/python3", "-c", "b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096])"], limits());
+    assert_eq!(big.exit, Exit::Code(0), "{big:?}");
+    assert!(big.peak_memory_bytes > 96 << 20, "{big:?}");
+
+    let o = run(&f, &["/bin/true"], limits());
+    assert_eq!(o.exit, Exit::Code(0), "{o:?}");
+    assert_eq!(o.limit, None, "{o:?}");
+    assert_eq!(o.pids_limit_hits, 0, "{o:?}");
+    assert!(o.cpu < Duration::from_millis(50), "{o:?}");
+    assert!(o.peak_memory_bytes > 0 && o.peak_memory_bytes < 8 << 20, "{o:?}");
+    // Tighter limits than the group had before hold for the next run.
+    let o = run(&f, &["/usr/bin/python3", "-c", "b = bytearray(256 << 20)"], with(|l| l.memory_bytes = 48 << 20));
+    assert_eq!(o.limit, Some(protocol::LimitHit::Memory), "{o:?}");
+    assert!(o.peak_memory_bytes <= 48 << 20, "{o:?}");
+    if sandbox_agent::sandbox::cgroup::CgroupManager::detect().is_ok_and(|m| !m.is_v2()) {
+        assert_eq!(f.sandbox.idle_cgroup_count(), 1, "sequential runs should share one cgroup");
+    }
+}
+
+/// The run's mount table is the template's and its own mounts: none of the host's.
+/// (A bind mount's root field still names its source's path within its filesystem, as
+/// before; the agent's real /box is a tmpfs of its own, whose root is "/".)
+#[test]
+fn the_mount_table_shows_nothing_of_the_host() {
+    let f = fixture();
+    let o = sh(&f, "cat /proc/self/mountinfo");
+    let table = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{table}");
+    assert_eq!(o.exit, Exit::Code(0), "{o:?}");
+    let host_dir = f.box_dir.parent().unwrap().to_string_lossy().into_owned();
+    let points: Vec<&str> = table.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    for wanted in ["/", "/box", "/tmp", "/dev/shm", "/proc", "/usr"] {
+        assert!(points.contains(&wanted), "{wanted} is not mounted: {table}");
+    }
+    for p in &points {
+        assert!(!p.starts_with(&host_dir) && !p.starts_with("/sys") && !p.starts_with("/run"), "host mount {p}: {table}");
+    }
+}
+
+/// Started as an unprivileged user, the agent refuses at once and says what this host
+/// lacks for a non-root agent, rather than judging with limits it cannot enforce.
+#[test]
+fn a_non_root_agent_refuses_and_says_why() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sandbox-agent"))
+        .args(["--tls-dir", "/nonexistent", "--agent-id", "unprivileged", "--metrics-listen", "127.0.0.1:0", "--work-dir"])
+        .arg(dir.path().join("work"))
+        .env("RUST_BACKTRACE", "0")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("runs as uid 65534 but must run as root"), "{err}");
+    assert!(err.contains("user namespaces are"), "{err}");
+    // Nobody delegated cgroups to uid 65534 on the test host.
+    assert!(err.contains("cgroups are not delegated to uid 65534 (cannot write /sys/fs/cgroup/"), "{err}");
+    assert!(!dir.path().join("work").exists(), "it created its work dir before refusing");
+}

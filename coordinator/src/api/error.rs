@@ -62,6 +62,16 @@ pub enum ApiError {
     RateLimited { limit: u64, window_s: u64, retry_after_s: u64 },
     #[error("{running} runs of yours are unfinished; at most {max} at once")]
     TooManyRunning { running: usize, max: usize },
+    #[error("the code does not compile: {0}")]
+    CompileFailed(String),
+    #[error("{0}")]
+    RunTimedOut(String),
+    #[error("{0}")]
+    RunUnavailable(String),
+    #[error("code version {0} does not exist")]
+    VersionNotFound(i64),
+    #[error("execution {0} does not exist")]
+    RunNotFound(i64),
 }
 
 impl ApiError {
@@ -92,6 +102,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::CompileFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RunTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RunUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::VersionNotFound(_) | ApiError::RunNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -124,6 +138,11 @@ impl ApiError {
             ApiError::UserNotFound(_) => "user_not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyRunning { .. } => "too_many_running",
+            ApiError::CompileFailed(_) => "compile_error",
+            ApiError::RunTimedOut(_) => "run_timed_out",
+            ApiError::RunUnavailable(_) => "run_unavailable",
+            ApiError::VersionNotFound(_) => "version_not_found",
+            ApiError::RunNotFound(_) => "execution_not_found",
         }
     }
 

@@ -2,6 +2,7 @@
 //! What it learns goes into the depot as an `Identity` for the handlers.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use salvo::http::header::{self, HeaderValue};
@@ -14,11 +15,12 @@ use super::limits::{Cors, Key, RateLimiter};
 use super::Identity;
 use crate::metrics::Metrics;
 
-pub(super) struct Gate {
-    pub authn: Authn,
-    pub limiter: Option<RateLimiter>,
-    pub cors: Cors,
-    pub metrics: Metrics,
+/// The access hoop; `api::gate` builds one for routers outside the main API router.
+pub struct Gate {
+    pub(super) authn: Authn,
+    pub(super) limiter: Option<Arc<RateLimiter>>,
+    pub(super) cors: Cors,
+    pub(super) metrics: Metrics,
 }
 
 /// Paths a monitoring system polls: never rate limited, no credential needed.

@@ -11,13 +11,20 @@ mod cache;
 mod catalog;
 #[cfg(test)]
 mod catalog_tests;
+mod dashboard;
+#[cfg(test)]
+mod dashboard_tests;
+mod diff;
 mod error;
 mod gate;
 pub mod judge0;
 pub mod jwt;
 pub mod limits;
 pub mod openapi;
+mod execution;
+mod stats;
 mod submit;
+mod testing;
 mod users;
 #[cfg(test)]
 mod tests;
@@ -26,6 +33,7 @@ mod view;
 pub use auth::{AuthConfig, Authn, Caller};
 pub use catalog::CatalogLimits;
 pub use limits::{Cors, RateLimit};
+pub use dashboard::{DashboardLimits, dashboard_router, dashboard_unavailable};
 pub use error::ApiError;
 pub use judge0::Judge0Config;
 pub use view::SHOWN_OUTPUT_BYTES;
@@ -180,6 +188,38 @@ pub struct ApiOptions {
     /// Unfinished runs per key (MAX_CONCURRENT_EXECUTIONS); None: unlimited.
     pub max_concurrent_runs: Option<usize>,
     pub cors: Cors,
+    /// The limiter of `rate_limit`, shared by every gate built from clones of these
+    /// options, so a caller has one budget across all routers.
+    pub limiter: SharedLimiter,
+}
+
+/// Opaque: leave it to `Default`.
+#[derive(Clone, Default)]
+pub struct SharedLimiter(Arc<std::sync::OnceLock<Arc<limits::RateLimiter>>>);
+
+impl std::fmt::Debug for SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedLimiter")
+    }
+}
+
+impl ApiOptions {
+    fn limiter(&self) -> Option<Arc<limits::RateLimiter>> {
+        self.rate_limit.map(|l| self.limiter.0.get_or_init(|| Arc::new(limits::RateLimiter::new(l))).clone())
+    }
+}
+
+/// The access hoop (CORS, the caller, the rate limit) for routes served by another router
+/// than `router_with_options`'s; it shares the rate limit budget with that router when
+/// built from a clone of the same options. Handlers find the caller with
+/// `auth::caller_in`.
+pub fn gate(options: &ApiOptions, store: Option<Store>, metrics: crate::metrics::Metrics) -> gate::Gate {
+    gate::Gate {
+        authn: Authn { config: options.auth.clone(), store },
+        limiter: options.limiter(),
+        cors: options.cors.clone(),
+        metrics,
+    }
 }
 
 struct Endpoint {
@@ -388,7 +428,7 @@ pub fn router_with_options(
         list_cache: cache::ResponseCache::new(Duration::from_secs(1), 1024),
     });
     let metrics = api.scheduler.metrics().clone();
-    let gate = gate::Gate { authn, limiter: options.rate_limit.map(limits::RateLimiter::new), cors: options.cors, metrics: metrics.clone() };
+    let gate = gate::Gate { authn, limiter: options.limiter(), cors: options.cors.clone(), metrics: metrics.clone() };
     let mut router = Router::new().hoop(crate::metrics::HttpMetrics { metrics }).hoop(gate);
     // One router per path, in the table's order, with each of its methods.
     let mut paths: Vec<(&'static str, Vec<Op>)> = Vec::new();

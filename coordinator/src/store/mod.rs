@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod dashboard;
 pub mod embedded;
 pub mod migrate;
 pub mod projection;

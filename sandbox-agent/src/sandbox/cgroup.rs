@@ -8,6 +8,8 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Mutex, OnceLock};
 use std::path::{Path, PathBuf};
 
 /// Name of the parent group of all runs, in every hierarchy.
@@ -178,12 +180,32 @@ impl CgroupManager {
                 }
                 if e.path().is_dir() {
                     // One directory of one hierarchy: the V2 shape describes exactly that.
-                    let stale = RunCgroup::V2 { dir: e.path(), cpuset: false };
+                    let groups = Groups::V2 { dir: e.path(), cpuset: false };
+                    let stale = RunCgroup::new(groups);
                     stale.kill_all_listed();
                     stale.remove();
                 }
             }
         }
+    }
+
+    /// The directories the agent must be able to write (the project parents, or their
+    /// parents while they do not exist yet) that the calling user cannot: empty when
+    /// the hierarchy is delegated to it. Checked with access(2), by the real uid.
+    pub fn undelegated_dirs(&self) -> Vec<PathBuf> {
+        let dirs: Vec<&PathBuf> = match &self.layout {
+            Layout::V1 { memory, pids, cpuacct, .. } => vec![memory, pids, cpuacct],
+            Layout::V2 { parent, .. } => vec![parent],
+        };
+        dirs.into_iter()
+            .filter_map(|d| {
+                let existing = d.ancestors().find(|a| a.exists())?;
+                let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+                // SAFETY: a NUL-terminated path that outlives the call.
+                let ok = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+                (!ok).then(|| existing.to_path_buf())
+            })
+            .collect()
     }
 
     /// Whether runs are accounted on cgroup v2 (for logs and metrics).
@@ -193,15 +215,16 @@ impl CgroupManager {
 
     /// Creates the cgroup of one run with its limits set, ready for a process.
     pub fn create(&self, name: &str, limits: CgroupLimits) -> Result<RunCgroup, CgroupError> {
-        let run = match &self.layout {
-            Layout::V1 { memory, pids, cpuacct, cpuset } => RunCgroup::V1 {
+        let groups = match &self.layout {
+            Layout::V1 { memory, pids, cpuacct, cpuset } => Groups::V1 {
                 memory: memory.join(name),
                 pids: pids.join(name),
                 cpuacct: cpuacct.join(name),
                 cpuset: cpuset.as_ref().map(|c| c.join(name)),
             },
-            Layout::V2 { parent, cpuset } => RunCgroup::V2 { dir: parent.join(name), cpuset: *cpuset },
+            Layout::V2 { parent, cpuset } => Groups::V2 { dir: parent.join(name), cpuset: *cpuset },
         };
+        let mut run = RunCgroup::new(groups);
         for dir in run.dirs() {
             // A stale group of the same name (an agent killed mid-run) is removed first.
             if dir.exists() {
@@ -217,44 +240,144 @@ impl CgroupManager {
     }
 }
 
-/// The cgroup of one run. Call `remove` once its processes are gone.
+/// How a run's first process enters its cgroup (see `RunCgroup::join`).
 #[derive(Debug)]
-pub enum RunCgroup {
+pub enum Join {
+    /// One `tasks` file per v1 hierarchy, opened for writing.
+    V1Tasks(Vec<OwnedFd>),
+    /// The v2 group's directory.
+    V2Dir(OwnedFd),
+}
+
+/// The cgroup of one run, possibly reused from an earlier run (see `reset`): every
+/// reading is relative to the baseline taken when it was last reset. Call `remove` once
+/// its processes are gone and it is not to be reused.
+#[derive(Debug)]
+pub struct RunCgroup {
+    groups: Groups,
+    base: Baseline,
+    /// The limits last written, so a reused group rewrites only what changed.
+    limits: Option<CgroupLimits>,
+    /// Control files read on every poll and reset, kept open and re-read from offset 0:
+    /// no path lookup, open and close per reading.
+    files: Mutex<Vec<(PathBuf, OwnedFd)>>,
+    join: OnceLock<Join>,
+}
+
+#[derive(Debug)]
+enum Groups {
     V1 { memory: PathBuf, pids: PathBuf, cpuacct: PathBuf, cpuset: Option<PathBuf> },
     V2 { dir: PathBuf, cpuset: bool },
 }
 
+/// Cumulative counters of a group at its last reset.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Baseline {
+    cpu_ns: u64,
+    oom_kills: u64,
+    pids_hits: u64,
+}
+
+/// Memory an earlier run may leave charged to a group that is then reused (page cache
+/// of files it read, kernel objects freed a grace period later): more, and the group is
+/// replaced, since it would eat into the next run's limit. It is not subtracted from the
+/// next run's peak: part of it is freed during that run, and a peak below what a run
+/// really used is worse than one at most this much above.
+const REUSE_RESIDUE_BYTES: u64 = 1 << 20;
+
 impl RunCgroup {
+    fn new(groups: Groups) -> RunCgroup {
+        RunCgroup { groups, base: Baseline::default(), limits: None, files: Mutex::default(), join: OnceLock::new() }
+    }
+
+    /// Reads a control file through a descriptor kept open (see `files`).
+    fn read_cached(&self, path: &Path) -> Result<String, CgroupError> {
+        let err = |source: io::Error| CgroupError::Read { path: path.into(), source };
+        let Ok(mut files) = self.files.lock() else { return read(path) };
+        let fd = match files.iter().position(|(p, _)| p == path) {
+            Some(i) => files[i].1.as_raw_fd(),
+            None => {
+                let fd = open_fd(path, libc::O_RDONLY).map_err(|e| match e {
+                    CgroupError::Write { source, .. } => err(source),
+                    other => other,
+                })?;
+                let raw = fd.as_raw_fd();
+                files.push((path.to_path_buf(), fd));
+                raw
+            }
+        };
+        let mut buf = [0u8; 4096];
+        let mut len = 0;
+        while len < buf.len() {
+            // SAFETY: reading into the unused rest of a local buffer, at that offset.
+            let n = unsafe { libc::pread(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len, len as libc::off_t) };
+            match n {
+                0 => break,
+                n if n > 0 => len += n as usize,
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                _ => return Err(err(io::Error::last_os_error())),
+            }
+        }
+        Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+    }
+
+    fn read_u64(&self, path: &Path) -> Result<u64, CgroupError> {
+        let s = self.read_cached(path)?;
+        s.trim().parse().map_err(|_| CgroupError::Parse { path: path.into(), content: s })
+    }
+
+    /// Reads `key value` from a flat-keyed file (`memory.events`, `cpu.stat`, ...).
+    fn read_keyed(&self, path: &Path, key: &str) -> Result<u64, CgroupError> {
+        let s = self.read_cached(path)?;
+        s.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok()).flatten()
+            })
+            .ok_or_else(|| CgroupError::Parse { path: path.into(), content: s.clone() })
+    }
+
     fn dirs(&self) -> Vec<&Path> {
-        match self {
-            RunCgroup::V1 { memory, pids, cpuacct, cpuset } => {
+        match &self.groups {
+            Groups::V1 { memory, pids, cpuacct, cpuset } => {
                 [Some(memory), Some(pids), Some(cpuacct), cpuset.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect()
             }
-            RunCgroup::V2 { dir, .. } => vec![dir],
+            Groups::V2 { dir, .. } => vec![dir],
         }
     }
 
-    fn set_limits(&self, l: CgroupLimits) -> Result<(), CgroupError> {
+    /// Writes the limits of the next run (only those that changed since the last).
+    pub fn set_limits(&mut self, l: CgroupLimits) -> Result<(), CgroupError> {
+        if self.limits == Some(l) {
+            return Ok(());
+        }
+        // Unknown until written in full: a failure below leaves the group unusable.
+        self.limits = None;
         let mem = l.memory_bytes.to_string();
-        match self {
-            RunCgroup::V1 { memory, pids, cpuset, .. } => {
+        match &self.groups {
+            Groups::V1 { memory, pids, cpuset, .. } => {
                 if let Some(dir) = cpuset {
                     inherit_cpuset(dir)?;
                     if let Some(cpu) = l.cpu {
                         write(&dir.join("cpuset.cpus"), &cpu.to_string())?;
                     }
                 }
-                write(&memory.join("memory.limit_in_bytes"), &mem)?;
                 // memsw exists only with swap accounting; without it swappiness 0 is the
-                // best v1 offers, and hosts without swap need neither.
+                // best v1 offers, and hosts without swap need neither. It may never be
+                // below the memory limit, so a reused group's is lifted first.
                 let memsw = memory.join("memory.memsw.limit_in_bytes");
-                if memsw.exists() {
+                let has_memsw = memsw.exists();
+                if has_memsw && self.limits.is_none() {
+                    write(&memsw, "-1")?;
+                }
+                write(&memory.join("memory.limit_in_bytes"), &mem)?;
+                if has_memsw {
                     write(&memsw, &mem)?;
                 }
                 let _ = write(&memory.join("memory.swappiness"), "0");
-                write(&pids.join("pids.max"), &l.max_processes.to_string())
+                write(&pids.join("pids.max"), &l.max_processes.to_string())?;
             }
-            RunCgroup::V2 { dir, cpuset } => {
+            Groups::V2 { dir, cpuset } => {
                 if let (true, Some(cpu)) = (*cpuset, l.cpu) {
                     write(&dir.join("cpuset.cpus"), &cpu.to_string())?;
                 }
@@ -263,74 +386,125 @@ impl RunCgroup {
                 if swap.exists() {
                     write(&swap, "0")?;
                 }
-                write(&dir.join("pids.max"), &l.max_processes.to_string())
+                write(&dir.join("pids.max"), &l.max_processes.to_string())?;
             }
         }
-    }
-
-    /// Moves a process (and its future children) into this group in every hierarchy.
-    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
-        for dir in self.dirs() {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
-        }
+        self.limits = Some(l);
         Ok(())
     }
 
-    /// CPU time (user + sys) of every process that ran in the group, in nanoseconds.
-    pub fn cpu_usage_ns(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { cpuacct, .. } => parse_u64(&cpuacct.join("cpuacct.usage")),
-            RunCgroup::V2 { dir, .. } => Ok(keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000)),
+    /// Makes a group whose processes are all gone ready for another run: its counters
+    /// become the new baseline. False when it cannot be reused and should be removed:
+    /// on v2 (memory.peak cannot be reset portably: kernels before 6.12 lack it, and
+    /// after it is per open file), or when an earlier run left more than
+    /// `REUSE_RESIDUE_BYTES` charged to it.
+    pub fn reset(&mut self) -> Result<bool, CgroupError> {
+        let Groups::V1 { memory, cpuacct, .. } = &self.groups else { return Ok(false) };
+        if !self.is_empty()? {
+            return Ok(false);
         }
+        let usage = memory.join("memory.usage_in_bytes");
+        let mut residue = self.read_u64(&usage)?;
+        if residue > REUSE_RESIDUE_BYTES {
+            // Reclaims what it can (page cache); tmpfs pages of files still alive stay.
+            let _ = write(&memory.join("memory.force_empty"), "0");
+            residue = self.read_u64(&usage)?;
+            if residue > REUSE_RESIDUE_BYTES {
+                return Ok(false);
+            }
+        }
+        write(&cpuacct.join("cpuacct.usage"), "0")?;
+        // Resets the peak to the current use: the residue.
+        write(&memory.join("memory.max_usage_in_bytes"), "0")?;
+        self.base = Baseline::default();
+        self.base = Baseline {
+            cpu_ns: self.cpu_usage_ns()?,
+            oom_kills: self.oom_kills()?,
+            pids_hits: self.pids_limit_hits()?,
+        };
+        Ok(true)
     }
 
-    /// The group's peak memory use in bytes.
+    /// What a run's init needs to be born in, or to move itself into, this group: the
+    /// v2 directory for `CLONE_INTO_CGROUP`, or each v1 hierarchy's `tasks` file, into
+    /// which a thread writes "0" to move itself. Both avoid a migration by the parent,
+    /// which takes the kernel's global threadgroup lock and waits an RCU grace period
+    /// (~10 ms on an idle host) on every write to `cgroup.procs`.
+    /// Opened once per group, so a reused group costs no opens.
+    pub fn join(&self) -> Result<&Join, CgroupError> {
+        if let Some(j) = self.join.get() {
+            return Ok(j);
+        }
+        let join = match &self.groups {
+            Groups::V1 { .. } => {
+                let fds = self.dirs().into_iter().map(|d| open_fd(&d.join("tasks"), libc::O_WRONLY)).collect::<Result<_, _>>()?;
+                Join::V1Tasks(fds)
+            }
+            Groups::V2 { dir, .. } => Join::V2Dir(open_fd(dir, libc::O_RDONLY | libc::O_DIRECTORY)?),
+        };
+        Ok(self.join.get_or_init(|| join))
+    }
+
+    /// CPU time (user + sys) of every process that ran in the group since its last
+    /// reset, in nanoseconds.
+    pub fn cpu_usage_ns(&self) -> Result<u64, CgroupError> {
+        let total = match &self.groups {
+            Groups::V1 { cpuacct, .. } => self.read_u64(&cpuacct.join("cpuacct.usage"))?,
+            Groups::V2 { dir, .. } => self.read_keyed(&dir.join("cpu.stat"), "usage_usec")?.saturating_mul(1000),
+        };
+        Ok(total.saturating_sub(self.base.cpu_ns))
+    }
+
+    /// The group's peak memory use in bytes since its last reset (including at most
+    /// `REUSE_RESIDUE_BYTES` earlier runs left charged).
     pub fn memory_peak_bytes(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.max_usage_in_bytes")),
-            RunCgroup::V2 { dir, .. } => parse_u64(&dir.join("memory.peak")),
+        match &self.groups {
+            Groups::V1 { memory, .. } => self.read_u64(&memory.join("memory.max_usage_in_bytes")),
+            Groups::V2 { dir, .. } => self.read_u64(&dir.join("memory.peak")),
         }
     }
 
     /// Current memory use, for live step data.
     pub fn memory_current_bytes(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { memory, .. } => parse_u64(&memory.join("memory.usage_in_bytes")),
-            RunCgroup::V2 { dir, .. } => parse_u64(&dir.join("memory.current")),
+        match &self.groups {
+            Groups::V1 { memory, .. } => self.read_u64(&memory.join("memory.usage_in_bytes")),
+            Groups::V2 { dir, .. } => self.read_u64(&dir.join("memory.current")),
         }
     }
 
-    /// How many times the OOM killer killed a process of this group.
+    /// How many times the OOM killer killed a process of this group since its reset.
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
-        match self {
-            RunCgroup::V1 { memory, .. } => keyed(&memory.join("memory.oom_control"), "oom_kill"),
-            RunCgroup::V2 { dir, .. } => keyed(&dir.join("memory.events"), "oom_kill"),
-        }
-    }
-
-    /// How many forks the pids limit refused.
-    pub fn pids_limit_hits(&self) -> Result<u64, CgroupError> {
-        let dir = match self {
-            RunCgroup::V1 { pids, .. } => pids,
-            RunCgroup::V2 { dir, .. } => dir,
+        let total = match &self.groups {
+            Groups::V1 { memory, .. } => self.read_keyed(&memory.join("memory.oom_control"), "oom_kill")?,
+            Groups::V2 { dir, .. } => self.read_keyed(&dir.join("memory.events"), "oom_kill")?,
         };
-        keyed(&dir.join("pids.events"), "max")
+        Ok(total.saturating_sub(self.base.oom_kills))
     }
 
-    /// Whether any process is still in the group.
+    /// How many forks the pids limit refused since the group's reset.
+    pub fn pids_limit_hits(&self) -> Result<u64, CgroupError> {
+        let dir = match &self.groups {
+            Groups::V1 { pids, .. } => pids,
+            Groups::V2 { dir, .. } => dir,
+        };
+        Ok(self.read_keyed(&dir.join("pids.events"), "max")?.saturating_sub(self.base.pids_hits))
+    }
+
+    /// Whether any process is still in the group. On v1 the pids hierarchy tells: init
+    /// joins every hierarchy before anything else runs, and fails the run if it cannot,
+    /// so each of the run's processes is in this group's pids cgroup too.
     pub fn is_empty(&self) -> Result<bool, CgroupError> {
-        for dir in self.dirs() {
-            if !read(&dir.join("cgroup.procs"))?.trim().is_empty() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        let dir = match &self.groups {
+            Groups::V1 { pids, .. } => pids,
+            Groups::V2 { dir, .. } => dir,
+        };
+        Ok(self.read_cached(&dir.join("cgroup.procs"))?.trim().is_empty())
     }
 
     /// SIGKILLs every process in the group: `cgroup.kill` on v2, each listed pid on v1.
     /// Only a fallback: a run is normally stopped by killing its pid namespace's init.
     pub fn kill_all(&self) {
-        if let RunCgroup::V2 { dir, .. } = self
+        if let Groups::V2 { dir, .. } = &self.groups
             && write(&dir.join("cgroup.kill"), "1").is_ok()
         {
             return;
@@ -416,28 +590,24 @@ fn mkdir(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
+fn open_fd(path: &Path, flags: libc::c_int) -> Result<OwnedFd, CgroupError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| CgroupError::Parse { path: path.into(), content: "NUL in the path".into() })?;
+    // SAFETY: a NUL-terminated path and valid flags; the new descriptor is ours.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(CgroupError::Write { path: path.into(), source: io::Error::last_os_error() });
+    }
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 fn read(path: &Path) -> Result<String, CgroupError> {
     fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.into(), source })
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(|source| CgroupError::Write { path: path.into(), source })
-}
-
-fn parse_u64(path: &Path) -> Result<u64, CgroupError> {
-    let s = read(path)?;
-    s.trim().parse().map_err(|_| CgroupError::Parse { path: path.into(), content: s })
-}
-
-/// Reads `key value` from a flat-keyed file (`memory.events`, `cpu.stat`, ...).
-fn keyed(path: &Path, key: &str) -> Result<u64, CgroupError> {
-    let s = read(path)?;
-    s.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok()).flatten()
-        })
-        .ok_or_else(|| CgroupError::Parse { path: path.into(), content: s.clone() })
 }
 
 #[cfg(test)]
@@ -515,8 +685,8 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("cpuset.cpus")).unwrap(), "1");
         assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), (64u64 << 20).to_string());
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "32");
-        run.add_process(4242).unwrap();
-        assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "4242");
+        assert!(matches!(run.join().unwrap(), Join::V2Dir(_)));
+        fs::write(dir.join("cgroup.procs"), "4242\n").unwrap();
 
         fs::write(dir.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n").unwrap();
         fs::write(dir.join("memory.peak"), "67108864\n").unwrap();
@@ -529,6 +699,60 @@ mod tests {
         assert!(!run.is_empty().unwrap());
         fs::write(dir.join("memory.peak"), "garbage").unwrap();
         assert!(matches!(run.memory_peak_bytes(), Err(CgroupError::Parse { .. })));
+    }
+
+    /// A reused v1 group: counters that cannot be reset become the baseline, the peak
+    /// is reset and what earlier runs left charged is not the next run's.
+    #[test]
+    fn v1_reset_takes_a_baseline_on_a_fixture() {
+        let root = tempfile::tempdir().unwrap();
+        let m = CgroupManager::from_proc(HYBRID_MOUNTINFO, HYBRID_CGROUP, root.path()).unwrap();
+        let mut run = m.create("run-1-0", CgroupLimits { memory_bytes: 64 << 20, max_processes: 16, cpu: None }).unwrap();
+        let memory = root.path().join("sys/fs/cgroup/memory/process_api/abc/judge-cluster/run-1-0");
+        let pids = root.path().join("sys/fs/cgroup/pids/judge-cluster/run-1-0");
+        let cpuacct = root.path().join("sys/fs/cgroup/cpuacct/judge-cluster/run-1-0");
+        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(), (64u64 << 20).to_string());
+        // What the first run left: an OOM kill, refused forks, CPU time, a peak.
+        fs::write(pids.join("cgroup.procs"), "").unwrap();
+        fs::write(pids.join("pids.events"), "max 5\n").unwrap();
+        fs::write(memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        fs::write(memory.join("memory.usage_in_bytes"), "65536\n").unwrap();
+        fs::write(memory.join("memory.max_usage_in_bytes"), "67108864\n").unwrap();
+        fs::write(cpuacct.join("cpuacct.usage"), "900000000\n").unwrap();
+        assert!(run.reset().unwrap());
+        // The fixture's files keep what reset wrote: "0" for the resettable ones.
+        assert_eq!(fs::read_to_string(cpuacct.join("cpuacct.usage")).unwrap(), "0");
+        assert_eq!(run.cpu_usage_ns().unwrap(), 0);
+        assert_eq!(run.oom_kills().unwrap(), 0);
+        assert_eq!(run.pids_limit_hits().unwrap(), 0);
+        assert_eq!(fs::read_to_string(memory.join("memory.max_usage_in_bytes")).unwrap(), "0");
+        // The next run: one refused fork, a peak (the residue included).
+        fs::write(pids.join("pids.events"), "max 6\n").unwrap();
+        fs::write(memory.join("memory.max_usage_in_bytes"), (65536 + (1 << 20)).to_string()).unwrap();
+        fs::write(cpuacct.join("cpuacct.usage"), "1000\n").unwrap();
+        assert_eq!(run.pids_limit_hits().unwrap(), 1);
+        assert_eq!(run.memory_peak_bytes().unwrap(), 65536 + (1 << 20));
+        assert_eq!(run.cpu_usage_ns().unwrap(), 1000);
+        // Limits are rewritten only when they change.
+        fs::write(memory.join("memory.limit_in_bytes"), "untouched").unwrap();
+        run.set_limits(CgroupLimits { memory_bytes: 64 << 20, max_processes: 16, cpu: None }).unwrap();
+        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(), "untouched");
+        run.set_limits(CgroupLimits { memory_bytes: 32 << 20, max_processes: 16, cpu: None }).unwrap();
+        assert_eq!(fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap(), (32u64 << 20).to_string());
+        // A group still holding a process, or a large residue, is not reused.
+        fs::write(pids.join("cgroup.procs"), "77\n").unwrap();
+        assert!(!run.reset().unwrap());
+        fs::write(pids.join("cgroup.procs"), "").unwrap();
+        fs::write(memory.join("memory.usage_in_bytes"), (8u64 << 20).to_string()).unwrap();
+        assert!(!run.reset().unwrap());
+    }
+
+    #[test]
+    fn v2_groups_are_not_reused() {
+        let (_root, mut m, _own) = v2_fixture();
+        m.prepare().unwrap();
+        let mut run = m.create("run-1", CgroupLimits { memory_bytes: 64 << 20, max_processes: 32, cpu: None }).unwrap();
+        assert!(!run.reset().unwrap());
     }
 
     #[test]

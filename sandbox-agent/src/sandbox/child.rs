@@ -45,7 +45,7 @@ pub struct Plan {
 /// Descriptors handed to the child, all close-on-exec in the parent.
 #[derive(Clone, Copy)]
 pub struct ChildFds {
-    /// Init blocks on this until the parent has put it into the run's cgroup.
+    /// Init blocks on this until the parent has started watching it.
     pub sync_read: RawFd,
     /// Setup or exec failures: (step index, errno) as two native-endian u32.
     pub error_write: RawFd,
@@ -58,6 +58,13 @@ pub struct ChildFds {
     pub steps: RawFd,
     /// An empty network namespace to join (see `netns`).
     pub netns: RawFd,
+    /// cgroup v1 `tasks` files of the run's groups (-1 when unused): init moves itself
+    /// in by writing "0" to each (see `RunCgroup::join`).
+    pub cgroup_tasks: [RawFd; 4],
+    /// The template's mount namespace (see `plan`), of which init makes its own copy.
+    pub template_ns: RawFd,
+    /// A detached bind mount of the work dir, attached as /box.
+    pub box_tree: RawFd,
 }
 
 /// Step index reported when a failure is not a filesystem step.
@@ -71,6 +78,9 @@ pub const STEP_EXEC: u32 = u32::MAX - 7;
 pub const STEP_CGROUP_NS: u32 = u32::MAX - 8;
 pub const STEP_SECCOMP: u32 = u32::MAX - 9;
 pub const STEP_NETNS: u32 = u32::MAX - 10;
+pub const STEP_CGROUP: u32 = u32::MAX - 11;
+pub const STEP_MOUNT_NS: u32 = u32::MAX - 12;
+pub const STEP_BOX: u32 = u32::MAX - 13;
 
 /// Fixed descriptor numbers in init, above 0..2, so inherited descriptors of other runs
 /// (cloned concurrently by other threads of the agent) can all be closed.
@@ -92,6 +102,16 @@ fn fail(err_fd: RawFd, step: u32, errno: i32) -> ! {
 
 /// The run's init. Never returns.
 pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_char], fds: ChildFds) -> ! {
+    // Into the run's cgroups before anything else, so nothing of the run is ever
+    // unaccounted. A thread moving itself skips the kernel's global threadgroup lock,
+    // whose RCU grace period makes a write of our pid to cgroup.procs cost ~10 ms.
+    for fd in fds.cgroup_tasks.into_iter().filter(|&fd| fd >= 0) {
+        if let Err(e) = sys::write_exact(fd, b"0") {
+            fail(fds.error_write, STEP_CGROUP, e);
+        }
+        // It may have a low number that the moves below would not replace.
+        sys::close(fd);
+    }
     // If the agent's thread dies, the run dies with it (and with init, the namespace).
     // Should it already be gone, the sync read below sees end of file instead.
     if let Err(e) = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) {
@@ -99,6 +119,14 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
     }
     if let Err(e) = sys::setns(fds.netns, libc::CLONE_NEWNET) {
         fail(fds.error_write, STEP_NETNS, e);
+    }
+    // A copy of the template's namespace, which holds nothing but the sandbox's root:
+    // no pivot_root, and no detaching of the host's mounts, per run.
+    if let Err(e) = sys::setns(fds.template_ns, libc::CLONE_NEWNS).and_then(|_| sys::unshare(libc::CLONE_NEWNS)) {
+        fail(fds.error_write, STEP_MOUNT_NS, e);
+    }
+    if let Err(e) = sys::move_mount_to(fds.box_tree, c"/box") {
+        fail(fds.error_write, STEP_BOX, e);
     }
     // The parent's descriptors are all >= 10, so these targets clobber nothing we need.
     let moves = [
@@ -123,7 +151,7 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
         fail(FD_ERROR, STEP_FDS, e);
     }
     if !sys::read_byte(FD_SYNC) {
-        // The parent could not set up the cgroup, or died: never run unaccounted.
+        // The parent died: nobody would watch or stop the run.
         fail(FD_ERROR, STEP_SYNC, 0);
     }
     sys::close(FD_SYNC);
@@ -141,7 +169,7 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
 
     // SAFETY: this process has a single thread (the clone copied only the caller), so
     // forking it again is fork-safe; the child only makes syscalls until execve.
-    let pid = match unsafe { sys::clone3(0) } {
+    let pid = match unsafe { sys::clone3(0, None) } {
         Ok((pid, _)) => pid,
         Err(e) => fail(FD_ERROR, STEP_FORK, e.raw_os_error().unwrap_or(0)),
     };

@@ -10,6 +10,7 @@
 
 pub mod cgroup;
 mod child;
+mod privilege;
 mod monitor;
 mod netns;
 mod plan;
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,8 @@ pub enum SandboxError {
     Aborted,
     #[error("the run was cancelled")]
     Cancelled,
+    #[error("{0}")]
+    Unprivileged(String),
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> SandboxError {
@@ -159,14 +163,20 @@ pub struct Observer<'a> {
 /// Runs programs in sandboxes. Shared by all slots of the agent.
 pub struct Sandbox {
     cgroups: CgroupManager,
-    /// Where the template root is mounted (see `plan`); each run pivots into its copy.
+    /// Where the template root is mounted (see `plan`).
     root_mountpoint: PathBuf,
+    /// A mount namespace whose root is the template; each run starts from a copy.
+    template_ns: OwnedFd,
     cap_last: u32,
     cpus: u32,
     aborted: AtomicBool,
     filters: seccomp::Filters,
     netns: netns::Pool,
+    /// Empty, reset cgroups of finished runs, for the next ones (see `take_cgroup`).
+    idle_cgroups: Mutex<Vec<RunCgroup>>,
 }
+
+pub use privilege::require_root;
 
 /// Moves the calling process into a mount namespace of its own, so the template root
 /// (and anything else the agent mounts) is invisible to the host and vanishes with the
@@ -199,23 +209,25 @@ pub fn unmount(dir: &Path) {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         plan::remove_template(&self.root_mountpoint);
+        if let Ok(idle) = self.idle_cgroups.get_mut() {
+            for cg in idle.drain(..) {
+                cg.remove();
+            }
+        }
     }
 }
 
 /// Names run cgroups uniquely across every `Sandbox` of the process.
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The network namespace is not among them: init joins a pooled empty one (`netns`).
-const NS_FLAGS: u64 =
-    (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD) as u64;
+/// The network namespace is not among them: init joins a pooled empty one (`netns`);
+/// nor the mount namespace: init copies the template's (`plan`), not the agent's.
+const NS_FLAGS: u64 = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD) as u64;
 
 impl Sandbox {
     /// `work_dir` is the agent's private directory (mode 0700 is set on it).
     pub fn new(work_dir: &Path, spec: &rootfs::Spec) -> Result<Sandbox, SandboxError> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(SandboxError::Invalid("the agent must run as root (user namespaces come later)".into()));
-        }
+        privilege::require_root()?;
         let filters = seccomp::Filters::compile(&spec.seccomp)?;
         let cgroups = CgroupManager::detect()?;
         cgroups.remove_stale();
@@ -223,18 +235,24 @@ impl Sandbox {
         std::fs::create_dir_all(&root_mountpoint).map_err(io_err("create the sandbox root mountpoint"))?;
         plan::remove_template(&root_mountpoint);
         plan::build_template(&root_mountpoint, &spec.mounts)?;
+        let template_ns = plan::template_namespace(&root_mountpoint)?;
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, root_mountpoint, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default() })
+        Ok(Sandbox { cgroups, root_mountpoint, template_ns, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default(), idle_cgroups: Mutex::default() })
     }
 
     /// CPUs runs can be pinned to; empty without a usable cpuset controller.
     pub fn pinnable_cpus(&self) -> Vec<u32> {
         self.cgroups.pinnable_cpus()
+    }
+
+    /// How many cgroups of finished runs wait for the next (for tests of their reuse).
+    pub fn idle_cgroup_count(&self) -> usize {
+        self.idle_cgroups.lock().map_or(0, |v| v.len())
     }
 
     /// Stops every run in progress (each ends with `SandboxError::Aborted`) and refuses
@@ -259,29 +277,60 @@ impl Sandbox {
         let envp: Vec<*const libc::c_char> =
             plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
 
-        let name = format!("run-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
-        let cg = self.cgroups.create(
-            &name,
-            CgroupLimits {
-                memory_bytes: spec.limits.memory_bytes,
-                max_processes: spec.limits.max_processes,
-                cpu: spec.pin_cpu,
-            },
-        )?;
+        let limits = CgroupLimits {
+            memory_bytes: spec.limits.memory_bytes,
+            max_processes: spec.limits.max_processes,
+            cpu: spec.pin_cpu,
+        };
+        let cg = self.take_cgroup(limits)?;
         let result = self.run_in(spec, &plan, &argv, &envp, &cg, observer);
+        self.put_cgroup(cg);
+        result
+    }
+
+    /// A cgroup for one run: an idle one of an earlier run, reset (creating a group
+    /// costs several mkdirs, limit writes and rmdirs per run), or a new one.
+    fn take_cgroup(&self, limits: CgroupLimits) -> Result<RunCgroup, SandboxError> {
+        let idle = self.idle_cgroups.lock().ok().and_then(|mut v| v.pop());
+        if let Some(mut cg) = idle {
+            match cg.set_limits(limits) {
+                Ok(()) => return Ok(cg),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reuse a run cgroup; creating another");
+                    cg.remove();
+                }
+            }
+        }
+        let name = format!("run-{}-{}", std::process::id(), RUN_COUNTER.fetch_add(1, Ordering::Relaxed));
+        Ok(self.cgroups.create(&name, limits)?)
+    }
+
+    /// Takes a run's cgroup back once the run is over: whatever is left in it is killed,
+    /// and it is kept for the next run only when empty and reset.
+    fn put_cgroup(&self, mut cg: RunCgroup) {
         // A normal end leaves the group empty (the namespace dies with init); anything
-        // else is killed before the group is removed.
+        // else is killed first.
         if !cg.is_empty().unwrap_or(true) {
             cg.kill_all();
-            for _ in 0..1000 {
-                if cg.is_empty().unwrap_or(true) {
-                    break;
-                }
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !cg.is_empty().unwrap_or(true) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        cg.remove();
-        result
+        match cg.reset() {
+            Ok(true) => {
+                if let Ok(mut idle) = self.idle_cgroups.lock() {
+                    idle.push(cg);
+                    return;
+                }
+                cg.remove();
+            }
+            Ok(false) => cg.remove(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reset a run cgroup; removing it");
+                cg.remove();
+            }
+        }
     }
 
     fn run_in(
@@ -300,7 +349,19 @@ impl Sandbox {
         let (out_r, out_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
         let steps_pipe = if observer.steps.is_some() { Some(pipe()?) } else { None };
+        let box_tree = box_tree(spec)?;
         let net = self.netns.take()?;
+        let join = cg.join()?;
+        let mut cgroup_tasks = [-1; 4];
+        let cgroup_dir = match join {
+            cgroup::Join::V1Tasks(fds) => {
+                for (slot, fd) in cgroup_tasks.iter_mut().zip(fds) {
+                    *slot = fd.as_raw_fd();
+                }
+                None
+            }
+            cgroup::Join::V2Dir(fd) => Some(fd.as_raw_fd()),
+        };
         let fds = ChildFds {
             sync_read: sync_r.as_raw_fd(),
             error_write: err_w.as_raw_fd(),
@@ -310,25 +371,25 @@ impl Sandbox {
             stderr: errout_w.as_raw_fd(),
             steps: steps_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
             netns: net.as_raw_fd(),
+            cgroup_tasks,
+            template_ns: self.template_ns.as_raw_fd(),
+            box_tree: box_tree.as_raw_fd(),
         };
 
         let start = Instant::now();
         // SAFETY: the child only runs `init_main`, which makes syscalls on data built
         // above (plan, argv, envp, fds) and never returns.
-        let (pid, pidfd) = unsafe { sys::clone3(NS_FLAGS) }.map_err(io_err("clone the sandbox"))?;
+        let (pid, pidfd) = unsafe { sys::clone3(NS_FLAGS, cgroup_dir) }.map_err(io_err("clone the sandbox"))?;
         if pid == 0 {
             child::init_main(plan, argv, envp, fds);
         }
         // SAFETY: CLONE_PIDFD gave us this new descriptor; we own it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let step_read = steps_pipe.map(|(r, _w)| r);
-        drop((sync_r, err_w, status_w, stdin, out_w, errout_w));
+        drop((sync_r, err_w, status_w, stdin, out_w, errout_w, box_tree));
 
-        // Into the cgroup before init may go on: nothing of the run is ever unaccounted.
-        if let Err(e) = cg.add_process(pid) {
-            kill_and_reap(pid);
-            return Err(e.into());
-        }
+        // Init already is in its cgroups (born there on v2, moved itself on v1); the
+        // byte only tells it that we are alive and watching.
         sys::write_all(sync_w.as_raw_fd(), b"g");
         drop(sync_w);
 
@@ -360,7 +421,8 @@ impl Sandbox {
 
         if let Some((step, errno)) = monitor.setup.failure() {
             let name = match step {
-                child::STEP_SYNC => "joining the cgroup".to_string(),
+                child::STEP_SYNC => "waiting for the agent".to_string(),
+                child::STEP_CGROUP => "joining the cgroup".into(),
                 child::STEP_FORK => "forking the program".into(),
                 child::STEP_FDS => "setting up descriptors".into(),
                 child::STEP_RLIMIT => "setting rlimits".into(),
@@ -370,6 +432,8 @@ impl Sandbox {
                 child::STEP_CGROUP_NS => "creating the cgroup namespace".into(),
                 child::STEP_SECCOMP => "installing the seccomp filter".into(),
                 child::STEP_NETNS => "joining the network namespace".into(),
+                child::STEP_MOUNT_NS => "copying the template's mount namespace".into(),
+                child::STEP_BOX => "mounting the work dir".into(),
                 i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
             };
             return Err(SandboxError::Setup { step: name, errno: io::Error::from_raw_os_error(errno) });
@@ -425,6 +489,24 @@ impl Sandbox {
             involuntary_switches,
         })
     }
+}
+
+/// A detached bind mount of the run's work dir with its flags set, for init to attach
+/// as /box in its own mount namespace, where the host's path is not reachable.
+fn box_tree(spec: &RunSpec<'_>) -> Result<OwnedFd, SandboxError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(spec.box_dir.as_os_str().as_bytes())
+        .map_err(|_| SandboxError::Invalid("NUL byte in the work dir's path".into()))?;
+    let setup = |errno: i32| SandboxError::Setup { step: "cloning the work dir's mount".into(), errno: io::Error::from_raw_os_error(errno) };
+    let fd = sys::open_tree_clone(&path).map_err(setup)?;
+    // SAFETY: open_tree returned a new descriptor that we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut attr = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    if !spec.box_writable {
+        attr |= sys::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(fd.as_raw_fd(), attr).map_err(setup)?;
+    Ok(fd)
 }
 
 /// The input as a sealed memfd: the program can read it but neither change it nor learn

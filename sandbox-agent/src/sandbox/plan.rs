@@ -11,10 +11,12 @@
 //! allocate.
 
 use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::child::{self, Plan, Step};
+use super::sys;
 use super::{Profile, RunSpec, Sandbox, SandboxError};
 
 fn cstr(s: &[u8]) -> Result<CString, SandboxError> {
@@ -160,6 +162,33 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
     result
 }
 
+/// A mount namespace whose root is the template at `root` and which holds nothing else:
+/// made once on a short-lived thread (unshare affects only the calling thread), so a run
+/// copies a handful of mounts instead of the host's, and needs no pivot_root nor the
+/// detaching of an old root (an RCU grace period each) of its own.
+pub(super) fn template_namespace(root: &Path) -> Result<OwnedFd, SandboxError> {
+    let root = cstr(root.as_os_str().as_bytes())?;
+    let made = std::thread::spawn(move || -> Result<OwnedFd, (&'static str, i32)> {
+        sys::unshare(libc::CLONE_NEWNS).map_err(|e| ("creating the template's mount namespace", e))?;
+        sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(|e| ("making its mounts private", e))?;
+        // SAFETY: opening a NUL-terminated static path.
+        let fd = unsafe { libc::open(c"/proc/thread-self/ns/mnt".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(("opening the template's mount namespace", sys::errno()));
+        }
+        // SAFETY: open returned a new descriptor that we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        child::run_step(&Step::PivotRoot(root)).map_err(|e| ("pivoting into the template", e))?;
+        Ok(fd)
+    })
+    .join();
+    match made {
+        Ok(Ok(fd)) => Ok(fd),
+        Ok(Err((step, errno))) => Err(SandboxError::Setup { step: step.into(), errno: std::io::Error::from_raw_os_error(errno) }),
+        Err(_) => Err(SandboxError::Invalid("the mount namespace thread panicked".into())),
+    }
+}
+
 /// Unmounts a template (and whatever is below it) left by this or an earlier agent.
 pub(super) fn remove_template(root: &Path) {
     let Ok(path) = cstr(root.as_os_str().as_bytes()) else { return };
@@ -175,35 +204,23 @@ pub(super) fn remove_template(root: &Path) {
 impl Sandbox {
     /// Builds the per-run steps, argv, env and limits, before the clone.
     pub(super) fn plan(&self, spec: &RunSpec<'_>, with_steps: bool) -> Result<Plan, SandboxError> {
-        let rootb = self.root_mountpoint.as_os_str().as_bytes();
-        let under = |p: &str| cstr(&[rootb, p.as_bytes()].concat());
         let l = spec.limits;
         let mut s = Steps::default();
+        // Init is in its copy of the template's namespace, /box attached (see `child`).
         s.add("making mounts private", Step::PrivateRoot);
-        let boxd = under("/box")?;
-        s.add("bind-mounting the work dir", Step::Mount {
-            src: Some(cstr(spec.box_dir.as_os_str().as_bytes())?),
-            dst: boxd.clone(),
-            fstype: None,
-            flags: libc::MS_BIND,
-            data: None,
-        });
-        let box_flags = if spec.box_writable { libc::MS_NOSUID | libc::MS_NODEV } else { RO };
-        s.add("setting /box flags", Step::Remount { dst: boxd, flags: box_flags });
         let tmp_bytes = l.file_bytes.max(4096);
         let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
-        s.tmpfs("/tmp", under("/tmp")?, nosuid_nodev, &format!("size={tmp_bytes},nr_inodes=4096,mode=1777"))?;
-        s.tmpfs("/dev/shm", under("/dev/shm")?, nosuid_nodev | libc::MS_NOEXEC, &format!("size={tmp_bytes},nr_inodes=256,mode=1777"))?;
+        s.tmpfs("/tmp", cstr(b"/tmp")?, nosuid_nodev, &format!("size={tmp_bytes},nr_inodes=4096,mode=1777"))?;
+        s.tmpfs("/dev/shm", cstr(b"/dev/shm")?, nosuid_nodev | libc::MS_NOEXEC, &format!("size={tmp_bytes},nr_inodes=256,mode=1777"))?;
         s.add("mounting /proc", Step::Mount {
             src: Some(cstr(b"proc")?),
-            dst: under("/proc")?,
+            dst: cstr(b"/proc")?,
             fstype: Some(cstr(b"proc")?),
             flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             // Init runs as root and is a clone of the agent: its command line would
             // show the agent's paths. The program sees only processes of its own uid.
             data: Some(cstr(b"hidepid=invisible")?),
         });
-        s.add("pivoting into the new root", Step::PivotRoot(cstr(rootb)?));
         s.add("setting the hostname", Step::Hostname(cstr(b"judge")?));
 
         if spec.argv.is_empty() {

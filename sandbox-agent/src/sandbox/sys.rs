@@ -25,15 +25,20 @@ struct CloneArgs {
 }
 
 /// Forks with `flags` (namespaces, `CLONE_PIDFD`); returns 0 in the child and the child's
-/// pid in the parent, plus a pidfd when `CLONE_PIDFD` is set.
+/// pid in the parent, plus a pidfd when `CLONE_PIDFD` is set. With `cgroup` (a cgroup v2
+/// directory) the child is born in that cgroup (`CLONE_INTO_CGROUP`).
 ///
 /// # Safety
 /// Like `fork` without glibc's atfork handlers: in the child of a multi-threaded parent
 /// only async-signal-safe work may follow (no allocation: another thread may have held
 /// the allocator's lock at the moment of the clone).
-pub unsafe fn clone3(flags: u64) -> io::Result<(i32, RawFd)> {
+pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<(i32, RawFd)> {
     let mut pidfd: RawFd = -1;
     let mut args = CloneArgs { flags, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
     if flags & libc::CLONE_PIDFD as u64 != 0 {
         args.pidfd = &mut pidfd as *mut RawFd as u64;
     }
@@ -42,6 +47,25 @@ pub unsafe fn clone3(flags: u64) -> io::Result<(i32, RawFd)> {
     // async-signal-safety of the child.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, size_of::<CloneArgs>()) };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok((r as i32, pidfd)) }
+}
+
+/// linux/sched.h; not in the libc crate.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// linux/mount.h, for the new mount API; not in the libc crate.
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// The kernel's `struct mount_attr` (linux/mount.h).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
 }
 
 /// The calling thread's errno, without allocating.
@@ -60,6 +84,34 @@ pub fn mount(src: Option<&CStr>, dst: &CStr, fstype: Option<&CStr>, flags: libc:
     // SAFETY: every pointer is null or a NUL-terminated string that outlives the call;
     // `data` is a string for every filesystem we mount.
     check(unsafe { libc::mount(p(src), dst.as_ptr(), p(fstype), flags, p(data).cast()) })
+}
+
+/// A detached copy of the mount at `path` (not of the mounts below it), as a
+/// close-on-exec descriptor that `move_mount_to` can attach in another namespace.
+pub fn open_tree_clone(path: &CStr) -> Result<RawFd, i32> {
+    // SAFETY: `path` is NUL-terminated and outlives the call; the flags are valid.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as u32) };
+    if r < 0 { Err(errno()) } else { Ok(r as RawFd) }
+}
+
+/// Sets `attr` (MOUNT_ATTR_*) on a detached mount and makes it private.
+pub fn mount_setattr(fd: RawFd, attr: u64) -> Result<(), i32> {
+    let a = MountAttr { attr_set: attr, attr_clr: 0, propagation: libc::MS_PRIVATE, userns_fd: 0 };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself; `a`
+    // is a valid mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, fd, c"".as_ptr(), libc::AT_EMPTY_PATH, &a as *const MountAttr, size_of::<MountAttr>())
+    };
+    if r < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// Attaches the detached mount `fd` at `dst` in the caller's mount namespace.
+pub fn move_mount_to(fd: RawFd, dst: &CStr) -> Result<(), i32> {
+    // SAFETY: both paths are NUL-terminated and outlive the call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_move_mount, fd, c"".as_ptr(), libc::AT_FDCWD, dst.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+    };
+    if r < 0 { Err(errno()) } else { Ok(()) }
 }
 
 pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), i32> {
@@ -212,6 +264,21 @@ pub fn read_byte(fd: RawFd) -> bool {
             continue;
         }
         return false;
+    }
+}
+
+/// Writes `buf` in one write; an error or a short write is an error.
+pub fn write_exact(fd: RawFd, buf: &[u8]) -> Result<(), i32> {
+    loop {
+        // SAFETY: the pointer and length describe `buf`.
+        let r = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if r == buf.len() as isize {
+            return Ok(());
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return Err(if r < 0 { errno() } else { libc::EIO });
     }
 }
 
