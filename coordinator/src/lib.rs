@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod api;
+pub mod contest;
 pub mod judge;
 pub mod link;
 pub mod metrics;

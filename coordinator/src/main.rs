@@ -39,6 +39,44 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Contest problems (Kattis/ICPC packages) on a running coordinator.
+    #[command(subcommand)]
+    Problem(ProblemCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ProblemCommand {
+    /// Imports a package directory or zip through POST /api/problems.
+    Import {
+        /// The package: a directory with problem.yaml, or a zip of one.
+        path: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The problem's slug; by default the directory's (or the zip's top directory's) name.
+        #[arg(long)]
+        slug: Option<String>,
+        /// Replace a problem of the same slug.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Writes a problem's package as a zip.
+    Export {
+        slug: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// The coordinator's API.
+    #[arg(long, default_value = "http://127.0.0.1:3001")]
+    url: String,
+    /// A token of role setter or admin.
+    #[arg(long, env = "JUDGE_TOKEN", hide_env_values = true)]
+    token: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,10 +174,65 @@ fn main() -> anyhow::Result<()> {
             println!("certificate for agent {agent_id} written to {}", out.display());
             Ok(())
         }
+        Command::Problem(command) => problem_command(command),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args, None)),
         Command::Up(args) => {
             let local = LocalAgent { slots: args.slots, uid_base: args.uid_base, metrics_listen: args.agent_metrics_listen };
             tokio::runtime::Runtime::new()?.block_on(serve(args.serve, Some(local)))
+        }
+    }
+}
+
+fn problem_command(command: ProblemCommand) -> anyhow::Result<()> {
+    use coordinator::contest::zip::{PackageCaps, read_dir, write_zip};
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+    match command {
+        ProblemCommand::Import { path, server, slug, replace } => {
+            let zip = if path.is_dir() {
+                let name = path
+                    .canonicalize()?
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .context("the package directory has no name")?;
+                let files = read_dir(&path, PackageCaps::default())
+                    .with_context(|| format!("reading the package {}", path.display()))?;
+                write_zip(&name, &files)?
+            } else {
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+            };
+            let mut url = reqwest::Url::parse(&format!("{}/api/problems", server.url.trim_end_matches('/')))?;
+            if let Some(slug) = &slug {
+                url.query_pairs_mut().append_pair("slug", slug);
+            }
+            if replace {
+                url.query_pairs_mut().append_pair("replace", "true");
+            }
+            let res = client
+                .post(url)
+                .bearer_auth(&server.token)
+                .header("content-type", "application/zip")
+                .body(zip)
+                .send()
+                .context("sending the package")?;
+            let status = res.status();
+            let body: serde_json::Value = res.json().context("reading the answer")?;
+            if !status.is_success() {
+                anyhow::bail!("import refused ({status}): {}", body["error"]["message"].as_str().unwrap_or("no message"));
+            }
+            println!("{}", body["slug"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        ProblemCommand::Export { slug, server, out } => {
+            let url = format!("{}/api/problems/{slug}/package", server.url.trim_end_matches('/'));
+            let res = client.get(url).bearer_auth(&server.token).send().context("asking for the package")?;
+            let status = res.status();
+            if !status.is_success() {
+                let body: serde_json::Value = res.json().unwrap_or_default();
+                anyhow::bail!("export refused ({status}): {}", body["error"]["message"].as_str().unwrap_or("no message"));
+            }
+            std::fs::write(&out, res.bytes()?).with_context(|| format!("writing {}", out.display()))?;
+            println!("{}", out.display());
+            Ok(())
         }
     }
 }

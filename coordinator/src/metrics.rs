@@ -501,6 +501,7 @@ mod tests {
             limits,
             options: Default::default(),
             judge0: None,
+            problem: None,
         };
         let first = s.submit(new()).await.unwrap();
         s.submit(new()).await.unwrap();

@@ -74,6 +74,9 @@ pub struct SubmissionView {
     pub inputs: Vec<TestCase>,
     pub options: JobOptions,
     pub judge0: Option<Judge0Meta>,
+    pub problem: Option<crate::contest::ProblemRef>,
+    /// Earlier judgings, oldest first (a rejudged submission's verdict history).
+    pub history: Vec<crate::judge::PastJudging>,
 }
 
 impl SubmissionView {
@@ -101,6 +104,8 @@ impl SubmissionView {
             inputs: sub.tests.clone(),
             options: sub.options.clone(),
             judge0: sub.judge0.clone(),
+            problem: sub.problem.clone(),
+            history: sub.history.clone(),
         }
     }
 }
@@ -258,6 +263,22 @@ impl Scheduler {
     }
 
     /// Queues a validated submission and dispatches it if an agent is free.
+    /// Judges a finished submission again against `rejudge`; its past verdicts are kept.
+    pub async fn rejudge(&self, id: SubmissionId, rejudge: crate::judge::Rejudge) -> Result<(), SubmitError> {
+        {
+            let mut state = self.lock();
+            state.apply(Command::Rejudge { submission_id: id, rejudge, now_ms: self.now() })?;
+        }
+        info!(submission = id, "submission queued for a rejudge");
+        self.pump();
+        Ok(())
+    }
+
+    /// Finished submissions to the problem `slug`.
+    pub async fn done_for_problem(&self, slug: &str) -> Vec<SubmissionId> {
+        self.lock().done_for_problem(slug)
+    }
+
     pub async fn submit(&self, submission: NewSubmission) -> Result<SubmissionId, SubmitError> {
         let language = submission.language.clone();
         let id = {

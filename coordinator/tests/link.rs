@@ -117,6 +117,7 @@ impl JobRunner for Echo {
                     stdout: test.input.clone(),
                     stderr: vec![],
                     message: String::new(),
+                    score: None,
                 };
                 results.send(result).await.unwrap();
             }

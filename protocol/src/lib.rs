@@ -14,7 +14,8 @@ pub use messages::*;
 /// Bumped on every incompatible change of the types below; the handshake carries it.
 /// 2: function-style jobs (`RunFunction`, `Cancel`, `Step`, `Return`).
 /// 3: optional expected output and `JobOptions` (the Judge0-compatible API), with 2.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: checkers, test groups, lazy judging, interactors (`JobOptions`), test scores.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// ALPN protocol id of the agent link, so a stray TLS client of another kind is refused.
 pub const ALPN: &[u8] = b"judge-agent/1";

@@ -84,7 +84,7 @@ pub struct TestCase {
 
 /// How a job's runs differ from the language table's defaults. `Default` is the plain
 /// judge: the table's commands as they are, stderr apart, one run per test.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct JobOptions {
     /// CPU time a run may use past `cpu_ms` before it is stopped; it is still TLE, but
     /// its real time is reported (Judge0's `cpu_extra_time`).
@@ -102,6 +102,59 @@ pub struct JobOptions {
     pub merge_stderr: bool,
     /// Runs per test (0 counts as 1); the result reports the average time and memory.
     pub runs: u32,
+    /// How each test's output is judged.
+    pub checker: Checker,
+    /// The group of each test (by index; missing entries are group 0). With `lazy`, the
+    /// first failing test of a group skips the rest of that group: no result is sent
+    /// for a skipped test.
+    pub groups: Vec<u32>,
+    /// Stop at the first failure (per group); otherwise every test runs.
+    pub lazy: bool,
+    /// Interactive problems: the program talks to this interactor through pipes, and
+    /// the interactor's exit decides each test (Kattis convention). `checker` is unused.
+    pub interactor: Option<CheckerProgram>,
+}
+
+/// How a test's output is compared with its expected output.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub enum Checker {
+    /// Trailing whitespace of each line and trailing blank lines ignored.
+    #[default]
+    Whitespace,
+    /// Byte for byte.
+    Exact,
+    /// Like `Whitespace`, ASCII letters compared without case.
+    CaseInsensitive,
+    /// Whitespace-separated tokens; where the expected token is a number, the output's
+    /// must be one within either tolerance (Kattis `float_absolute_tolerance`,
+    /// `float_relative_tolerance`); other tokens compare as with `Tokens`.
+    Float { absolute: f64, relative: f64, case_sensitive: bool },
+    /// Whitespace-separated tokens compared one by one, line breaks ignored (Kattis's
+    /// default validator, which ignores case unless `case_sensitive`).
+    Tokens { case_sensitive: bool },
+    /// A program of the problem setter's, run in a sandbox of its own.
+    Program(CheckerProgram),
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CheckerProgram {
+    pub convention: CheckerConvention,
+    /// A language of the agent's table, compiled once per job.
+    pub language: String,
+    pub source: Vec<u8>,
+    /// Kattis `validator_flags`, after the three file arguments.
+    pub args: Vec<String>,
+    /// Limits of each checker run (independent of the submission's).
+    pub limits: Limits,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckerConvention {
+    /// `validator input answer feedback_dir [args] < output`; 42 accepts, 43 rejects,
+    /// `judgemessage.txt` and `score.txt` in the feedback directory.
+    Kattis,
+    /// `checker input output answer`; 0 OK, 1 WA, 2 PE, 3 FAIL, 7 points.
+    Testlib,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -202,6 +255,8 @@ pub struct TestResult {
     pub stderr: Vec<u8>,
     /// Human-readable detail: the signal's name, the first difference, the IE reason.
     pub message: String,
+    /// Points a custom checker gave (Kattis `score.txt`, testlib points).
+    pub score: Option<f64>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]

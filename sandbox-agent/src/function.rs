@@ -208,6 +208,7 @@ impl Judge {
                 stdout: o.stdout[..o.stdout.len().min(crate::judge::RETURNED_OUTPUT_BYTES)].to_vec(),
                 stderr,
                 message: test_message.clone(),
+                score: None,
             }));
             if call.entry_error {
                 // The code has no function to call: no other test can go differently.
@@ -236,6 +237,7 @@ fn ie_result(submission_id: u64, index: u32, message: &str) -> TestResult {
         stdout: Vec::new(),
         stderr: Vec::new(),
         message: message.to_string(),
+        score: None,
     }
 }
 

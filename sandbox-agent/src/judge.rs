@@ -105,6 +105,7 @@ impl Judge {
         let id = self.take_id();
         let dir = self.jobs_dir.join(format!("{}-{}", job.submission_id, self.counter.fetch_add(1, Ordering::Relaxed)));
         let result = self.judge_in(job, &dir, id, &mut on_result);
+        remove_job_dir(&dir.join(crate::checker::CHECKER_DIR));
         remove_job_dir(&dir);
         self.put_id(id);
         self.metrics.job_done(&job.language, result.verdict);
@@ -150,11 +151,37 @@ impl Judge {
             return fin(verdict, output, message);
         }
 
+        let checker = match &job.options.checker {
+            protocol::Checker::Program(program) => match self.prepare_checker(program, dir, id) {
+                Ok(c) => Some(c),
+                Err(message) => return fin(Verdict::IE, String::new(), message),
+            },
+            _ => None,
+        };
+        let interactor = match &job.options.interactor {
+            // Both would live in the same checker directory, and a problem has one or
+            // the other: the coordinator never sends both.
+            Some(_) if checker.is_some() => {
+                return fin(Verdict::IE, String::new(), "a job has a checker program or an interactor, not both".into());
+            }
+            Some(program) => match self.prepare_checker(program, dir, id) {
+                Ok(c) => Some(c),
+                Err(message) => return fin(Verdict::IE, String::new(), message.replace("checker", "interactor")),
+            },
+            None => None,
+        };
+
         let limits = run_limits(job, lang);
         let argv = run_argv(job, lang, limits);
         let mut verdict = Verdict::AC;
         let mut message = String::new();
+        // Groups with a failure, whose remaining tests a lazy job skips.
+        let mut failed_groups = std::collections::BTreeSet::new();
         for (index, test) in job.tests.iter().enumerate() {
+            let group = job.options.groups.get(index).copied().unwrap_or(0);
+            if job.options.lazy && failed_groups.contains(&group) {
+                continue;
+            }
             if let Err(e) = std::fs::write(&input, &test.input) {
                 return fin(Verdict::IE, String::new(), format!("cannot write the input: {e}"));
             }
@@ -170,14 +197,47 @@ impl Judge {
                 profile: Profile::Program,
                 pin_cpu: self.cpu_for(id),
             };
+            let expected = test.expected_output.as_deref().unwrap_or_default();
             let outcome = {
                 let _running = self.metrics.run_started();
-                self.run_repeated(&spec, job.options.runs.max(1))
+                match &interactor {
+                    Some(c) => self
+                        .run_interactive(c, &spec, &test.input, expected, id)
+                        .map(|(o, judged)| (o, Some(judged)))
+                        .map_err(crate::sandbox::SandboxError::Invalid),
+                    None => self.run_repeated(&spec, job.options.runs.max(1)).map(|o| (o, None)),
+                }
             };
             let result = match outcome {
-                Ok(o) => {
+                Ok((o, Some(judged))) => {
                     self.metrics.tested(&lang.id, &o);
-                    test_result(job, index as u32, &o, test.expected_output.as_deref(), lang, limits)
+                    // The interactor's rejection stands even when the program then died
+                    // of the closed pipe; otherwise the program's own failure comes first.
+                    let rejected = judged.verdict == Verdict::WA;
+                    let message = judged.message.clone();
+                    let mut r = test_result(job, index as u32, &o, |_| judged, lang, limits);
+                    if rejected && r.verdict != Verdict::WA {
+                        r.verdict = Verdict::WA;
+                        r.limit = None;
+                        r.message = message;
+                    }
+                    r
+                }
+                Ok((o, None)) => {
+                    self.metrics.tested(&lang.id, &o);
+                    let judge_output = |stdout: &[u8]| -> Judged {
+                        match (&checker, test.expected_output.as_deref()) {
+                            (Some(c), expected) => {
+                                self.run_checker(c, &test.input, expected.unwrap_or_default(), stdout, id)
+                            }
+                            (None, None) => Judged::accepted(),
+                            (None, Some(expected)) => match check::check(&job.options.checker, expected, stdout) {
+                                Ok(()) => Judged::accepted(),
+                                Err(diff) => Judged { verdict: Verdict::WA, message: diff, score: None },
+                            },
+                        }
+                    };
+                    test_result(job, index as u32, &o, judge_output, lang, limits)
                 }
                 Err(e) => {
                     self.metrics.sandbox_error("test");
@@ -194,12 +254,16 @@ impl Judge {
                         stdout: Vec::new(),
                         stderr: Vec::new(),
                         message: format!("sandbox failed: {e}"),
+                        score: None,
                     }
                 }
             };
-            if verdict == Verdict::AC && result.verdict != Verdict::AC {
-                verdict = result.verdict;
-                message = format!("test {}: {}", index + 1, result.message);
+            if result.verdict != Verdict::AC {
+                failed_groups.insert(group);
+                if verdict == Verdict::AC {
+                    verdict = result.verdict;
+                    message = format!("test {}: {}", index + 1, result.message);
+                }
             }
             on_result(result);
         }
@@ -358,11 +422,26 @@ pub(crate) fn run_limits(job: &Job, lang: &Language) -> RunLimits {
     }
 }
 
+/// How a checker judged one output.
+pub(crate) struct Judged {
+    pub verdict: Verdict,
+    pub message: String,
+    pub score: Option<f64>,
+}
+
+impl Judged {
+    fn accepted() -> Judged {
+        Judged { verdict: Verdict::AC, message: String::new(), score: None }
+    }
+}
+
+/// The test's result from the run's measurements; `judge_output` is asked only about a
+/// run that ended normally within its limits.
 fn test_result(
     job: &Job,
     index: u32,
     o: &RunOutcome,
-    expected: Option<&[u8]>,
+    judge_output: impl FnOnce(&[u8]) -> Judged,
     lang: &Language,
     limits: RunLimits,
 ) -> TestResult {
@@ -373,6 +452,7 @@ fn test_result(
         None | Some(LimitHit::Wall) if o.cpu > cpu_limit => Some(LimitHit::Cpu),
         l => l,
     };
+    let mut score = None;
     let (verdict, message) = match limit {
         Some(LimitHit::Cpu) => (Verdict::TLE, format!("CPU time limit of {} ms exceeded", cpu_limit.as_millis())),
         Some(LimitHit::Wall) => (Verdict::TLE, format!("wall time limit of {} ms exceeded", limits.wall.as_millis())),
@@ -381,13 +461,13 @@ fn test_result(
         Some(LimitHit::Processes) => {
             (Verdict::RE, format!("{} after reaching the limit of {} processes", describe_exit(o.exit), limits.max_processes))
         }
-        None => match (o.exit, expected) {
-            (Exit::Code(0), None) => (Verdict::AC, String::new()),
-            (Exit::Code(0), Some(expected)) => match check::compare(expected, &o.stdout) {
-                Ok(()) => (Verdict::AC, String::new()),
-                Err(diff) => (Verdict::WA, diff),
-            },
-            (e, _) => (Verdict::RE, describe_exit(e)),
+        None => match o.exit {
+            Exit::Code(0) => {
+                let judged = judge_output(&o.stdout);
+                score = judged.score;
+                (judged.verdict, judged.message)
+            }
+            e => (Verdict::RE, describe_exit(e)),
         },
     };
     let (exit_code, signal) = match o.exit {
@@ -407,6 +487,7 @@ fn test_result(
         stdout: o.stdout[..o.stdout.len().min(RETURNED_OUTPUT_BYTES)].to_vec(),
         stderr: o.stderr[..o.stderr.len().min(RETURNED_OUTPUT_BYTES)].to_vec(),
         message,
+        score,
     }
 }
 

@@ -114,3 +114,217 @@ fn java_within_the_memory_limit_is_not_mle_and_over_it_is_not_ac() {
     let (fin, _) = judge_with("java", &over, &[("", Some("1"))], 128, JobOptions::default());
     assert!(matches!(fin.verdict, Verdict::RE | Verdict::MLE), "{fin:?}");
 }
+
+const ECHO_PY: &str = "import sys\nsys.stdout.write(sys.stdin.read())\n";
+
+fn checker(convention: protocol::CheckerConvention, source: &str) -> protocol::Checker {
+    protocol::Checker::Program(protocol::CheckerProgram {
+        convention,
+        language: "python".into(),
+        source: source.as_bytes().to_vec(),
+        args: vec!["float_tolerance".into(), "0.01".into()],
+        limits: Limits { cpu_ms: 2000, wall_ms: 5000, memory_bytes: 256 << 20, max_processes: 16, output_bytes: 1 << 20 },
+    })
+}
+
+#[test]
+fn lazy_judging_skips_the_rest_of_a_failed_group_only() {
+    let options = JobOptions { lazy: true, groups: vec![0, 0, 0, 1], ..JobOptions::default() };
+    let tests = [("1", Some("1")), ("2", Some("3")), ("3", Some("3")), ("4", Some("4"))];
+    let (fin, results) = judge_with("python", ECHO_PY, &tests, 256, options);
+    assert_eq!(fin.verdict, Verdict::WA, "{fin:?}");
+    let judged: Vec<_> = results.iter().map(|r| (r.index, r.verdict)).collect();
+    assert_eq!(judged, [(0, Verdict::AC), (1, Verdict::WA), (3, Verdict::AC)]);
+    // Without lazy, every test runs.
+    let options = JobOptions { groups: vec![0, 0, 0, 1], ..JobOptions::default() };
+    let (_, results) = judge_with("python", ECHO_PY, &tests, 256, options);
+    assert_eq!(results.len(), 4);
+}
+
+#[test]
+fn built_in_checkers_judge_in_the_agent() {
+    let options = JobOptions {
+        checker: protocol::Checker::Float { absolute: 1e-3, relative: 0.0, case_sensitive: false },
+        ..JobOptions::default()
+    };
+    let src = "print('Answer', 0.3333)";
+    let (fin, results) = judge_with("python", src, &[("", Some("answer 0.33333")), ("", Some("answer 0.3"))], 256, options);
+    assert_eq!(results[0].verdict, Verdict::AC, "{results:?}");
+    assert_eq!(results[1].verdict, Verdict::WA);
+    assert!(results[1].message.contains("token 2"), "{:?}", results[1].message);
+    assert_eq!(fin.verdict, Verdict::WA);
+}
+
+/// A Kattis output validator: compares one number within the tolerance of its flags,
+/// explains itself in judgemessage.txt and scores in score.txt.
+const KATTIS_VALIDATOR: &str = r#"
+import sys
+inp, ans, feedback = sys.argv[1], sys.argv[2], sys.argv[3]
+tol = float(sys.argv[sys.argv.index("float_tolerance") + 1])
+expected = float(open(ans).read())
+given = sys.stdin.read().split()
+if open(inp).read().strip() == "crash":
+    raise SystemExit(1)
+def verdict(code, message, score=None):
+    open(feedback + "judgemessage.txt", "w").write(message)
+    if score is not None:
+        open(feedback + "score.txt", "w").write(str(score))
+    sys.exit(code)
+if len(given) != 1:
+    verdict(43, "expected one number, got %d tokens" % len(given))
+if abs(float(given[0]) - expected) > tol:
+    verdict(43, "off by %.3f" % abs(float(given[0]) - expected))
+verdict(42, "fine", 7)
+"#;
+
+#[test]
+fn kattis_validators_decide_and_a_crash_is_ie() {
+    let options = JobOptions { checker: checker(protocol::CheckerConvention::Kattis, KATTIS_VALIDATOR), ..JobOptions::default() };
+    let tests = [("1.0", Some("1.005")), ("2.0", Some("2.5")), ("crash", Some("0"))];
+    let src = "import sys\nx = sys.stdin.read().strip()\nprint(x if x != 'crash' else 0)\n";
+    let (fin, results) = judge_with("python", src, &tests, 256, options);
+    assert_eq!(results[0].verdict, Verdict::AC, "{results:?}");
+    assert_eq!(results[0].message, "fine");
+    assert_eq!(results[0].score, Some(7.0));
+    assert_eq!(results[1].verdict, Verdict::WA, "{results:?}");
+    assert_eq!(results[1].message, "off by 0.500");
+    assert_eq!(results[2].verdict, Verdict::IE, "{results:?}");
+    assert!(results[2].message.contains("exited with 1"), "{:?}", results[2].message);
+    assert_eq!(fin.verdict, Verdict::WA);
+}
+
+#[test]
+fn testlib_checkers_map_exit_codes_and_points() {
+    let src = r#"
+import sys
+inp, out, ans = sys.argv[1:4]
+o, a = open(out).read().split(), open(ans).read().split()
+if o == a:
+    sys.exit(0)
+if o == ["pe"]:
+    sys.stderr.write("spacing"); sys.exit(2)
+if o == ["half"]:
+    sys.stderr.write("points 0.5 half right"); sys.exit(7)
+if o == ["fail"]:
+    sys.stderr.write("the answer file is wrong"); sys.exit(3)
+sys.stderr.write("wrong answer: expected %s" % a); sys.exit(1)
+"#;
+    let options = JobOptions { checker: checker(protocol::CheckerConvention::Testlib, src), ..JobOptions::default() };
+    let tests = [("ok", Some("ok")), ("x", Some("y")), ("pe", Some("y")), ("half", Some("y")), ("fail", Some("y"))];
+    let (_, results) = judge_with("python", ECHO_PY, &tests, 256, options);
+    let got: Vec<_> = results.iter().map(|r| (r.verdict, r.score)).collect();
+    assert_eq!(
+        got,
+        [
+            (Verdict::AC, None),
+            (Verdict::WA, None),
+            (Verdict::WA, None),
+            (Verdict::AC, Some(0.5)),
+            (Verdict::IE, None)
+        ],
+        "{results:?}"
+    );
+    assert!(results[2].message.starts_with("presentation error"), "{:?}", results[2].message);
+    assert!(results[4].message.contains("the answer file is wrong"), "{:?}", results[4].message);
+}
+
+#[test]
+fn a_checker_that_does_not_compile_is_ie_for_the_job() {
+    let options = JobOptions { checker: checker(protocol::CheckerConvention::Kattis, "def (:\n"), ..JobOptions::default() };
+    let (fin, results) = judge_with("python", ECHO_PY, &[("1", Some("1"))], 256, options);
+    assert_eq!(fin.verdict, Verdict::IE, "{fin:?}");
+    assert!(fin.message.contains("checker does not compile"), "{fin:?}");
+    assert!(results.is_empty());
+}
+
+/// Guess the number in /box/in (1..=1000) in at most 10 guesses; the interactor answers
+/// each guess with "lower", "higher" or "correct".
+const GUESS_INTERACTOR: &str = r#"
+import sys
+secret = int(open(sys.argv[1]).read())
+feedback = sys.argv[3]
+def verdict(code, message):
+    open(feedback + "judgemessage.txt", "w").write(message)
+    sys.exit(code)
+for guesses in range(1, 11):
+    line = sys.stdin.readline()
+    if not line:
+        verdict(43, "no guess after %d guesses" % (guesses - 1))
+    g = int(line)
+    if g == secret:
+        print("correct", flush=True)
+        verdict(42, "found in %d guesses" % guesses)
+    print("lower" if g > secret else "higher", flush=True)
+verdict(43, "too many guesses")
+"#;
+
+#[test]
+fn interactive_programs_talk_to_the_interactor_through_pipes() {
+    let interactor = protocol::CheckerProgram {
+        convention: protocol::CheckerConvention::Kattis,
+        language: "python".into(),
+        source: GUESS_INTERACTOR.as_bytes().to_vec(),
+        args: vec![],
+        limits: Limits { cpu_ms: 2000, wall_ms: 5000, memory_bytes: 256 << 20, max_processes: 16, output_bytes: 1 << 20 },
+    };
+    let options = JobOptions { interactor: Some(interactor), ..JobOptions::default() };
+    let bisect = "lo, hi = 1, 1000\nwhile True:\n    mid = (lo + hi) // 2\n    print(mid, flush=True)\n    r = input()\n    if r == 'correct':\n        break\n    if r == 'lower':\n        hi = mid - 1\n    else:\n        lo = mid + 1\n";
+    let tests = [("1", Some("")), ("777", Some("")), ("1000", Some(""))];
+    let (fin, results) = judge_with("python", bisect, &tests, 256, options.clone());
+    assert_eq!(fin.verdict, Verdict::AC, "{fin:?} {results:?}");
+    assert!(results.iter().all(|r| r.message.starts_with("found in")), "{results:?}");
+    // The program's own time, not the interactor's.
+    assert!(results.iter().all(|r| r.cpu_time_us > 0 && r.cpu_time_us < 2_000_000), "{results:?}");
+
+    let linear = "g = 1\nwhile True:\n    print(g, flush=True)\n    if input() == 'correct':\n        break\n    g += 1\n";
+    let (fin, results) = judge_with("python", linear, &tests, 256, options.clone());
+    assert_eq!(results[0].verdict, Verdict::AC, "{results:?}");
+    // The interactor gives up; the program dies of the closed pipe, and it is WA.
+    assert_eq!((results[1].verdict, results[1].message.as_str()), (Verdict::WA, "too many guesses"), "{results:?}");
+    assert_eq!(fin.verdict, Verdict::WA);
+
+    let (_, results) = judge_with("python", "pass\n", &tests[..1], 256, options.clone());
+    assert_eq!((results[0].verdict, results[0].message.as_str()), (Verdict::WA, "no guess after 0 guesses"));
+
+    // A program that never answers: its own time limit, not a hang.
+    let (_, results) = judge_with("python", "import time\ntime.sleep(60)\n", &tests[..1], 256, options);
+    assert_eq!(results[0].verdict, Verdict::TLE, "{results:?}");
+}
+
+/// A validator is the problem setter's code, not the agent's: between its runs it may
+/// leave symlinks in its own box pointing at host paths. The agent must neither write
+/// the next test's files through them nor read feedback through them.
+#[test]
+fn a_validator_cannot_make_the_agent_touch_host_files() {
+    let host = tempfile::tempdir().unwrap();
+    let victim = host.path().join("victim");
+    std::fs::write(&victim, "untouched").unwrap();
+    let secret_dir = host.path().join("secret");
+    std::fs::create_dir(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("judgemessage.txt"), "host secret").unwrap();
+    let validator = format!(
+        r#"
+import os, sys
+for name in ("in", "ans", "out"):
+    try:
+        os.unlink("/box/" + name)
+    except OSError:
+        pass
+    os.symlink({victim:?}, "/box/" + name)
+import shutil
+shutil.rmtree("/box/feedback")
+os.symlink({secret:?}, "/box/feedback")
+sys.exit(42)
+"#,
+        victim = victim.to_str().unwrap(),
+        secret = secret_dir.to_str().unwrap(),
+    );
+    let options = JobOptions { checker: checker(protocol::CheckerConvention::Kattis, &validator), ..JobOptions::default() };
+    let tests = [("first", Some("x")), ("second", Some("y")), ("third", Some("z"))];
+    let (_, results) = judge_with("python", ECHO_PY, &tests, 256, options);
+    assert_eq!(results.len(), 3, "{results:?}");
+    for r in &results {
+        assert!(!r.message.contains("host secret"), "feedback read through a symlink: {r:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched", "a test file was written through a symlink");
+}

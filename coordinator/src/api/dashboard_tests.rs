@@ -440,6 +440,8 @@ fn projected_view(id: u64) -> crate::scheduler::SubmissionView {
         inputs: Vec::new(),
         options: Default::default(),
         judge0: None,
+        problem: None,
+        history: Vec::new(),
     }
 }
 

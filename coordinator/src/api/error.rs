@@ -62,6 +62,14 @@ pub enum ApiError {
     RateLimited { limit: u64, window_s: u64, retry_after_s: u64 },
     #[error("{running} runs of yours are unfinished; at most {max} at once")]
     TooManyRunning { running: usize, max: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    BadPackage(String),
+    #[error("{0}")]
+    PackageTooLarge(String),
+    #[error("problem {0:?} does not exist")]
+    ProblemNotFound(String),
     #[error("the code does not compile: {0}")]
     CompileFailed(String),
     #[error("{0}")]
@@ -87,7 +95,11 @@ impl ApiError {
             | ApiError::NoTests
             | ApiError::TooManyTests { .. }
             | ApiError::OutOfRange { .. }
-            | ApiError::InvalidId(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidId(_)
+            | ApiError::BadPackage(_) => StatusCode::BAD_REQUEST,
+            ApiError::PackageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::ProblemNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::SubmissionNotFound(_) | ApiError::RouteNotFound { .. } | ApiError::AlgorithmNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -138,6 +150,10 @@ impl ApiError {
             ApiError::UserNotFound(_) => "user_not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyRunning { .. } => "too_many_running",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::BadPackage(_) => "bad_package",
+            ApiError::PackageTooLarge(_) => "package_too_large",
+            ApiError::ProblemNotFound(_) => "problem_not_found",
             ApiError::CompileFailed(_) => "compile_error",
             ApiError::RunTimedOut(_) => "run_timed_out",
             ApiError::RunUnavailable(_) => "run_unavailable",

@@ -73,6 +73,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         limits: d.limits.run,
         options: Default::default(),
         judge0: None,
+        problem: None,
     };
     let function = FunctionSpec {
         entry_point: request.entry_point.clone().unwrap_or_else(|| dashboard::entry_point(&algorithm)),
@@ -311,6 +312,7 @@ pub(super) async fn save_version(d: &Dashboard, req: &mut Request, caller: &Call
         limits: d.limits.check,
         options: Default::default(),
         judge0: None,
+        problem: None,
     };
     let view = d.runner.run_program(check, d.limits.wait).await.map_err(dashboard::run_error)?;
     match view.verdict {

@@ -726,6 +726,7 @@ pub fn parse_submission(
         run_args: split(&command_line_arguments),
         merge_stderr,
         runs: u32::try_from(runs).unwrap_or(1),
+        ..JobOptions::default()
     };
     let limits = Limits {
         cpu_ms,
@@ -754,6 +755,7 @@ pub fn parse_submission(
         limits,
         options,
         judge0: Some(judge0),
+        problem: None,
     })
 }
 

@@ -22,6 +22,9 @@ pub mod jwt;
 pub mod limits;
 pub mod openapi;
 mod execution;
+mod problems;
+#[cfg(test)]
+mod problems_tests;
 mod stats;
 mod submit;
 mod testing;
@@ -155,6 +158,13 @@ pub(crate) enum Route {
     Session,
     Me,
     SetPassword,
+    ImportProblem,
+    ListProblems,
+    GetProblem,
+    ExportProblem,
+    SubmitToProblem,
+    RejudgeSubmission,
+    RejudgeProblem,
     Judge0(judge0::Judge0Route),
     Fallback,
 }
@@ -270,7 +280,29 @@ impl Handler for Endpoint {
             | Route::GetAlgorithm
             | Route::UpdateAlgorithm
             | Route::DeleteAlgorithm
-            | Route::CreateUser => with_store(api, self.route, req, &caller).await,
+            | Route::CreateUser
+            | Route::ImportProblem
+            | Route::ListProblems
+            | Route::GetProblem
+            | Route::SubmitToProblem
+            | Route::RejudgeSubmission
+            | Route::RejudgeProblem => with_store(api, self.route, req, &caller).await,
+            Route::ExportProblem => {
+                match export_problem(api, req, &caller).await {
+                    Ok(zip) => {
+                        res.status_code(StatusCode::OK);
+                        res.headers_mut().insert(
+                            salvo::http::header::CONTENT_TYPE,
+                            salvo::http::HeaderValue::from_static("application/zip"),
+                        );
+                        if let Err(e) = res.write_body(zip) {
+                            ApiError::Internal(format!("cannot write the body: {e}")).write(res);
+                        }
+                    }
+                    Err(err) => err.write(res),
+                }
+                return;
+            }
             Route::Judge0(route) => {
                 // Judge0's own error shapes, which its clients parse.
                 match api.judge0.handle(route, req).await {
@@ -350,6 +382,13 @@ fn routes() -> Vec<Op> {
         op(M::GET, "/api/algorithms/{slug}", Route::GetAlgorithm, Public, Doc::new("catalog", "One algorithm; more for setters and admins").param("slug", s::string()).query(&[("hints", s::count())]).ok(200, s::algorithm()).db()),
         op(M::PUT, "/api/algorithms/{slug}", Route::UpdateAlgorithm, AtLeast(Role::Setter), Doc::new("catalog", "Replace an algorithm").param("slug", s::string()).body(s::algorithm_input()).ok(200, s::algorithm()).db()),
         op(M::DELETE, "/api/algorithms/{slug}", Route::DeleteAlgorithm, AtLeast(Role::Setter), Doc::new("catalog", "Delete an algorithm").param("slug", s::string()).ok(200, s::deleted()).db()),
+        op(M::POST, "/api/problems", Route::ImportProblem, AtLeast(Role::Setter), Doc::new("contest", "Import a problem package (zip body)").zip_body().ok(201, s::object()).db()),
+        op(M::GET, "/api/problems", Route::ListProblems, Public, Doc::new("contest", "List problems").ok(200, s::object()).db()),
+        op(M::GET, "/api/problems/{slug}", Route::GetProblem, Public, Doc::new("contest", "One problem").param("slug", s::string()).ok(200, s::object()).db()),
+        op(M::GET, "/api/problems/{slug}/package", Route::ExportProblem, AtLeast(Role::Setter), Doc::new("contest", "Export a problem package (zip)").param("slug", s::string()).zip().db()),
+        op(M::POST, "/api/problems/{slug}/submissions", Route::SubmitToProblem, Run, Doc::new("contest", "Submit to a problem").param("slug", s::string()).body(s::object()).ok(201, s::object()).db()),
+        op(M::POST, "/api/problems/{slug}/rejudge", Route::RejudgeProblem, AtLeast(Role::Setter), Doc::new("contest", "Judge every submission of a problem again").param("slug", s::string()).ok(200, s::object()).db()),
+        op(M::POST, "/api/submissions/{id}/rejudge", Route::RejudgeSubmission, AtLeast(Role::Setter), Doc::new("contest", "Judge a submission again").param("id", s::id()).ok(200, s::object()).db()),
         op(M::POST, "/api/users", Route::CreateUser, AtLeast(Role::Admin), Doc::new("auth", "Create a user and their first API token").body(s::new_user()).ok(201, s::created_user()).db()),
         op(M::POST, "/api/auth/login", Route::Login, Public, Doc::new("auth", "Log in with a password; returns a session (JWT)").body(s::login()).ok(200, s::session()).db()),
         op(M::POST, "/api/auth/session", Route::Session, AtLeast(Role::User), Doc::new("auth", "Exchange the credential sent for a fresh session (JWT)").ok(200, s::session())),
@@ -544,6 +583,12 @@ async fn with_store(api: &Api, route: Route, req: &mut Request, caller: &Caller)
             answer
         }
         Route::CreateUser => users::create(store, req, &caller).await,
+        Route::ImportProblem => problems::import(api, store, req, &caller).await,
+        Route::ListProblems => problems::list(store).await,
+        Route::GetProblem => problems::get(store, req).await,
+        Route::SubmitToProblem => problems::submit(api, store, req).await,
+        Route::RejudgeSubmission => problems::rejudge_submission(api, store, req, &caller).await,
+        Route::RejudgeProblem => problems::rejudge_problem(api, store, req, &caller).await,
         _ => Err(ApiError::Internal("not a route of the store".into())),
     }
 }
@@ -571,6 +616,11 @@ async fn get_submission(api: &Api, req: &mut Request) -> Result<(StatusCode, Val
     let id: u64 = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
     let view = api.scheduler.get(id).await.ok_or(ApiError::SubmissionNotFound(id))?;
     Ok((StatusCode::OK, view::submission(&view)))
+}
+
+async fn export_problem(api: &Api, req: &mut Request, caller: &Caller) -> Result<Vec<u8>, ApiError> {
+    let store = api.store.as_ref().ok_or(ApiError::NoDatabase)?;
+    problems::export(store, req, caller).await
 }
 
 /// Known paths with the wrong method get 405, anything else 404.

@@ -18,6 +18,9 @@ pub struct Doc {
     body: Option<Value>,
     ok: Option<(u16, Value)>,
     text: bool,
+    /// Answers a zip (200) / takes a zip body.
+    zip: bool,
+    zip_body: bool,
     /// Judge0's error shapes instead of ours.
     judge0: bool,
     /// Needs the database (503 without it).
@@ -26,7 +29,7 @@ pub struct Doc {
 
 impl Doc {
     pub fn new(tag: &'static str, summary: &'static str) -> Doc {
-        Doc { tag, summary, params: vec![], query: vec![], body: None, ok: None, text: false, judge0: false, db: false }
+        Doc { tag, summary, params: vec![], query: vec![], body: None, ok: None, text: false, zip: false, zip_body: false, judge0: false, db: false }
     }
 
     /// A route of the Judge0-compatible API.
@@ -64,6 +67,18 @@ impl Doc {
         self
     }
 
+    /// Answers a zip archive (200).
+    pub fn zip(mut self) -> Doc {
+        self.zip = true;
+        self
+    }
+
+    /// Takes a zip archive as the body.
+    pub fn zip_body(mut self) -> Doc {
+        self.zip_body = true;
+        self
+    }
+
     pub fn db(mut self) -> Doc {
         self.db = true;
         self
@@ -96,6 +111,9 @@ pub(crate) fn document(ops: &[Op], allow_anonymous: bool) -> Value {
         let mut responses = Map::new();
         if doc.text {
             responses.insert("200".into(), json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } }));
+        }
+        if doc.zip {
+            responses.insert("200".into(), json!({ "description": "OK", "content": { "application/zip": { "schema": { "type": "string", "format": "binary" } } } }));
         }
         if let Some((status, body)) = &doc.ok {
             responses.insert(status.to_string(), json!({ "description": "OK", "content": { "application/json": { "schema": body } } }));
@@ -131,6 +149,9 @@ pub(crate) fn document(ops: &[Op], allow_anonymous: bool) -> Value {
         }
         if let Access::AtLeast(role) = op.access {
             operation["description"] = json!(format!("Needs role {role} or above."));
+        }
+        if doc.zip_body {
+            operation["requestBody"] = json!({ "required": true, "content": { "application/zip": { "schema": { "type": "string", "format": "binary" } } } });
         }
         if let Some(body) = &doc.body {
             operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": body } } });

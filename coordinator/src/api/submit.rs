@@ -112,6 +112,7 @@ fn validate(request: SubmitRequest, spec: &Spec, caps: &ApiLimits) -> Result<New
         limits,
         options: Default::default(),
         judge0: None,
+        problem: None,
     })
 }
 

@@ -86,6 +86,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         limits: d.limits.run,
         options: Default::default(),
         judge0: None,
+        problem: None,
     };
     let function = FunctionSpec {
         entry_point: dashboard::entry_point(&algorithm),

@@ -289,6 +289,7 @@ async fn finished_submission_shows_verdict_and_truncated_output() {
         stdout,
         stderr: b"err".to_vec(),
         message: "killed by SIGKILL".into(),
+        score: None,
     };
     scheduler.handle_event(LinkEvent::TestResult { agent_id: "a".into(), result });
     let result = FinalResult {

@@ -9,7 +9,7 @@ use crate::scheduler::SubmissionView;
 pub const SHOWN_OUTPUT_BYTES: usize = 64 * 1024;
 
 pub fn submission(view: &SubmissionView) -> Value {
-    json!({
+    let mut body = json!({
         "id": view.id,
         "language": view.language,
         "status": view.status.as_str(),
@@ -25,7 +25,45 @@ pub fn submission(view: &SubmissionView) -> Value {
         },
         "testCount": view.test_count,
         "tests": view.tests.iter().map(test).collect::<Vec<_>>(),
-    })
+    });
+    let finished = view.status == crate::judge::Status::Done;
+    body["history"] = view
+        .history
+        .iter()
+        .map(|h| {
+            let mut past = json!({
+                "verdict": h.outcome.verdict.as_str(),
+                "message": h.outcome.message,
+                "finishedMs": h.finished_ms,
+                "tests": h.results.iter().map(test).collect::<Vec<_>>(),
+            });
+            if let Some(problem) = &h.problem {
+                let report = crate::contest::score(problem, &h.results, true);
+                past["score"] = json!(report.score);
+                past["maxScore"] = json!(report.max_score);
+            }
+            past
+        })
+        .collect();
+    if let Some(problem) = &view.problem {
+        let report = crate::contest::score(problem, &view.tests, finished);
+        body["problem"] = json!(problem.slug);
+        body["scoring"] = json!(problem.scoring.as_str());
+        body["score"] = json!(report.score);
+        body["maxScore"] = json!(report.max_score);
+        body["groups"] = serde_json::to_value(&report.groups).unwrap_or(Value::Null);
+        if let Some(tests) = body["tests"].as_array_mut() {
+            for t in tests {
+                let meta = t["index"].as_u64().and_then(|i| problem.tests.get(usize::try_from(i).ok()?));
+                if let Some(meta) = meta {
+                    t["name"] = json!(meta.name);
+                    t["sample"] = json!(meta.sample);
+                    t["group"] = json!(problem.groups.get(meta.group as usize).map(|g| g.name.as_str()));
+                }
+            }
+        }
+    }
+    body
 }
 
 fn test(record: &TestRecord) -> Value {
@@ -42,6 +80,7 @@ fn test(record: &TestRecord) -> Value {
         "stdout": output(&r.stdout, record.stdout_len),
         "stderr": output(&r.stderr, record.stderr_len),
         "message": r.message,
+        "score": r.score,
     })
 }
 

@@ -38,6 +38,8 @@ pub struct NewSubmission {
     pub options: JobOptions,
     /// Set for submissions made through the Judge0-compatible API.
     pub judge0: Option<Judge0Meta>,
+    /// Set for submissions to a contest problem: how they are scored.
+    pub problem: Option<crate::contest::ProblemRef>,
 }
 
 /// What the Judge0-compatible API needs to remember about a submission. The token is
@@ -88,6 +90,18 @@ pub enum Command {
     /// The agent's own count of free slots. Informational: scheduling counts leases,
     /// because a heartbeat is always a little stale.
     AgentSlots { agent_id: String, free_slots: u32 },
+    /// Done -> queued again with (possibly new) tests, limits and options: the problem's
+    /// data changed, or a verdict is in doubt. The finished judging is kept in `history`.
+    Rejudge { submission_id: SubmissionId, rejudge: Rejudge, now_ms: u64 },
+}
+
+/// What a rejudged submission is judged against now (a problem's current version).
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Rejudge {
+    pub tests: Vec<TestCase>,
+    pub limits: Limits,
+    pub options: JobOptions,
+    pub problem: Option<crate::contest::ProblemRef>,
 }
 
 /// What an accepted command did.
@@ -112,6 +126,7 @@ pub enum Effect {
         gave_up: Vec<SubmissionId>,
     },
     SlotsUpdated,
+    Rejudged,
 }
 
 /// Why a command was refused. The state is unchanged after any of these.
@@ -139,6 +154,8 @@ pub enum Rejected {
     NoTests,
     #[error("token {0:?} is taken")]
     DuplicateToken(String),
+    #[error("submission {0} is a function run; only program submissions are rejudged")]
+    NotRejudgeable(SubmissionId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -204,6 +221,7 @@ pub struct Submission {
     pub limits: Limits,
     pub options: JobOptions,
     pub judge0: Option<Judge0Meta>,
+    pub problem: Option<crate::contest::ProblemRef>,
     /// Set for function-style submissions.
     pub function: Option<FunctionSpec>,
     pub status: Status,
@@ -216,6 +234,17 @@ pub struct Submission {
     pub results: Vec<TestRecord>,
     pub outcome: Option<FinalResult>,
     pub finished_ms: Option<u64>,
+    /// Earlier judgings of a rejudged submission, oldest first.
+    pub history: Vec<PastJudging>,
+}
+
+/// One finished judging of a submission that was rejudged since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastJudging {
+    pub outcome: FinalResult,
+    pub results: Vec<TestRecord>,
+    pub problem: Option<crate::contest::ProblemRef>,
+    pub finished_ms: u64,
 }
 
 impl Submission {

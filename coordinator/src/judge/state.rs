@@ -111,6 +111,7 @@ impl JudgeState {
                 self.agents.remove(&agent_id);
                 Ok(Effect::Requeued { requeued, gave_up })
             }
+            Command::Rejudge { submission_id, rejudge, now_ms } => self.rejudge(submission_id, rejudge, now_ms),
             Command::AgentSlots { agent_id, free_slots } => {
                 let agent = self.agents.get_mut(&agent_id).ok_or(Rejected::UnknownAgent(agent_id))?;
                 agent.reported_free_slots = Some(free_slots);
@@ -215,6 +216,7 @@ impl JudgeState {
                 limits: new.limits,
                 options: new.options,
                 judge0: new.judge0,
+                problem: new.problem,
                 function,
                 status: Status::Queued,
                 accepted_ms: now_ms,
@@ -224,10 +226,56 @@ impl JudgeState {
                 results: Vec::new(),
                 outcome: None,
                 finished_ms: None,
+                history: Vec::new(),
             },
         );
         self.queue.insert(id);
         Ok(Effect::Accepted { id })
+    }
+
+    fn rejudge(&mut self, id: SubmissionId, rejudge: super::Rejudge, now_ms: u64) -> Result<Effect, Rejected> {
+        let sub = self.get(id).ok_or(Rejected::UnknownSubmission(id))?;
+        if sub.status != Status::Done {
+            return Err(Rejected::WrongStatus { id, actual: sub.status, expected: "done" });
+        }
+        if sub.function.is_some() {
+            return Err(Rejected::NotRejudgeable(id));
+        }
+        if rejudge.tests.is_empty() {
+            return Err(Rejected::NoTests);
+        }
+        let sub = self.sub_mut(id)?;
+        let outcome = sub.outcome.take().unwrap_or_else(|| FinalResult {
+            submission_id: id,
+            verdict: Verdict::IE,
+            compile_output: String::new(),
+            message: String::new(),
+        });
+        sub.history.push(super::PastJudging {
+            outcome,
+            results: std::mem::take(&mut sub.results),
+            problem: sub.problem.take(),
+            finished_ms: sub.finished_ms.take().unwrap_or(now_ms),
+        });
+        sub.test_count = rejudge.tests.len();
+        sub.tests = rejudge.tests;
+        sub.limits = rejudge.limits;
+        sub.options = rejudge.options;
+        sub.problem = rejudge.problem;
+        sub.status = Status::Queued;
+        sub.attempts = 0;
+        sub.last_requeue_reason = Some("rejudge".into());
+        self.queue.insert(id);
+        Ok(Effect::Rejudged)
+    }
+
+    /// Finished submissions to the problem `slug`, in id order.
+    pub fn done_for_problem(&self, slug: &str) -> Vec<SubmissionId> {
+        self.submissions
+            .values()
+            .filter(|s| s.status == Status::Done && s.problem.as_ref().is_some_and(|p| p.slug == slug))
+            .map(|s| s.id)
+            .collect()
     }
 
     fn assign(&mut self, id: SubmissionId, agent_id: String, now_ms: u64) -> Result<Effect, Rejected> {

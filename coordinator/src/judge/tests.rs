@@ -16,6 +16,7 @@ fn new_sub(language: &str, tests: usize) -> NewSubmission {
         limits: limits(),
         options: Default::default(),
         judge0: None,
+        problem: None,
     }
 }
 
@@ -49,6 +50,7 @@ fn test_result(id: SubmissionId, index: u32) -> TestResult {
         stdout: b"1\n".to_vec(),
         stderr: Vec::new(),
         message: String::new(),
+        score: None,
     }
 }
 
@@ -432,4 +434,39 @@ fn judge0_tokens_are_unique_and_their_inputs_survive_completion() {
     assert_eq!(s.get(id).unwrap().tests.len(), 1, "Judge0 clients read stdin back");
     let (page, total) = s.judge0_page(0, 10);
     assert_eq!((page.len(), total), (1, 1));
+}
+
+#[test]
+fn a_rejudge_requeues_a_done_submission_and_keeps_its_past_verdict() {
+    let mut s = JudgeState::new();
+    agent_up(&mut s, "a1", &["python"], 1);
+    let id = accept(&mut s, "python");
+    let rejudge = || crate::judge::Rejudge {
+        tests: vec![TestCase { input: b"new".to_vec(), expected_output: Some(b"x".to_vec()) }],
+        limits: limits(),
+        options: JobOptions::default(),
+        problem: None,
+    };
+    // Only a finished submission is rejudged.
+    let before = s.clone();
+    let err = s.apply(Command::Rejudge { submission_id: id, rejudge: rejudge(), now_ms: 30 }).unwrap_err();
+    assert!(matches!(err, Rejected::WrongStatus { .. }), "{err:?}");
+    assert_eq!(s, before);
+    assign(&mut s, id, "a1").unwrap();
+    s.apply(Command::TestDone { submission_id: id, agent_id: "a1".into(), result: test_result(id, 0) }).unwrap();
+    complete(&mut s, id, Some("a1"), Verdict::WA).unwrap();
+    assert_eq!(s.apply(Command::Rejudge { submission_id: id, rejudge: rejudge(), now_ms: 40 }), Ok(Effect::Rejudged));
+    let sub = s.get(id).unwrap();
+    assert_eq!((sub.status, sub.test_count, sub.attempts, sub.outcome.clone()), (Status::Queued, 1, 0, None));
+    assert_eq!(sub.history.len(), 1);
+    assert_eq!(sub.history[0].outcome.verdict, Verdict::WA);
+    assert_eq!(sub.history[0].results.len(), 1);
+    assert!(sub.results.is_empty());
+    assert_eq!(s.queue().collect::<Vec<_>>(), vec![id]);
+    // It runs again like any queued submission, and a second verdict adds to the history.
+    assign(&mut s, id, "a1").unwrap();
+    complete(&mut s, id, Some("a1"), Verdict::AC).unwrap();
+    s.apply(Command::Rejudge { submission_id: id, rejudge: rejudge(), now_ms: 50 }).unwrap();
+    let verdicts: Vec<_> = s.get(id).unwrap().history.iter().map(|h| h.outcome.verdict).collect();
+    assert_eq!(verdicts, [Verdict::WA, Verdict::AC]);
 }

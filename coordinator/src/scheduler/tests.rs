@@ -53,6 +53,7 @@ fn submission(language: &str) -> NewSubmission {
         },
         options: Default::default(),
         judge0: None,
+        problem: None,
     }
 }
 
@@ -74,6 +75,7 @@ fn test_result(id: u64, index: u32) -> TestResult {
         stdout: b"ok".to_vec(),
         stderr: Vec::new(),
         message: String::new(),
+        score: None,
     }
 }
 

@@ -22,7 +22,8 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") },
     Migration { version: 2, name: "dashboard", sql: include_str!("../../migrations/0002_dashboard.sql") },
-    Migration { version: 3, name: "passwords", sql: include_str!("../../migrations/0003_passwords.sql") },
+    Migration { version: 3, name: "problems", sql: include_str!("../../migrations/0003_problems.sql") },
+    Migration { version: 4, name: "passwords", sql: include_str!("../../migrations/0004_passwords.sql") },
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod dashboard;
 pub mod embedded;
 pub mod migrate;
+pub mod problems;
 pub mod projection;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -7,7 +7,8 @@
 //! restart at 1 with each run); its positions are the order in which completions were
 //! seen, 1, 2, 3, … (with raft: the log index). So:
 //! - a completion delivered twice with the same position is skipped by the position,
-//! - the same submission at a later position is skipped by the (epoch, submission id) key,
+//! - the same submission at a later position is skipped by the (epoch, submission id,
+//!   judging) key, where `judging` counts its rejudges (each of which is projected),
 //! - a projector that dies between rows and position commits neither, and the one that
 //!   resumes from the stored position writes them again once.
 
@@ -88,10 +89,10 @@ impl Store {
         let row = tx
             .query_opt(
                 "INSERT INTO executions (epoch, submission_id, language, source_sha256, status, verdict, message,
-                     cpu_us, wall_us, peak_bytes, error, accepted_at, finished_at)
+                     cpu_us, wall_us, peak_bytes, error, accepted_at, finished_at, judging)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                     to_timestamp($12::float8 / 1000), to_timestamp($13::float8 / 1000))
-                 ON CONFLICT (epoch, submission_id) DO NOTHING RETURNING id",
+                     to_timestamp($12::float8 / 1000), to_timestamp($13::float8 / 1000), $14)
+                 ON CONFLICT (epoch, submission_id, judging) DO NOTHING RETURNING id",
                 &[
                     &stream,
                     &i64_of(view.id),
@@ -106,6 +107,8 @@ impl Store {
                     &error,
                     &(view.accepted_ms as f64),
                     &view.finished_ms.map(|ms| ms as f64),
+                    // A rejudge is a new judging of the same submission, not a duplicate.
+                    &i32::try_from(view.history.len()).unwrap_or(i32::MAX),
                 ],
             )
             .await?;

@@ -154,6 +154,7 @@ fn finished(id: u64, verdict: Verdict) -> SubmissionView {
         stdout: b"3\n".to_vec(),
         stderr: Vec::new(),
         message: String::new(),
+        score: None,
     };
     SubmissionView {
         id,
@@ -172,6 +173,8 @@ fn finished(id: u64, verdict: Verdict) -> SubmissionView {
         inputs: Vec::new(),
         options: JobOptions::default(),
         judge0: None,
+        problem: None,
+        history: Vec::new(),
     }
 }
 
@@ -233,6 +236,7 @@ async fn the_scheduler_completions_reach_the_history() {
         limits: finished(1, Verdict::AC).limits,
         options: JobOptions::default(),
         judge0: None,
+        problem: None,
     };
     let id = scheduler.submit(sub).await.unwrap();
     // An agent registers, takes the job and reports a verdict.
@@ -250,4 +254,56 @@ async fn the_scheduler_completions_reach_the_history() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(store.execution_count(stream, id).await.unwrap(), 1);
     assert_eq!(store.position(stream).await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn problems_round_trip_and_conflict_unless_replaced() {
+    use crate::contest::package;
+    let store = fresh_store().await;
+    let files: package::Files = [
+        ("problem.yaml", "name: Echo\nvalidation: custom\n"),
+        ("data/sample/1.in", "a"),
+        ("data/sample/1.ans", "a"),
+        ("data/secret/1.in", "b"),
+        ("data/secret/1.ans", "b"),
+        ("output_validator/v.py", "import sys\nsys.exit(42)\n"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    let p = package::parse("echo", &files).unwrap();
+    store.put_problem(&p, false, None).await.unwrap();
+    assert_eq!(store.get_problem("echo").await.unwrap(), Some(p.clone()));
+    assert!(matches!(store.put_problem(&p, false, None).await, Err(StoreError::Conflict(_))));
+    let mut fewer = p.clone();
+    fewer.tests.truncate(1);
+    fewer.meta.name = "Echo 2".into();
+    store.put_problem(&fewer, true, None).await.unwrap();
+    assert_eq!(store.get_problem("echo").await.unwrap(), Some(fewer));
+    let list = store.list_problems().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].name.as_str(), list[0].tests), ("Echo 2", 1));
+    assert_eq!(store.get_problem("nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn each_judging_of_a_rejudged_submission_is_projected() {
+    let store = fresh_store().await;
+    let stream = store.new_epoch().await.unwrap();
+    let first = finished(7, Verdict::WA);
+    assert_eq!(store.project(stream, 1, &first).await.unwrap(), Projected::Written);
+    let mut second = finished(7, Verdict::AC);
+    second.history.push(crate::judge::PastJudging {
+        outcome: protocol::FinalResult { submission_id: 7, verdict: Verdict::WA, compile_output: String::new(), message: String::new() },
+        results: Vec::new(),
+        problem: None,
+        finished_ms: 5,
+    });
+    assert_eq!(store.project(stream, 2, &second).await.unwrap(), Projected::Written);
+    assert_eq!(store.project(stream, 3, &second).await.unwrap(), Projected::Duplicate);
+    assert_eq!(store.execution_count(stream, 7).await.unwrap(), 2);
+    let c = store.client().await.unwrap();
+    let rows = c.query("SELECT judging, verdict FROM executions ORDER BY judging", &[]).await.unwrap();
+    let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, [(0, "WA".to_string()), (1, "AC".to_string())]);
 }

@@ -437,6 +437,7 @@ impl Live {
             },
             options: Default::default(),
             judge0: None,
+            problem: None,
         };
         let function = FunctionSpec {
             entry_point: entry_point.unwrap_or_default(),

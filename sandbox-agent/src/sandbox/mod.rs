@@ -268,14 +268,26 @@ impl Sandbox {
 
     /// Runs one program with a step channel and/or a cancel flag.
     pub fn run_observed(&self, spec: &RunSpec<'_>, observer: Observer<'_>) -> Result<RunOutcome, SandboxError> {
+        self.run_with(spec, observer, None)
+    }
+
+    /// Runs one program whose stdin and stdout are the given descriptors (pipes to
+    /// another run, for interactive problems) instead of `spec.stdin` and a captured
+    /// stdout; `RunOutcome::stdout` is then empty. stderr is captured as usual.
+    pub fn run_piped(&self, spec: &RunSpec<'_>, stdin: OwnedFd, stdout: OwnedFd) -> Result<RunOutcome, SandboxError> {
+        self.run_with(spec, Observer::default(), Some((stdin, stdout)))
+    }
+
+    fn run_with(
+        &self,
+        spec: &RunSpec<'_>,
+        observer: Observer<'_>,
+        piped: Option<(OwnedFd, OwnedFd)>,
+    ) -> Result<RunOutcome, SandboxError> {
         if self.aborted.load(Ordering::SeqCst) {
             return Err(SandboxError::Aborted);
         }
         let plan = self.plan(spec, observer.steps.is_some())?;
-        let argv: Vec<*const libc::c_char> =
-            plan.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        let envp: Vec<*const libc::c_char> =
-            plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
 
         let limits = CgroupLimits {
             memory_bytes: spec.limits.memory_bytes,
@@ -283,7 +295,7 @@ impl Sandbox {
             cpu: spec.pin_cpu,
         };
         let cg = self.take_cgroup(limits)?;
-        let result = self.run_in(spec, &plan, &argv, &envp, &cg, observer);
+        let result = self.run_in(spec, &plan, &cg, observer, piped);
         self.put_cgroup(cg);
         result
     }
@@ -337,16 +349,29 @@ impl Sandbox {
         &self,
         spec: &RunSpec<'_>,
         plan: &Plan,
-        argv: &[*const libc::c_char],
-        envp: &[*const libc::c_char],
         cg: &RunCgroup,
         observer: Observer<'_>,
+        piped: Option<(OwnedFd, OwnedFd)>,
     ) -> Result<RunOutcome, SandboxError> {
-        let stdin = high_fd(sealed_copy(spec.stdin)?)?;
+        let argv: Vec<*const libc::c_char> =
+            plan.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let envp: Vec<*const libc::c_char> =
+            plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let (stdin, out_r, out_w) = match piped {
+            None => {
+                let (out_r, out_w) = pipe()?;
+                (high_fd(sealed_copy(spec.stdin)?)?, out_r, out_w)
+            }
+            Some((stdin, stdout)) => {
+                // The monitor still watches a stdout: one that is at its end already.
+                let (out_r, unused) = pipe()?;
+                drop(unused);
+                (high_fd(stdin)?, out_r, high_fd(stdout)?)
+            }
+        };
         let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let (status_r, status_w) = pipe()?;
-        let (out_r, out_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
         let steps_pipe = if observer.steps.is_some() { Some(pipe()?) } else { None };
         let box_tree = box_tree(spec)?;
@@ -381,7 +406,7 @@ impl Sandbox {
         // above (plan, argv, envp, fds) and never returns.
         let (pid, pidfd) = unsafe { sys::clone3(NS_FLAGS, cgroup_dir) }.map_err(io_err("clone the sandbox"))?;
         if pid == 0 {
-            child::init_main(plan, argv, envp, fds);
+            child::init_main(plan, &argv, &envp, fds);
         }
         // SAFETY: CLONE_PIDFD gave us this new descriptor; we own it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -539,7 +564,8 @@ fn sealed_copy(path: &Path) -> Result<OwnedFd, SandboxError> {
     Ok(reopened.into())
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+/// A pipe (read end, write end), close-on-exec, both ends at descriptor 10 or above.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid out-array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {

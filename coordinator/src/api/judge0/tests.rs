@@ -71,6 +71,7 @@ fn result(verdict: Verdict, stdout: &[u8], exit_code: Option<i32>, signal: Optio
         stdout: stdout.to_vec(),
         stderr: Vec::new(),
         message: String::new(),
+        score: None,
     }
 }
 
