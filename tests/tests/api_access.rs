@@ -146,6 +146,9 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
         .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "12", "--seed", "1", "--workers", "2"])
         .args(["--generation-database", "none", "--request-timeout", "90", "--no-color"])
+        // schemathesis cannot generate application/zip bodies (problem packages); the
+        // import is tested with real packages in contest.rs.
+        .args(["--exclude-operation-id", "post_api_problems"])
         // As the admin: every route's handler is reached, not just its 401.
         .args(["-H", &format!("Authorization: Bearer {admin}")])
         .arg("--report-dir")
