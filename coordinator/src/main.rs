@@ -119,7 +119,46 @@ struct ServeArgs {
     /// with --peer.
     #[arg(long)]
     raft_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    access: AccessArgs,
 }
+
+/// Who may call the API, how often, and how much they may ask for.
+#[derive(clap::Args, Debug)]
+struct AccessArgs {
+    /// Let callers without a credential run code (submissions, Judge0, /ws runs). Off for
+    /// `serve`; `up` turns it on when the API listens on loopback only (with a warning).
+    #[arg(long, env = "ALLOW_ANONYMOUS", num_args = 0..=1, default_missing_value = "true")]
+    allow_anonymous: Option<bool>,
+    /// Secret that signs login sessions (JWTs); every coordinator of a cluster needs the
+    /// same. Without it, a random one is kept in <data dir>/jwt-secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// How long a login session lasts, in seconds.
+    #[arg(long, env = "SESSION_TTL", default_value_t = 3600)]
+    session_ttl: u64,
+    /// Requests per RATE_LIMIT_WINDOW for each user (or, anonymous, each IP). Unlimited
+    /// when absent; /health and /metrics are never limited.
+    #[arg(long, env = "RATE_LIMIT_MAX")]
+    rate_limit_max: Option<u64>,
+    /// The rate limit's window, in milliseconds.
+    #[arg(long, env = "RATE_LIMIT_WINDOW", default_value_t = 900_000)]
+    rate_limit_window: u64,
+    /// Highest CPU and wall time limit a submission may ask for, in milliseconds.
+    #[arg(long, env = "MAX_EXECUTION_TIME")]
+    max_execution_time: Option<u64>,
+    /// Highest memory limit a submission may ask for, in MB.
+    #[arg(long, env = "MAX_MEMORY_USAGE")]
+    max_memory_usage: Option<u64>,
+    /// Unfinished submissions each user (or anonymous IP) may have at once.
+    #[arg(long, env = "MAX_CONCURRENT_EXECUTIONS")]
+    max_concurrent_executions: Option<usize>,
+    /// Browser origins allowed to call the API (CORS), comma-separated or repeated; `*`
+    /// for any. None by default.
+    #[arg(long = "cors-origin", env = "CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+}
+
 
 #[derive(Debug, Clone)]
 struct Peer {
@@ -257,9 +296,13 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     // The database before anything listens: a coordinator that cannot keep history
     // should fail at start, not later. The private server (if any) lives in `embedded`
     // and is stopped when it drops: at the end of this function, on every path.
+    let (options, caps) = api_options(&args, local.is_some())?;
     let (store, embedded, admin_token) = open_store(&args).await?;
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = Metrics::new(&languages).context("setting up metrics")?;
+    if let Some(store) = &store {
+        metrics.attach_store(store);
+    }
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let hub = AgentHub::bind_with_metrics(args.agent_listen, &tls, "coordinator-1".into(), events_tx, Some(metrics.link_errors()))
         .await
@@ -309,6 +352,7 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     if let Some(store) = &store {
         live.set_store(store.clone());
     }
+    live.set_auth(api::Authn { config: options.auth.clone(), store: store.clone() });
     // Live data passes the runner (which keeps the returned values of the REST API's runs)
     // on its way to the WebSocket hub.
     let runner = coordinator::runner::Runner::new(scheduler.clone());
@@ -321,11 +365,13 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         salvo::Router::new().push(cluster_api.router()).push(salvo::Router::with_path("ws").goal(live.handler()));
     router = match (&store, epoch) {
         (Some(store), Some(epoch)) => {
-            router.push(api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default()))
+            // Behind the same gate as the main API: CORS, credentials, the rate limit.
+            let dashboard = api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default());
+            router.push(salvo::Router::new().hoop(api::gate(&options, Some(store.clone()), scheduler.metrics().clone())).push(dashboard))
         }
         _ => router.push(api::dashboard_unavailable()),
     };
-    let router = router.push(api::router_with_store(scheduler, spec, ApiLimits::default(), Judge0Config::default(), store.clone()));
+    let router = router.push(api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -399,6 +445,25 @@ async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Re
     let base = args.listen.port();
     let addr = |k: u32, offset: u16| SocketAddr::new(ip, base + offset + k as u16 - 1);
     let exe = std::env::current_exe().context("locating this binary")?;
+    // The nodes are `serve`s: they get `up`'s access rules explicitly, and one session
+    // secret, so a login on one node is good on all.
+    let (options, _) = api_options(&args, true)?;
+    let secret_file = args.data_dir.join("jwt-secret");
+    if args.access.jwt_secret.is_none() {
+        api::jwt::JwtKey::load_or_create(None, &secret_file, Duration::from_secs(args.access.session_ttl.max(1)))
+            .context("the login session secret")?;
+    }
+    let a = &args.access;
+    let mut access = vec![
+        format!("--allow-anonymous={}", options.auth.allow_anonymous),
+        format!("--session-ttl={}", a.session_ttl),
+        format!("--rate-limit-window={}", a.rate_limit_window),
+    ];
+    access.extend(a.rate_limit_max.map(|v| format!("--rate-limit-max={v}")));
+    access.extend(a.max_execution_time.map(|v| format!("--max-execution-time={v}")));
+    access.extend(a.max_memory_usage.map(|v| format!("--max-memory-usage={v}")));
+    access.extend(a.max_concurrent_executions.map(|v| format!("--max-concurrent-executions={v}")));
+    access.extend(a.cors_origins.iter().map(|o| format!("--cors-origin={o}")));
     let mut children: Vec<ChildSpec> = Vec::new();
     for k in 1..=nodes {
         let dir = args.data_dir.join(format!("node{k}"));
@@ -427,6 +492,13 @@ async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Re
         }
         for name in &args.tls_names {
             argv.push(format!("--tls-name={name}"));
+        }
+        argv.extend(access.iter().cloned());
+        // A JWT_SECRET from the environment reaches the children by inheritance; else
+        // each node reads the one secret file.
+        if a.jwt_secret.is_none() {
+            std::fs::copy(&secret_file, dir.join("jwt-secret"))
+                .with_context(|| format!("copying the session secret into {}", dir.display()))?;
         }
         children.push(ChildSpec { name: format!("coordinator {k}"), argv, child: None, restarts: 0 });
     }
@@ -529,6 +601,59 @@ impl ChildSpec {
             None => std::future::pending().await,
         }
     }
+}
+
+/// The API's access rules and caps from the command line (and the seed's environment
+/// variables). `up` is the whole judge for one person on this host: anonymous runs are
+/// on there unless the API listens beyond loopback or they are turned off.
+fn api_options(args: &ServeArgs, up: bool) -> anyhow::Result<(api::ApiOptions, ApiLimits)> {
+    let a = &args.access;
+    let allow_anonymous = match a.allow_anonymous {
+        Some(allow) => allow,
+        None => up && args.listen.ip().is_loopback(),
+    };
+    if allow_anonymous {
+        tracing::warn!(
+            listen = %args.listen,
+            "anonymous callers may run code (--allow-anonymous); turn it off with --allow-anonymous=false before exposing this API"
+        );
+    }
+    let jwt = api::jwt::JwtKey::load_or_create(
+        a.jwt_secret.as_deref(),
+        &args.data_dir.join("jwt-secret"),
+        Duration::from_secs(a.session_ttl.max(1)),
+    )
+    .context("the login session secret (JWT_SECRET)")?;
+    let rate_limit = match a.rate_limit_max {
+        Some(0) => anyhow::bail!("RATE_LIMIT_MAX must be at least 1 (leave it out for no limit)"),
+        Some(max) => {
+            anyhow::ensure!(a.rate_limit_window > 0, "RATE_LIMIT_WINDOW must be at least 1 ms");
+            Some(api::RateLimit { max, window: Duration::from_millis(a.rate_limit_window) })
+        }
+        None => None,
+    };
+    let cors = api::Cors::parse(&a.cors_origins).map_err(|e| anyhow::anyhow!(e))?;
+    let mut caps = ApiLimits::default();
+    if let Some(ms) = a.max_execution_time {
+        anyhow::ensure!(ms >= 1, "MAX_EXECUTION_TIME must be at least 1 ms");
+        caps.cpu_ms = *caps.cpu_ms.start()..=ms;
+        caps.wall_ms = *caps.wall_ms.start()..=ms;
+    }
+    if let Some(mb) = a.max_memory_usage {
+        anyhow::ensure!(mb >= *caps.memory_mb.start(), "MAX_MEMORY_USAGE must be at least {} MB", caps.memory_mb.start());
+        caps.memory_mb = *caps.memory_mb.start()..=mb;
+    }
+    if a.max_concurrent_executions == Some(0) {
+        anyhow::bail!("MAX_CONCURRENT_EXECUTIONS must be at least 1 (leave it out for no limit)");
+    }
+    let options = api::ApiOptions {
+        auth: api::AuthConfig { allow_anonymous, jwt: Some(jwt) },
+        rate_limit,
+        max_concurrent_runs: a.max_concurrent_executions,
+        cors,
+        ..Default::default()
+    };
+    Ok((options, caps))
 }
 
 /// Connects to `--database-url`, or starts the private PostgreSQL; migrates, seeds the

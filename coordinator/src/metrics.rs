@@ -52,6 +52,9 @@ pub enum MetricsError {
 /// frame whose full queue closed the client.
 pub const WS_DROP_REASONS: [&str; 2] = ["step_dropped", "client_closed"];
 
+/// Keys of `judge_http_rate_limited_total`.
+pub const RATE_LIMIT_SCOPES: [&str; 2] = ["user", "ip"];
+
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -77,6 +80,14 @@ struct Inner {
     http: HistogramVec,
     ws_clients: IntGauge,
     ws_dropped: IntCounterVec,
+    rate_limited: IntCounterVec,
+    db_pool: IntGaugeVec,
+    db_pool_max: IntGauge,
+    db_pool_waiting: IntGauge,
+    db_pool_wait: prometheus::Histogram,
+    db_pool_errors: IntCounter,
+    /// The store whose pool the gauges show, once attached.
+    store: std::sync::OnceLock<crate::store::Store>,
     /// When each connected agent was last heard of (handshake or heartbeat).
     last_heard: Mutex<HashMap<String, Instant>>,
     raft_term: IntGauge,
@@ -176,6 +187,34 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
+            rate_limited: IntCounterVec::new(
+                opts("judge_http_rate_limited_total", "Requests refused with 429 by the rate limit, by key (user or ip)."),
+                &["scope"],
+            )?,
+            db_pool: IntGaugeVec::new(
+                opts("judge_db_pool_connections", "PostgreSQL connections of the pool, by state (in_use, idle)."),
+                &["state"],
+            )?,
+            db_pool_max: IntGauge::with_opts(opts(
+                "judge_db_pool_max_connections",
+                "Most PostgreSQL connections the pool opens.",
+            ))?,
+            db_pool_waiting: IntGauge::with_opts(opts(
+                "judge_db_pool_waiting",
+                "Requests waiting for a PostgreSQL connection now.",
+            ))?,
+            db_pool_wait: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "judge_db_pool_wait_seconds",
+                    "Time to get a PostgreSQL connection from the pool (including opening one).",
+                )
+                .buckets(HTTP_BUCKETS.to_vec()),
+            )?,
+            db_pool_errors: IntCounter::with_opts(opts(
+                "judge_db_pool_errors_total",
+                "Failures to get a PostgreSQL connection (timeouts, connection errors).",
+            ))?,
+            store: std::sync::OnceLock::new(),
             last_heard: Mutex::new(HashMap::new()),
             raft_term: IntGauge::with_opts(opts("judge_raft_term", "This coordinator's raft term."))?,
             raft_role: IntGaugeVec::new(opts("judge_raft_role", "1 for this coordinator's raft role, 0 for the others."), &["role"])?,
@@ -225,6 +264,18 @@ impl Metrics {
         for role in RAFT_ROLES {
             inner.raft_role.with_label_values(&[role]).set(0);
         }
+        r.register(Box::new(inner.rate_limited.clone()))?;
+        r.register(Box::new(inner.db_pool.clone()))?;
+        r.register(Box::new(inner.db_pool_max.clone()))?;
+        r.register(Box::new(inner.db_pool_waiting.clone()))?;
+        r.register(Box::new(inner.db_pool_wait.clone()))?;
+        r.register(Box::new(inner.db_pool_errors.clone()))?;
+        for scope in RATE_LIMIT_SCOPES {
+            inner.rate_limited.with_label_values(&[scope]).inc_by(0);
+        }
+        for state in ["in_use", "idle"] {
+            inner.db_pool.with_label_values(&[state]).set(0);
+        }
         for reason in WS_DROP_REASONS {
             inner.ws_dropped.with_label_values(&[reason]).inc_by(0);
         }
@@ -244,6 +295,21 @@ impl Metrics {
     /// A WebSocket client connected (`true`) or went away.
     pub fn ws_client(&self, connected: bool) {
         if connected { self.inner.ws_clients.inc() } else { self.inner.ws_clients.dec() }
+    }
+
+    /// A request refused by the rate limit; `scope` is one of `RATE_LIMIT_SCOPES`.
+    pub fn rate_limited(&self, scope: &str) {
+        self.inner.rate_limited.with_label_values(&[scope]).inc();
+    }
+
+    /// Shows `store`'s pool in the gauges, and has it time its connection waits. Once:
+    /// a later store is ignored (a coordinator has one).
+    pub fn attach_store(&self, store: &crate::store::Store) {
+        store.observe_pool(crate::store::PoolObserver {
+            wait: self.inner.db_pool_wait.clone(),
+            errors: self.inner.db_pool_errors.clone(),
+        });
+        let _ = self.inner.store.set(store.clone());
     }
 
     /// A frame a slow WebSocket client did not get; `reason` is one of `WS_DROP_REASONS`.
@@ -354,6 +420,14 @@ impl Metrics {
         // The node counts; the counters follow (they only ever grow, as the node's do).
         m.raft_proposals.inc_by(raft.proposals.saturating_sub(m.raft_proposals.get()));
         m.raft_leader_changes.inc_by(raft.leader_changes.saturating_sub(m.raft_leader_changes.get()));
+        if let Some(store) = m.store.get() {
+            let pool = store.pool_status();
+            let in_use = pool.size.saturating_sub(pool.available);
+            m.db_pool.with_label_values(&["in_use"]).set(in_use as i64);
+            m.db_pool.with_label_values(&["idle"]).set(pool.available as i64);
+            m.db_pool_max.set(pool.max_size as i64);
+            m.db_pool_waiting.set(pool.waiting as i64);
+        }
         let mut buf = Vec::new();
         TextEncoder::new().encode(&m.registry.gather(), &mut buf)?;
         Ok(String::from_utf8(buf)?)

@@ -401,6 +401,16 @@ impl Scheduler {
         self.lock().get(id).map(SubmissionView::of)
     }
 
+    /// Just the status, without copying the submission (per-caller run limits ask often).
+    pub fn status(&self, id: SubmissionId) -> Option<Status> {
+        self.lock().get(id).map(|s| s.status)
+    }
+
+    /// The status of the submission behind a Judge0 token.
+    pub fn status_by_token(&self, token: &str) -> Option<Status> {
+        self.lock().by_token(token).map(|s| s.status)
+    }
+
     /// Most submissions waiting before `submit` refuses.
     pub fn max_queued(&self) -> usize {
         self.inner.config.max_queued

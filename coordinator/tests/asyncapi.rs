@@ -17,7 +17,7 @@ fn types_in_code() -> BTreeSet<String> {
         let text = std::fs::read_to_string(path).unwrap();
         for literal in text.split('"').skip(1).step_by(2) {
             let is_type =
-                literal.len() >= 6 && literal.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+                literal.len() >= 4 && literal.chars().all(|c| c.is_ascii_uppercase() || c == '_');
             if is_type {
                 types.insert(literal.to_string());
             }

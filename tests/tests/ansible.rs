@@ -101,6 +101,14 @@ fn coordinator_and_agent_roles_apply_into_a_prefix_and_are_idempotent() {
     let cert = std::fs::read_to_string(tls.join("agent.pem")).unwrap();
     assert!(cert.contains("BEGIN CERTIFICATE"), "{cert}");
     assert!(prefix.join("usr/local/bin/coordinator").is_file());
+    // Production access rules: no anonymous runs, a generated session secret, limits on.
+    let env_file = prefix.join("var/lib/judge-cluster/coordinator/coordinator.env");
+    assert_eq!(mode(&env_file), 0o600);
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(env.lines().any(|l| l == "ALLOW_ANONYMOUS=false"), "{env}");
+    assert!(env.lines().any(|l| l == "RATE_LIMIT_MAX=1000"), "{env}");
+    let secret = env.lines().find_map(|l| l.strip_prefix("JWT_SECRET=")).unwrap_or_default();
+    assert_eq!(secret.len(), 64, "a generated 64-digit session secret");
 
     // The deployed PKI works: the installed coordinator, on its deployed data dir, admits
     // an agent holding the deployed certificate.

@@ -1,15 +1,83 @@
-//! Who is calling: an API token from `Authorization: Bearer <token>` or `X-Auth-Token`
-//! (what Judge0 clients send), checked against the store.
+//! Who is calling: an API token (`jc_...`, checked against the store) or a login session
+//! (a JWT, checked with the shared secret) from `Authorization: Bearer <credential>` or
+//! `X-Auth-Token` (what Judge0 clients send); `/ws` takes it as a `token` query parameter
+//! or a first `AUTH` message. Plus the `/api/auth` routes: password login, exchanging a
+//! token for a session, the caller's identity, setting a password.
 //!
-//! No token means anonymous, which may read the catalog. A token that is present but
-//! unknown or revoked is refused (401) even where anonymous access would do: a client
+//! No credential means anonymous, which may read the catalog, and may run code only when
+//! the operator allows it (`--allow-anonymous`). A credential that is present but unknown,
+//! revoked or expired is refused (401) even where anonymous access would do: a client
 //! with a typo in its token should hear about it, not silently get less.
 
 use salvo::Request;
+use salvo::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::jwt::{JwtKey, looks_like_jwt};
 use crate::store::Store;
-use crate::store::auth::{Principal, Role};
+use crate::store::auth::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, Principal, Role};
+
+/// How callers are authenticated, for the HTTP API and `/ws` alike.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Whether callers without a credential may run code (submissions, Judge0, /ws runs).
+    pub allow_anonymous: bool,
+    /// Signs and checks login sessions; without it `/api/auth/login` answers 503.
+    pub jwt: Option<JwtKey>,
+}
+
+impl Default for AuthConfig {
+    /// What library users and tests of the router get: anonymous runs allowed, no
+    /// sessions. The coordinator binary always configures both.
+    fn default() -> Self {
+        AuthConfig { allow_anonymous: true, jwt: None }
+    }
+}
+
+/// `AuthConfig` plus the store tokens are checked against; cheap to clone.
+#[derive(Clone)]
+pub struct Authn {
+    pub config: AuthConfig,
+    pub store: Option<Store>,
+}
+
+impl Authn {
+    /// The caller behind `credential` (None: anonymous).
+    pub async fn resolve(&self, credential: Option<&str>) -> Result<Caller, ApiError> {
+        let Some(credential) = credential else { return Ok(Caller::Anonymous) };
+        if looks_like_jwt(credential) {
+            let key = self.config.jwt.as_ref().ok_or_else(|| ApiError::Unauthorized("login sessions are not enabled here".into()))?;
+            return key.verify(credential).map(Caller::User).map_err(|e| ApiError::Unauthorized(e.to_string()));
+        }
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthorized("API tokens need the database, and this coordinator runs without one".into()))?;
+        match store.authenticate(credential).await.map_err(super::catalog::store_error)? {
+            Some(p) => Ok(Caller::User(p)),
+            None => Err(ApiError::Unauthorized("unknown or revoked token".into())),
+        }
+    }
+
+    /// The caller of an HTTP request.
+    pub async fn caller(&self, req: &Request) -> Result<Caller, ApiError> {
+        let credential = token(req)?;
+        self.resolve(credential.as_deref()).await
+    }
+
+    /// Running code: anyone with a credential, anonymous callers only if allowed.
+    pub fn may_execute<'a>(&self, caller: &'a Caller) -> Result<Option<&'a Principal>, ApiError> {
+        match caller {
+            Caller::Anonymous if self.config.allow_anonymous => Ok(None),
+            Caller::Anonymous => Err(ApiError::Unauthorized(
+                "running code needs a credential: send Authorization: Bearer <token> (anonymous runs are off here)".into(),
+            )),
+            Caller::User(p) => Ok(Some(p)),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Caller {
@@ -43,12 +111,14 @@ fn token(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(None)
 }
 
-pub async fn caller(store: &Store, req: &Request) -> Result<Caller, ApiError> {
-    let Some(token) = token(req)? else { return Ok(Caller::Anonymous) };
-    match store.authenticate(&token).await.map_err(super::catalog::store_error)? {
-        Some(p) => Ok(Caller::User(p)),
-        None => Err(ApiError::Unauthorized("unknown or revoked token".into())),
+/// The caller the gate put in the depot; without a gate (routers built without one),
+/// the request's API token checked against `store`, as before sessions existed.
+pub(super) async fn caller_in(depot: &salvo::Depot, store: &Store, req: &Request) -> Result<Caller, ApiError> {
+    if let Ok(identity) = depot.get_typed::<super::Identity>() {
+        return Ok(identity.caller.clone());
     }
+    let authn = Authn { config: AuthConfig::default(), store: Some(store.clone()) };
+    authn.caller(req).await
 }
 
 /// The caller's principal if their role is at least `role`: 401 for anonymous, 403 for
@@ -61,4 +131,103 @@ pub fn require(caller: &Caller, role: Role) -> Result<&Principal, ApiError> {
         Caller::User(p) if p.role >= role => Ok(p),
         Caller::User(p) => Err(ApiError::Forbidden(format!("this needs role {role} or above; the token's role is {}", p.role))),
     }
+}
+
+const MAX_AUTH_BODY_BYTES: usize = 4096;
+
+async fn small_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, ApiError> {
+    let body = req.payload_with_max_size(MAX_AUTH_BODY_BYTES).await.map_err(|e| match e {
+        salvo::http::ParseError::PayloadTooLarge => ApiError::BodyTooLarge { limit: MAX_AUTH_BODY_BYTES },
+        other => ApiError::BadBody(other.to_string()),
+    })?;
+    super::submit::decode_json(body)
+}
+
+fn session(authn: &Authn, who: &Principal) -> Result<Value, ApiError> {
+    let key = authn.config.jwt.as_ref().ok_or(ApiError::SessionsDisabled)?;
+    let (token, expires) = key.issue(who);
+    Ok(json!({
+        "token": token,
+        "tokenType": "Bearer",
+        "expiresAt": expires,
+        "user": { "id": who.user_id, "name": who.name, "role": who.role.as_str() },
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Login {
+    /// An email, or a user name that only one user has.
+    login: String,
+    password: String,
+}
+
+/// `POST /api/auth/login`: `{login, password}` -> a session.
+pub(super) async fn login(authn: &Authn, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+    let store = authn.store.as_ref().ok_or(ApiError::NoDatabase)?;
+    let body: Login = small_json(req).await?;
+    if authn.config.jwt.is_none() {
+        return Err(ApiError::SessionsDisabled);
+    }
+    if body.password.len() > MAX_PASSWORD_BYTES || body.login.len() > 320 {
+        return Err(ApiError::Unauthorized("wrong login or password".into()));
+    }
+    match store.login(body.login.trim(), &body.password).await.map_err(super::catalog::store_error)? {
+        Some(who) => {
+            tracing::info!(user = who.user_id, "login");
+            Ok((StatusCode::OK, session(authn, &who)?))
+        }
+        // One message for both: which logins exist is not for strangers to learn.
+        None => Err(ApiError::Unauthorized("wrong login or password".into())),
+    }
+}
+
+/// `POST /api/auth/session`: a session for the caller's credential (an API token
+/// becomes a JWT; a session gets a fresh one).
+pub(super) fn exchange(authn: &Authn, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+    let who = require(caller, Role::User)?;
+    Ok((StatusCode::OK, session(authn, who)?))
+}
+
+/// `GET /api/auth/me`.
+pub(super) fn me(caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+    let who = require(caller, Role::User)?;
+    Ok((StatusCode::OK, json!({ "id": who.user_id, "name": who.name, "role": who.role.as_str() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+    /// Someone else's: admins only.
+    #[serde(default)]
+    user_id: Option<i64>,
+}
+
+/// Checks the length rules of a password being set.
+pub(super) fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES || password.contains('\0') {
+        return Err(ApiError::InvalidField(format!(
+            "password: {MIN_PASSWORD_CHARS} characters to {MAX_PASSWORD_BYTES} bytes, no NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `PUT /api/auth/password`: `{password, userId?}` sets the caller's (or, for an admin,
+/// another user's) login password.
+pub(super) async fn set_password(authn: &Authn, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+    let store = authn.store.as_ref().ok_or(ApiError::NoDatabase)?;
+    let who = require(caller, Role::User)?;
+    let body: NewPassword = small_json(req).await?;
+    let target = match body.user_id {
+        Some(id) if id != who.user_id => require(caller, Role::Admin).map(|_| id)?,
+        _ => who.user_id,
+    };
+    check_password(&body.password)?;
+    if !store.set_password(target, &body.password).await.map_err(super::catalog::store_error)? {
+        return Err(ApiError::UserNotFound(target));
+    }
+    tracing::info!(user = target, by = who.user_id, "password set");
+    Ok((StatusCode::OK, json!({ "userId": target, "passwordSet": true })))
 }

@@ -96,8 +96,8 @@ struct Endpoint {
 
 #[async_trait]
 impl Handler for Endpoint {
-    async fn handle(&self, req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
-        match self.answer(req).await {
+    async fn handle(&self, req: &mut Request, depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
+        match self.answer(req, depot).await {
             Ok((status, body)) => {
                 res.status_code(status);
                 res.render(Json(body));
@@ -108,12 +108,12 @@ impl Handler for Endpoint {
 }
 
 impl Endpoint {
-    async fn answer(&self, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+    async fn answer(&self, req: &mut Request, depot: &Depot) -> Result<(StatusCode, Value), ApiError> {
         if let Route::WrongMethod = self.route {
             return Err(ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.uri().path().to_owned() });
         }
         let d = &self.dash;
-        let caller = auth::caller(&d.store, req).await?;
+        let caller = auth::caller_in(depot, &d.store, req).await?;
         match self.route {
             Route::Run => execution::run(d, req, &caller).await,
             Route::History => execution::history(d, req, &caller).await,

@@ -59,6 +59,14 @@ pub enum ApiError {
     NoDatabase,
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
+    #[error("login sessions are not enabled on this coordinator")]
+    SessionsDisabled,
+    #[error("user {0} does not exist")]
+    UserNotFound(i64),
+    #[error("too many requests: at most {limit} per {window_s} s; retry in {retry_after_s} s")]
+    RateLimited { limit: u64, window_s: u64, retry_after_s: u64 },
+    #[error("{running} runs of yours are unfinished; at most {max} at once")]
+    TooManyRunning { running: usize, max: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -106,7 +114,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::NoDatabase | ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoDatabase | ApiError::DatabaseUnavailable(_) | ApiError::SessionsDisabled => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::UserNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } | ApiError::TooManyRunning { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::QueueFull(_) | ApiError::NotCommitted(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,6 +156,10 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::NoDatabase => "no_database",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::SessionsDisabled => "sessions_disabled",
+            ApiError::UserNotFound(_) => "user_not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyRunning { .. } => "too_many_running",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::BadPackage(_) => "bad_package",
             ApiError::PackageTooLarge(_) => "package_too_large",
@@ -164,6 +180,18 @@ impl ApiError {
         if let ApiError::NotCommitted(_) = self {
             res.headers_mut().insert(salvo::http::header::RETRY_AFTER, salvo::http::HeaderValue::from_static("1"));
         }
+        if let ApiError::RateLimited { retry_after_s, .. } = self {
+            res.headers_mut().insert(salvo::http::header::RETRY_AFTER, (*retry_after_s).into());
+        }
         res.render(Json(json!({ "error": { "code": self.code(), "message": self.to_string() } })));
+    }
+
+    /// The same error in Judge0's shape (`{"error": "..."}`), for its routes.
+    pub fn write_judge0(&self, res: &mut Response) {
+        res.status_code(self.status());
+        if let ApiError::RateLimited { retry_after_s, .. } = self {
+            res.headers_mut().insert(salvo::http::header::RETRY_AFTER, (*retry_after_s).into());
+        }
+        res.render(Json(json!({ "error": self.to_string() })));
     }
 }

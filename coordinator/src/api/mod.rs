@@ -6,6 +6,9 @@
 
 mod analytics;
 mod auth;
+#[cfg(test)]
+mod auth_tests;
+mod cache;
 mod catalog;
 #[cfg(test)]
 mod catalog_tests;
@@ -14,8 +17,12 @@ mod dashboard;
 mod dashboard_tests;
 mod diff;
 mod error;
-mod execution;
+mod gate;
 pub mod judge0;
+pub mod jwt;
+pub mod limits;
+pub mod openapi;
+mod execution;
 mod problems;
 #[cfg(test)]
 mod problems_tests;
@@ -27,7 +34,9 @@ mod users;
 mod tests;
 mod view;
 
+pub use auth::{AuthConfig, Authn, Caller};
 pub use catalog::CatalogLimits;
+pub use limits::{Cors, RateLimit};
 pub use dashboard::{DashboardLimits, dashboard_router, dashboard_unavailable};
 pub use error::ApiError;
 pub use judge0::Judge0Config;
@@ -40,13 +49,15 @@ use std::time::Duration;
 
 use rootfs::Spec;
 use salvo::conn::tcp::TcpAcceptor;
-use salvo::http::{ParseError, StatusCode};
+use salvo::http::{Method, ParseError, StatusCode};
 use salvo::writing::Json;
 use salvo::{Depot, FlowCtrl, Handler, Request, Response, Router, Server, async_trait};
 use serde_json::{Value, json};
 
 use crate::scheduler::{Scheduler, SubmitError};
 use crate::store::Store;
+use crate::store::auth::Role;
+use limits::Key;
 
 const MIB: usize = 1 << 20;
 
@@ -118,11 +129,23 @@ struct Api {
     /// The catalog and history; None runs the judge alone (the catalog answers 503).
     store: Option<Store>,
     catalog: CatalogLimits,
+    authn: Authn,
+    /// Unfinished runs per caller (MAX_CONCURRENT_EXECUTIONS); None: no cap.
+    concurrency: Option<limits::Concurrency>,
+    /// Every route's path template, for telling 405 from 404.
+    templates: Vec<&'static str>,
+    /// `/api/openapi.json`, built once from the route table.
+    openapi: Value,
+    /// Answers of `GET /api/algorithms`, for a second.
+    list_cache: cache::ResponseCache,
 }
 
-#[derive(Clone, Copy)]
-enum Route {
+/// What a route does; `Endpoint::handle` dispatches on it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Route {
     Health,
+    Metrics,
+    OpenApi,
     Languages,
     Submit,
     GetSubmission,
@@ -132,6 +155,10 @@ enum Route {
     UpdateAlgorithm,
     DeleteAlgorithm,
     CreateUser,
+    Login,
+    Session,
+    Me,
+    SetPassword,
     ImportProblem,
     ListProblems,
     GetProblem,
@@ -143,20 +170,112 @@ enum Route {
     Fallback,
 }
 
+/// Who may call a route; checked before its handler runs, and stated in the OpenAPI
+/// document. Finer rules (a role that sees more) stay in the handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Anyone, without a credential.
+    Public,
+    /// Runs code: any user; anonymous callers only with `--allow-anonymous`.
+    Run,
+    /// Any user with a credential; reading a run's result is open like running one.
+    AtLeast(Role),
+}
+
+/// Who may call and what they want, for the rest of the request's handling.
+#[derive(Debug, Clone)]
+struct Identity {
+    caller: Caller,
+    /// What per-caller limits count against.
+    key: Key,
+}
+
+/// Options around the routes: authentication, rate limits, CORS.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    pub auth: AuthConfig,
+    /// Requests per key (user or IP); None: unlimited.
+    pub rate_limit: Option<RateLimit>,
+    /// Unfinished runs per key (MAX_CONCURRENT_EXECUTIONS); None: unlimited.
+    pub max_concurrent_runs: Option<usize>,
+    pub cors: Cors,
+    /// The limiter of `rate_limit`, shared by every gate built from clones of these
+    /// options, so a caller has one budget across all routers.
+    pub limiter: SharedLimiter,
+}
+
+/// Opaque: leave it to `Default`.
+#[derive(Clone, Default)]
+pub struct SharedLimiter(Arc<std::sync::OnceLock<Arc<limits::RateLimiter>>>);
+
+impl std::fmt::Debug for SharedLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedLimiter")
+    }
+}
+
+impl ApiOptions {
+    fn limiter(&self) -> Option<Arc<limits::RateLimiter>> {
+        self.rate_limit.map(|l| self.limiter.0.get_or_init(|| Arc::new(limits::RateLimiter::new(l))).clone())
+    }
+}
+
+/// The access hoop (CORS, the caller, the rate limit) for routes served by another router
+/// than `router_with_options`'s; it shares the rate limit budget with that router when
+/// built from a clone of the same options. Handlers find the caller with
+/// `auth::caller_in`.
+pub fn gate(options: &ApiOptions, store: Option<Store>, metrics: crate::metrics::Metrics) -> gate::Gate {
+    gate::Gate {
+        authn: Authn { config: options.auth.clone(), store },
+        limiter: options.limiter(),
+        cors: options.cors.clone(),
+        metrics,
+    }
+}
+
 struct Endpoint {
     api: Arc<Api>,
     route: Route,
+    access: Access,
 }
 
 #[async_trait]
 impl Handler for Endpoint {
-    async fn handle(&self, req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
+    async fn handle(&self, req: &mut Request, depot: &mut Depot, res: &mut Response, ctrl: &mut FlowCtrl) {
         let api = &self.api;
+        let identity = depot.get_typed::<Identity>().ok().cloned();
+        let caller = identity.as_ref().map_or(Caller::Anonymous, |i| i.caller.clone());
+        let key = identity.map(|i| i.key);
+        if let Err(err) = self.allowed(&caller) {
+            return if matches!(self.route, Route::Judge0(_)) { err.write_judge0(res) } else { err.write(res) };
+        }
+        // MAX_CONCURRENT_EXECUTIONS: places are reserved before the run is submitted.
+        let admission = match (&api.concurrency, &key, self.route) {
+            (Some(c), Some(key), Route::Submit | Route::Judge0(judge0::Judge0Route::Create | judge0::Judge0Route::CreateBatch)) => {
+                match c.admit(&api.scheduler, key.clone(), 1) {
+                    Ok(a) => Some(a),
+                    Err((running, max)) => {
+                        let err = ApiError::TooManyRunning { running, max };
+                        return if matches!(self.route, Route::Judge0(_)) { err.write_judge0(res) } else { err.write(res) };
+                    }
+                }
+            }
+            _ => None,
+        };
         let answer = match self.route {
             Route::Health => Ok((StatusCode::OK, health(api).await)),
+            Route::Metrics => {
+                let metrics = crate::metrics::MetricsEndpoint { scheduler: api.scheduler.clone() };
+                return metrics.handle(req, depot, res, ctrl).await;
+            }
+            Route::OpenApi => Ok((StatusCode::OK, api.openapi.clone())),
             Route::Languages => Ok((StatusCode::OK, languages(&api.spec))),
             Route::Submit => submit(api, req).await,
             Route::GetSubmission => get_submission(api, req).await,
+            Route::Login => auth::login(&api.authn, req).await,
+            Route::Session => auth::exchange(&api.authn, &caller),
+            Route::Me => auth::me(&caller),
+            Route::SetPassword => auth::set_password(&api.authn, req, &caller).await,
             Route::ListAlgorithms
             | Route::CreateAlgorithm
             | Route::GetAlgorithm
@@ -168,9 +287,9 @@ impl Handler for Endpoint {
             | Route::GetProblem
             | Route::SubmitToProblem
             | Route::RejudgeSubmission
-            | Route::RejudgeProblem => with_store(api, self.route, req).await,
+            | Route::RejudgeProblem => with_store(api, self.route, req, &caller).await,
             Route::ExportProblem => {
-                match export_problem(api, req).await {
+                match export_problem(api, req, &caller).await {
                     Ok(zip) => {
                         res.status_code(StatusCode::OK);
                         res.headers_mut().insert(
@@ -189,6 +308,9 @@ impl Handler for Endpoint {
                 // Judge0's own error shapes, which its clients parse.
                 match api.judge0.handle(route, req).await {
                     Ok((status, body)) => {
+                        if let Some(a) = admission {
+                            a.record(judge0_tickets(&body));
+                        }
                         res.status_code(status);
                         res.render(Json(body));
                     }
@@ -196,16 +318,97 @@ impl Handler for Endpoint {
                 }
                 return;
             }
-            Route::Fallback => Err(fallback(req)),
+            Route::Fallback => Err(fallback(req, &api.templates)),
         };
         match answer {
             Ok((status, body)) => {
+                if let (Some(a), Some(id)) = (admission, body.get("id").and_then(Value::as_u64)) {
+                    a.record(vec![limits::Ticket::Id(id)]);
+                }
                 res.status_code(status);
                 res.render(Json(body));
             }
             Err(err) => err.write(res),
         }
     }
+}
+
+impl Endpoint {
+    fn allowed(&self, caller: &Caller) -> Result<(), ApiError> {
+        match self.access {
+            Access::Public => Ok(()),
+            Access::Run => self.api.authn.may_execute(caller).map(|_| ()),
+            Access::AtLeast(role) => auth::require(caller, role).map(|_| ()),
+        }
+    }
+}
+
+/// The Judge0 tokens of a create or batch answer.
+fn judge0_tickets(body: &Value) -> Vec<limits::Ticket> {
+    let one = |v: &Value| v.get("token").and_then(Value::as_str).map(|t| limits::Ticket::Judge0(t.to_owned()));
+    match body {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
+    }
+}
+
+/// One route: method, path template (salvo's and OpenAPI's `{param}` syntax alike), what
+/// it does, who may call it, and its documentation. The table below builds both the
+/// router and `/api/openapi.json`, so a route cannot be served undocumented.
+pub(crate) struct Op {
+    pub method: Method,
+    pub path: &'static str,
+    pub route: Route,
+    pub access: Access,
+    pub doc: openapi::Doc,
+}
+
+/// Every route. Adding one: a `Route` variant, its arm in `Endpoint::handle`, and one
+/// line here (see ARCHITECTURE.md, "Adding a route").
+fn routes() -> Vec<Op> {
+    use Access::{AtLeast, Public, Run};
+    use judge0::Judge0Route as J;
+    use openapi::{Doc, schema as s};
+    use salvo::http::Method as M;
+    let op = |method, path, route, access, doc| Op { method, path, route, access, doc };
+    vec![
+        op(M::GET, "/health", Route::Health, Public, Doc::new("judge", "Liveness, agents, queue and database status").ok(200, s::health())),
+        op(M::GET, "/metrics", Route::Metrics, Public, Doc::new("operations", "Prometheus metrics (text format)").text()),
+        op(M::GET, "/api/openapi.json", Route::OpenApi, Public, Doc::new("operations", "This document").ok(200, s::object())),
+        op(M::GET, "/api/languages", Route::Languages, Public, Doc::new("judge", "Languages of the judge").ok(200, s::languages())),
+        op(M::POST, "/api/submissions", Route::Submit, Run, Doc::new("judge", "Submit a program and its tests").body(s::new_submission()).ok(201, s::created_id())),
+        op(M::GET, "/api/submissions/{id}", Route::GetSubmission, Run, Doc::new("judge", "A submission's state and results").param("id", s::id()).ok(200, s::submission())),
+        op(M::GET, "/api/algorithms", Route::ListAlgorithms, Public, Doc::new("catalog", "List algorithms").query(&[("category", s::string()), ("difficulty", s::string()), ("tag", s::string()), ("search", s::string()), ("page", s::positive()), ("perPage", s::positive())]).ok(200, s::algorithm_page()).db()),
+        op(M::POST, "/api/algorithms", Route::CreateAlgorithm, AtLeast(Role::Setter), Doc::new("catalog", "Create an algorithm").body(s::algorithm_input()).ok(201, s::algorithm()).db()),
+        op(M::GET, "/api/algorithms/{slug}", Route::GetAlgorithm, Public, Doc::new("catalog", "One algorithm; more for setters and admins").param("slug", s::string()).query(&[("hints", s::count())]).ok(200, s::algorithm()).db()),
+        op(M::PUT, "/api/algorithms/{slug}", Route::UpdateAlgorithm, AtLeast(Role::Setter), Doc::new("catalog", "Replace an algorithm").param("slug", s::string()).body(s::algorithm_input()).ok(200, s::algorithm()).db()),
+        op(M::DELETE, "/api/algorithms/{slug}", Route::DeleteAlgorithm, AtLeast(Role::Setter), Doc::new("catalog", "Delete an algorithm").param("slug", s::string()).ok(200, s::deleted()).db()),
+        op(M::POST, "/api/problems", Route::ImportProblem, AtLeast(Role::Setter), Doc::new("contest", "Import a problem package (zip body)").zip_body().ok(201, s::object()).db()),
+        op(M::GET, "/api/problems", Route::ListProblems, Public, Doc::new("contest", "List problems").ok(200, s::object()).db()),
+        op(M::GET, "/api/problems/{slug}", Route::GetProblem, Public, Doc::new("contest", "One problem").param("slug", s::string()).ok(200, s::object()).db()),
+        op(M::GET, "/api/problems/{slug}/package", Route::ExportProblem, AtLeast(Role::Setter), Doc::new("contest", "Export a problem package (zip)").param("slug", s::string()).zip().db()),
+        op(M::POST, "/api/problems/{slug}/submissions", Route::SubmitToProblem, Run, Doc::new("contest", "Submit to a problem").param("slug", s::string()).body(s::object()).ok(201, s::object()).db()),
+        op(M::POST, "/api/problems/{slug}/rejudge", Route::RejudgeProblem, AtLeast(Role::Setter), Doc::new("contest", "Judge every submission of a problem again").param("slug", s::string()).ok(200, s::object()).db()),
+        op(M::POST, "/api/submissions/{id}/rejudge", Route::RejudgeSubmission, AtLeast(Role::Setter), Doc::new("contest", "Judge a submission again").param("id", s::id()).ok(200, s::object()).db()),
+        op(M::POST, "/api/users", Route::CreateUser, AtLeast(Role::Admin), Doc::new("auth", "Create a user and their first API token").body(s::new_user()).ok(201, s::created_user()).db()),
+        op(M::POST, "/api/auth/login", Route::Login, Public, Doc::new("auth", "Log in with a password; returns a session (JWT)").body(s::login()).ok(200, s::session()).db()),
+        op(M::POST, "/api/auth/session", Route::Session, AtLeast(Role::User), Doc::new("auth", "Exchange the credential sent for a fresh session (JWT)").ok(200, s::session())),
+        op(M::GET, "/api/auth/me", Route::Me, AtLeast(Role::User), Doc::new("auth", "The caller").ok(200, s::user())),
+        op(M::PUT, "/api/auth/password", Route::SetPassword, AtLeast(Role::User), Doc::new("auth", "Set the caller's (or, as admin, a user's) password").body(s::new_password()).ok(200, s::password_set()).db()),
+        // Judge0 CE's API at the root. The batch routes before `{token}`, which would match "batch" too.
+        op(M::GET, "/submissions/batch", Route::Judge0(J::ShowBatch), Run, Doc::judge0("Several submissions").query(&[("tokens", s::string()), ("base64_encoded", s::boolean()), ("fields", s::string())]).ok(200, s::object())),
+        op(M::POST, "/submissions/batch", Route::Judge0(J::CreateBatch), Run, Doc::judge0("Create several submissions").query(&[("base64_encoded", s::boolean())]).body(s::judge0_batch()).ok(201, s::array())),
+        op(M::GET, "/submissions", Route::Judge0(J::List), Run, Doc::judge0("A page of submissions").query(&[("base64_encoded", s::boolean()), ("fields", s::string()), ("page", s::positive()), ("per_page", s::positive())]).ok(200, s::object())),
+        op(M::POST, "/submissions", Route::Judge0(J::Create), Run, Doc::judge0("Create a submission").query(&[("base64_encoded", s::boolean()), ("wait", s::boolean()), ("fields", s::string())]).body(s::judge0_submission()).ok(201, s::object())),
+        op(M::GET, "/submissions/{token}", Route::Judge0(J::Show), Run, Doc::judge0("One submission").param("token", s::string()).query(&[("base64_encoded", s::boolean()), ("fields", s::string())]).ok(200, s::object())),
+        op(M::GET, "/languages", Route::Judge0(J::Languages), Public, Doc::judge0("Languages").ok(200, s::array())),
+        op(M::GET, "/languages/{id}", Route::Judge0(J::Language), Public, Doc::judge0("One language").param("id", s::id()).ok(200, s::object())),
+        op(M::GET, "/statuses", Route::Judge0(J::Statuses), Public, Doc::judge0("Statuses").ok(200, s::array())),
+        op(M::GET, "/about", Route::Judge0(J::About), Public, Doc::judge0("About this server").ok(200, s::object())),
+        op(M::GET, "/config_info", Route::Judge0(J::ConfigInfo), Public, Doc::judge0("Configuration").ok(200, s::object())),
+        op(M::GET, "/system_info", Route::Judge0(J::SystemInfo), Public, Doc::judge0("The host").ok(200, s::object())),
+        op(M::GET, "/workers", Route::Judge0(J::Workers), Public, Doc::judge0("Queues and workers").ok(200, s::array())),
+    ]
 }
 
 /// All routes, plus a catch-all so unknown paths answer JSON rather than salvo's page.
@@ -229,51 +432,69 @@ pub fn router_with_store(
     config: Judge0Config,
     store: Option<Store>,
 ) -> Router {
-    use judge0::Judge0Route as J;
+    router_with_options(scheduler, spec, caps, config, store, ApiOptions::default())
+}
+
+/// `router_with_store` with authentication, rate limits and CORS configured.
+pub fn router_with_options(
+    scheduler: Scheduler,
+    spec: Arc<Spec>,
+    caps: ApiLimits,
+    config: Judge0Config,
+    store: Option<Store>,
+    options: ApiOptions,
+) -> Router {
     if let Ok(rt) = tokio::runtime::Handle::try_current() {
         rt.spawn(judge0::run_callbacks(scheduler.clone(), spec.clone(), config.clone()));
     } else {
         tracing::warn!("no tokio runtime: Judge0 callbacks are off");
     }
     let judge0 = judge0::Judge0 { scheduler: scheduler.clone(), spec: spec.clone(), caps: caps.clone(), config };
-    let api = Arc::new(Api { scheduler, spec, caps, judge0, store, catalog: CatalogLimits::default() });
-    let ep = |route| Endpoint { api: api.clone(), route };
-    let j = |route| ep(Route::Judge0(route));
-    let metrics = crate::metrics::MetricsEndpoint { scheduler: api.scheduler.clone() };
-    Router::new()
-        .hoop(crate::metrics::HttpMetrics { metrics: api.scheduler.metrics().clone() })
-        .push(Router::with_path("metrics").get(metrics))
-        .push(Router::with_path("health").get(ep(Route::Health)))
-        .push(Router::with_path("api/languages").get(ep(Route::Languages)))
-        .push(Router::with_path("api/submissions").post(ep(Route::Submit)))
-        .push(Router::with_path("api/submissions/{id}").get(ep(Route::GetSubmission)))
-        .push(Router::with_path("api/algorithms").get(ep(Route::ListAlgorithms)).post(ep(Route::CreateAlgorithm)))
-        .push(
-            Router::with_path("api/algorithms/{slug}")
-                .get(ep(Route::GetAlgorithm))
-                .put(ep(Route::UpdateAlgorithm))
-                .delete(ep(Route::DeleteAlgorithm)),
-        )
-        .push(Router::with_path("api/users").post(ep(Route::CreateUser)))
-        .push(analytics::routes(api.store.clone()))
-        .push(Router::with_path("api/problems").get(ep(Route::ListProblems)).post(ep(Route::ImportProblem)))
-        .push(Router::with_path("api/problems/{slug}").get(ep(Route::GetProblem)))
-        .push(Router::with_path("api/problems/{slug}/package").get(ep(Route::ExportProblem)))
-        .push(Router::with_path("api/problems/{slug}/submissions").post(ep(Route::SubmitToProblem)))
-        .push(Router::with_path("api/problems/{slug}/rejudge").post(ep(Route::RejudgeProblem)))
-        .push(Router::with_path("api/submissions/{id}/rejudge").post(ep(Route::RejudgeSubmission)))
-        // The batch routes before `{token}`, which would match "batch" too.
-        .push(Router::with_path("submissions/batch").get(j(J::ShowBatch)).post(j(J::CreateBatch)))
-        .push(Router::with_path("submissions").get(j(J::List)).post(j(J::Create)))
-        .push(Router::with_path("submissions/{token}").get(j(J::Show)))
-        .push(Router::with_path("languages").get(j(J::Languages)))
-        .push(Router::with_path("languages/{id}").get(j(J::Language)))
-        .push(Router::with_path("statuses").get(j(J::Statuses)))
-        .push(Router::with_path("about").get(j(J::About)))
-        .push(Router::with_path("config_info").get(j(J::ConfigInfo)))
-        .push(Router::with_path("system_info").get(j(J::SystemInfo)))
-        .push(Router::with_path("workers").get(j(J::Workers)))
-        .push(Router::with_path("{**rest}").goal(ep(Route::Fallback)))
+    let ops = routes();
+    let openapi = openapi::document(&ops, options.auth.allow_anonymous);
+    let templates = ops.iter().map(|op| op.path).collect();
+    let authn = Authn { config: options.auth.clone(), store: store.clone() };
+    let api = Arc::new(Api {
+        scheduler,
+        spec,
+        caps,
+        judge0,
+        store,
+        catalog: CatalogLimits::default(),
+        authn: authn.clone(),
+        concurrency: options.max_concurrent_runs.map(limits::Concurrency::new),
+        templates,
+        openapi,
+        list_cache: cache::ResponseCache::new(Duration::from_secs(1), 1024),
+    });
+    let metrics = api.scheduler.metrics().clone();
+    let gate = gate::Gate { authn, limiter: options.limiter(), cors: options.cors.clone(), metrics: metrics.clone() };
+    let mut router = Router::new().hoop(crate::metrics::HttpMetrics { metrics }).hoop(gate);
+    // One router per path, in the table's order, with each of its methods.
+    let mut paths: Vec<(&'static str, Vec<Op>)> = Vec::new();
+    for op in ops {
+        match paths.iter_mut().find(|(p, _)| *p == op.path) {
+            Some((_, list)) => list.push(op),
+            None => paths.push((op.path, vec![op])),
+        }
+    }
+    for (path, list) in paths {
+        let mut r = Router::with_path(path.trim_start_matches('/'));
+        for op in list {
+            let handler = Endpoint { api: api.clone(), route: op.route, access: op.access };
+            r = match op.method {
+                Method::POST => r.post(handler),
+                Method::PUT => r.put(handler),
+                Method::DELETE => r.delete(handler),
+                Method::PATCH => r.patch(handler),
+                _ => r.get(handler),
+            };
+        }
+        router = router.push(r);
+    }
+    // Stored benchmarks (api/analytics.rs): behind the gate, not yet in the route table.
+    router = router.push(analytics::routes(api.store.clone()));
+    router.push(Router::with_path("{**rest}").goal(Endpoint { api, route: Route::Fallback, access: Access::Public }))
 }
 
 /// Serves `router` on an already bound listener until `shutdown` resolves, then lets
@@ -332,15 +553,38 @@ async fn health(api: &Api) -> Value {
     })
 }
 
-async fn with_store(api: &Api, route: Route, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+async fn with_store(api: &Api, route: Route, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
     let store = api.store.as_ref().ok_or(ApiError::NoDatabase)?;
-    let caller = auth::caller(store, req).await?;
+    let caller = caller.clone();
     match route {
-        Route::ListAlgorithms => catalog::list(store, req, &api.catalog).await,
+        Route::ListAlgorithms => {
+            // The same answer for every caller: cached briefly (see cache.rs).
+            let key = req.uri().query().unwrap_or_default().to_owned();
+            match api.list_cache.get(&key) {
+                Ok(hit) => Ok((StatusCode::OK, Value::clone(&hit))),
+                Err(generation) => {
+                    let (status, body) = catalog::list(store, req, &api.catalog).await?;
+                    api.list_cache.put(key, generation, Arc::new(body.clone()));
+                    Ok((status, body))
+                }
+            }
+        }
         Route::GetAlgorithm => catalog::get(store, req, &caller).await,
-        Route::CreateAlgorithm => catalog::create(store, &api.spec, req, &caller, &api.catalog).await,
-        Route::UpdateAlgorithm => catalog::update(store, &api.spec, req, &caller, &api.catalog).await,
-        Route::DeleteAlgorithm => catalog::delete(store, req, &caller).await,
+        Route::CreateAlgorithm => {
+            let answer = catalog::create(store, &api.spec, req, &caller, &api.catalog).await;
+            api.list_cache.invalidate();
+            answer
+        }
+        Route::UpdateAlgorithm => {
+            let answer = catalog::update(store, &api.spec, req, &caller, &api.catalog).await;
+            api.list_cache.invalidate();
+            answer
+        }
+        Route::DeleteAlgorithm => {
+            let answer = catalog::delete(store, req, &caller).await;
+            api.list_cache.invalidate();
+            answer
+        }
         Route::CreateUser => users::create(store, req, &caller).await,
         Route::ImportProblem => problems::import(api, store, req, &caller).await,
         Route::ListProblems => problems::list(store).await,
@@ -378,38 +622,33 @@ async fn get_submission(api: &Api, req: &mut Request) -> Result<(StatusCode, Val
     Ok((StatusCode::OK, view::submission(&view)))
 }
 
-async fn export_problem(api: &Api, req: &mut Request) -> Result<Vec<u8>, ApiError> {
+async fn export_problem(api: &Api, req: &mut Request, caller: &Caller) -> Result<Vec<u8>, ApiError> {
     let store = api.store.as_ref().ok_or(ApiError::NoDatabase)?;
-    let caller = auth::caller(store, req).await?;
-    problems::export(store, req, &caller).await
+    problems::export(store, req, caller).await
 }
 
 /// Known paths with the wrong method get 405, anything else 404.
-fn fallback(req: &Request) -> ApiError {
+fn fallback(req: &Request, templates: &[&str]) -> ApiError {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let trimmed = path.trim_end_matches('/');
-    let one_more = |prefix: &str| trimmed.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
-    let known = matches!(
-        trimmed,
-        "/health"
-            | "/metrics"
-            | "/api/languages"
-            | "/api/submissions"
-            | "/api/algorithms"
-            | "/api/users"
-            | "/api/problems"
-            | "/submissions"
-            | "/languages"
-            | "/statuses"
-            | "/about"
-            | "/config_info"
-            | "/system_info"
-            | "/workers"
-    ) || one_more("/api/submissions/")
-        || one_more("/api/algorithms/")
-        || one_more("/api/problems/")
-        || one_more("/submissions/")
-        || one_more("/languages/");
+    let known = templates.iter().any(|t| matches_template(t, trimmed));
     if known { ApiError::MethodNotAllowed { method, path } } else { ApiError::RouteNotFound { method, path } }
+}
+
+/// `/api/algorithms/{slug}` matches `/api/algorithms/x`: a `{param}` is one non-empty segment.
+fn matches_template(template: &str, path: &str) -> bool {
+    let (mut t, mut p) = (template.split('/'), path.split('/'));
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return true,
+            (Some(ts), Some(ps)) if ts.starts_with('{') => {
+                if ps.is_empty() {
+                    return false;
+                }
+            }
+            (Some(ts), Some(ps)) if ts == ps => {}
+            _ => return false,
+        }
+    }
 }

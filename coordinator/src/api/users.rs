@@ -1,5 +1,6 @@
 //! `POST /api/users`: an admin creates a user (admin, setter or user) and gets their
-//! first API token, which is shown this once and stored only as a hash.
+//! first API token, which is shown this once and stored only as a hash, and optionally a
+//! password for login sessions.
 
 use salvo::Request;
 use salvo::http::StatusCode;
@@ -22,6 +23,9 @@ struct NewUser {
     #[serde(default)]
     email: Option<String>,
     role: String,
+    /// For password login (sessions); without it the user has only the token.
+    #[serde(default)]
+    password: Option<String>,
 }
 
 pub(super) async fn create(store: &Store, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
@@ -42,7 +46,13 @@ pub(super) async fn create(store: &Store, req: &mut Request, caller: &Caller) ->
     }
     let role = Role::parse(&new.role)
         .ok_or_else(|| ApiError::InvalidField(format!("role: {:?} is not one of admin, setter, user", new.role)))?;
+    if let Some(password) = &new.password {
+        auth::check_password(password)?;
+    }
     let id = store.create_user(name, new.email.as_deref(), role).await.map_err(store_error)?;
+    if let Some(password) = &new.password {
+        store.set_password(id, password).await.map_err(store_error)?;
+    }
     let token = store.issue_token(id, &format!("issued by user {}", admin.user_id)).await.map_err(store_error)?;
     tracing::info!(user = id, %role, by = admin.user_id, "user created");
     Ok((StatusCode::CREATED, json!({ "id": id, "name": name, "email": new.email, "role": role.as_str(), "token": token })))

@@ -2,7 +2,8 @@
 //!
 //! A token is `jc_` + 64 hex digits (32 random bytes from the OS). Only its sha256 is
 //! stored: with 256 random bits there is nothing to brute-force, so a slow password hash
-//! would add cost and nothing else.
+//! would add cost and nothing else. Passwords (for login sessions) are people's, so they
+//! get argon2id with a random salt, computed off the async runtime.
 
 use std::fmt;
 use std::path::Path;
@@ -59,7 +60,84 @@ pub fn new_token() -> Result<String, StoreError> {
     Ok(format!("{TOKEN_PREFIX}{}", super::hex(&bytes)))
 }
 
+/// Passwords shorter than this are refused when set.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longer ones are refused too: argon2 hashes whatever it gets, and a megabyte of
+/// password per login attempt is a cheap way to burn our CPU.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// An argon2id PHC string (`$argon2id$v=19$...`) of `password` with a fresh salt.
+fn hash_password(password: &str) -> Result<String, StoreError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt)
+        .map_err(|e| StoreError::Io { what: "reading", path: "the OS random source".into(), source: std::io::Error::other(e.to_string()) })?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Corrupt(format!("password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Corrupt(format!("hashing a password: {e}")))
+}
+
+fn password_matches(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash of nothing in particular, checked when the user does not exist so that a
+/// failed login takes as long whether or not the name is known.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("decoy password").unwrap_or_default())
+}
+
 impl Store {
+    /// Sets (or replaces) a user's login password. The caller checks the length rules.
+    pub async fn set_password(&self, user_id: i64, password: &str) -> Result<bool, StoreError> {
+        let password = password.to_owned();
+        let phc = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("password hashing task: {e}")))??;
+        let client = self.client().await?;
+        let n = client.execute("UPDATE users SET password_hash = $2 WHERE id = $1", &[&user_id, &phc]).await?;
+        Ok(n == 1)
+    }
+
+    /// The user whose email, or else unique name, is `login`, if `password` is theirs.
+    pub async fn login(&self, login: &str, password: &str) -> Result<Option<Principal>, StoreError> {
+        let client = self.client().await?;
+        // An email wins over a name; a name shared by several users logs nobody in.
+        let rows = client
+            .query(
+                "SELECT id, name, role, password_hash FROM users WHERE email = $1
+                 UNION ALL
+                 SELECT id, name, role, password_hash FROM users WHERE name = $1 AND NOT EXISTS
+                     (SELECT 1 FROM users WHERE email = $1)
+                 LIMIT 2",
+                &[&login],
+            )
+            .await?;
+        drop(client);
+        let found = match rows.as_slice() {
+            [row] => {
+                let phc: Option<String> = row.try_get(3)?;
+                let role: String = row.try_get(2)?;
+                let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?;
+                Some((Principal { user_id: row.try_get(0)?, name: row.try_get(1)?, role }, phc))
+            }
+            _ => None,
+        };
+        let phc = found.as_ref().and_then(|(_, phc)| phc.clone()).unwrap_or_else(|| decoy_hash().to_owned());
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || password_matches(&password, &phc))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("password check task: {e}")))?;
+        Ok(match found {
+            Some((principal, Some(_))) if ok => Some(principal),
+            _ => None,
+        })
+    }
+
     pub async fn create_user(&self, name: &str, email: Option<&str>, role: Role) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let row = client

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "benchmark_runs",
         sql: include_str!("../../migrations/0004_benchmark_runs.sql"),
     },
+    Migration { version: 5, name: "passwords", sql: include_str!("../../migrations/0005_passwords.sql") },
 ];
 
 /// An arbitrary constant naming our advisory lock.

@@ -20,6 +20,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -71,6 +72,14 @@ const POOL_SIZE: usize = 16;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Set once metrics are attached; shared by all clones.
+    observer: Arc<OnceLock<PoolObserver>>,
+}
+
+/// Where the store reports how long it waited for connections, and failures to get one.
+pub struct PoolObserver {
+    pub wait: prometheus::Histogram,
+    pub errors: prometheus::IntCounter,
 }
 
 impl Store {
@@ -98,7 +107,7 @@ impl Store {
             .create_timeout(Some(Duration::from_secs(5)))
             .wait_timeout(Some(Duration::from_secs(5)))
             .build()?;
-        Ok(Store { pool })
+        Ok(Store { pool, observer: Arc::new(OnceLock::new()) })
     }
 
     /// Applies the migrations this binary knows; returns the versions applied now.
@@ -130,7 +139,25 @@ impl Store {
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        Ok(self.pool.get().await?)
+        let start = std::time::Instant::now();
+        let got = self.pool.get().await;
+        if let Some(o) = self.observer.get() {
+            o.wait.observe(start.elapsed().as_secs_f64());
+            if got.is_err() {
+                o.errors.inc();
+            }
+        }
+        Ok(got?)
+    }
+
+    /// Reports connection waits to `observer` from now on (once; later calls are ignored).
+    pub fn observe_pool(&self, observer: PoolObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// The pool's connections (open, idle) and waiters now.
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
     }
 }
 

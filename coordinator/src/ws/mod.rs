@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::analytics::benchmark::{self as bench, InputKind, SizeRun};
+use crate::api::{Authn, Caller};
+use crate::store::auth::Principal;
 
 use crate::judge::{NewSubmission, SubmissionId};
 use crate::link::LiveSink;
@@ -93,6 +95,8 @@ struct Run {
 
 struct Client {
     tx: mpsc::Sender<Arc<str>>,
+    /// Who this client is, from the `token` query parameter or an `AUTH` message.
+    user: Option<Principal>,
     /// Steps dropped since the last STEPS_DROPPED notice.
     dropped: u64,
     close: watch::Sender<Option<String>>,
@@ -110,6 +114,8 @@ struct State {
 
 /// The live hub: clients, topics, runs in progress.
 pub struct Live {
+    /// Checks credentials; unset (library use, tests) lets every client run code.
+    authn: std::sync::OnceLock<Authn>,
     scheduler: Scheduler,
     spec: Arc<Spec>,
     catalog: Arc<dyn Catalog>,
@@ -145,6 +151,7 @@ impl Live {
 
     pub fn new(scheduler: Scheduler, spec: Arc<Spec>, catalog: Arc<dyn Catalog>) -> Arc<Live> {
         let live = Arc::new_cyclic(|me| Live {
+            authn: std::sync::OnceLock::new(),
             scheduler,
             spec,
             catalog,
@@ -173,6 +180,11 @@ impl Live {
         let _ = self.store.set(store);
     }
 
+    /// Checks clients' credentials with `authn` and applies its anonymous-run rule. Once.
+    pub fn set_auth(&self, authn: Authn) {
+        let _ = self.authn.set(authn);
+    }
+
     /// The salvo handler of `/ws`.
     pub fn handler(self: &Arc<Live>) -> WsEndpoint {
         WsEndpoint { live: self.clone() }
@@ -189,13 +201,13 @@ impl Live {
         })
     }
 
-    fn register(&self) -> (u64, mpsc::Receiver<Arc<str>>, watch::Receiver<Option<String>>) {
+    fn register(&self, user: Option<Principal>) -> (u64, mpsc::Receiver<Arc<str>>, watch::Receiver<Option<String>>) {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let (close, close_rx) = watch::channel(None);
         let mut state = lock(&self.state);
         state.next_client += 1;
         let id = state.next_client;
-        state.clients.insert(id, Client { tx, dropped: 0, close, topics: HashSet::new(), runs: HashSet::new() });
+        state.clients.insert(id, Client { tx, user, dropped: 0, close, topics: HashSet::new(), runs: HashSet::new() });
         self.scheduler.metrics().ws_client(true);
         (id, rx, close_rx)
     }
@@ -284,6 +296,7 @@ impl Live {
             "PERFORMANCE_BENCHMARK" => self.start(client, &msg, Kind::Benchmark).await,
             "SUBSCRIBE" => self.handle_subscribe(client, &msg),
             "CANCEL" => self.handle_cancel(client, &msg).await,
+            "AUTH" => self.handle_auth(client, &msg).await,
             other => Err(format!("Unknown message type: {}", truncate(other, 64))),
         };
         if let Err(message) = result {
@@ -339,7 +352,34 @@ impl Live {
         }
     }
 
+    /// `{"type": "AUTH", "token": "..."}`: the client is that user from now on.
+    async fn handle_auth(&self, client: u64, msg: &Value) -> Result<(), String> {
+        let token = msg.get("token").and_then(Value::as_str).ok_or("AUTH needs a \"token\"")?;
+        let Some(authn) = self.authn.get() else { return Err("authentication is not configured here".into()) };
+        let user = match authn.resolve(Some(token)).await {
+            Ok(Caller::User(p)) => p,
+            Ok(Caller::Anonymous) => return Err("authentication failed".into()),
+            Err(e) => return Err(format!("authentication failed: {e}")),
+        };
+        let frame = json!({
+            "type": "AUTHENTICATED",
+            "user": { "id": user.user_id, "name": user.name, "role": user.role.as_str() },
+            "timestamp": now_ms(),
+        });
+        if let Some(c) = lock(&self.state).clients.get_mut(&client) {
+            c.user = Some(user);
+        }
+        self.send_to(client, &frame);
+        Ok(())
+    }
+
     async fn start(&self, client: u64, msg: &Value, kind: Kind) -> Result<(), String> {
+        if let Some(authn) = self.authn.get()
+            && !authn.config.allow_anonymous
+            && lock(&self.state).clients.get(&client).is_some_and(|c| c.user.is_none())
+        {
+            return Err("running code needs a credential: connect with ?token=... or send {\"type\": \"AUTH\", \"token\": ...} first".into());
+        }
         let code = msg.get("algorithmCode").and_then(Value::as_str).ok_or("missing \"algorithmCode\"")?;
         if code.len() > MAX_CODE_BYTES {
             return Err(format!("algorithmCode is over {MAX_CODE_BYTES} bytes"));
@@ -850,16 +890,25 @@ pub struct WsEndpoint {
 impl Handler for WsEndpoint {
     async fn handle(&self, req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
         let live = self.live.clone();
+        // A bad token is refused before the upgrade, as the HTTP API would.
+        let user = match (req.query::<String>("token"), live.authn.get()) {
+            (Some(token), Some(authn)) => match authn.resolve(Some(&token)).await {
+                Ok(Caller::User(p)) => Some(p),
+                Ok(Caller::Anonymous) => None,
+                Err(e) => return e.write(res),
+            },
+            _ => None,
+        };
         let upgrade = WebSocketUpgrade::new().max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES);
-        if let Err(e) = upgrade.upgrade(req, res, move |ws| connection(live, ws)).await {
+        if let Err(e) = upgrade.upgrade(req, res, move |ws| connection(live, ws, user)).await {
             res.render(e);
         }
     }
 }
 
 /// One WebSocket connection: its queue out, its messages in, until either side ends.
-async fn connection(live: Arc<Live>, ws: WebSocket) {
-    let (client, mut frames, mut close) = live.register();
+async fn connection(live: Arc<Live>, ws: WebSocket, user: Option<Principal>) {
+    let (client, mut frames, mut close) = live.register(user);
     tracing::debug!(client, "websocket connected");
     let (mut sink, mut stream) = ws.split();
     let reason: Option<(u16, String)> = loop {
