@@ -132,10 +132,19 @@ impl Judge {
 
     /// Waits for a submission to be done and returns it.
     pub fn result(&self, id: u64, deadline: Duration) -> serde_json::Value {
+        self.result_as(id, None, deadline)
+    }
+
+    /// `result` as the holder of `token` (anonymous without).
+    pub fn result_as(&self, id: u64, token: Option<&str>, deadline: Duration) -> serde_json::Value {
         let start = Instant::now();
+        let client = reqwest::blocking::Client::new();
         loop {
-            let v: serde_json::Value =
-                reqwest::blocking::get(self.url(&format!("/api/submissions/{id}"))).unwrap().json().unwrap();
+            let mut req = client.get(self.url(&format!("/api/submissions/{id}")));
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            let v: serde_json::Value = req.send().unwrap().json().unwrap();
             if v["status"] == "done" {
                 return v;
             }

@@ -124,9 +124,10 @@ fn example_packages_import_and_every_submission_gets_its_verdict() {
     let ids: Vec<u64> = all.iter().map(|(slug, file, _)| submit(&judge, slug, file)).collect();
     for ((slug, file, verdict), id) in all.iter().zip(&ids) {
         let name = format!("{slug}/{}", file.strip_prefix(problems_dir().join(slug)).unwrap_or(file).display());
-        let r = judge.result(*id, Duration::from_secs(120));
+        let r = judge.result_as(*id, Some(&token), Duration::from_secs(120));
         assert_eq!(r["verdict"], *verdict, "{name}: {r:#}");
         assert_eq!(r["problem"], slug.as_str(), "{name}");
+        check_secrets_hidden(&name, &judge.result(*id, Duration::from_secs(5)));
         let expected_score = match (slug.as_str(), *verdict) {
             (_, "AC") if slug == "hypot" => 100.0,
             (_, "AC") => 1.0,
@@ -152,6 +153,22 @@ fn example_packages_import_and_every_submission_gets_its_verdict() {
         let history = r["history"].as_array().unwrap();
         assert_eq!(history.len(), 1, "{r:#}");
         assert_eq!(history[0]["verdict"], *verdict);
+    }
+}
+
+/// What anybody but a setter sees of a submission: the samples' details, nothing of what
+/// a secret test's run printed or its checker said (it would leak the test data).
+fn check_secrets_hidden(name: &str, r: &Value) {
+    for t in r["tests"].as_array().unwrap() {
+        if t["sample"] == true {
+            assert!(t.get("hidden").is_none(), "{name}: a sample is hidden: {t:#}");
+        } else {
+            assert_eq!(t["hidden"], true, "{name}: {t:#}");
+            assert_eq!((&t["stdout"], &t["stderr"], &t["message"]), (&json!(""), &json!(""), &json!("")), "{name}: {t:#}");
+        }
+    }
+    if name == "add/wrong_answer/overflow.c" {
+        assert!(!r.to_string().contains("3000000000"), "{name}: a secret answer shows: {r:#}");
     }
 }
 

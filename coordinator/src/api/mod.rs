@@ -271,7 +271,7 @@ impl Handler for Endpoint {
             Route::OpenApi => Ok((StatusCode::OK, api.openapi.clone())),
             Route::Languages => Ok((StatusCode::OK, languages(&api.spec))),
             Route::Submit => submit(api, req).await,
-            Route::GetSubmission => get_submission(api, req).await,
+            Route::GetSubmission => get_submission(api, req, &caller).await,
             Route::Login => auth::login(&api.authn, req).await,
             Route::Session => auth::exchange(&api.authn, &caller),
             Route::Me => auth::me(&caller),
@@ -615,11 +615,18 @@ async fn submit(api: &Api, req: &mut Request) -> Result<(StatusCode, Value), Api
     Ok((StatusCode::CREATED, json!({ "id": id })))
 }
 
-async fn get_submission(api: &Api, req: &mut Request) -> Result<(StatusCode, Value), ApiError> {
+async fn get_submission(api: &Api, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
     let raw = req.param::<String>("id").unwrap_or_default();
     let id: u64 = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
     let view = api.scheduler.get(id).await.ok_or(ApiError::SubmissionNotFound(id))?;
-    Ok((StatusCode::OK, view::submission(&view)))
+    // A problem's secret tests stay secret: what a program printed on them would leak
+    // their inputs, and a checker's message their answers. Setters and admins see all.
+    let secrets = if caller.role().is_some_and(|r| r >= crate::store::auth::Role::Setter) {
+        view::Secrets::Shown
+    } else {
+        view::Secrets::Hidden
+    };
+    Ok((StatusCode::OK, view::submission(&view, secrets)))
 }
 
 async fn export_problem(api: &Api, req: &mut Request, caller: &Caller) -> Result<Vec<u8>, ApiError> {

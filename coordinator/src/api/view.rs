@@ -8,7 +8,14 @@ use crate::scheduler::SubmissionView;
 /// Output bytes shown per stream per test.
 pub const SHOWN_OUTPUT_BYTES: usize = 64 * 1024;
 
-pub fn submission(view: &SubmissionView) -> Value {
+/// Whether the details of a problem's secret tests (output, checker message) are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Shown,
+    Hidden,
+}
+
+pub fn submission(view: &SubmissionView, secrets: Secrets) -> Value {
     let mut body = json!({
         "id": view.id,
         "language": view.language,
@@ -42,6 +49,9 @@ pub fn submission(view: &SubmissionView) -> Value {
                 past["score"] = json!(report.score);
                 past["maxScore"] = json!(report.max_score);
             }
+            if let (Some(problem), Some(tests)) = (&h.problem, past["tests"].as_array_mut()) {
+                annotate(problem, tests, secrets);
+            }
             past
         })
         .collect();
@@ -53,17 +63,30 @@ pub fn submission(view: &SubmissionView) -> Value {
         body["maxScore"] = json!(report.max_score);
         body["groups"] = serde_json::to_value(&report.groups).unwrap_or(Value::Null);
         if let Some(tests) = body["tests"].as_array_mut() {
-            for t in tests {
-                let meta = t["index"].as_u64().and_then(|i| problem.tests.get(usize::try_from(i).ok()?));
-                if let Some(meta) = meta {
-                    t["name"] = json!(meta.name);
-                    t["sample"] = json!(meta.sample);
-                    t["group"] = json!(problem.groups.get(meta.group as usize).map(|g| g.name.as_str()));
-                }
-            }
+            annotate(problem, tests, secrets);
         }
     }
     body
+}
+
+/// Names each test of a problem's submission after the problem's tests and, unless
+/// `secrets` says otherwise, blanks what a secret test's run printed and what its checker
+/// said. A test that cannot be matched to the problem counts as secret.
+fn annotate(problem: &crate::contest::ProblemRef, tests: &mut [Value], secrets: Secrets) {
+    for t in tests {
+        let meta = t["index"].as_u64().and_then(|i| problem.tests.get(usize::try_from(i).ok()?));
+        if let Some(meta) = meta {
+            t["name"] = json!(meta.name);
+            t["sample"] = json!(meta.sample);
+            t["group"] = json!(problem.groups.get(meta.group as usize).map(|g| g.name.as_str()));
+        }
+        if secrets == Secrets::Hidden && !meta.is_some_and(|m| m.sample) {
+            t["stdout"] = json!("");
+            t["stderr"] = json!("");
+            t["message"] = json!("");
+            t["hidden"] = json!(true);
+        }
+    }
 }
 
 fn test(record: &TestRecord) -> Value {
