@@ -91,6 +91,7 @@ struct Inner {
     /// When each connected agent was last heard of (handshake or heartbeat).
     last_heard: Mutex<HashMap<String, Instant>>,
     raft_term: IntGauge,
+    raft_leader: IntGauge,
     raft_role: IntGaugeVec,
     raft_commit: IntGauge,
     raft_applied: IntGauge,
@@ -217,6 +218,10 @@ impl Metrics {
             store: std::sync::OnceLock::new(),
             last_heard: Mutex::new(HashMap::new()),
             raft_term: IntGauge::with_opts(opts("judge_raft_term", "This coordinator's raft term."))?,
+            raft_leader: IntGauge::with_opts(opts(
+                "judge_raft_leader_id",
+                "Raft node id of the leader as this coordinator knows it; 0 while it knows none.",
+            ))?,
             raft_role: IntGaugeVec::new(opts("judge_raft_role", "1 for this coordinator's raft role, 0 for the others."), &["role"])?,
             raft_commit: IntGauge::with_opts(opts("judge_raft_commit_index", "Highest raft log index known committed here."))?,
             raft_applied: IntGauge::with_opts(opts(
@@ -256,6 +261,7 @@ impl Metrics {
         r.register(Box::new(inner.ws_clients.clone()))?;
         r.register(Box::new(inner.ws_dropped.clone()))?;
         r.register(Box::new(inner.raft_term.clone()))?;
+        r.register(Box::new(inner.raft_leader.clone()))?;
         r.register(Box::new(inner.raft_role.clone()))?;
         r.register(Box::new(inner.raft_commit.clone()))?;
         r.register(Box::new(inner.raft_applied.clone()))?;
@@ -411,6 +417,7 @@ impl Metrics {
         drop(last);
         let raft = scheduler.cluster_status();
         m.raft_term.set(i64::try_from(raft.term).unwrap_or(i64::MAX));
+        m.raft_leader.set(raft.leader.map_or(0, |id| i64::try_from(id).unwrap_or(i64::MAX)));
         m.raft_commit.set(i64::try_from(raft.commit).unwrap_or(i64::MAX));
         m.raft_applied.set(i64::try_from(raft.applied).unwrap_or(i64::MAX));
         let role = serde_json::to_value(raft.role).ok();
