@@ -194,32 +194,9 @@ impl Store {
     pub async fn create_algorithm(&self, input: &AlgorithmInput, by: Option<i64>) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                "INSERT INTO algorithms (slug, name, description, difficulty, category, time_complexity,
-                     space_complexity, tags, hints, solution, tutorial, entry_point, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                 ON CONFLICT (slug) DO NOTHING RETURNING id",
-                &[
-                    &input.slug,
-                    &input.name,
-                    &input.description,
-                    &input.difficulty,
-                    &input.category,
-                    &input.time_complexity,
-                    &input.space_complexity,
-                    &input.tags,
-                    &input.hints,
-                    &input.solution,
-                    &input.tutorial,
-                    &input.entry_point,
-                    &by,
-                ],
-            )
-            .await?;
-        let Some(row) = row else { return Err(StoreError::Conflict(format!("algorithm {:?}", input.slug))) };
-        let id: i64 = row.try_get(0)?;
-        write_children(&tx, id, input).await?;
+        if insert_algorithm(&tx, input, by).await?.is_none() {
+            return Err(StoreError::Conflict(format!("algorithm {:?}", input.slug)));
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -281,37 +258,50 @@ impl Store {
             if !fresh {
                 continue;
             }
-            let row = tx
-                .query_opt(
-                    "INSERT INTO algorithms (slug, name, description, difficulty, category, time_complexity,
-                         space_complexity, tags, hints, solution, tutorial, entry_point)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                     ON CONFLICT (slug) DO NOTHING RETURNING id",
-                    &[
-                        &input.slug,
-                        &input.name,
-                        &input.description,
-                        &input.difficulty,
-                        &input.category,
-                        &input.time_complexity,
-                        &input.space_complexity,
-                        &input.tags,
-                        &input.hints,
-                        &input.solution,
-                        &input.tutorial,
-                        &input.entry_point,
-                    ],
-                )
-                .await?;
             // A setter's algorithm of the same slug wins over the shipped one.
-            if let Some(row) = row {
-                write_children(&tx, row.try_get(0)?, input).await?;
+            if insert_algorithm(&tx, input, None).await?.is_some() {
                 added += 1;
             }
         }
         tx.commit().await?;
         Ok(added)
     }
+}
+
+/// Inserts a new algorithm with its children; None (and nothing written) if the slug is
+/// taken. Shared by setters' creations and the shipped catalog's seeding (`by` None).
+async fn insert_algorithm(
+    tx: &tokio_postgres::Transaction<'_>,
+    input: &AlgorithmInput,
+    by: Option<i64>,
+) -> Result<Option<i64>, StoreError> {
+    let row = tx
+        .query_opt(
+            "INSERT INTO algorithms (slug, name, description, difficulty, category, time_complexity,
+                 space_complexity, tags, hints, solution, tutorial, entry_point, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (slug) DO NOTHING RETURNING id",
+            &[
+                &input.slug,
+                &input.name,
+                &input.description,
+                &input.difficulty,
+                &input.category,
+                &input.time_complexity,
+                &input.space_complexity,
+                &input.tags,
+                &input.hints,
+                &input.solution,
+                &input.tutorial,
+                &input.entry_point,
+                &by,
+            ],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id: i64 = row.try_get(0)?;
+    write_children(tx, id, input).await?;
+    Ok(Some(id))
 }
 
 async fn write_children(tx: &tokio_postgres::Transaction<'_>, id: i64, input: &AlgorithmInput) -> Result<(), StoreError> {
