@@ -210,7 +210,7 @@ impl Judge {
             return Err(io("feedback directory", e));
         }
         std::fs::create_dir(&feedback).map_err(|e| io("feedback directory", e))?;
-        std::os::unix::fs::chown(&feedback, Some(id), Some(id)).map_err(|e| io("feedback directory", e))?;
+        std::os::unix::fs::chown(&feedback, Some(crate::sandbox::run_uid(id)), Some(crate::sandbox::run_uid(id))).map_err(|e| io("feedback directory", e))?;
         write_fresh(&c.box_dir, "in", input).map_err(|e| io("input", e))?;
         write_fresh(&c.box_dir, "ans", answer).map_err(|e| io("answer", e))?;
         Ok(feedback)

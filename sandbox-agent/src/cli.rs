@@ -47,8 +47,9 @@ pub struct AgentArgs {
 
 /// Runs an agent until SIGTERM or SIGINT. Tracing must be set up by the caller.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    // First, so a non-root agent is told why before anything else fails on it.
-    crate::sandbox::require_root()?;
+    // First, so a non-root agent is told why before anything else fails on it, and
+    // before any thread exists (a user namespace, like unshare, needs that).
+    crate::sandbox::enter_agent_namespaces(args.uid_base).context("isolating the agent")?;
     let spec = match &args.rootfs {
         Some(dir) => rootfs::Spec::load(dir),
         None => rootfs::Spec::builtin(),
@@ -69,8 +70,6 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         tracing::warn!(%problem, "a bind's probe failed; its configured source stays");
     }
     let spec = Arc::new(spec);
-    // Before any thread exists (the runtime comes later): unshare needs that.
-    crate::sandbox::private_mount_namespace().context("isolating the agent's mounts")?;
     let sandbox = Sandbox::new(&args.work_dir, &spec).context("setting up the sandbox")?;
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = AgentMetrics::new(&args.agent_id, slots, &languages).context("setting up metrics")?;

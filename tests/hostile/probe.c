@@ -176,6 +176,32 @@ int main(void) {
         check(name, ok, errno ? strerror(errno) : "it exists");
     }
 
+    /* The mount table says nothing of the host: each mount's root within its filesystem
+     * is "/" or the tail of the path the run sees it at (a bind of /usr is "/usr" on both
+     * sides; a bind of the host's /dev/null, in a user namespace, "/null"), and no host
+     * home or toolchain directory appears anywhere in it. */
+    FILE *mi = fopen("/proc/self/mountinfo", "r");
+    int mi_ok = mi != NULL;
+    d[0] = 0;
+    if (mi) {
+        char ml[4096];
+        while (fgets(ml, sizeof ml, mi)) {
+            ml[strcspn(ml, "\n")] = 0;
+            char root[1024], point[1024];
+            if (sscanf(ml, "%*s %*s %*s %1023s %1023s", root, point) != 2) continue;
+            size_t rl = strlen(root), pl = strlen(point);
+            int tail = rl <= pl && strcmp(point + pl - rl, root) == 0;
+            int bad = (strcmp(root, "/") != 0 && !tail) || strstr(ml, "/root/") || strstr(ml, "/home/") ||
+                      strstr(ml, "rustup") || strstr(ml, "agent-data") || strstr(ml, "/var/");
+            if (bad) {
+                mi_ok = 0;
+                snprintf(d, sizeof d, "%.400s", ml);
+            }
+        }
+        fclose(mi);
+    }
+    check("mountinfo-no-host-paths", mi_ok, d[0] ? d : "cannot read /proc/self/mountinfo");
+
     /* /dev holds exactly the harmless nodes. */
     const char *devs = " fd full null random shm stderr stdin stdout urandom zero ";
     int dev_ok = 1;

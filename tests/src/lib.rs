@@ -83,6 +83,38 @@ impl Judge {
         judge
     }
 
+    /// Starts `coordinator serve` without a database or a local agent (anonymous runs
+    /// allowed); returns it and the address agents connect to. Agents are the caller's.
+    pub fn serve_without_agent(uid_base: u32) -> (Judge, String) {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(bin_dir().join("coordinator"))
+            .args(["serve", "--no-database", "--allow-anonymous", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (api, agents) = loop {
+            let line = lines.next().expect("coordinator exited before printing its address").unwrap();
+            if let Some(rest) = line.split("API on ").nth(1) {
+                let api = rest.split_whitespace().next().unwrap().to_string();
+                let agents = line.split("agents connect to ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+                break (api, agents);
+            }
+        };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        (Judge { child, api, data_dir, uid_base, stdout }, agents)
+    }
+
     /// The first word after `prefix` in a line printed on stdout, waiting for it up to `deadline`.
     pub fn printed_after(&self, prefix: &str, deadline: Duration) -> String {
         let start = Instant::now();

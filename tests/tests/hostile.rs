@@ -259,6 +259,7 @@ PASS absent /dev/kmsg
 PASS absent /dev/sda
 PASS absent /dev/vda
 PASS absent /proc/1/root/etc/shadow
+PASS mountinfo-no-host-paths
 PASS dev-minimal
 PASS only-fds-0-1-2
 PASS stdin-regular-file
@@ -1659,4 +1660,190 @@ int main(void) {
     let left = processes_with_uid((uid_base(6) + 4)..(uid_base(6) + 8));
     assert!(left.is_empty(), "processes of runs survived: {left:?}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// v1 groups of each hierarchy the agent uses, made by root below this process's own and
+/// handed to `uid`, as an administrator delegates them to a non-root agent. Removed (with
+/// whatever the agent left below) on drop.
+struct DelegatedCgroups {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl DelegatedCgroups {
+    fn new(uid: u32) -> DelegatedCgroups {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let mut dirs = Vec::new();
+        for controller in ["memory", "pids", "cpuacct", "cpuset"] {
+            let point = mountinfo.lines().find_map(|l| {
+                let (pre, post) = l.split_once(" - ")?;
+                let mut post = post.split(' ');
+                let fstype = post.next()?;
+                let opts = post.nth(1)?;
+                (fstype == "cgroup" && opts.split(',').any(|o| o == controller)).then(|| pre.split(' ').nth(4).map(str::to_string))?
+            });
+            let point = point.unwrap_or_else(|| panic!("this test needs a cgroup v1 {controller} hierarchy (hybrid host)"));
+            let path = own
+                .lines()
+                .find_map(|l| {
+                    let mut p = l.splitn(3, ':');
+                    let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+                    ctrls.split(',').any(|c| c == controller).then(|| path.to_string())
+                })
+                .unwrap();
+            let dir = Path::new(&point).join(path.trim_start_matches('/')).join(format!("judge-rootless-{}", std::process::id()));
+            std::fs::create_dir(&dir).unwrap();
+            if controller == "cpuset" {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let value = std::fs::read_to_string(dir.parent().unwrap().join(file)).unwrap();
+                    std::fs::write(dir.join(file), value.trim()).unwrap();
+                }
+            }
+            std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).unwrap();
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                std::os::unix::fs::chown(e.path(), Some(uid), Some(uid)).unwrap();
+            }
+            dirs.push(dir);
+        }
+        DelegatedCgroups { dirs }
+    }
+}
+
+impl Drop for DelegatedCgroups {
+    fn drop(&mut self) {
+        fn remove(dir: &Path) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    remove(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        for dir in &self.dirs {
+            remove(dir);
+        }
+    }
+}
+
+/// The non-root mode (issue 3): an agent started as an unprivileged uid, with v1 cgroups
+/// delegated to it and no capabilities on the host, enters a user namespace of its own
+/// and judges a subset of the suite (bombs of every kind, limits, escapes, denied
+/// syscalls, the probe) with the same verdicts as root, plus plain AC/TLE/MLE runs; then
+/// the host is untouched. Runs there are all the agent's uid on the host, and one
+/// difference shows: signals to the run's init are allowed (same uid) and dropped by the
+/// kernel (a pid namespace's init ignores what it has no handler for). `setuid_binary`
+/// is left out: its precondition (the host's setuid helper shows as owned by root) does
+/// not hold where host root is unmapped (it shows as 65534); nosuid and no_new_privs
+/// are checked by the probe.
+#[test]
+fn an_unprivileged_agent_judges_in_a_user_namespace() {
+    use std::os::unix::process::CommandExt;
+    let uid = uid_base(7);
+    let sentinel_dir = tempfile::tempdir().unwrap();
+    let host_sentinel = sentinel_dir.path().join("judge-hostile-sentinel");
+    std::fs::write(&host_sentinel, SENTINEL).unwrap();
+    let cgroups = DelegatedCgroups::new(uid);
+    let (judge, agent_addr) = Judge::serve_without_agent(uid);
+    let home = tempfile::tempdir().unwrap();
+    let tls = home.path().join("tls");
+    let status = std::process::Command::new(judge_tests::bin_dir().join("coordinator"))
+        .args(["issue-agent-cert", "--agent-id", "rootless", "--data-dir"])
+        .arg(judge.data_dir.path())
+        .arg("--out")
+        .arg(&tls)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for p in [home.path(), tls.as_path(), &tls.join("ca.pem"), &tls.join("agent.pem"), &tls.join("agent.key")] {
+        std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+    }
+    let tasks: Vec<std::ffi::CString> = cgroups
+        .dirs
+        .iter()
+        .map(|d| std::ffi::CString::new(d.join("tasks").into_os_string().into_encoded_bytes()).unwrap())
+        .collect();
+    let mut cmd = std::process::Command::new(judge_tests::bin_dir().join("sandbox-agent"));
+    cmd.args(["--coordinator", &agent_addr, "--agent-id", "rootless", "--slots", "2", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--tls-dir")
+        .arg(&tls)
+        .arg("--work-dir")
+        .arg(home.path().join("work"))
+        .args(["--uid-base", &uid.to_string()])
+        .uid(uid)
+        .gid(uid)
+        .stdout(std::process::Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec, after it became `uid`,
+    // and only makes open/write/close calls on strings built before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Into the delegated groups, as the agent's uid: its runs' groups go below.
+            for t in &tasks {
+                let fd = libc::open(t.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let mut agent = cmd.spawn().unwrap();
+    judge.wait_for(Duration::from_secs(60), |h| h["agents"]["connected"].as_u64() >= Some(1));
+
+    let subset = [
+        "fork_bomb", "python_fork_capped", "thread_bomb", "zombie_flood", "malloc_bomb", "mmap_bomb", "stack_bomb",
+        "huge_mmap_untouched", "python_memory_bomb", "tmp_fill", "shm_fill", "stdout_flood", "busy_loop", "busy_threads",
+        "sleep_past_wall", "double_fork_daemon", "setsid_escape", "kill_minus_one", "ptrace_parent", "etc_shadow",
+        "host_proc", "write_sys_cgroupfs", "write_host_toolchain", "connect_outside", "af_packet_raw", "keyctl",
+        "unshare_user_mount", "x32_syscall", "inherited_fds", "workdir_symlink", "io_uring", "bpf",
+        "perf_event_open", "clock_hostname", "fd_exhaustion", "core_dump", "probe",
+    ];
+    let mut cases: Vec<Case> = cases(host_sentinel.to_str().unwrap()).into_iter().filter(|c| subset.contains(&c.name)).collect();
+    let found: BTreeSet<&str> = cases.iter().map(|c| c.name).collect();
+    let missing: Vec<&&str> = subset.iter().filter(|n| !found.contains(*n)).collect();
+    assert!(missing.is_empty(), "no such cases: {missing:?}");
+    cases.push(Case {
+        input: "40 2\n",
+        ..c("rootless_ac", "int main(void) { long a, b; scanf(\"%ld %ld\", &a, &b); printf(\"%ld\\n\", a + b); return 0; }", "42\n")
+    });
+    cases.push(tle(py("rootless_tle_cpu", "while True:\n    pass\n", ""), "cpu"));
+    cases.push(tle(c("rootless_tle_wall", "int main(void) { sleep(30); return 0; }", ""), "wall"));
+    cases.push(mle(py("rootless_mle", "b = []\nwhile True:\n    b.append(bytearray(1 << 20))\n", "")));
+    cases.push(c(
+        "rootless_signal_init",
+        "int main(void) { CALL(\"kill init SIGKILL\", kill(1, SIGKILL)); CALL(\"kill init SIGSTOP\", kill(1, SIGSTOP));\n\
+         CALL(\"kill init SIGTERM\", kill(1, SIGTERM)); usleep(100000); printf(\"alive\\n\"); return 0; }",
+        "kill init SIGKILL ok\nkill init SIGSTOP ok\nkill init SIGTERM ok\nalive\n",
+    ));
+    let mut failures = Vec::new();
+    run_phase(&judge, &cases, &mut failures);
+
+    // SAFETY: signalling our own child, not yet reaped.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let agent_status = loop {
+        if let Some(s) = agent.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !agent_status.success() {
+        failures.push(format!("agent exit status {agent_status:?}"));
+    }
+    assert!(judge.stop().success());
+    let left = processes_with_uid(uid..uid + 1);
+    if !left.is_empty() {
+        failures.push(format!("processes of the agent's uid survived: {left:?}"));
+    }
+    let leftover = leftover_run_cgroups();
+    if !leftover.is_empty() {
+        failures.push(format!("run cgroups left behind: {leftover:?}"));
+    }
+    if std::fs::read_to_string(&host_sentinel).unwrap_or_default() != SENTINEL {
+        failures.push("the host sentinel changed".into());
+    }
+    drop(cgroups);
+    assert!(failures.is_empty(), "{} problems:\n{}", failures.len(), failures.join("\n"));
 }

@@ -18,6 +18,8 @@ pub enum Step {
     /// Remounts an existing (bind) mount with new flags, e.g. read-only.
     Remount { dst: CString, flags: libc::c_ulong },
     CharDevice { path: CString, major: u32, minor: u32 },
+    /// Detaches whatever is mounted at the path.
+    Unmount(CString),
     /// chdir into the new root, pivot_root, drop the old root.
     PivotRoot(CString),
     Hostname(CString),
@@ -35,6 +37,9 @@ pub struct Plan {
     pub uid: u32,
     pub gid: u32,
     pub cap_last: u32,
+    /// Whether the supplementary groups can be cleared (not in the agent's own user
+    /// namespace, where setgroups is denied; it has none, see `privilege`).
+    pub clear_groups: bool,
     /// The program gets the step channel as descriptor 3.
     pub with_steps: bool,
     /// Seccomp filters installed last before the exec; they point into the
@@ -215,6 +220,7 @@ pub fn run_step(step: &Step) -> Result<(), i32> {
         }
         Step::Remount { dst, flags } => sys::mount(None, dst, None, libc::MS_REMOUNT | libc::MS_BIND | flags, None),
         Step::CharDevice { path, major, minor } => sys::mknod_char(path, *major, *minor),
+        Step::Unmount(path) => sys::umount_detach(path),
         Step::PivotRoot(new_root) => {
             sys::chdir(new_root)?;
             sys::pivot_root_here()?;
@@ -247,7 +253,7 @@ fn exec_user(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_c
             fail(err_fd, STEP_RLIMIT, e);
         }
     }
-    if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last) {
+    if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last, plan.clear_groups) {
         fail(err_fd, STEP_PRIVILEGES, e);
     }
     if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {

@@ -174,26 +174,26 @@ pub struct Sandbox {
     netns: netns::Pool,
     /// Empty, reset cgroups of finished runs, for the next ones (see `take_cgroup`).
     idle_cgroups: Mutex<Vec<RunCgroup>>,
+    /// The runs' identity when the agent is not root (see `privilege`).
+    mapped: Option<Mapped>,
+    /// Mount namespaces of finished runs, dropped on a thread of their own (see
+    /// `keep_mounts`).
+    dropped_mounts: std::sync::mpsc::Sender<OwnedFd>,
 }
 
-pub use privilege::require_root;
+pub use privilege::{Mapped, enter_agent_namespaces, mapped};
 
-/// Moves the calling process into a mount namespace of its own, so the template root
-/// (and anything else the agent mounts) is invisible to the host and vanishes with the
-/// agent. Call while the process has a single thread.
-pub fn private_mount_namespace() -> Result<(), SandboxError> {
-    let errno = |e: i32| SandboxError::Setup {
-        step: "entering the agent's own mount namespace".into(),
-        errno: io::Error::from_raw_os_error(e),
-    };
-    sys::unshare(libc::CLONE_NEWNS).map_err(errno)?;
-    sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(errno)
+/// The uid a run given `uid` really has: in the agent's user namespace the runs' one
+/// mapped uid is the only one there is (see `privilege`).
+pub fn run_uid(uid: u32) -> u32 {
+    mapped().map_or(uid, |m| m.uid)
 }
 
 /// Mounts a fresh tmpfs of at most `bytes` and `inodes` at `dir`, its root owned by `uid`
 /// (a job's /box: see `judge`). Undo with `unmount`.
 pub fn mount_tmpfs(dir: &Path, bytes: u64, inodes: u64, uid: u32) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
+    let uid = run_uid(uid);
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let data = std::ffi::CString::new(format!("size={bytes},nr_inodes={inodes},mode=0755,uid={uid},gid={uid}"))
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -227,22 +227,26 @@ const NS_FLAGS: u64 = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEW
 impl Sandbox {
     /// `work_dir` is the agent's private directory (mode 0700 is set on it).
     pub fn new(work_dir: &Path, spec: &rootfs::Spec) -> Result<Sandbox, SandboxError> {
-        privilege::require_root()?;
+        privilege::require_isolation()?;
+        let mapped = mapped();
         let filters = seccomp::Filters::compile(&spec.seccomp)?;
         let cgroups = CgroupManager::detect()?;
         cgroups.remove_stale();
         let root_mountpoint = work_dir.join("sandbox-root");
         std::fs::create_dir_all(&root_mountpoint).map_err(io_err("create the sandbox root mountpoint"))?;
         plan::remove_template(&root_mountpoint);
-        plan::build_template(&root_mountpoint, &spec.mounts)?;
+        let empty_dir = work_dir.join("sandbox-empty");
+        std::fs::create_dir_all(&empty_dir).map_err(io_err("create the overlays' empty layer"))?;
+        plan::build_template(&root_mountpoint, &empty_dir, &spec.mounts, mapped.is_some())?;
         let template_ns = plan::template_namespace(&root_mountpoint)?;
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(63);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, "sandbox ready");
-        Ok(Sandbox { cgroups, root_mountpoint, template_ns, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default(), idle_cgroups: Mutex::default() })
+        tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, user_namespace = mapped.is_some(), "sandbox ready");
+        let dropped_mounts = keep_mounts()?;
+        Ok(Sandbox { cgroups, root_mountpoint, template_ns, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default(), idle_cgroups: Mutex::default(), mapped, dropped_mounts })
     }
 
     /// CPUs runs can be pinned to; empty without a usable cpuset controller.
@@ -429,6 +433,7 @@ impl Sandbox {
             cancel: observer.cancel,
             aborted: &self.aborted,
             cpus: self.cpus,
+            mounts: None,
         };
         let ended = match monitor.watch(&spec.limits, cg, start) {
             Ok(e) => e,
@@ -439,6 +444,10 @@ impl Sandbox {
         };
         let wall = start.elapsed();
         reap(pid);
+        if let Some(ns) = monitor.mounts.take() {
+            // Nothing of the run is left in it; its teardown happens on the dropping thread.
+            let _ = self.dropped_mounts.send(ns);
+        }
         // Every process of the run died with its pid namespace: the network namespace
         // holds nothing of it anymore and can serve the next run.
         self.netns.put(net);
@@ -514,6 +523,21 @@ impl Sandbox {
             involuntary_switches,
         })
     }
+}
+
+/// The thread that drops the mount namespaces of finished runs. The last reference to a
+/// mount namespace unmounts its tree and waits an expedited RCU grace period; held by
+/// init, that was paid inside init's exit, before the monitor could see the run end
+/// (kernel stacks sampled during back-to-back runs: `synchronize_rcu_expedited <
+/// namespace_unlock < free_nsproxy < do_exit`). The monitor takes a reference once the
+/// program runs, so init's exit skips the teardown, and hands it here.
+fn keep_mounts() -> Result<std::sync::mpsc::Sender<OwnedFd>, SandboxError> {
+    let (tx, rx) = std::sync::mpsc::channel::<OwnedFd>();
+    std::thread::Builder::new()
+        .name("sandbox-mounts".into())
+        .spawn(move || rx.into_iter().for_each(drop))
+        .map_err(io_err("start the mount namespace dropper"))?;
+    Ok(tx)
 }
 
 /// A detached bind mount of the run's work dir with its flags set, for init to attach

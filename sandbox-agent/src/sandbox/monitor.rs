@@ -31,6 +31,8 @@ pub(super) struct Monitor<'a> {
     pub cancel: Option<&'a AtomicBool>,
     pub aborted: &'a AtomicBool,
     pub cpus: u32,
+    /// The run's mount namespace, taken once the program has started (see `keep_mounts`).
+    pub mounts: Option<OwnedFd>,
 }
 
 impl Monitor<'_> {
@@ -95,6 +97,9 @@ impl Monitor<'_> {
             }
             if pfds[3].revents != 0 {
                 self.setup.read(self.err_pipe);
+                if self.setup.exec_at.is_some() && self.mounts.is_none() {
+                    self.mounts = super::sys::pidfd_mount_namespace(self.pidfd.as_raw_fd());
+                }
             }
             if pfds[4].revents != 0
                 && let (Some(r), Some(p)) = (self.steps.as_mut(), self.step_pipe)

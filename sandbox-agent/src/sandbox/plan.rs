@@ -11,7 +11,7 @@
 //! allocate.
 
 use std::ffi::CString;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -52,8 +52,16 @@ impl Steps {
 const RO: libc::c_ulong = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
 
 /// Builds the template root at `root` in the agent's own mount namespace.
-pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(), SandboxError> {
+///
+/// `empty_dir` is an empty directory: overlays (see below) need a second layer. In the
+/// agent's own user namespace (`userns`) device nodes cannot be created, so /dev holds
+/// binds of the host's, and the agent's /proc is bound at /proc: the kernel lets a user
+/// namespace mount a proc only where one is fully visible already (each run detaches
+/// this one once its own is mounted, see `Sandbox::plan`).
+pub(super) fn build_template(root: &Path, empty_dir: &Path, mounts: &rootfs::Mounts, userns: bool) -> Result<(), SandboxError> {
     let rootb = root.as_os_str().as_bytes();
+    // Descriptors the overlays' options name; they must stay open until mounted.
+    let mut layers: Vec<OwnedFd> = Vec::new();
     let under = |p: &Path| cstr(&[rootb, p.as_os_str().as_bytes()].concat());
     let mut s = Steps::default();
     match &mounts.image {
@@ -108,13 +116,39 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
                 s.add(format!("creating {}", target.display()), Step::Touch(dst.clone()));
             }
         }
-        s.add(format!("bind-mounting {}", b.source.display()), Step::Mount {
-            src: Some(cstr(b.source.as_os_str().as_bytes())?),
-            dst: dst.clone(),
-            fstype: None,
-            flags: libc::MS_BIND | libc::MS_REC,
-            data: None,
-        });
+        if b.source.as_path() == target {
+            s.add(format!("bind-mounting {}", b.source.display()), Step::Mount {
+                src: Some(cstr(b.source.as_os_str().as_bytes())?),
+                dst: dst.clone(),
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            });
+        } else {
+            // A bind's root field in /proc/self/mountinfo is its source's path within its
+            // filesystem (say /root/.rustup/toolchains/...): the host's layout, its users.
+            // A read-only overlay of the source has "/" as its root, and its options name
+            // the layers by the descriptors they were given as, which say nothing.
+            if !meta.is_dir() {
+                return Err(SandboxError::Invalid(format!(
+                    "bind of the file {} to another path ({}): the run would see the host's path; keep the path",
+                    b.source.display(),
+                    target.display()
+                )));
+            }
+            let layer = open_path(&b.source)?;
+            let empty = open_path(empty_dir)?;
+            let data = format!("lowerdir=/proc/self/fd/{}:/proc/self/fd/{}", layer.as_raw_fd(), empty.as_raw_fd());
+            s.add(format!("mounting {} as an overlay", b.source.display()), Step::Mount {
+                src: Some(cstr(b"judge")?),
+                dst: dst.clone(),
+                fstype: Some(cstr(b"overlay")?),
+                flags: RO,
+                data: Some(cstr(data.as_bytes())?),
+            });
+            layers.push(layer);
+            layers.push(empty);
+        }
         s.add(format!("making {} read-only", target.display()), Step::Remount { dst, flags: RO });
     }
     for l in &mounts.symlink {
@@ -132,7 +166,22 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
     s.tmpfs("/dev", under(Path::new("/dev"))?, libc::MS_NOSUID | libc::MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")?;
     for (name, minor) in [("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)] {
         let path = under(&Path::new("/dev").join(name))?;
-        s.add(format!("creating /dev/{name}"), Step::CharDevice { path, major: 1, minor });
+        if userns {
+            s.add(format!("creating /dev/{name}"), Step::Touch(path.clone()));
+            s.add(format!("bind-mounting /dev/{name}"), Step::Mount {
+                src: Some(cstr(format!("/dev/{name}").as_bytes())?),
+                dst: path.clone(),
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+            });
+            s.add(format!("making /dev/{name} read-only"), Step::Remount {
+                dst: path,
+                flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
+            });
+        } else {
+            s.add(format!("creating /dev/{name}"), Step::CharDevice { path, major: 1, minor });
+        }
     }
     for (name, target) in
         [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")]
@@ -145,6 +194,15 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
         dst: under(Path::new("/dev"))?,
         flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC,
     });
+    if userns {
+        s.add("bind-mounting the agent's /proc", Step::Mount {
+            src: Some(cstr(b"/proc")?),
+            dst: under(Path::new("/proc"))?,
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        });
+    }
     // (A bind of an image takes the flags with a remount like any bind; a tmpfs too.)
     s.add("making the template read-only", Step::Remount { dst: cstr(rootb)?, flags: RO });
 
@@ -159,7 +217,20 @@ pub(super) fn build_template(root: &Path, mounts: &rootfs::Mounts) -> Result<(),
     });
     // SAFETY: as above.
     unsafe { libc::umask(old) };
+    drop(layers);
     result
+}
+
+/// An `O_PATH` descriptor of a directory, for an overlay's layer.
+fn open_path(dir: &Path) -> Result<OwnedFd, SandboxError> {
+    let c = cstr(dir.as_os_str().as_bytes())?;
+    // SAFETY: a NUL-terminated path and valid flags; the new descriptor is ours.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(SandboxError::Io { what: "open a bind source", source: std::io::Error::last_os_error() });
+    }
+    // SAFETY: open returned a new descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A mount namespace whose root is the template at `root` and which holds nothing else:
@@ -208,19 +279,40 @@ impl Sandbox {
         let mut s = Steps::default();
         // Init is in its copy of the template's namespace, /box attached (see `child`).
         s.add("making mounts private", Step::PrivateRoot);
+        let proc_at = |dst: &[u8]| -> Result<Step, SandboxError> {
+            Ok(Step::Mount {
+                src: Some(cstr(b"proc")?),
+                dst: cstr(dst)?,
+                fstype: Some(cstr(b"proc")?),
+                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                // Init is a clone of the agent: its command line would show the agent's
+                // paths. The program sees only processes it could ptrace: not init,
+                // which runs as root or, in the agent's user namespace, keeps
+                // capabilities the program has not.
+                data: Some(cstr(b"hidepid=invisible")?),
+            })
+        };
+        if self.mapped.is_some() {
+            // Mounted while the template's bind of the agent's /proc is in the namespace
+            // (the kernel's condition for a proc in a user namespace), on /tmp, not yet
+            // in use; then that bind is detached and the run's own moved into its place.
+            s.add("mounting /proc", proc_at(b"/tmp")?);
+            s.add("detaching the agent's /proc", Step::Unmount(cstr(b"/proc")?));
+            s.add("moving /proc into place", Step::Mount {
+                src: Some(cstr(b"/tmp")?),
+                dst: cstr(b"/proc")?,
+                fstype: None,
+                flags: libc::MS_MOVE,
+                data: None,
+            });
+        }
         let tmp_bytes = l.file_bytes.max(4096);
         let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
         s.tmpfs("/tmp", cstr(b"/tmp")?, nosuid_nodev, &format!("size={tmp_bytes},nr_inodes=4096,mode=1777"))?;
         s.tmpfs("/dev/shm", cstr(b"/dev/shm")?, nosuid_nodev | libc::MS_NOEXEC, &format!("size={tmp_bytes},nr_inodes=256,mode=1777"))?;
-        s.add("mounting /proc", Step::Mount {
-            src: Some(cstr(b"proc")?),
-            dst: cstr(b"/proc")?,
-            fstype: Some(cstr(b"proc")?),
-            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            // Init runs as root and is a clone of the agent: its command line would
-            // show the agent's paths. The program sees only processes of its own uid.
-            data: Some(cstr(b"hidepid=invisible")?),
-        });
+        if self.mapped.is_none() {
+            s.add("mounting /proc", proc_at(b"/proc")?);
+        }
         s.add("setting the hostname", Step::Hostname(cstr(b"judge")?));
 
         if spec.argv.is_empty() {
@@ -259,9 +351,10 @@ impl Sandbox {
             env,
             cwd: cstr(b"/box")?,
             rlimits,
-            uid: spec.uid,
-            gid: spec.gid,
+            uid: self.mapped.map_or(spec.uid, |m| m.uid),
+            gid: self.mapped.map_or(spec.gid, |m| m.gid),
             cap_last: self.cap_last,
+            clear_groups: self.mapped.is_none(),
             with_steps,
         })
     }

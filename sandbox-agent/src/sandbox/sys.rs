@@ -211,8 +211,9 @@ pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<(), i32> {
 }
 
 /// Drops every capability from the bounding set, the ambient set, and then all
-/// privileges by switching to `uid`/`gid` with no supplementary groups.
-pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32) -> Result<(), i32> {
+/// privileges by switching to `uid`/`gid` (with no supplementary groups when
+/// `clear_groups`) and clearing the remaining capability sets.
+pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32, clear_groups: bool) -> Result<(), i32> {
     for cap in 0..=cap_last {
         prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
     }
@@ -220,13 +221,56 @@ pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32) -> Result<(), i32>
     // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
     // glibc believes the process has, and in a cloned child of a multi-threaded parent
     // they wait forever for threads that are not there.
-    // SAFETY: a null list with length 0 clears the supplementary groups.
-    sys_ret(unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) })?;
+    if clear_groups {
+        // SAFETY: a null list with length 0 clears the supplementary groups.
+        sys_ret(unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) })?;
+    }
     // SAFETY: plain integer arguments.
     sys_ret(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })?;
-    // SAFETY: plain integer arguments. Without PR_SET_KEEPCAPS this also clears the
-    // permitted and effective capability sets.
-    sys_ret(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+    // SAFETY: plain integer arguments. Leaving uid 0 clears the permitted and effective
+    // sets; in the agent's user namespace the uid does not change, so the capset below
+    // is what drops them there.
+    sys_ret(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })?;
+    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let none = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: a valid header and the two data words version 3 takes, both outliving the call.
+    sys_ret(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, none.as_ptr()) })
+}
+
+/// linux/capability.h; not in the libc crate.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// linux/pidfd.h: PIDFD_GET_MNT_NAMESPACE, `_IO(0xFF, 3)` (Linux 6.11).
+const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xFF03;
+
+/// The mount namespace of the process behind `pidfd`, if it still has one (it has
+/// none once exiting; kernels before 6.11 lack the ioctl).
+pub fn pidfd_mount_namespace(pidfd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(pidfd, PIDFD_GET_MNT_NAMESPACE, 0) };
+    // SAFETY: a non-negative return is a new descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Detaches the mount at `path`.
+pub fn umount_detach(path: &CStr) -> Result<(), i32> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) })
 }
 
 fn sys_ret(r: libc::c_long) -> Result<(), i32> {
