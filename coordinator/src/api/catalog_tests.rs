@@ -10,6 +10,7 @@ use super::*;
 use crate::link::{Dispatch, DispatchError};
 use crate::store::auth::Role;
 use crate::store::catalog::shipped;
+use crate::store::Queries;
 use crate::store::testing::fresh_store;
 
 const BASE: &str = "http://127.0.0.1:5800";

@@ -16,6 +16,7 @@ use crate::runner::Runner;
 use crate::store::auth::Role;
 use crate::store::catalog::shipped;
 use crate::store::dashboard::{NewRun, RunKind, RunOutcome};
+use crate::store::Queries;
 use crate::store::testing::fresh_store;
 
 const BASE: &str = "http://127.0.0.1:5800";

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use tokio_postgres::Row;
 
-use super::{Store, StoreError, ts};
+use super::{Queries, Store, StoreError, ts};
 
 /// A finished benchmark as the WebSocket reported it.
 #[derive(Debug, Clone, PartialEq)]

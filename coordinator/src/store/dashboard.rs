@@ -9,9 +9,9 @@
 //! `docs/analytics.md`'s.
 
 use serde_json::Value;
-use tokio_postgres::GenericClient;
 
-use super::{Store, StoreError, put_blob, ts};
+
+use super::{Queries, Store, StoreError, put_blob, ts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunKind {
@@ -179,7 +179,7 @@ impl Store {
     pub async fn start_run(&self, run: &NewRun<'_>) -> Result<i64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let source = put_blob(&*tx, run.source).await?;
+        let source = put_blob(&tx, run.source).await?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO dashboard_runs (epoch, submission_id, user_id, algorithm_id, language, kind, source_sha256,
@@ -240,10 +240,10 @@ impl Store {
         if let Some(user) = user {
             let success = outcome.status == "SUCCESS";
             if kind == RunKind::Test.as_str() {
-                let previous_best = previous_best(&*tx, user, algorithm, &language, run_id).await?;
-                record_progress(&*tx, user, algorithm, success, outcome).await?;
+                let previous_best = previous_best(&tx, user, algorithm, &language, run_id).await?;
+                record_progress(&tx, user, algorithm, success, outcome).await?;
                 if success {
-                    unlocked = unlock_achievements(&*tx, user, algorithm, outcome.cpu_us, previous_best).await?;
+                    unlocked = unlock_achievements(&tx, user, algorithm, outcome.cpu_us, previous_best).await?;
                 }
             } else {
                 tx.execute(
@@ -313,7 +313,7 @@ impl Store {
         // Two saves at once must not pick the same number: serialize per user and
         // algorithm. Ids beyond 2^31 wrap, which only makes unrelated saves wait.
         tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&(user as i32), &(algorithm as i32)]).await?;
-        let hash = put_blob(&*tx, source).await?;
+        let hash = put_blob(&tx, source).await?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO code_versions (user_id, algorithm_id, language, version, source_sha256, note)
@@ -415,7 +415,7 @@ impl Store {
     /// time, then least memory, then earliest), best first.
     pub async fn leaderboard(&self, algorithm: i64, language: Option<&str>, limit: i64) -> Result<Vec<LeaderboardRow>, StoreError> {
         let client = self.client().await?;
-        leaderboard(&**client, algorithm, language, limit).await
+        leaderboard(&client, algorithm, language, limit).await
     }
 
     /// Every algorithm with the user's status on it (NOT_STARTED where they never ran it).
@@ -542,7 +542,7 @@ fn code_version(r: &tokio_postgres::Row) -> Result<CodeVersion, StoreError> {
 }
 
 async fn leaderboard(
-    client: &impl GenericClient,
+    client: &impl Queries,
     algorithm: i64,
     language: Option<&str>,
     limit: i64,
@@ -581,7 +581,7 @@ async fn leaderboard(
 
 /// The user's best CPU time on the algorithm in the run's language before this run.
 async fn previous_best(
-    client: &impl GenericClient,
+    client: &impl Queries,
     user: i64,
     algorithm: i64,
     language: &str,
@@ -600,7 +600,7 @@ async fn previous_best(
 /// Counts the attempt; a pass makes the algorithm COMPLETED, and MASTERED once it has
 /// passed in two languages.
 async fn record_progress(
-    client: &impl GenericClient,
+    client: &impl Queries,
     user: i64,
     algorithm: i64,
     success: bool,
@@ -643,7 +643,7 @@ async fn record_progress(
 
 /// Checks every rule after a passing test-suite run; returns the types unlocked now.
 async fn unlock_achievements(
-    client: &impl GenericClient,
+    client: &impl Queries,
     user: i64,
     algorithm: i64,
     cpu_us: i64,
