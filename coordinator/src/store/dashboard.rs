@@ -481,6 +481,19 @@ impl Store {
         Ok(client.query_opt("SELECT 1 FROM users WHERE id = $1", &[&user]).await?.is_some())
     }
 
+    /// Whether the user has passed the algorithm's whole test suite (COMPLETED or
+    /// MASTERED): the catalog then shows them its solution.
+    pub async fn has_solved(&self, user: i64, algorithm: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM user_progress WHERE user_id = $1 AND algorithm_id = $2 AND status IN ('COMPLETED', 'MASTERED')",
+                &[&user, &algorithm],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// How many dashboard runs and code versions there are (tests: nothing written).
     pub async fn dashboard_row_counts(&self) -> Result<(i64, i64), StoreError> {
         let client = self.client().await?;
