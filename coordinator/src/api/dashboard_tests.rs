@@ -487,3 +487,14 @@ async fn the_solution_shows_once_the_user_solved_the_algorithm() {
     }
     assert!(get(&f, "/api/algorithms/two_sum", Some(&f.admin)).await.1["solution"].is_object());
 }
+
+/// PostgreSQL's jsonb refuses NUL characters; arguments holding them are kept with
+/// U+FFFD in their place instead of failing the request with a 500.
+#[tokio::test]
+async fn nul_characters_in_the_arguments_are_stored_as_replacement_characters() {
+    let f = fixture().await;
+    let body = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM, "input": {"nums\u{0}": ["\u{0}"], "target": 3} });
+    assert_error(&post(&f, "/api/execution/run", body.to_string(), Some(&f.user.1)).await, 504, "run_timed_out", "cancelled");
+    let (_, history) = get(&f, "/api/execution/history", Some(&f.user.1)).await;
+    assert_eq!(history["executions"][0]["input"], json!({"nums\u{fffd}": ["\u{fffd}"], "target": 3}), "{history}");
+}

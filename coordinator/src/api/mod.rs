@@ -486,23 +486,25 @@ fn dashboard_routes() -> Vec<Op> {
     let op = |method, path, route, access, doc| Op { method, path, route, access, doc };
     let user = AtLeast(Role::User);
     let page = [("page", s::positive()), ("perPage", s::positive())];
+    // Ids and a slug that exist in CI's schemathesis run (tests/tests/api_access.rs).
+    let (first, second) = (s::example(s::positive(), json!(1)), s::example(s::positive(), json!(2)));
     vec![
         op(M::POST, "/api/execution/run", Route::Dashboard(D::Run), user, Doc::new("dashboard", "Run a function once on given arguments, waiting for its end").body(s::execution_request()).ok(200, s::execution_result()).db()),
         op(M::GET, "/api/execution/history", Route::Dashboard(D::History), user, Doc::new("dashboard", "The caller's runs, newest first").query(&[("algorithm", s::string())]).query(&page).ok(200, s::execution_page()).db()),
-        op(M::GET, "/api/execution/history/{id}", Route::Dashboard(D::GetRun), user, Doc::new("dashboard", "One run of the caller's (any, for admins)").param("id", s::positive()).ok(200, s::execution_row()).db()),
+        op(M::GET, "/api/execution/history/{id}", Route::Dashboard(D::GetRun), user, Doc::new("dashboard", "One run of the caller's (any, for admins)").param("id", first.clone()).ok(200, s::execution_row()).db()),
         op(M::GET, "/api/execution/versions", Route::Dashboard(D::ListVersions), user, Doc::new("dashboard", "The caller's saved code versions").query(&[("algorithm", s::string()), ("language", s::string())]).ok(200, s::version_list()).db()),
         op(M::POST, "/api/execution/versions", Route::Dashboard(D::SaveVersion), user, Doc::new("dashboard", "Save a solution as a new version once it compiles (422 with the compiler's message if not)").body(s::version_input()).ok(201, s::version()).db()),
-        op(M::GET, "/api/execution/versions/{id}", Route::Dashboard(D::GetVersion), user, Doc::new("dashboard", "One version with its code").param("id", s::positive()).ok(200, s::version()).db()),
-        op(M::GET, "/api/execution/versions/{id}/diff/{other}", Route::Dashboard(D::Diff), user, Doc::new("dashboard", "Line diff of two versions").param("id", s::positive()).param("other", s::positive()).ok(200, s::version_diff()).db()),
+        op(M::GET, "/api/execution/versions/{id}", Route::Dashboard(D::GetVersion), user, Doc::new("dashboard", "One version with its code").param("id", first.clone()).ok(200, s::version()).db()),
+        op(M::GET, "/api/execution/versions/{id}/diff/{other}", Route::Dashboard(D::Diff), user, Doc::new("dashboard", "Line diff of two versions").param("id", first.clone()).param("other", second.clone()).ok(200, s::version_diff()).db()),
         op(M::POST, "/api/testing/run", Route::Dashboard(D::RunTests), user, Doc::new("dashboard", "Run an algorithm's whole test suite on a solution").body(s::testing_request()).ok(200, s::testing_result()).db()),
         op(M::GET, "/api/analytics/stats", Route::Dashboard(D::Stats), Public, Doc::new("analytics", "Per algorithm and language: runs, success rate, CPU time and memory").query(&[("algorithm", s::string()), ("language", s::string())]).ok(200, s::run_stats()).db()),
-        op(M::GET, "/api/analytics/leaderboard/{slug}", Route::Dashboard(D::Leaderboard), Public, Doc::new("analytics", "Best run per user: CPU time, then memory").param("slug", s::string()).query(&[("language", s::string()), ("limit", s::positive())]).ok(200, s::leaderboard()).db()),
+        op(M::GET, "/api/analytics/leaderboard/{slug}", Route::Dashboard(D::Leaderboard), Public, Doc::new("analytics", "Best run per user: CPU time, then memory").param("slug", s::example(s::string(), json!("two_sum"))).query(&[("language", s::string()), ("limit", s::positive())]).ok(200, s::leaderboard()).db()),
         op(M::GET, "/api/analytics/progress", Route::Dashboard(D::Progress), user, Doc::new("analytics", "The caller's progress per algorithm (admins: any user's)").query(&[("userId", s::positive())]).ok(200, s::progress()).db()),
         op(M::GET, "/api/analytics/achievements", Route::Dashboard(D::Achievements), user, Doc::new("analytics", "The caller's achievements and the rules (admins: any user's)").query(&[("userId", s::positive())]).ok(200, s::achievements()).db()),
         op(M::GET, "/api/analytics/benchmarks", Route::Benchmarks(B::List), Public, Doc::new("analytics", "Stored WebSocket benchmarks, newest first").query(&[("algorithm", s::string())]).query(&page).ok(200, s::benchmark_page()).db()),
-        op(M::GET, "/api/analytics/benchmarks/{id}", Route::Benchmarks(B::Get), Public, Doc::new("analytics", "One stored benchmark with every size's measurements and fits").param("id", s::positive()).ok(200, s::benchmark()).db()),
-        op(M::GET, "/api/analytics/benchmarks/{id}/plot.svg", Route::Benchmarks(B::Plot), Public, Doc::new("analytics", "A benchmark's plot (SVG)").param("id", s::positive()).svg().db()),
-        op(M::GET, "/api/analytics/compare", Route::Benchmarks(B::Compare), Public, Doc::new("analytics", "Two benchmarks on the same inputs: fits and per-size speedups").query(&[("a", s::positive()), ("b", s::positive())]).ok(200, s::benchmark_comparison()).db()),
+        op(M::GET, "/api/analytics/benchmarks/{id}", Route::Benchmarks(B::Get), Public, Doc::new("analytics", "One stored benchmark with every size's measurements and fits").param("id", first.clone()).ok(200, s::benchmark()).db()),
+        op(M::GET, "/api/analytics/benchmarks/{id}/plot.svg", Route::Benchmarks(B::Plot), Public, Doc::new("analytics", "A benchmark's plot (SVG)").param("id", first.clone()).svg().db()),
+        op(M::GET, "/api/analytics/compare", Route::Benchmarks(B::Compare), Public, Doc::new("analytics", "Two benchmarks on the same inputs: fits and per-size speedups").query(&[("a", first), ("b", second)]).ok(200, s::benchmark_comparison()).db()),
     ]
 }
 

@@ -215,6 +215,13 @@ pub mod schema {
         json!({ "type": "integer", "minimum": 1 })
     }
 
+    /// `schema` with an example, which schemathesis sends first: ids and slugs that the
+    /// CI run creates before it starts, so the routes behind them answer with data.
+    pub fn example(mut schema: Value, example: Value) -> Value {
+        schema["example"] = example;
+        schema
+    }
+
     pub fn count() -> Value {
         json!({ "type": "integer", "minimum": 0 })
     }
