@@ -190,10 +190,19 @@ async fn unfinished_runs_are_capped_per_caller() {
     assert_eq!(submit(&f, Some(&f.user.1)).await.0, 201);
     let (status, body) = submit(&f, Some(&f.user.1)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_running")), "{body}");
+    // Judge0 clients are refused in Judge0's shape, single or batch.
+    let judge0 = json!({ "source_code": "print(1)", "language_id": 71 });
+    for (path, body) in [("/submissions", judge0.clone()), ("/submissions/batch", json!({ "submissions": [judge0] }))] {
+        let req = TestClient::post(format!("{BASE}{path}")).add_header("x-auth-token", f.user.1.clone(), true).json(&body);
+        let (status, body) = send(&f, req).await;
+        assert_eq!(status, 429, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("at most 2"), "{path}: {body}");
+    }
     // A refused request keeps no place, and others have their own.
     assert_eq!(submit(&f, Some(&f.admin)).await.0, 201);
     let (status, _) = submit(&f, Some(&f.user.1)).await;
     assert_eq!(status, 429);
+    assert_eq!(f.scheduler.queue_summary().await.queued, 3, "refused runs are not queued");
 }
 
 #[tokio::test]
