@@ -177,6 +177,10 @@ async fn the_rate_limit_answers_429_with_retry_after_per_caller() {
     let text = TestClient::get(format!("{BASE}/metrics")).send(&f.service).await.take_string().await.unwrap();
     assert!(text.contains("judge_http_rate_limited_total{scope=\"ip\"} 1"), "{text}");
     assert!(text.contains("judge_http_rate_limited_total{scope=\"user\"} 0"), "{text}");
+    // Nor is what raft peers poll to build /api/cluster.
+    let (status, own) = send(&f, TestClient::get(format!("{BASE}/api/cluster/self"))).await;
+    assert_eq!((status, own["reachable"].as_bool()), (200, Some(true)), "{own}");
+    assert_eq!(send(&f, TestClient::get(format!("{BASE}/api/cluster"))).await.0, 429);
     let _ = &f.metrics;
 }
 
