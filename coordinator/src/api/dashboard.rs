@@ -218,6 +218,15 @@ pub(super) fn user(caller: &Caller) -> Result<&Principal, ApiError> {
     auth::require(caller, crate::store::auth::Role::User)
 }
 
+/// The user behind a run, or None for an anonymous one (the gate let it through only
+/// where the operator allows anonymous runs); such runs are recorded under no user.
+pub(super) fn runner(caller: &Caller) -> Option<&Principal> {
+    match caller {
+        Caller::User(p) => Some(p),
+        Caller::Anonymous => None,
+    }
+}
+
 /// The algorithm behind a slug, 404 if there is none.
 pub(super) async fn algorithm(store: &Store, slug: &str) -> Result<Algorithm, ApiError> {
     if slug.len() > 64 {

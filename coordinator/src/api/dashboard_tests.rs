@@ -32,18 +32,16 @@ async fn nothing_written(f: &Fixture) {
 const TWO_SUM: &str = "def two_sum(nums, target):\n    return [0, 1]\n";
 
 #[tokio::test]
-async fn anonymous_callers_may_read_statistics_only() {
+async fn anonymous_callers_run_only_where_allowed_and_read_statistics() {
     let f = fixture().await;
     let run = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM, "input": {"nums": [1, 2], "target": 3} });
     for (method, path) in [
-        ("POST", "/api/execution/run"),
         ("GET", "/api/execution/history"),
         ("GET", "/api/execution/history/1"),
         ("GET", "/api/execution/versions"),
         ("POST", "/api/execution/versions"),
         ("GET", "/api/execution/versions/1"),
         ("GET", "/api/execution/versions/1/diff/2"),
-        ("POST", "/api/testing/run"),
         ("GET", "/api/analytics/progress"),
         ("GET", "/api/analytics/achievements"),
     ] {
@@ -53,6 +51,7 @@ async fn anonymous_callers_may_read_statistics_only() {
     let (status, stats) = get(&f, "/api/analytics/stats", None).await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["stats"], json!([]));
+
     let (status, board) = get(&f, "/api/analytics/leaderboard/two_sum", None).await;
     assert_eq!(status, 200, "{board}");
     assert_eq!(board["entries"], json!([]));
@@ -60,6 +59,24 @@ async fn anonymous_callers_may_read_statistics_only() {
     let bad = format!("jc_{}", "0".repeat(64));
     assert_error(&get(&f, "/api/analytics/stats", Some(&bad)).await, 401, "unauthorized", "unknown or revoked");
     nothing_written(&f).await;
+
+    // Runs are open to anonymous callers where the operator allows them (the seed's
+    // frontend calls these without a login); they are recorded under no user. No agent
+    // takes them here, so they time out — after being queued and recorded.
+    let tests = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM });
+    assert_error(&post(&f, "/api/execution/run", run.to_string(), None).await, 504, "run_timed_out", "cancelled");
+    assert_error(&post(&f, "/api/testing/run", tests.to_string(), None).await, 504, "run_timed_out", "cancelled");
+    assert_eq!(f.store.dashboard_row_counts().await.unwrap(), (2, 0));
+    assert_eq!(f.store.anonymous_run_count().await.unwrap(), 2);
+    let closed = Fixture::with(Setup {
+        options: ApiOptions { auth: AuthConfig { allow_anonymous: false, jwt: None }, ..ApiOptions::default() },
+        ..Setup::default()
+    })
+    .await;
+    for (path, body) in [("/api/execution/run", &run), ("/api/testing/run", &tests)] {
+        assert_error(&post(&closed, path, body.to_string(), None).await, 401, "unauthorized", "Bearer");
+    }
+    nothing_written(&closed).await;
 }
 
 #[tokio::test]
@@ -210,7 +227,7 @@ async fn passed(f: &Fixture, user: i64, slug: &str, language: &str, cpu_us: i64,
     let run = NewRun {
         epoch: f.epoch,
         submission_id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        user_id: user,
+        user_id: Some(user),
         algorithm_id: algorithm.id,
         language,
         kind: RunKind::Test,
@@ -354,10 +371,12 @@ async fn without_a_database_the_dashboard_answers_503_and_leaves_other_paths_alo
     for path in ["/api/analytics/leaderboard/two_sum", "/api/analytics/stats", "/api/analytics/benchmarks/1"] {
         assert_error(&send(&service, TestClient::get(format!("{BASE}{path}")), None).await, 503, "no_database", "without a database");
     }
-    for (method, path) in [("POST", "/api/execution/run"), ("GET", "/api/execution/versions/3"), ("POST", "/api/testing/run")] {
-        let req = if method == "POST" { TestClient::post(format!("{BASE}{path}")).raw_json("{}") } else { TestClient::get(format!("{BASE}{path}")) };
-        assert_error(&send(&service, req, None).await, 401, "unauthorized", "Bearer");
+    // Runs, open to anonymous callers here, say the same.
+    for path in ["/api/execution/run", "/api/testing/run"] {
+        let req = TestClient::post(format!("{BASE}{path}")).raw_json("{}");
+        assert_error(&send(&service, req, None).await, 503, "no_database", "without a database");
     }
+    assert_error(&send(&service, TestClient::get(format!("{BASE}/api/execution/versions/3")), None).await, 401, "unauthorized", "Bearer");
     // Other paths under /api/analytics are no route at all; the benchmark routes answer
     // 503 like the dashboard's without a database.
     let (status, _) = send(&service, TestClient::get(format!("{BASE}/api/analytics/nothing")), None).await;
@@ -397,7 +416,7 @@ async fn the_projected_row_of_a_dashboard_run_is_attributed_and_stands_in_for_a_
     let record = |submission_id| NewRun {
         epoch: f.epoch,
         submission_id,
-        user_id: f.user.0,
+        user_id: Some(f.user.0),
         algorithm_id: two_sum.id,
         language: "python",
         kind: RunKind::Execute,

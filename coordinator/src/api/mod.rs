@@ -478,7 +478,7 @@ fn routes() -> Vec<Op> {
 /// The dashboard's routes (docs/dashboard.md): runs, code versions, statistics, progress,
 /// and the stored benchmarks of `/ws`.
 fn dashboard_routes() -> Vec<Op> {
-    use Access::{AtLeast, Public};
+    use Access::{AtLeast, Public, Run};
     use analytics::BenchRoute as B;
     use dashboard::DashRoute as D;
     use openapi::{Doc, schema as s};
@@ -489,14 +489,14 @@ fn dashboard_routes() -> Vec<Op> {
     // Ids and a slug that exist in CI's schemathesis run (tests/tests/api_access.rs).
     let (first, second) = (s::example(s::positive(), json!(1)), s::example(s::positive(), json!(2)));
     vec![
-        op(M::POST, "/api/execution/run", Route::Dashboard(D::Run), user, Doc::new("dashboard", "Run a function once on given arguments, waiting for its end").body(s::execution_request()).ok(200, s::execution_result()).db()),
+        op(M::POST, "/api/execution/run", Route::Dashboard(D::Run), Run, Doc::new("dashboard", "Run a function once on given arguments, waiting for its end").body(s::execution_request()).ok(200, s::execution_result()).db()),
         op(M::GET, "/api/execution/history", Route::Dashboard(D::History), user, Doc::new("dashboard", "The caller's runs, newest first").query(&[("algorithm", s::string())]).query(&page).ok(200, s::execution_page()).db()),
         op(M::GET, "/api/execution/history/{id}", Route::Dashboard(D::GetRun), user, Doc::new("dashboard", "One run of the caller's (any, for admins)").param("id", first.clone()).ok(200, s::execution_row()).db()),
         op(M::GET, "/api/execution/versions", Route::Dashboard(D::ListVersions), user, Doc::new("dashboard", "The caller's saved code versions").query(&[("algorithm", s::string()), ("language", s::string())]).ok(200, s::version_list()).db()),
         op(M::POST, "/api/execution/versions", Route::Dashboard(D::SaveVersion), user, Doc::new("dashboard", "Save a solution as a new version once it compiles (422 with the compiler's message if not)").body(s::version_input()).ok(201, s::version()).db()),
         op(M::GET, "/api/execution/versions/{id}", Route::Dashboard(D::GetVersion), user, Doc::new("dashboard", "One version with its code").param("id", first.clone()).ok(200, s::version()).db()),
         op(M::GET, "/api/execution/versions/{id}/diff/{other}", Route::Dashboard(D::Diff), user, Doc::new("dashboard", "Line diff of two versions").param("id", first.clone()).param("other", second.clone()).ok(200, s::version_diff()).db()),
-        op(M::POST, "/api/testing/run", Route::Dashboard(D::RunTests), user, Doc::new("dashboard", "Run an algorithm's whole test suite on a solution").body(s::testing_request()).ok(200, s::testing_result()).db()),
+        op(M::POST, "/api/testing/run", Route::Dashboard(D::RunTests), Run, Doc::new("dashboard", "Run an algorithm's whole test suite on a solution").body(s::testing_request()).ok(200, s::testing_result()).db()),
         op(M::GET, "/api/analytics/stats", Route::Dashboard(D::Stats), Public, Doc::new("analytics", "Per algorithm and language: runs, success rate, CPU time and memory").query(&[("algorithm", s::string()), ("language", s::string())]).ok(200, s::run_stats()).db()),
         op(M::GET, "/api/analytics/leaderboard/{slug}", Route::Dashboard(D::Leaderboard), Public, Doc::new("analytics", "Best run per user: CPU time, then memory").param("slug", s::example(s::string(), json!("two_sum"))).query(&[("language", s::string()), ("limit", s::positive())]).ok(200, s::leaderboard()).db()),
         op(M::GET, "/api/analytics/progress", Route::Dashboard(D::Progress), user, Doc::new("analytics", "The caller's progress per algorithm (admins: any user's)").query(&[("userId", s::positive())]).ok(200, s::progress()).db()),

@@ -35,7 +35,8 @@ impl RunKind {
 pub struct NewRun<'a> {
     pub epoch: i64,
     pub submission_id: u64,
-    pub user_id: i64,
+    /// None for an anonymous run (where the operator allows them).
+    pub user_id: Option<i64>,
     pub algorithm_id: i64,
     pub language: &'a str,
     pub kind: RunKind,
@@ -496,6 +497,13 @@ impl Store {
             )
             .await?;
         Ok(row.is_some())
+    }
+
+    /// How many dashboard runs were made by no user (tests: anonymous runs).
+    #[cfg(test)]
+    pub async fn anonymous_run_count(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        Ok(client.query_one("SELECT count(*) FROM dashboard_runs WHERE user_id IS NULL", &[]).await?.try_get(0)?)
     }
 
     /// How many dashboard runs and code versions there are (tests: nothing written).
