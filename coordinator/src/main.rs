@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use coordinator::api::{self, ApiLimits, Judge0Config};
 use coordinator::link::AgentHub;
 use coordinator::metrics::Metrics;
@@ -18,6 +18,9 @@ use coordinator::tls::{ClusterTls, SERVER_NAME};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Judge cluster coordinator")]
+// A flag given twice keeps the last value: `--config` writes the file's flags first, so
+// the command line's own win.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,6 +86,11 @@ struct ServerArgs {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
+    /// A TOML file of these flags, keys spelled as the long flags without dashes
+    /// (`node-id = 2`, `raft-listen = "10.0.0.2:3200"`, `peer = ["1=10.0.0.1:3200,10.0.0.1:3001"]`).
+    /// Flags on the command line override its values and add to its lists.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// State of this coordinator: the cluster CA and certificates, the local agent's files.
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
@@ -205,7 +213,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match with_config_file(Cli::parse())?.command {
         Command::Agent(args) => sandbox_agent::cli::run(args),
         Command::IssueAgentCert { data_dir, agent_id, out } => {
             let tls = ClusterTls::load_or_create(&data_dir).context("loading the cluster CA")?;
@@ -223,6 +231,73 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(serve(args.serve, Some(local)))
         }
     }
+}
+
+/// `serve` or `up` with `--config FILE`: parses the command line again with the file's
+/// flags written right after the subcommand, so every flag is a key of the file with the
+/// same checks, defaults and help, and the command line's own flags still win.
+fn with_config_file(cli: Cli) -> anyhow::Result<Cli> {
+    let path = match &cli.command {
+        Command::Serve(args) => args.config.clone(),
+        Command::Up(args) => args.serve.config.clone(),
+        _ => None,
+    };
+    let Some(path) = path else { return Ok(cli) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading the config file {}", path.display()))?;
+    let flags = config_flags(&text, &ServeArgs::augment_args(clap::Command::new("serve")))
+        .with_context(|| format!("in the config file {}", path.display()))?;
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The subcommand is the first argument: the top level has no options of its own.
+    let at = argv.len().min(2);
+    argv.splice(at..at, flags.into_iter().map(Into::into));
+    Ok(Cli::try_parse_from(argv).unwrap_or_else(|e| e.exit()))
+}
+
+/// The flags a config file stands for: `key = value` is `--key=value`, a list repeats the
+/// flag, `true` of a plain switch is `--key` (and `false` leaves it off). Keys that are no
+/// flag of `command`, and lists for single-valued flags, are errors.
+fn config_flags(text: &str, command: &clap::Command) -> anyhow::Result<Vec<String>> {
+    use clap::ArgAction;
+    let table: toml::Table = text.parse().context("not TOML")?;
+    let known = || {
+        command
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| !matches!(*l, "config" | "help" | "version"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut flags = Vec::new();
+    for (key, value) in table {
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
+            .filter(|a| !matches!(a.get_action(), ArgAction::Help | ArgAction::Version))
+            .ok_or_else(|| anyhow::anyhow!("unknown key {key:?}; the keys are the flags of `serve`: {}", known()))?;
+        let switch = matches!(arg.get_action(), ArgAction::SetTrue);
+        let values = match value {
+            toml::Value::Array(items) if matches!(arg.get_action(), ArgAction::Append) => items,
+            toml::Value::Array(_) => anyhow::bail!("{key} takes one value, not a list"),
+            one => vec![one],
+        };
+        for value in values {
+            let text = match value {
+                toml::Value::Boolean(on) if switch => {
+                    if on {
+                        flags.push(format!("--{key}"));
+                    }
+                    continue;
+                }
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::String(s) => s,
+                other => anyhow::bail!("{key}: want a string, number or boolean (or a list of them), not {}", other.type_str()),
+            };
+            flags.push(format!("--{key}={text}"));
+        }
+    }
+    Ok(flags)
 }
 
 fn problem_command(command: ProblemCommand) -> anyhow::Result<()> {
@@ -353,25 +428,21 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         live.set_store(store.clone());
     }
     live.set_auth(api::Authn { config: options.auth.clone(), store: store.clone() });
+    // The same caps (and the same per-caller budget of unfinished runs) as the REST API.
+    live.set_run_caps(options.run_caps(&caps));
     // Live data passes the runner (which keeps the returned values of the REST API's runs)
     // on its way to the WebSocket hub.
     let runner = coordinator::runner::Runner::new(scheduler.clone());
     runner.forward_to(live.clone());
     hub.set_live(runner.clone());
-    // /ws and the dashboard routes first: the API router ends in a catch-all.
     let peer_apis = args.peers.iter().map(|p| PeerApi { id: p.id, api: p.api.to_string() }).collect();
-    let cluster_api = ClusterApi::new(scheduler.clone(), api_addr.to_string(), peer_apis);
-    let mut router =
-        salvo::Router::new().push(cluster_api.router()).push(salvo::Router::with_path("ws").goal(live.handler()));
-    router = match (&store, epoch) {
-        (Some(store), Some(epoch)) => {
-            // Behind the same gate as the main API: CORS, credentials, the rate limit.
-            let dashboard = api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default());
-            router.push(salvo::Router::new().hoop(api::gate(&options, Some(store.clone()), scheduler.metrics().clone())).push(dashboard))
-        }
-        _ => router.push(api::dashboard_unavailable()),
-    };
-    let router = router.push(api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options));
+    let mut options = options;
+    options.cluster = Some(ClusterApi::new(scheduler.clone(), api_addr.to_string(), peer_apis));
+    options.dashboard = epoch.map(|epoch| api::DashboardSetup { runner, epoch, limits: api::DashboardLimits::default() });
+    // /ws first: the API router ends in a catch-all.
+    let router = salvo::Router::new()
+        .push(salvo::Router::with_path("ws").goal(live.handler()))
+        .push(api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -796,5 +867,77 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn flags(text: &str) -> anyhow::Result<Vec<String>> {
+        config_flags(text, &ServeArgs::augment_args(clap::Command::new("serve")))
+    }
+
+    fn serve_args(flags: &[String], command_line: &[&str]) -> ServeArgs {
+        let argv = ["coordinator", "serve"].iter().map(|s| s.to_string()).chain(flags.iter().cloned());
+        match Cli::try_parse_from(argv.chain(command_line.iter().map(|s| s.to_string()))).unwrap().command {
+            Command::Serve(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_config_file_holds_serves_flags_and_the_command_line_wins() {
+        let file = flags(
+            r#"
+            node-id = 2
+            raft-listen = "10.0.0.2:3200"
+            peer = ["1=10.0.0.1:3200,10.0.0.1:3001", "3=10.0.0.3:3200,10.0.0.3:3001"]
+            no-database = true
+            tls-name = ["judge.example.org"]
+            rate-limit-max = 1000
+            allow-anonymous = false
+            "#,
+        )
+        .unwrap();
+        let args = serve_args(&file, &[]);
+        assert_eq!(args.node_id, 2);
+        assert_eq!(args.raft_listen, Some("10.0.0.2:3200".parse().unwrap()));
+        assert_eq!(args.peers.iter().map(|p| p.id).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(args.peers[1].api, "10.0.0.3:3001".parse::<SocketAddr>().unwrap());
+        assert!(args.no_database);
+        assert_eq!(args.tls_names, ["judge.example.org"]);
+        assert_eq!(args.access.rate_limit_max, Some(1000));
+        assert_eq!(args.access.allow_anonymous, Some(false));
+
+        let args = serve_args(&file, &["--node-id", "5", "--peer", "4=10.0.0.4:3200,10.0.0.4:3001"]);
+        assert_eq!(args.node_id, 5, "a single value: the command line's");
+        assert_eq!(args.peers.len(), 3, "a list: the file's and the command line's");
+    }
+
+    #[test]
+    fn config_mistakes_are_named() {
+        let e = flags("node_id = 2").unwrap_err().to_string();
+        assert!(e.contains("unknown key \"node_id\"") && e.contains("node-id"), "{e}");
+        let e = flags("listen = [\"127.0.0.1:1\", \"127.0.0.1:2\"]").unwrap_err().to_string();
+        assert!(e.contains("listen takes one value"), "{e}");
+        let e = flags("[peer]\nid = 2").unwrap_err().to_string();
+        assert!(e.contains("peer: want a string"), "{e}");
+        assert!(flags("config = \"/etc/other.toml\"").is_err(), "no config file inside a config file");
+        assert!(flags("help = true").is_err());
+        // Values are checked by the flags' own parsers.
+        let bad = flags("peer = [\"2=nowhere\"]").unwrap();
+        assert!(Cli::try_parse_from(["coordinator", "serve"].into_iter().map(String::from).chain(bad)).is_err());
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../../deploy/config/coordinator.toml");
+        let args = serve_args(&flags(text).unwrap(), &[]);
+        assert_eq!(args.node_id, 1);
+        assert_eq!(args.peers.iter().map(|p| p.id).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(args.raft_listen, Some("10.0.0.11:3200".parse().unwrap()));
+        assert_eq!(args.data_dir, PathBuf::from("/var/lib/judge-cluster/coordinator"));
     }
 }

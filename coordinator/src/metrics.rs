@@ -86,6 +86,8 @@ struct Inner {
     db_pool_waiting: IntGauge,
     db_pool_wait: prometheus::Histogram,
     db_pool_errors: IntCounter,
+    db_queries: IntCounterVec,
+    db_query_errors: IntCounterVec,
     /// The store whose pool the gauges show, once attached.
     store: std::sync::OnceLock<crate::store::Store>,
     /// When each connected agent was last heard of (handshake or heartbeat).
@@ -215,6 +217,21 @@ impl Metrics {
                 "judge_db_pool_errors_total",
                 "Failures to get a PostgreSQL connection (timeouts, connection errors).",
             ))?,
+            db_queries: IntCounterVec::new(
+                opts(
+                    "judge_db_queries_total",
+                    "PostgreSQL statements the store ran, by area (the store module: catalog, auth, projection, ...).",
+                ),
+                &["area"],
+            )?,
+            db_query_errors: IntCounterVec::new(
+                opts(
+                    "judge_db_query_errors_total",
+                    "PostgreSQL statements that failed, by area and error class (SQLSTATE class name, \
+                     connection_closed, or client).",
+                ),
+                &["area", "class"],
+            )?,
             store: std::sync::OnceLock::new(),
             last_heard: Mutex::new(HashMap::new()),
             raft_term: IntGauge::with_opts(opts("judge_raft_term", "This coordinator's raft term."))?,
@@ -276,6 +293,8 @@ impl Metrics {
         r.register(Box::new(inner.db_pool_waiting.clone()))?;
         r.register(Box::new(inner.db_pool_wait.clone()))?;
         r.register(Box::new(inner.db_pool_errors.clone()))?;
+        r.register(Box::new(inner.db_queries.clone()))?;
+        r.register(Box::new(inner.db_query_errors.clone()))?;
         for scope in RATE_LIMIT_SCOPES {
             inner.rate_limited.with_label_values(&[scope]).inc_by(0);
         }
@@ -314,6 +333,8 @@ impl Metrics {
         store.observe_pool(crate::store::PoolObserver {
             wait: self.inner.db_pool_wait.clone(),
             errors: self.inner.db_pool_errors.clone(),
+            queries: self.inner.db_queries.clone(),
+            query_errors: self.inner.db_query_errors.clone(),
         });
         let _ = self.inner.store.set(store.clone());
     }

@@ -193,6 +193,16 @@ fn prometheus_scrapes_both_and_every_dashboard_query_has_data() {
         assert_eq!(r["verdict"], *verdict, "{r}");
     }
 
+    // A statement PostgreSQL refuses: a second user with the same email, which the API
+    // answers with 409. The query-error panel must show it.
+    let token = std::fs::read_to_string(judge.data_dir.path().join("admin-token")).unwrap();
+    let user = json!({"name": "grace", "email": "grace@example.org", "role": "user"});
+    let client = reqwest::blocking::Client::new();
+    let statuses: Vec<u16> = (0..2)
+        .map(|_| client.post(judge.url("/api/users")).bearer_auth(token.trim()).json(&user).send().unwrap().status().as_u16())
+        .collect();
+    assert_eq!(statuses, [201, 409]);
+
     // The text format of both endpoints, with histograms filled.
     let text = |url: &str| reqwest::blocking::get(url).unwrap().text().unwrap();
     promtool_check("coordinator", &text(&coordinator_metrics));
@@ -203,7 +213,10 @@ fn prometheus_scrapes_both_and_every_dashboard_query_has_data() {
     let deadline = Instant::now() + Duration::from_secs(45);
     let failures = loop {
         let scraped = prometheus
-            .query("sum(judge_submissions_finished_total) >= 4 and sum(judge_agent_jobs_total) >= 4")
+            .query(
+                "sum(judge_submissions_finished_total) >= 4 and sum(judge_agent_jobs_total) >= 4 \
+                 and sum(judge_db_query_errors_total{area=\"auth\",class=\"integrity_constraint_violation\"}) == 1",
+            )
             .is_ok_and(|r| !r.is_empty());
         let mut failures = Vec::new();
         for (file, title, expr) in &exprs {
@@ -219,7 +232,7 @@ fn prometheus_scrapes_both_and_every_dashboard_query_has_data() {
         if Instant::now() > deadline {
             let mut failures = failures;
             if !scraped {
-                failures.push("prometheus never saw the four verdicts".into());
+                failures.push("prometheus never saw the four verdicts and the one refused INSERT".into());
             }
             break failures;
         }

@@ -16,6 +16,7 @@ use super::catalog::store_error;
 use super::dashboard::{self, Dashboard};
 use super::error::ApiError;
 use super::execution::{error_text, start_and_wait};
+use super::limits::Admission;
 use super::submit::decode_json;
 use crate::judge::NewSubmission;
 use crate::store::auth::Role;
@@ -36,15 +37,20 @@ struct TestRequest {
     version_id: Option<i64>,
 }
 
-pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
-    let who = dashboard::user(caller)?;
+pub(super) async fn run(
+    d: &Dashboard,
+    req: &mut Request,
+    caller: &Caller,
+    admission: Option<Admission>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let who = dashboard::runner(caller);
     let body = dashboard::read_body(req, d.limits.max_body_bytes).await?;
     let request: TestRequest = decode_json(body)?;
     let (language, code, version) = match (request.version_id, request.language, request.code) {
         (Some(id), None, None) => {
             let v = d.store.code_version(id).await.map_err(store_error)?;
             match v {
-                Some(v) if v.user_id == who.user_id || who.role >= Role::Admin => {
+                Some(v) if who.is_some_and(|w| v.user_id == w.user_id || w.role >= Role::Admin) => {
                     if v.algorithm != request.algorithm {
                         return Err(ApiError::InvalidField(format!(
                             "versionId: version {id} is a solution of {:?}, not {:?}",
@@ -83,7 +89,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
             .iter()
             .map(|t| protocol::TestCase { input: json_bytes(&t.input), expected_output: Some(json_bytes(&t.expected)) })
             .collect(),
-        limits: d.limits.run,
+        limits: d.run_limits(),
         options: Default::default(),
         judge0: None,
         problem: None,
@@ -99,10 +105,11 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         d,
         submission,
         function,
+        admission,
         NewRun {
             epoch: d.epoch,
             submission_id: 0,
-            user_id: who.user_id,
+            user_id: who.map(|p| p.user_id),
             algorithm_id: algorithm.id,
             language: &language,
             kind: RunKind::Test,
@@ -114,7 +121,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
     )
     .await?;
     let view = &finished.view;
-    let sees_hidden = who.role >= Role::Setter;
+    let sees_hidden = who.is_some_and(|w| w.role >= Role::Setter);
     let mut results = Vec::with_capacity(total);
     let (mut cpu_us, mut wall_us, mut peak) = (0u64, 0u64, 0u64);
     for (i, case) in algorithm.test_cases.iter().enumerate() {

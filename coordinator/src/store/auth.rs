@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::Path;
 
-use super::{Store, StoreError, sha256};
+use super::{Queries, Store, StoreError, sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use super::{Store, StoreError, put_blob, ts};
+use super::{Queries, Store, StoreError, Tx, put_blob, ts};
 
 pub const DIFFICULTIES: &[&str] = &["EASY", "MEDIUM", "HARD", "EXPERT"];
 pub const CATEGORIES: &[&str] = &[
@@ -271,7 +271,7 @@ impl Store {
 /// Inserts a new algorithm with its children; None (and nothing written) if the slug is
 /// taken. Shared by setters' creations and the shipped catalog's seeding (`by` None).
 async fn insert_algorithm(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     input: &AlgorithmInput,
     by: Option<i64>,
 ) -> Result<Option<i64>, StoreError> {
@@ -304,7 +304,7 @@ async fn insert_algorithm(
     Ok(Some(id))
 }
 
-async fn write_children(tx: &tokio_postgres::Transaction<'_>, id: i64, input: &AlgorithmInput) -> Result<(), StoreError> {
+async fn write_children(tx: &Tx<'_>, id: i64, input: &AlgorithmInput) -> Result<(), StoreError> {
     for (ordinal, t) in input.test_cases.iter().enumerate() {
         let input_hash = put_blob(tx, &json_bytes(&t.input)).await?;
         let expected_hash = put_blob(tx, &json_bytes(&t.expected)).await?;

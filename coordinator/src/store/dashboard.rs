@@ -9,9 +9,9 @@
 //! `docs/analytics.md`'s.
 
 use serde_json::Value;
-use tokio_postgres::GenericClient;
 
-use super::{Store, StoreError, put_blob, ts};
+
+use super::{Queries, Store, StoreError, put_blob, ts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunKind {
@@ -35,7 +35,8 @@ impl RunKind {
 pub struct NewRun<'a> {
     pub epoch: i64,
     pub submission_id: u64,
-    pub user_id: i64,
+    /// None for an anonymous run (where the operator allows them).
+    pub user_id: Option<i64>,
     pub algorithm_id: i64,
     pub language: &'a str,
     pub kind: RunKind,
@@ -179,7 +180,8 @@ impl Store {
     pub async fn start_run(&self, run: &NewRun<'_>) -> Result<i64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let source = put_blob(&*tx, run.source).await?;
+        let source = put_blob(&tx, run.source).await?;
+        let input = run.input.map(super::storable_json);
         let id: i64 = tx
             .query_one(
                 "INSERT INTO dashboard_runs (epoch, submission_id, user_id, algorithm_id, language, kind, source_sha256,
@@ -194,7 +196,7 @@ impl Store {
                     &run.kind.as_str(),
                     &&source[..],
                     &run.code_version_id,
-                    &run.input,
+                    &input.as_deref(),
                     &run.total,
                 ],
             )
@@ -207,6 +209,9 @@ impl Store {
     /// Completes a run, and for a test-suite run the user's progress and achievements,
     /// in one transaction. Returns the achievements unlocked now.
     pub async fn finish_run(&self, run_id: i64, outcome: &RunOutcome) -> Result<Vec<String>, StoreError> {
+        // What the user's code returned or raised may hold NUL characters.
+        let result = super::storable_json(&outcome.result);
+        let error = outcome.error.as_deref().map(super::storable_text);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -219,8 +224,8 @@ impl Store {
                     &run_id,
                     &outcome.status,
                     &outcome.verdict,
-                    &outcome.result,
-                    &outcome.error,
+                    &*result,
+                    &error.as_deref(),
                     &outcome.step_count,
                     &outcome.passed,
                     &outcome.cpu_us,
@@ -240,10 +245,10 @@ impl Store {
         if let Some(user) = user {
             let success = outcome.status == "SUCCESS";
             if kind == RunKind::Test.as_str() {
-                let previous_best = previous_best(&*tx, user, algorithm, &language, run_id).await?;
-                record_progress(&*tx, user, algorithm, success, outcome).await?;
+                let previous_best = previous_best(&tx, user, algorithm, &language, run_id).await?;
+                record_progress(&tx, user, algorithm, success, outcome).await?;
                 if success {
-                    unlocked = unlock_achievements(&*tx, user, algorithm, outcome.cpu_us, previous_best).await?;
+                    unlocked = unlock_achievements(&tx, user, algorithm, outcome.cpu_us, previous_best).await?;
                 }
             } else {
                 tx.execute(
@@ -313,7 +318,7 @@ impl Store {
         // Two saves at once must not pick the same number: serialize per user and
         // algorithm. Ids beyond 2^31 wrap, which only makes unrelated saves wait.
         tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&(user as i32), &(algorithm as i32)]).await?;
-        let hash = put_blob(&*tx, source).await?;
+        let hash = put_blob(&tx, source).await?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO code_versions (user_id, algorithm_id, language, version, source_sha256, note)
@@ -415,7 +420,7 @@ impl Store {
     /// time, then least memory, then earliest), best first.
     pub async fn leaderboard(&self, algorithm: i64, language: Option<&str>, limit: i64) -> Result<Vec<LeaderboardRow>, StoreError> {
         let client = self.client().await?;
-        leaderboard(&**client, algorithm, language, limit).await
+        leaderboard(&client, algorithm, language, limit).await
     }
 
     /// Every algorithm with the user's status on it (NOT_STARTED where they never ran it).
@@ -481,6 +486,26 @@ impl Store {
         Ok(client.query_opt("SELECT 1 FROM users WHERE id = $1", &[&user]).await?.is_some())
     }
 
+    /// Whether the user has passed the algorithm's whole test suite (COMPLETED or
+    /// MASTERED): the catalog then shows them its solution.
+    pub async fn has_solved(&self, user: i64, algorithm: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM user_progress WHERE user_id = $1 AND algorithm_id = $2 AND status IN ('COMPLETED', 'MASTERED')",
+                &[&user, &algorithm],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// How many dashboard runs were made by no user (tests: anonymous runs).
+    #[cfg(test)]
+    pub async fn anonymous_run_count(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        Ok(client.query_one("SELECT count(*) FROM dashboard_runs WHERE user_id IS NULL", &[]).await?.try_get(0)?)
+    }
+
     /// How many dashboard runs and code versions there are (tests: nothing written).
     pub async fn dashboard_row_counts(&self) -> Result<(i64, i64), StoreError> {
         let client = self.client().await?;
@@ -542,7 +567,7 @@ fn code_version(r: &tokio_postgres::Row) -> Result<CodeVersion, StoreError> {
 }
 
 async fn leaderboard(
-    client: &impl GenericClient,
+    client: &impl Queries,
     algorithm: i64,
     language: Option<&str>,
     limit: i64,
@@ -581,7 +606,7 @@ async fn leaderboard(
 
 /// The user's best CPU time on the algorithm in the run's language before this run.
 async fn previous_best(
-    client: &impl GenericClient,
+    client: &impl Queries,
     user: i64,
     algorithm: i64,
     language: &str,
@@ -600,7 +625,7 @@ async fn previous_best(
 /// Counts the attempt; a pass makes the algorithm COMPLETED, and MASTERED once it has
 /// passed in two languages.
 async fn record_progress(
-    client: &impl GenericClient,
+    client: &impl Queries,
     user: i64,
     algorithm: i64,
     success: bool,
@@ -643,7 +668,7 @@ async fn record_progress(
 
 /// Checks every rule after a passing test-suite run; returns the types unlocked now.
 async fn unlock_achievements(
-    client: &impl GenericClient,
+    client: &impl Queries,
     user: i64,
     algorithm: i64,
     cpu_us: i64,

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod benchmarks;
 pub mod catalog;
+mod conn;
 pub mod dashboard;
 pub mod embedded;
 pub mod migrate;
@@ -20,6 +21,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 
+pub(crate) use conn::{Conn, Queries, Tx};
 pub use embedded::{EmbeddedConfig, EmbeddedError, EmbeddedPostgres};
 
 /// Every way the store can fail, as its callers need to tell them apart.
@@ -76,10 +79,15 @@ pub struct Store {
     observer: Arc<OnceLock<PoolObserver>>,
 }
 
-/// Where the store reports how long it waited for connections, and failures to get one.
+/// Where the store reports how long it waited for connections, failures to get one, and
+/// its statements (`conn`): all of them and the failed ones.
 pub struct PoolObserver {
     pub wait: prometheus::Histogram,
     pub errors: prometheus::IntCounter,
+    /// By `area`.
+    pub queries: prometheus::IntCounterVec,
+    /// By `area` and `class`.
+    pub query_errors: prometheus::IntCounterVec,
 }
 
 impl Store {
@@ -118,7 +126,7 @@ impl Store {
 
     /// The schema version of the database (0 before any migration).
     pub async fn schema_version(&self) -> Result<i32, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.client().await?;
         let row = client
             .query_one("SELECT coalesce((SELECT max(version) FROM schema_version), 0)", &[])
             .await?;
@@ -133,21 +141,28 @@ impl Store {
 
     /// A round trip, for /health.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.client().await?;
         client.query_one("SELECT 1", &[]).await?;
         Ok(())
     }
 
-    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        let start = std::time::Instant::now();
-        let got = self.pool.get().await;
-        if let Some(o) = self.observer.get() {
-            o.wait.observe(start.elapsed().as_secs_f64());
-            if got.is_err() {
-                o.errors.inc();
+    /// A connection whose statements are counted, under the `area` of the calling
+    /// module's file (`catalog`, `auth`, ...): the caller's location is the label, so no
+    /// call site names itself.
+    #[track_caller]
+    pub(crate) fn client(&self) -> impl Future<Output = Result<Conn, StoreError>> + Send + '_ {
+        let area = conn::area_of(std::panic::Location::caller().file());
+        async move {
+            let start = std::time::Instant::now();
+            let got = self.pool.get().await;
+            if let Some(o) = self.observer.get() {
+                o.wait.observe(start.elapsed().as_secs_f64());
+                if got.is_err() {
+                    o.errors.inc();
+                }
             }
+            Ok(Conn::new(got?, conn::QueryCounter::new(self.observer.clone(), area)))
         }
-        Ok(got?)
     }
 
     /// Reports connection waits to `observer` from now on (once; later calls are ignored).
@@ -165,6 +180,34 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// `value` as PostgreSQL can keep it: text and jsonb refuse NUL characters, which user
+/// programs may well return or raise; they become U+FFFD.
+pub fn storable_json(value: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
+    use serde_json::Value;
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn clean(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(storable_text(s).into_owned()),
+            Value::Array(items) => Value::Array(items.iter().map(clean).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (storable_text(k).into_owned(), clean(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    if has_nul(value) { std::borrow::Cow::Owned(clean(value)) } else { std::borrow::Cow::Borrowed(value) }
+}
+
+/// `text` without NUL characters (U+FFFD instead), as PostgreSQL's text can keep it.
+pub fn storable_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}")) } else { std::borrow::Cow::Borrowed(text) }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
@@ -175,7 +218,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Stores `content` once under its sha256 and returns the hash.
 pub(crate) async fn put_blob(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl Queries,
     content: &[u8],
 ) -> Result<[u8; 32], StoreError> {
     let hash = sha256(content);

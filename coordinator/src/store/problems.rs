@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::Json;
 
-use super::{Store, StoreError, put_blob};
+use super::{Queries, Store, StoreError, put_blob};
 use crate::contest::{Problem, ProblemMeta, ProblemTest, Validator, ValidatorMeta};
 
 /// A problem in a listing.
@@ -20,7 +20,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let validator_sha = match &problem.validator {
-            Some(v) => Some(put_blob(&*tx, &v.source).await?.to_vec()),
+            Some(v) => Some(put_blob(&tx, &v.source).await?.to_vec()),
             None => None,
         };
         let validator_meta = problem.validator.as_ref().map(|v| Json(&v.meta));
@@ -48,8 +48,8 @@ impl Store {
         let id: i64 = row.try_get(0)?;
         tx.execute("DELETE FROM problem_tests WHERE problem_id = $1", &[&id]).await?;
         for (ordinal, t) in problem.tests.iter().enumerate() {
-            let input = put_blob(&*tx, &t.input).await?;
-            let answer = put_blob(&*tx, &t.answer).await?;
+            let input = put_blob(&tx, &t.input).await?;
+            let answer = put_blob(&tx, &t.answer).await?;
             let ordinal = i32::try_from(ordinal).map_err(|_| StoreError::Corrupt("too many tests".into()))?;
             let group = i32::try_from(t.group).map_err(|_| StoreError::Corrupt("group index".into()))?;
             tx.execute(

@@ -16,7 +16,7 @@ use protocol::Verdict;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Store, StoreError, put_blob};
+use super::{Queries, Store, StoreError, put_blob};
 use crate::judge::{Status, SubmissionId};
 use crate::scheduler::{Scheduler, SubmissionView};
 
@@ -79,7 +79,7 @@ impl Store {
         if applied >= position {
             return Ok(Projected::AlreadyApplied);
         }
-        let source = put_blob(&*tx, &view.source).await?;
+        let source = put_blob(&tx, &view.source).await?;
         let max = |f: fn(&protocol::TestResult) -> u64| view.tests.iter().map(|t| f(&t.result)).max().map(i64_of);
         let error = match view.verdict {
             Some(Verdict::AC) | None => None,

@@ -55,7 +55,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
 async fn an_edited_migration_is_refused() {
     let store = fresh_store().await;
     let edited = [Migration { version: 1, name: "init", sql: "SELECT 1" }];
-    let err = migrate::run(&mut store.client().await.unwrap(), &edited).await.err().unwrap();
+    let err = migrate::run(&mut store.pool.get().await.unwrap(), &edited).await.err().unwrap();
     assert!(matches!(err, StoreError::MigrationChanged { version: 1, .. }), "{err:?}");
 }
 
@@ -65,7 +65,7 @@ async fn a_failing_migration_leaves_nothing_behind() {
     let mut list: Vec<Migration> = migrate::MIGRATIONS.iter().map(|m| Migration { version: m.version, name: m.name, sql: m.sql }).collect();
     let next = migrate::latest() + 1;
     list.push(Migration { version: next, name: "broken", sql: "CREATE TABLE half_done (x int); SELECT no_such_column FROM users" });
-    let err = migrate::run(&mut store.client().await.unwrap(), &list).await.err().unwrap();
+    let err = migrate::run(&mut store.pool.get().await.unwrap(), &list).await.err().unwrap();
     assert!(matches!(err, StoreError::Migration { version, .. } if version == next), "{err:?}");
     assert_eq!(store.schema_version().await.unwrap(), migrate::latest());
     let c = store.client().await.unwrap();
@@ -306,4 +306,35 @@ async fn each_judging_of_a_rejudged_submission_is_projected() {
     let rows = c.query("SELECT judging, verdict FROM executions ORDER BY judging", &[]).await.unwrap();
     let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, [(0, "WA".to_string()), (1, "AC".to_string())]);
+}
+
+#[tokio::test]
+async fn failed_statements_are_counted_by_area_and_class() {
+    use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
+    let store = fresh_store().await;
+    let queries = IntCounterVec::new(Opts::new("q", "q"), &["area"]).unwrap();
+    let errors = IntCounterVec::new(Opts::new("e", "e"), &["area", "class"]).unwrap();
+    store.observe_pool(PoolObserver {
+        wait: Histogram::with_opts(HistogramOpts::new("w", "w")).unwrap(),
+        errors: IntCounter::new("p", "p").unwrap(),
+        queries: queries.clone(),
+        query_errors: errors.clone(),
+    });
+
+    // A duplicate the store answers with Conflict: PostgreSQL refused the INSERT.
+    store.create_user("ada", Some("ada@example.org"), Role::User).await.unwrap();
+    let again = store.create_user("ada2", Some("ada@example.org"), Role::User).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(queries.with_label_values(&["auth"]).get(), 2);
+    assert_eq!(errors.with_label_values(&["auth", "integrity_constraint_violation"]).get(), 1);
+
+    // Inside a transaction too, labelled with the module that took the connection.
+    let mut c = store.client().await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    assert!(tx.execute("SELECT * FROM no_such_table", &[]).await.is_err());
+    drop(tx);
+    assert_eq!(errors.with_label_values(&["tests", "syntax_error_or_access_rule_violation"]).get(), 1);
+    assert_eq!(queries.with_label_values(&["tests"]).get(), 2, "BEGIN and the SELECT");
+    let classes: u64 = prometheus::core::Collector::collect(&errors)[0].get_metric().iter().map(|m| m.get_counter().get_value() as u64).sum();
+    assert_eq!(classes, 2, "nothing else failed");
 }
