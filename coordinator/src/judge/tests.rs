@@ -498,3 +498,16 @@ fn a_rejudge_requeues_a_done_submission_and_keeps_its_past_verdict() {
     let verdicts: Vec<_> = s.get(id).unwrap().history.iter().map(|h| h.outcome.verdict).collect();
     assert_eq!(verdicts, [Verdict::WA, Verdict::AC]);
 }
+
+#[test]
+fn the_cluster_is_named_once() {
+    let mut s = JudgeState::new();
+    assert_eq!(s.cluster_id(), None);
+    assert_eq!(s.apply(Command::NameCluster { cluster_id: "first".into() }), Ok(Effect::ClusterNamed));
+    // A second proposer lost the race: its name is refused, the first stays.
+    assert_eq!(
+        s.apply(Command::NameCluster { cluster_id: "second".into() }),
+        Err(Rejected::ClusterNamed("first".into()))
+    );
+    assert_eq!(s.cluster_id(), Some("first"));
+}
