@@ -178,8 +178,9 @@ impl<O> Drop for Node<O> {
 }
 
 impl<O: Send + 'static> Node<O> {
-    /// Starts the node on `store`, applying committed entries (from the log's start after a
-    /// restart: the state machine lives in memory) with `apply`.
+    /// Starts the node on `store`: the state machine (in memory) is restored from the
+    /// store's snapshot if there is one, then committed entries after it are applied with
+    /// `apply`.
     pub fn start<A: Apply<Output = O>>(config: NodeConfig, store: LogStore, mut apply: A) -> Result<Node<O>, NodeError> {
         let logger = slog::Logger::root(TracingDrain, slog::o!("raft_id" => config.id));
         let raft_config = raft::Config {
@@ -462,7 +463,7 @@ impl<A: Apply> NodeThread<A> {
         if !ready.snapshot().is_empty() {
             self.install(ready.snapshot().clone())?;
         }
-        self.apply_committed(ready.take_committed_entries())?;
+        self.apply_committed(ready.take_committed_entries());
         self.store.persist(ready.entries(), ready.hs())?;
         self.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
@@ -470,7 +471,7 @@ impl<A: Apply> NodeThread<A> {
             self.store.persist_commit(commit)?;
         }
         self.send(light.take_messages());
-        self.apply_committed(light.take_committed_entries())?;
+        self.apply_committed(light.take_committed_entries());
         self.raw.advance_apply();
         // Counted as delivered once handed to the transport: if it was lost, the peer's
         // answer to the next append shows it still behind, and raft sends it again.
@@ -527,10 +528,10 @@ impl<A: Apply> NodeThread<A> {
         }
     }
 
-    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+    fn apply_committed(&mut self, entries: Vec<Entry>) {
         for entry in entries {
             if entry.get_entry_type() == EntryType::EntryConfChange {
-                self.apply_conf_change(&entry)?;
+                self.apply_conf_change(&entry);
                 continue;
             }
             // Empty entries are the no-ops a new leader appends.
@@ -544,16 +545,26 @@ impl<A: Apply> NodeThread<A> {
                 self.answers.push((reply, output));
             }
         }
-        Ok(())
     }
 
-    /// A membership change, committed: raft applies it to its configuration here.
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), NodeError> {
+    /// A membership change, committed: raft applies it to its configuration here. One that
+    /// raft refuses is refused alike on every node, so it is skipped, not fatal.
+    fn apply_conf_change(&mut self, entry: &Entry) {
         use protobuf::Message as _;
-        // Written by raft-rs from our own proposal; one that does not parse was not.
-        let cc = ConfChange::parse_from_bytes(&entry.data)
-            .map_err(|e| NodeError::Snapshot(format!("conf change at {} does not parse: {e}", entry.index)))?;
-        self.conf_state = self.raw.apply_conf_change(&cc)?;
+        let cc = match ConfChange::parse_from_bytes(&entry.data) {
+            Ok(cc) => cc,
+            Err(err) => {
+                error!(index = entry.index, %err, "a conf change entry that does not parse; skipped");
+                return;
+            }
+        };
+        match self.raw.apply_conf_change(&cc) {
+            Ok(conf_state) => self.conf_state = conf_state,
+            Err(err) => {
+                error!(index = entry.index, %err, node = cc.node_id, "raft refused the conf change; skipped");
+                return;
+            }
+        }
         info!(index = entry.index, change = ?cc.get_change_type(), node = cc.node_id, voters = ?self.conf_state.voters, "membership changed");
         if cc.get_change_type() == ConfChangeType::AddNode {
             // A new node must start from a snapshot, not from entry 1: the log does not hold
@@ -568,7 +579,6 @@ impl<A: Apply> NodeThread<A> {
             voters.sort_unstable();
             let _ = reply.send(Ok(voters));
         }
-        Ok(())
     }
 
     fn own_proposal(&self, context: &[u8]) -> Option<u64> {
