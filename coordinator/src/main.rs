@@ -47,6 +47,49 @@ enum Command {
     /// Contest problems (Kattis/ICPC packages) on a running coordinator.
     #[command(subcommand)]
     Problem(ProblemCommand),
+    /// Membership of a running raft cluster (asked of its leader, found through any member).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Adds a coordinator as a voter; start it first with `serve --join --node-id ID`
+    /// and `--peer` for the members. It catches up from a snapshot.
+    AddNode {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        id: u64,
+        /// Its raft peer link (UDP).
+        #[arg(long)]
+        raft: SocketAddr,
+        /// Its HTTP API.
+        #[arg(long)]
+        api: SocketAddr,
+    },
+    /// Removes a coordinator from the voters (then stop it).
+    RemoveNode {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// Any member's API.
+    #[arg(long, default_value = "http://127.0.0.1:3001")]
+    url: String,
+    /// An admin's token. Without one, an admin session is signed with the JWT secret the
+    /// coordinators share (JWT_SECRET, or `<data dir>/jwt-secret`).
+    #[arg(long, env = "JUDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,6 +170,15 @@ struct ServeArgs {
     /// with --peer.
     #[arg(long)]
     raft_listen: Option<SocketAddr>,
+    /// Join a running cluster (through `coordinator cluster add-node`) instead of forming
+    /// one with the --peer nodes: this node starts with no membership and learns it, and
+    /// the state, from the leader's snapshot.
+    #[arg(long)]
+    join: bool,
+    /// Take a snapshot of the judge state and compact the raft log after this many
+    /// applied entries (0: never).
+    #[arg(long, env = "RAFT_SNAPSHOT_EVERY", default_value_t = coordinator::cluster::node::DEFAULT_SNAPSHOT_EVERY)]
+    snapshot_every: u64,
     #[command(flatten)]
     access: AccessArgs,
 }
@@ -222,6 +274,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Problem(command) => problem_command(command),
+        Command::Cluster(command) => cluster_command(command),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(serve(args, None)),
         Command::Up(args) => {
             let local = LocalAgent { slots: args.slots, uid_base: args.uid_base, metrics_listen: args.agent_metrics_listen };
@@ -354,6 +407,54 @@ fn problem_command(command: ProblemCommand) -> anyhow::Result<()> {
     }
 }
 
+fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let (admin, path, method, body) = match command {
+        ClusterCommand::AddNode { admin, id, raft, api } => {
+            let body = serde_json::json!({ "id": id, "raft": raft.to_string(), "api": api.to_string() });
+            (admin, "/api/cluster/nodes".to_owned(), reqwest::Method::POST, Some(body))
+        }
+        ClusterCommand::RemoveNode { admin, id } => (admin, format!("/api/cluster/nodes/{id}"), reqwest::Method::DELETE, None),
+    };
+    let token = match (&admin.token, &admin.jwt_secret) {
+        (Some(token), _) => token.clone(),
+        (None, secret) => {
+            let file = admin.data_dir.join("jwt-secret");
+            anyhow::ensure!(secret.is_some() || file.exists(), "no --token, no JWT_SECRET, and no {}", file.display());
+            let key = api::jwt::JwtKey::load_or_create(secret.as_deref(), &file, Duration::from_secs(300))
+                .context("the cluster's JWT secret")?;
+            let admin = coordinator::store::auth::Principal {
+                user_id: 0,
+                name: "coordinator cluster".into(),
+                role: coordinator::store::auth::Role::Admin,
+            };
+            key.issue(&admin).0
+        }
+    };
+    // Membership changes are made on the leader: find it through the member given.
+    let base = admin.url.trim_end_matches('/');
+    let cluster: serde_json::Value =
+        client.get(format!("{base}/api/cluster")).send().and_then(|r| r.json()).context("asking the member for the cluster")?;
+    let leader = cluster["leader"].as_u64().context("the cluster has no leader now; try again")?;
+    let address = cluster["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"].as_u64() == Some(leader)))
+        .and_then(|n| n["address"].as_str())
+        .with_context(|| format!("no address for the leader, node {leader}"))?;
+    let mut request = client.request(method, format!("http://{address}{path}")).bearer_auth(&token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let res = request.send().context("asking the leader")?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("refused ({status}): {}", body["error"]["message"].as_str().unwrap_or("no message"));
+    }
+    println!("{}", body["voters"]);
+    Ok(())
+}
+
 struct LocalAgent {
     slots: Option<u32>,
     uid_base: u32,
@@ -388,13 +489,25 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     if voters.windows(2).any(|w| w[0] == w[1]) || args.node_id == 0 {
         anyhow::bail!("raft node ids must be unique and not 0: {voters:?}");
     }
+    if args.join {
+        anyhow::ensure!(!args.peers.is_empty(), "--join needs --peer for the members");
+        // No membership of its own: a node that is not a voter never campaigns, and the
+        // leader's snapshot brings the real one.
+        voters.clear();
+    }
     let (log, recovery) = LogStore::open(&raft_dir, &voters).context("opening the raft log")?;
-    tracing::info!(records = recovery.records, cut_bytes = recovery.truncated_bytes, "raft log opened");
-    let node = if args.peers.is_empty() {
+    tracing::info!(
+        records = recovery.records,
+        cut_bytes = recovery.truncated_bytes,
+        snapshot = recovery.snapshot_index,
+        "raft log opened"
+    );
+    let mut node = if args.peers.is_empty() {
         NodeConfig::single(args.node_id)
     } else {
         NodeConfig::cluster(args.node_id, voters)
     };
+    node.snapshot_every = args.snapshot_every;
     let setup = ClusterSetup { node, store: log };
     let scheduler = Scheduler::start(Arc::new(hub.clone()), SchedulerConfig::default(), system_clock(), metrics, setup)
         .context("starting the raft node")?;
@@ -409,7 +522,15 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     let completions = scheduler.completions();
     let mut epoch = None;
     if let Some(store) = &store {
-        let stream = projection_stream(store, &raft_dir).await?;
+        // The cluster's stream: naming the cluster needs a leader (a quorum of the peers).
+        let cluster = if args.join {
+            // Not a member yet, so it cannot propose: the members know the name.
+            cluster_id_of_peers(&args.peers).await?
+        } else {
+            scheduler.cluster_id(Duration::from_secs(120)).await.context("naming the cluster")?
+        };
+        let stream = store.cluster_stream(&cluster).await.context("the cluster's projection stream")?;
+        tracing::info!(cluster = %cluster, stream, "projecting into the cluster's stream");
         tokio::spawn(store::projection::run(scheduler.clone(), store.clone(), stream, completions));
         epoch = Some(stream);
     }
@@ -832,22 +953,23 @@ async fn stop_child(child: &mut tokio::process::Child) {
 /// completions after each, so the stream must too: a replayed completion is then a
 /// duplicate of the (stream, submission id) key instead of a second history row. Kept
 /// next to the log; a new stream only for a new log or a database that lacks it.
-async fn projection_stream(store: &Store, raft_dir: &Path) -> anyhow::Result<i64> {
-    let file = raft_dir.join("projection-stream");
-    let known = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse::<i64>().ok());
-    if let Some(stream) = known
-        && store.position(stream).await.context("reading the projection stream")?.is_some()
-    {
-        return Ok(stream);
+/// The cluster id, from the first member that answers (for a node joining a cluster).
+async fn cluster_id_of_peers(peers: &[Peer]) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        for peer in peers {
+            let answer = client.get(format!("http://{}/api/cluster/self", peer.api)).send().await;
+            if let Ok(r) = answer
+                && let Ok(v) = r.json::<serde_json::Value>().await
+                && let Some(id) = v["cluster_id"].as_str()
+            {
+                return Ok(id.to_owned());
+            }
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no member told the cluster id within 120 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let stream = store.new_epoch().await.context("starting a projection stream")?;
-    let tmp = raft_dir.join("projection-stream.tmp");
-    std::fs::write(&tmp, format!("{stream}\n"))
-        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, &file))
-        .and_then(|()| std::fs::File::open(raft_dir)?.sync_all())
-        .with_context(|| format!("writing {}", file.display()))?;
-    Ok(stream)
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {

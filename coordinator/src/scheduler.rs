@@ -22,6 +22,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, info, warn};
 
 use crate::cluster::transport::Deliver;
+use crate::cluster::node::Membership;
 use crate::cluster::{Apply, LogStore, Node, NodeConfig, NodeError, NodeStatus, ProposeError, Transport};
 use crate::judge::{
     self, Command, Effect, Judge0Meta, JudgeState, NewSubmission, Rejected, Status, Submission, SubmissionId, TestRecord,
@@ -208,6 +209,9 @@ struct Shared {
     completed: tokio::sync::broadcast::Sender<SubmissionId>,
     metrics: Metrics,
     observer: OnceLock<Arc<dyn Observer>>,
+    /// The raft node's peer transport (set once the node is connected to its peers):
+    /// coordinators added at run time become its peers as their `AddMember` applies.
+    transport: OnceLock<Arc<OnceLock<Transport>>>,
 }
 
 /// A committed command's outcome; `Err` for an entry that does not decode (a bug, or a
@@ -250,8 +254,16 @@ impl Scheduler {
         // Room for bursts; slow receivers lag and re-read the state rather than block us.
         let (completed, first) = tokio::sync::broadcast::channel(1024);
         let shared =
-            Arc::new(Shared { state, assignable: tokio::sync::Notify::new(), completed, metrics, observer: OnceLock::new() });
+            Arc::new(Shared {
+                state,
+                assignable: tokio::sync::Notify::new(),
+                completed,
+                metrics,
+                observer: OnceLock::new(),
+                transport: OnceLock::new(),
+            });
         let node = Node::start(setup.node, setup.store, StateMachine { shared: shared.clone() })?;
+        let _ = shared.transport.set(node.transport());
         Ok(Scheduler {
             inner: Arc::new(Inner {
                 shared,
@@ -284,6 +296,46 @@ impl Scheduler {
     /// Connects the raft node to its peers.
     pub fn set_raft_transport(&self, transport: Transport) {
         self.inner.node.set_transport(transport);
+        // Members applied before the transport existed (a replay, a snapshot).
+        self.inner.shared.connect_members();
+    }
+
+    /// Adds coordinator `node_id` (raft peer link on `raft`, HTTP API on `api`) to the
+    /// cluster: its addresses go through the log first, so every node can reach it by the
+    /// time it votes; then the membership change. On the leader only (`NotLeader`
+    /// otherwise). Answers with the voters after the change.
+    pub async fn add_node(&self, node_id: u64, raft: std::net::SocketAddr, api: String) -> Result<Vec<u64>, SubmitError> {
+        let command = Command::AddMember { node_id, raft: raft.to_string(), api };
+        self.propose_retrying(command, SUBMIT_PATIENCE).await??;
+        Ok(self.inner.node.change_membership(Membership::Add(node_id)).await?)
+    }
+
+    /// Removes coordinator `node_id` from the voters (on the leader only).
+    pub async fn remove_node(&self, node_id: u64) -> Result<Vec<u64>, SubmitError> {
+        Ok(self.inner.node.change_membership(Membership::Remove(node_id)).await?)
+    }
+
+    /// Addresses of the coordinators added at run time.
+    pub fn members(&self) -> std::collections::BTreeMap<u64, crate::judge::Member> {
+        self.lock().members().clone()
+    }
+
+    /// The cluster's id if this node has applied its naming.
+    pub fn known_cluster_id(&self) -> Option<String> {
+        self.lock().cluster_id().map(str::to_owned)
+    }
+
+    /// The cluster's id (`Command::NameCluster`), naming the cluster first if nobody has:
+    /// needs a leader, so it waits up to `patience` for one.
+    pub async fn cluster_id(&self, patience: std::time::Duration) -> Result<String, SubmitError> {
+        if let Some(id) = self.lock().cluster_id() {
+            return Ok(id.to_owned());
+        }
+        // Refused if a name was committed first (another node, or the log not yet replayed
+        // here): once ours is applied, whichever came first is in the state.
+        let proposed = uuid::Uuid::new_v4().to_string();
+        let _ = self.propose_retrying(Command::NameCluster { cluster_id: proposed }, patience).await?;
+        self.lock().cluster_id().map(str::to_owned).ok_or_else(|| SubmitError::Internal("the cluster has no id after naming it".into()))
     }
 
     /// What the state gauges of `/metrics` show, under one lock.
@@ -716,6 +768,18 @@ impl Scheduler {
 }
 
 impl Shared {
+    /// Makes every member of the state a peer of the transport (if there is one yet).
+    fn connect_members(&self) {
+        let Some(transport) = self.transport.get().and_then(|cell| cell.get()) else { return };
+        let members: Vec<(u64, String)> = self.lock().members().iter().map(|(id, m)| (*id, m.raft.clone())).collect();
+        for (id, raft) in members {
+            match raft.parse() {
+                Ok(addr) => transport.add_peer(id, addr),
+                Err(err) => warn!(node = id, %raft, %err, "member with an unusable raft address"),
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, JudgeState> {
         // Every command validates before it mutates, so a panic elsewhere while holding the
         // lock cannot leave a half-applied command behind: the state is safe to keep using.
@@ -730,6 +794,28 @@ struct StateMachine {
 
 impl Apply for StateMachine {
     type Output = Applied;
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        let state = self.shared.lock();
+        rkyv::to_bytes::<rkyv::rancor::Error>(&*state).map(|b| b.into_vec()).map_err(|e| format!("encoding the judge state: {e}"))
+    }
+
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), String> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(data.len());
+        aligned.extend_from_slice(data);
+        let restored = rkyv::from_bytes::<JudgeState, rkyv::rancor::Error>(&aligned)
+            .map_err(|e| format!("the snapshot at {index} is not a judge state: {e}"))?;
+        let done: Vec<SubmissionId> = restored.submissions().filter(|s| s.status == Status::Done).map(|s| s.id).collect();
+        *self.shared.lock() = restored;
+        self.shared.connect_members();
+        self.shared.assignable.notify_one();
+        // Completions inside the snapshot were never applied here one by one: announce
+        // them, as a replay of the log would (the projection skips what it has).
+        for id in done {
+            let _ = self.shared.completed.send(id);
+        }
+        Ok(())
+    }
 
     fn apply(&mut self, index: u64, data: &[u8]) -> Applied {
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(data.len());
@@ -768,6 +854,9 @@ impl Apply for StateMachine {
             result
         };
         if let Ok(effect) = &result {
+            if matches!(effect, Effect::MemberAdded) {
+                shared.connect_members();
+            }
             if matches!(
                 effect,
                 Effect::Accepted { .. } | Effect::Requeued { .. } | Effect::AgentRegistered { .. } | Effect::Completed { .. }

@@ -1,6 +1,6 @@
 //! A raft cluster of real coordinators (`coordinator serve --peer ...`) and real agents on
-//! 127.0.0.1: leader kills under load with a Jepsen-style check of acknowledged ids, and a
-//! whole-cluster restart.
+//! 127.0.0.1: leader kills under load with a Jepsen-style check of acknowledged ids, a
+//! whole-cluster restart, and a node catching up from a snapshot.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -20,6 +20,8 @@ struct Node {
     raft: SocketAddr,
     dir: PathBuf,
     child: Option<Child>,
+    /// Started with --join (added to the cluster at run time).
+    join: bool,
 }
 
 struct Agent {
@@ -31,6 +33,8 @@ struct Cluster {
     root: tempfile::TempDir,
     nodes: Vec<Node>,
     agents: Vec<Agent>,
+    /// Extra arguments of every `serve`.
+    extra: Vec<String>,
 }
 
 /// Certificate of agent `a` under `root`'s cluster CA (created by the first call).
@@ -46,6 +50,9 @@ fn issue_agent_cert(root: &std::path::Path, a: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Shared by every node, so an admin session signed with it is good on any of them.
+const JWT_SECRET: &str = "cluster-tests-shared-secret-0123456789abcdef";
 
 fn free_tcp() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -66,24 +73,17 @@ impl Cluster {
 
     /// On `root` (a second start reuses the data of a first).
     fn start_in(root: tempfile::TempDir, nodes: u64, agents: u32, first_uid_slot: u32) -> Cluster {
+        Cluster::start_with(root, nodes, agents, first_uid_slot, &[])
+    }
+
+    fn start_with(root: tempfile::TempDir, nodes: u64, agents: u32, first_uid_slot: u32, extra: &[&str]) -> Cluster {
         // Creates the cluster CA in root/tls, before the nodes copy it.
         issue_agent_cert(root.path(), 0);
         let ports: Vec<_> = (0..nodes).map(|_| (free_tcp(), free_udp(), free_udp())).collect();
-        let mut cluster = Cluster { root, nodes: Vec::new(), agents: Vec::new() };
-        for (i, (api, link, raft)) in ports.into_iter().enumerate() {
-            let dir = cluster.root.path().join(format!("node{}", i + 1));
-            std::fs::create_dir_all(dir.join("tls")).unwrap();
-            for f in ["ca.pem", "ca.key"] {
-                std::fs::copy(cluster.root.path().join("tls").join(f), dir.join("tls").join(f)).unwrap();
-            }
-            cluster.nodes.push(Node {
-                id: i as u64 + 1,
-                api: SocketAddr::from(([127, 0, 0, 1], api)),
-                link: SocketAddr::from(([127, 0, 0, 1], link)),
-                raft: SocketAddr::from(([127, 0, 0, 1], raft)),
-                dir,
-                child: None,
-            });
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Cluster { root, nodes: Vec::new(), agents: Vec::new(), extra };
+        for (api, link, raft) in ports {
+            cluster.push_node(api, link, raft, false);
         }
         for k in 0..cluster.nodes.len() {
             cluster.spawn(k);
@@ -92,6 +92,39 @@ impl Cluster {
             cluster.spawn_agent(a, first_uid_slot + a);
         }
         cluster
+    }
+
+    /// A node's data dir (with the cluster CA) and addresses; not started.
+    fn push_node(&mut self, api: u16, link: u16, raft: u16, join: bool) -> usize {
+        let id = self.nodes.len() as u64 + 1;
+        let dir = self.root.path().join(format!("node{id}"));
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        for f in ["ca.pem", "ca.key"] {
+            std::fs::copy(self.root.path().join("tls").join(f), dir.join("tls").join(f)).unwrap();
+        }
+        self.nodes.push(Node {
+            id,
+            api: SocketAddr::from(([127, 0, 0, 1], api)),
+            link: SocketAddr::from(([127, 0, 0, 1], link)),
+            raft: SocketAddr::from(([127, 0, 0, 1], raft)),
+            dir,
+            child: None,
+            join,
+        });
+        self.nodes.len() - 1
+    }
+
+    /// `coordinator cluster ARGS` against node `k`'s API; its stdout if it succeeded.
+    fn admin(&self, k: usize, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(bin_dir().join("coordinator"))
+            .arg("cluster")
+            .args(args)
+            .args(["--url", &format!("http://{}", self.nodes[k].api)])
+            .args(["--jwt-secret", JWT_SECRET])
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if out.status.success() { Ok(text(&out.stdout)) } else { Err(text(&out.stderr)) }
     }
 
     /// Starts agent `a` (`uid_slot` for its runs' uids); it knows every coordinator and
@@ -140,7 +173,12 @@ impl Cluster {
             .args(["--listen", &node.api.to_string(), "--agent-listen", &node.link.to_string()])
             .args(["--raft-listen", &node.raft.to_string()])
             // The clients here submit without credentials; access rules are api_access.rs's.
-            .arg("--allow-anonymous");
+            .arg("--allow-anonymous")
+            .args(["--jwt-secret", JWT_SECRET])
+            .args(&self.extra);
+        if node.join {
+            cmd.arg("--join");
+        }
         for peer in self.nodes.iter().filter(|p| p.id != node.id) {
             cmd.arg("--peer").arg(format!("{}={},{}", peer.id, peer.raft, peer.api));
         }
@@ -480,4 +518,108 @@ fn bench_accept_rate_latency_and_failover() {
         cluster.wait_until("the killed node back", Duration::from_secs(30), |c| c.get(leader, "/api/cluster/self").is_some());
     }
     println!("bench: leader kill to first new ack: {failovers:?}");
+}
+
+#[test]
+fn a_node_down_while_the_log_is_compacted_catches_up_from_a_snapshot() {
+    // Snapshots every 10 entries: a handful of submissions compacts the log many times.
+    let mut cluster = Cluster::start_with(tempfile::tempdir().unwrap(), 3, 1, 5, &["--snapshot-every", "10"]);
+    cluster.wait_ready(1);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let before = submit(&apis, 0, &program("b0")).unwrap();
+    // A follower that the agent does not start on (it starts on node 1).
+    let leader = cluster.leader().unwrap();
+    let down = [1, 2].into_iter().find(|&k| k != leader).unwrap();
+    cluster.wait_until("the follower has the first submission", Duration::from_secs(30), |c| {
+        c.get(down, &format!("/api/submissions/{before}")).is_some()
+    });
+    let applied_when_killed = cluster.get(down, "/api/cluster/self").unwrap()["applied"].as_u64().unwrap();
+    cluster.kill(down);
+
+    let up: Vec<SocketAddr> = (0..3).filter(|&k| k != down).map(|k| apis[k]).collect();
+    let ids: Vec<u64> = (0..8).map(|i| submit(&up, i, &program(&format!("d{i}"))).unwrap()).collect();
+    let live = (0..3).find(|&k| k != down).unwrap();
+    cluster.wait_until("judged while the node is down", Duration::from_secs(90), |c| {
+        ids.iter().all(|id| c.get(live, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done"))
+    });
+    // The live nodes dropped the entries the down node is missing.
+    cluster.wait_until("compacted past the down node", Duration::from_secs(30), |c| {
+        (0..3).filter(|&k| k != down).all(|k| {
+            c.get(k, "/api/cluster/self").is_some_and(|s| s["snapshot_index"].as_u64() > Some(applied_when_killed + 10))
+        })
+    });
+
+    cluster.spawn(down);
+    cluster.wait_until("the node back, from a snapshot", Duration::from_secs(30), |c| {
+        c.get(down, "/api/cluster/self").is_some_and(|s| s["installed_snapshot"].as_u64() > Some(applied_when_killed))
+    });
+    for (i, id) in ids.iter().enumerate() {
+        cluster.wait_until("the node has the submission", Duration::from_secs(30), |c| {
+            c.get(down, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done")
+        });
+        let v = cluster.get(down, &format!("/api/submissions/{id}")).unwrap();
+        assert_eq!(v["verdict"], "AC", "{v}");
+        assert_eq!(v["tests"][0]["stdout"], format!("d{i}\n"));
+    }
+    // And it takes part again: a submission through it is judged.
+    let after = submit(&apis[down..=down], 0, &program("after")).unwrap();
+    assert!(after > *ids.iter().max().unwrap());
+    cluster.wait_until("judged after the catch-up", Duration::from_secs(60), |c| {
+        c.get(down, &format!("/api/submissions/{after}")).is_some_and(|v| v["status"] == "done" && v["verdict"] == "AC")
+    });
+}
+
+#[test]
+fn a_node_added_at_run_time_catches_up_and_a_removed_one_leaves() {
+    let mut cluster = Cluster::start(3, 1, 6);
+    cluster.wait_ready(1);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let first = submit(&apis, 0, &program("m0")).unwrap();
+    let voters = |c: &Cluster, k: usize| c.get(k, "/api/cluster/self").map(|s| s["voters"].clone());
+
+    // Node 4 starts outside the cluster; adding it makes the others its peers.
+    let new = cluster.push_node(free_tcp(), free_udp(), free_udp(), true);
+    cluster.spawn(new);
+    cluster.wait_until("node 4 answers", Duration::from_secs(30), |c| c.get(new, "/api/cluster/self").is_some());
+    assert_eq!(voters(&cluster, new), Some(json!([])), "a joining node has no membership of its own");
+    let (id, raft, api) = (cluster.nodes[new].id.to_string(), cluster.nodes[new].raft.to_string(), cluster.nodes[new].api.to_string());
+    // A node that is not running is refused (the quorum would count it).
+    let refused = cluster.admin(0, &["add-node", "--id", "9", "--raft", "127.0.0.1:9", "--api", "127.0.0.1:9"]);
+    assert!(refused.as_ref().is_err_and(|e| e.contains("409")), "{refused:?}");
+    let added = cluster.admin(0, &["add-node", "--id", &id, "--raft", &raft, "--api", &api]);
+    assert_eq!(added.as_deref().map(str::trim), Ok("[1,2,3,4]"));
+    cluster.wait_until("node 4 caught up from a snapshot", Duration::from_secs(30), |c| {
+        c.get(new, "/api/cluster/self").is_some_and(|s| s["installed_snapshot"].as_u64().is_some() && s["voters"] == json!([1, 2, 3, 4]))
+    });
+    cluster.wait_until("the first submission on node 4", Duration::from_secs(60), |c| {
+        c.get(new, &format!("/api/submissions/{first}")).is_some_and(|v| v["status"] == "done" && v["verdict"] == "AC")
+    });
+    // Judging goes on, through the new node too.
+    let second = submit(&[cluster.nodes[new].api], 0, &program("m1")).unwrap();
+    cluster.wait_until("judged after the add", Duration::from_secs(60), |c| {
+        c.get(new, &format!("/api/submissions/{second}")).is_some_and(|v| v["status"] == "done" && v["verdict"] == "AC")
+    });
+    let whole = cluster.get(0, "/api/cluster").unwrap();
+    assert_eq!(whole["voters"], json!([1, 2, 3, 4]));
+    assert_eq!(whole["nodes"].as_array().unwrap().len(), 4, "{whole}");
+
+    // Remove a follower the agent is not on (it is on node 1).
+    let leader = cluster.leader().unwrap();
+    let gone = [1, 2].into_iter().find(|&k| k != leader).unwrap();
+    let gone_id = cluster.nodes[gone].id.to_string();
+    let removed = cluster.admin(new, &["remove-node", "--id", &gone_id]);
+    let left: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|&i| i != gone as u64 + 1).collect();
+    assert_eq!(removed.as_deref().map(str::trim), Ok(serde_json::to_string(&left).unwrap().as_str()));
+    cluster.kill(gone);
+    let up: Vec<SocketAddr> = (0..4).filter(|&k| k != gone).map(|k| apis.get(k).copied().unwrap_or(cluster.nodes[k].api)).collect();
+    let third = submit(&up, 0, &program("m2")).unwrap();
+    for k in (0..4).filter(|&k| k != gone) {
+        cluster.wait_until("judged after the removal", Duration::from_secs(60), |c| {
+            c.get(k, &format!("/api/submissions/{third}")).is_some_and(|v| v["status"] == "done" && v["verdict"] == "AC")
+        });
+        assert_eq!(voters(&cluster, k), Some(json!(left)), "node {}", k + 1);
+    }
+    let whole = cluster.get(new, "/api/cluster").unwrap();
+    let ids: Vec<u64> = whole["nodes"].as_array().unwrap().iter().filter_map(|n| n["id"].as_u64()).collect();
+    assert_eq!(ids, left, "the removed node is no longer listed: {whole}");
 }

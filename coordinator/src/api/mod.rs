@@ -23,6 +23,7 @@ pub mod jwt;
 pub mod limits;
 pub mod openapi;
 mod execution;
+mod members;
 mod problems;
 #[cfg(test)]
 mod problems_tests;
@@ -175,6 +176,8 @@ pub(crate) enum Route {
     SubmitToProblem,
     RejudgeSubmission,
     RejudgeProblem,
+    AddClusterNode,
+    RemoveClusterNode,
     /// The dashboard's runs, code versions, statistics, progress (api/dashboard.rs).
     Dashboard(dashboard::DashRoute),
     /// Stored benchmark runs (api/analytics.rs).
@@ -299,6 +302,8 @@ impl Handler for Endpoint {
             Route::Session => auth::exchange(&api.authn, &caller),
             Route::Me => auth::me(&caller),
             Route::SetPassword => auth::set_password(&api.authn, req, &caller).await,
+            Route::AddClusterNode => members::add(api, req).await,
+            Route::RemoveClusterNode => members::remove(api, req).await,
             Route::ListAlgorithms
             | Route::CreateAlgorithm
             | Route::GetAlgorithm
@@ -452,6 +457,8 @@ fn routes() -> Vec<Op> {
         op(M::POST, "/api/problems/{slug}/rejudge", Route::RejudgeProblem, AtLeast(Role::Setter), Doc::new("contest", "Judge every submission of a problem again").param("slug", s::string()).ok(200, s::object()).db()),
         op(M::POST, "/api/submissions/{id}/rejudge", Route::RejudgeSubmission, AtLeast(Role::Setter), Doc::new("contest", "Judge a submission again").param("id", s::id()).ok(200, s::object()).db()),
         op(M::POST, "/api/users", Route::CreateUser, AtLeast(Role::Admin), Doc::new("auth", "Create a user and their first API token").body(s::new_user()).ok(201, s::created_user()).db()),
+        op(M::POST, "/api/cluster/nodes", Route::AddClusterNode, AtLeast(Role::Admin), Doc::new("cluster", "Add a running coordinator (started with --join) to the raft cluster").body(s::new_cluster_node()).ok(200, s::voters())),
+        op(M::DELETE, "/api/cluster/nodes/{id}", Route::RemoveClusterNode, AtLeast(Role::Admin), Doc::new("cluster", "Remove a coordinator from the raft cluster (ask another member)").param("id", s::id()).ok(200, s::voters())),
         op(M::POST, "/api/auth/login", Route::Login, Public, Doc::new("auth", "Log in with a password; returns a session (JWT)").body(s::login()).ok(200, s::session()).db()),
         op(M::POST, "/api/auth/session", Route::Session, AtLeast(Role::User), Doc::new("auth", "Exchange the credential sent for a fresh session (JWT)").ok(200, s::session())),
         op(M::GET, "/api/auth/me", Route::Me, AtLeast(Role::User), Doc::new("auth", "The caller").ok(200, s::user())),

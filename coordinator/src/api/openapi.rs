@@ -141,6 +141,11 @@ pub(crate) fn document(ops: &[Op], allow_anonymous: bool) -> Value {
                 "503".into(),
                 json!({ "description": "No database, or the queue is full", "content": { "application/json": { "schema": error } } }),
             );
+        } else if doc.tag == "cluster" {
+            responses.insert(
+                "503".into(),
+                json!({ "description": "Not the leader, or not committed in time (with Retry-After)", "content": { "application/json": { "schema": error } } }),
+            );
         }
         let method = op.method.as_str().to_lowercase();
         let mut operation = json!({
@@ -205,6 +210,27 @@ pub mod schema {
 
     pub fn boolean() -> Value {
         json!({ "type": "boolean" })
+    }
+
+    pub fn new_cluster_node() -> Value {
+        json!({
+            "type": "object",
+            "required": ["id", "raft", "api"],
+            "additionalProperties": false,
+            "properties": {
+                "id": { "type": "integer", "format": "int64", "minimum": 1 },
+                "raft": { "type": "string", "description": "ip:port of its raft peer link" },
+                "api": { "type": "string", "description": "ip:port of its HTTP API" },
+            },
+        })
+    }
+
+    pub fn voters() -> Value {
+        json!({
+            "type": "object",
+            "required": ["voters"],
+            "properties": { "voters": { "type": "array", "items": { "type": "integer", "format": "int64" } } },
+        })
     }
 
     pub fn id() -> Value {
@@ -685,13 +711,17 @@ pub mod schema {
                 "id": id(), "address": string(), "reachable": boolean(),
                 "role": string(),
                 "term": count(), "leader": nullable_id(), "commit": count(), "applied": count(),
+                "snapshot_index": count(), "installed_snapshot": nullable_id(),
+                "voters": { "type": "array", "items": id() },
+                "cluster_id": nullable_string(),
             },
         })
     }
 
     pub fn cluster() -> Value {
         json!({ "type": "object", "required": ["leader", "nodes"], "properties": {
-            "leader": nullable_id(), "nodes": { "type": "array", "items": cluster_node() } } })
+            "leader": nullable_id(), "voters": { "type": "array", "items": id() },
+            "nodes": { "type": "array", "items": cluster_node() } } })
     }
 }
 

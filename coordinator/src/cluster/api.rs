@@ -3,6 +3,9 @@
 //!
 //! A peer's row comes from its own `/api/cluster/self`, asked with a short timeout: a peer
 //! that does not answer is shown `reachable: false` with its last known id and address.
+//! The rows are the current voters (raft's membership as this node has applied it); a
+//! voter's address is the configured one, or the one it was added with at run time.
+//! Membership changes are routes of the API's table (`api/members.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +71,10 @@ impl ClusterApi {
             "leader": s.leader,
             "commit": s.commit,
             "applied": s.applied,
+            "snapshot_index": s.snapshot_index,
+            "installed_snapshot": s.installed_snapshot,
+            "voters": s.voters,
+            "cluster_id": self.inner.scheduler.known_cluster_id(),
             "reachable": true,
         })
     }
@@ -75,7 +82,21 @@ impl ClusterApi {
     async fn whole(&self) -> Value {
         let me = self.own();
         let mut nodes = vec![me.clone()];
-        let asks = self.inner.peers.iter().map(|peer| self.ask(peer));
+        let status = self.inner.scheduler.cluster_status();
+        let added = self.inner.scheduler.members();
+        let peers: Vec<PeerApi> = status
+            .voters
+            .iter()
+            .filter(|&&id| id != status.id)
+            .filter_map(|&id| {
+                let api = match self.inner.peers.iter().find(|p| p.id == id) {
+                    Some(p) => p.api.clone(),
+                    None => added.get(&id)?.api.clone(),
+                };
+                Some(PeerApi { id, api })
+            })
+            .collect();
+        let asks = peers.iter().map(|peer| self.ask(peer));
         nodes.extend(futures_util::future::join_all(asks).await);
         nodes.sort_by_key(|n| n["id"].as_u64());
         // Our own view of the leader; a peer that says it leads a later term knows better.
@@ -85,7 +106,7 @@ impl ClusterApi {
             .max_by_key(|n| n["term"].as_u64())
             .map(|n| n["id"].clone())
             .unwrap_or_else(|| me["leader"].clone());
-        json!({ "leader": leader, "nodes": nodes })
+        json!({ "leader": leader, "voters": status.voters, "nodes": nodes })
     }
 
     async fn ask(&self, peer: &PeerApi) -> Value {

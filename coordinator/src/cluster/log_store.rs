@@ -2,10 +2,19 @@
 //! fsync'd before raft is told they are persisted.
 //!
 //! Record: `[len: u32 LE][crc32 of kind+payload: u32 LE][kind: u8][payload: len bytes]`.
-//! Kinds: a batch of entries (each `[u32 LE length][protobuf Entry]`), or a hard state
-//! (protobuf `HardState`). Replaying the file in order rebuilds the in-memory
+//! Kinds: a batch of entries (each `[u32 LE length][protobuf Entry]`), a hard state
+//! (protobuf `HardState`), or a start (protobuf `SnapshotMetadata`: the log begins after
+//! that snapshot's index). Replaying the file in order rebuilds the in-memory
 //! `MemStorage` raft reads from: a batch that starts inside the existing log replaces
 //! the suffix from there on, exactly as raft asked when it wrote it.
+//!
+//! Compaction (after a snapshot, see `snapshot.rs`) rewrites the file as a start record,
+//! the entries after the snapshot and the hard state: written to `raft.log.tmp`, fsync'd,
+//! renamed over `raft.log`, directory fsync'd. The snapshot is made durable first, so a
+//! crash in between leaves the new snapshot and the old (longer) log, whose entries up to
+//! the snapshot are skipped at start. After an installed snapshot (a follower that fell
+//! behind) the old log may hold entries of another history: they are kept only if the
+//! log agrees with the snapshot's term at its index (raft's log matching), else dropped.
 //!
 //! A crash can leave the last record torn (short, or with a bad checksum that runs to the
 //! end of the file). That record was never acknowledged (the fsync did not return), so it
@@ -18,12 +27,17 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, HardState};
+use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::Storage as _;
 use raft::storage::MemStorage;
 
+use super::snapshot::{self, RaftStorage};
+
 const KIND_ENTRIES: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
+const KIND_START: u8 = 3;
+const LOG: &str = "raft.log";
+const LOG_TMP: &str = "raft.log.tmp";
 const HEADER: usize = 9;
 /// Larger records are not written by us; a length beyond this in the file is damage.
 const MAX_RECORD: usize = 1 << 30;
@@ -43,7 +57,7 @@ pub enum LogError {
 /// The node's storage: what raft reads (`MemStorage`, shared) and, unless in memory only,
 /// the file that makes it durable.
 pub struct LogStore {
-    mem: MemStorage,
+    storage: RaftStorage,
     file: Option<(File, PathBuf)>,
 }
 
@@ -53,24 +67,57 @@ pub struct Recovery {
     pub records: usize,
     /// Bytes of a torn last record that were cut off.
     pub truncated_bytes: u64,
+    /// Index of the snapshot the log starts from (0: none).
+    pub snapshot_index: u64,
 }
 
 impl LogStore {
     /// A log that lives in memory only (tests, and judges started without a data dir).
     pub fn in_memory(voters: &[u64]) -> LogStore {
-        LogStore { mem: MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![]))), file: None }
+        let mem = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
+        LogStore { storage: RaftStorage::new(mem), file: None }
     }
 
-    /// Opens (or creates) `dir/raft.log` and replays it.
+    /// Opens (or creates) `dir/raft.log`, loads `dir/snapshot` if there is one, and
+    /// replays the log after it. `voters` is the membership when there is no snapshot.
     pub fn open(dir: &Path, voters: &[u64]) -> Result<(LogStore, Recovery), LogError> {
-        let path = dir.join("raft.log");
+        let path = dir.join(LOG);
         let io = |source| LogError::Io { path: path.clone(), source };
         std::fs::create_dir_all(dir).map_err(io)?;
+        let unfinished = dir.join(LOG_TMP);
+        if unfinished.exists() {
+            // A compaction cut short before its rename: the old log is still whole.
+            std::fs::remove_file(&unfinished).map_err(io)?;
+        }
+        let snap = snapshot::read(dir)?;
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let mem = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
-        let (records, good) = replay(&path, &bytes, &mem)?;
+        let (records, good, start) = replay(&path, &bytes, &mem)?;
+        let corrupt = |what: String| LogError::Corrupt { path: path.clone(), offset: 0, what };
+        let (storage, snapshot_index) = match snap {
+            None if start > 0 => return Err(corrupt(format!("the log starts after index {start}, but there is no snapshot"))),
+            None => (RaftStorage::new(mem), 0),
+            Some(snap) => {
+                let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+                if start > index {
+                    return Err(corrupt(format!("the log starts after index {start}, past the snapshot at {index}")));
+                }
+                let last = mem.last_index()?;
+                // Log matching: the same term at the snapshot's index means the same history.
+                let tail = if last > index && mem.term(index).ok() == Some(term) {
+                    mem.entries(index + 1, last + 1, None, raft::GetEntriesContext::empty(false))?
+                } else {
+                    Vec::new()
+                };
+                let hard_state = mem.initial_state()?.hard_state;
+                let storage = RaftStorage::new(MemStorage::new());
+                storage.reset(&snap, &tail, hard_state)?;
+                storage.set_latest(snap);
+                (storage, index)
+            }
+        };
         let truncated_bytes = bytes.len() as u64 - good;
         if truncated_bytes > 0 {
             tracing::warn!(path = %path.display(), truncated_bytes, "cutting off a torn last record");
@@ -79,12 +126,76 @@ impl LogStore {
         }
         // A new file's directory entry must be durable too, or the whole log can vanish.
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok((LogStore { mem, file: Some((file, path)) }, Recovery { records, truncated_bytes }))
+        Ok((LogStore { storage, file: Some((file, path)) }, Recovery { records, truncated_bytes, snapshot_index }))
     }
 
     /// What raft reads; clones share the same log.
-    pub fn storage(&self) -> MemStorage {
-        self.mem.clone()
+    pub fn storage(&self) -> RaftStorage {
+        self.storage.clone()
+    }
+
+    /// The latest snapshot (empty if none): the state machine starts from it.
+    pub fn snapshot(&self) -> Snapshot {
+        self.storage.latest()
+    }
+
+    /// Makes `snapshot` (of this node's applied state) durable and drops the entries it
+    /// covers, from memory and from the file.
+    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), LogError> {
+        let index = snapshot.get_metadata().index;
+        let mem = &self.storage.mem;
+        let last = mem.last_index()?;
+        let tail = if last > index {
+            mem.entries(index + 1, last + 1, None, raft::GetEntriesContext::empty(false))?
+        } else {
+            Vec::new()
+        };
+        let hard_state = mem.initial_state()?.hard_state;
+        self.replace(snapshot, &tail, hard_state)
+    }
+
+    /// Replaces the whole log by `snapshot`, received from the leader.
+    pub fn install(&mut self, snapshot: Snapshot) -> Result<(), LogError> {
+        let hard_state = self.storage.mem.initial_state()?.hard_state;
+        self.replace(snapshot, &[], hard_state)
+    }
+
+    fn replace(&mut self, snapshot: Snapshot, tail: &[Entry], hard_state: HardState) -> Result<(), LogError> {
+        if let Some((_, path)) = &self.file
+            && let Some(dir) = path.parent()
+        {
+            snapshot::write(dir, &snapshot)?;
+        }
+        self.storage.reset(&snapshot, tail, hard_state)?;
+        let meta = snapshot.get_metadata().clone();
+        self.storage.set_latest(snapshot);
+        self.rewrite(&meta)
+    }
+
+    /// The file becomes: a start at `meta`, the entries in memory, the hard state.
+    fn rewrite(&mut self, meta: &SnapshotMetadata) -> Result<(), LogError> {
+        let Some((file, path)) = &mut self.file else { return Ok(()) };
+        let mem = &self.storage.mem;
+        let (first, last) = (mem.first_index()?, mem.last_index()?);
+        let entries =
+            if last >= first { mem.entries(first, last + 1, None, raft::GetEntriesContext::empty(false))? } else { Vec::new() };
+        let mut buf = Vec::new();
+        record(&mut buf, KIND_START, &meta.write_to_bytes()?);
+        if !entries.is_empty() {
+            record(&mut buf, KIND_ENTRIES, &entries_payload(&entries)?);
+        }
+        record(&mut buf, KIND_HARD_STATE, &mem.initial_state()?.hard_state.write_to_bytes()?);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(LOG_TMP);
+        let io = |source| LogError::Io { path: tmp.clone(), source };
+        let mut new = File::create(&tmp).map_err(io)?;
+        new.write_all(&buf).map_err(io)?;
+        new.sync_all().map_err(io)?;
+        drop(new);
+        std::fs::rename(&tmp, &*path).map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        *file = OpenOptions::new().append(true).open(&*path).map_err(|source| LogError::Io { path: path.clone(), source })?;
+        Ok(())
     }
 
     /// Makes `entries` and `hard_state` durable (one write, one fsync), then visible to raft.
@@ -99,13 +210,7 @@ impl LogStore {
         if let Some((file, path)) = &mut self.file {
             let mut buf = Vec::new();
             if !entries.is_empty() {
-                let mut payload = Vec::new();
-                for e in entries {
-                    let bytes = e.write_to_bytes()?;
-                    payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-                    payload.extend_from_slice(&bytes);
-                }
-                record(&mut buf, KIND_ENTRIES, &payload);
+                record(&mut buf, KIND_ENTRIES, &entries_payload(entries)?);
             }
             if let Some(hs) = hard_state {
                 record(&mut buf, KIND_HARD_STATE, &hs.write_to_bytes()?);
@@ -116,7 +221,7 @@ impl LogStore {
                 file.sync_data().map_err(io)?;
             }
         }
-        let mut core = self.mem.wl();
+        let mut core = self.storage.mem.wl();
         if !entries.is_empty() {
             core.append(entries)?;
         }
@@ -130,10 +235,20 @@ impl LogStore {
     /// Written but not fsync'd: the next `persist` syncs it along, and losing it in a
     /// crash only means the commit is learnt again from the leader (or, alone, re-elected).
     pub fn persist_commit(&mut self, commit: u64) -> Result<(), LogError> {
-        let mut hs = self.mem.rl().hard_state().clone();
+        let mut hs = self.storage.mem.rl().hard_state().clone();
         hs.commit = commit;
         self.write(&[], Some(&hs), false)
     }
+}
+
+fn entries_payload(entries: &[Entry]) -> Result<Vec<u8>, LogError> {
+    let mut payload = Vec::new();
+    for e in entries {
+        let bytes = e.write_to_bytes()?;
+        payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&bytes);
+    }
+    Ok(payload)
 }
 
 fn record(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
@@ -146,12 +261,13 @@ fn record(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
-/// Applies every intact record to `mem`; returns the count and the length of the good
-/// prefix of `bytes`.
-fn replay(path: &Path, bytes: &[u8], mem: &MemStorage) -> Result<(usize, u64), LogError> {
+/// Applies every intact record to `mem`; returns the count, the length of the good
+/// prefix of `bytes`, and the index of the snapshot the log starts after (0: none).
+fn replay(path: &Path, bytes: &[u8], mem: &MemStorage) -> Result<(usize, u64, u64), LogError> {
     let corrupt = |offset: usize, what: String| LogError::Corrupt { path: path.to_owned(), offset: offset as u64, what };
     let mut at = 0usize;
     let mut records = 0usize;
+    let mut start = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
         if rest.len() < HEADER {
@@ -192,12 +308,20 @@ fn replay(path: &Path, bytes: &[u8], mem: &MemStorage) -> Result<(usize, u64), L
                 let hs = HardState::parse_from_bytes(payload).map_err(|e| corrupt(at, e.to_string()))?;
                 mem.wl().set_hardstate(hs);
             }
+            KIND_START if records == 0 => {
+                let meta = SnapshotMetadata::parse_from_bytes(payload).map_err(|e| corrupt(at, e.to_string()))?;
+                start = meta.index;
+                let mut marker = Snapshot::default();
+                marker.set_metadata(meta);
+                mem.wl().apply_snapshot(marker)?;
+            }
+            KIND_START => return Err(corrupt(at, "a start record after the first".into())),
             other => return Err(corrupt(at, format!("unknown record kind {other}"))),
         }
         records += 1;
         at += HEADER + len;
     }
-    Ok((records, at as u64))
+    Ok((records, at as u64, start))
 }
 
 fn parse_entries(mut payload: &[u8]) -> Result<Vec<Entry>, String> {
@@ -263,7 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(written(dir.path()));
         let (store, rec) = LogStore::open(dir.path(), &[1]).unwrap();
-        assert_eq!(rec, Recovery { records: 5, truncated_bytes: 0 });
+        assert_eq!(rec, Recovery { records: 5, truncated_bytes: 0, snapshot_index: 0 });
         assert_eq!(datas(&store), vec![(1, 1, b"a".to_vec()), (2, 1, b"b".to_vec()), (3, 1, b"c".to_vec())]);
         let state = store.storage().initial_state().unwrap();
         assert_eq!((state.hard_state.term, state.hard_state.commit), (1, 2));
@@ -323,6 +447,89 @@ mod tests {
         assert_eq!(rec.truncated_bytes, 0);
         assert_eq!(datas(&store).len(), 4);
         assert_eq!(store.storage().initial_state().unwrap().hard_state.commit, 4);
+    }
+
+    fn snap(index: u64, term: u64) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.mut_metadata().index = index;
+        s.mut_metadata().term = term;
+        s.mut_metadata().mut_conf_state().voters = vec![1];
+        s.data = b"state".to_vec().into();
+        s
+    }
+
+    fn first_last(store: &LogStore) -> (u64, u64) {
+        let s = store.storage();
+        (s.first_index().unwrap(), s.last_index().unwrap())
+    }
+
+    #[test]
+    fn a_compacted_log_keeps_its_tail_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = written(dir.path());
+        let before = std::fs::metadata(dir.path().join(LOG)).unwrap().len();
+        store.compact(snap(2, 1)).unwrap();
+        assert_eq!(datas(&store), vec![(3, 1, b"c".to_vec())]);
+        assert!(std::fs::metadata(dir.path().join(LOG)).unwrap().len() < before, "entries 1 and 2 left the file");
+        // Appending goes on in the rewritten file.
+        store.persist(&[entry(4, 1, b"d")], Some(&hs(1, 4))).unwrap();
+        drop(store);
+        let (store, rec) = LogStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(rec.snapshot_index, 2);
+        assert_eq!(first_last(&store), (3, 4));
+        assert_eq!(datas(&store), vec![(3, 1, b"c".to_vec()), (4, 1, b"d".to_vec())]);
+        assert_eq!(store.storage().term(2).unwrap(), 1, "the snapshot's term answers for its index");
+        assert_eq!(store.storage().initial_state().unwrap().hard_state.commit, 4);
+        assert_eq!(&store.snapshot().data[..], b"state");
+    }
+
+    #[test]
+    fn a_crash_between_the_snapshot_and_the_rewrite_skips_what_the_snapshot_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(written(dir.path()));
+        // The snapshot is durable; the log was not rewritten yet (a rewrite cut short).
+        snapshot::write(dir.path(), &snap(2, 1)).unwrap();
+        std::fs::write(dir.path().join(LOG_TMP), b"half a rewrite").unwrap();
+        let (store, rec) = LogStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(rec.snapshot_index, 2);
+        assert_eq!(datas(&store), vec![(3, 1, b"c".to_vec())]);
+        assert!(!dir.path().join(LOG_TMP).exists());
+    }
+
+    #[test]
+    fn an_installed_snapshot_drops_a_log_of_another_history() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(written(dir.path()));
+        // The leader's snapshot has term 2 at index 2, where this log has term 1.
+        snapshot::write(dir.path(), &snap(2, 2)).unwrap();
+        let (store, _) = LogStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(first_last(&store), (3, 2), "entry 3 followed another entry 2");
+        let hs = store.storage().initial_state().unwrap().hard_state;
+        assert_eq!((hs.term, hs.commit), (2, 2));
+    }
+
+    #[test]
+    fn an_install_replaces_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = written(dir.path());
+        store.install(snap(10, 3)).unwrap();
+        assert_eq!(first_last(&store), (11, 10));
+        store.persist(&[entry(11, 3, b"k")], Some(&hs(3, 11))).unwrap();
+        drop(store);
+        let (store, rec) = LogStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(rec.snapshot_index, 10);
+        assert_eq!(datas(&store), vec![(11, 3, b"k".to_vec())]);
+        assert_eq!(store.storage().initial_state().unwrap().conf_state.voters, vec![1]);
+    }
+
+    #[test]
+    fn a_compacted_log_without_its_snapshot_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = written(dir.path());
+        store.compact(snap(2, 1)).unwrap();
+        drop(store);
+        std::fs::remove_file(dir.path().join(snapshot::FILE)).unwrap();
+        assert!(matches!(LogStore::open(dir.path(), &[1]), Err(LogError::Corrupt { .. })));
     }
 
     #[test]

@@ -13,12 +13,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use raft::prelude::{Entry, EntryType, Message};
-use raft::{RawNode, StateRole};
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use super::log_store::{LogError, LogStore};
+use super::snapshot::RaftStorage;
 use super::transport::{Deliver, Transport};
 
 /// The state machine as the node sees it: committed entries in log order.
@@ -26,6 +27,10 @@ pub trait Apply: Send + 'static {
     type Output: Send + 'static;
     /// Must be deterministic: every node applies the same entries to the same effect.
     fn apply(&mut self, index: u64, data: &[u8]) -> Self::Output;
+    /// The whole state, as `restore` takes it back.
+    fn snapshot(&self) -> Result<Vec<u8>, String>;
+    /// Replaces the whole state by a snapshot's, taken after entry `index` was applied.
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), String>;
 }
 
 #[derive(Debug, Clone)]
@@ -39,7 +44,13 @@ pub struct NodeConfig {
     /// A proposal not applied by then is answered `Timeout` (the API's 503). It may still
     /// commit later: a client that retries can create a second submission.
     pub proposal_timeout: Duration,
+    /// A snapshot is taken (and the log compacted) after this many applied entries.
+    pub snapshot_every: u64,
 }
+
+/// Entries applied between snapshots unless configured: a few thousand entries replay in
+/// well under a second, and a snapshot costs a serialization of the whole state.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 5000;
 
 impl NodeConfig {
     /// Node `id` of a cluster of `voters`: elections time out after 0.5–1 s, heartbeats
@@ -53,6 +64,7 @@ impl NodeConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             proposal_timeout: Duration::from_secs(1),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
 
@@ -64,6 +76,7 @@ impl NodeConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             proposal_timeout: Duration::from_secs(5),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }
@@ -102,6 +115,13 @@ pub struct NodeStatus {
     pub proposals: u64,
     /// Times this node saw the leader change since it started.
     pub leader_changes: u64,
+    /// Index of the latest snapshot (taken here or installed), 0 if none.
+    pub snapshot_index: u64,
+    /// Index of the latest snapshot installed from the leader since this node started
+    /// (it had fallen behind what the leader still had in its log).
+    pub installed_snapshot: Option<u64>,
+    /// The voting members as of the last applied entry, ascending.
+    pub voters: Vec<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +132,23 @@ pub enum NodeError {
     Raft(#[from] raft::Error),
     #[error("starting the raft thread: {0}")]
     Thread(std::io::Error),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 type Reply<O> = oneshot::Sender<Result<O, ProposeError>>;
 
+/// A change of membership, through the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Add(u64),
+    Remove(u64),
+}
+
 enum Msg<O> {
     Propose { data: Vec<u8>, reply: Reply<O> },
+    /// Answered with the voters once the change is applied here.
+    ChangeMembership { change: Membership, reply: Reply<Vec<u64>> },
     /// From a peer, through the transport.
     Raft(Box<Message>),
     Stop,
@@ -147,9 +178,10 @@ impl<O> Drop for Node<O> {
 }
 
 impl<O: Send + 'static> Node<O> {
-    /// Starts the node on `store`, applying committed entries (from the log's start after a
-    /// restart: the state machine lives in memory) with `apply`.
-    pub fn start<A: Apply<Output = O>>(config: NodeConfig, store: LogStore, apply: A) -> Result<Node<O>, NodeError> {
+    /// Starts the node on `store`: the state machine (in memory) is restored from the
+    /// store's snapshot if there is one, then committed entries after it are applied with
+    /// `apply`.
+    pub fn start<A: Apply<Output = O>>(config: NodeConfig, store: LogStore, mut apply: A) -> Result<Node<O>, NodeError> {
         let logger = slog::Logger::root(TracingDrain, slog::o!("raft_id" => config.id));
         let raft_config = raft::Config {
             id: config.id,
@@ -161,12 +193,20 @@ impl<O: Send + 'static> Node<O> {
             pre_vote: true,
             ..Default::default()
         };
+        let snapshot = store.snapshot();
+        let snapshot_index = snapshot.get_metadata().index;
+        if snapshot_index > 0 {
+            // The log holds only what came after; raft hands out entries from there on.
+            apply.restore(snapshot_index, &snapshot.data).map_err(NodeError::Snapshot)?;
+            info!(index = snapshot_index, bytes = snapshot.data.len(), "state restored from the snapshot");
+        }
+        let conf_state = store.storage().initial_state()?.conf_state;
         let mut raw = RawNode::new(&raft_config, store.storage(), &logger)?;
         if config.voters == [config.id] {
             // Alone, there is nobody to wait for: lead at once instead of after a timeout.
             raw.campaign()?;
         }
-        let status = Arc::new(Mutex::new(status_of(&raw, 0, 0)));
+        let status = Arc::new(Mutex::new(status_of(&raw, 0, 0, snapshot_index, None, &conf_state)));
         let transport = Arc::new(OnceLock::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -176,6 +216,7 @@ impl<O: Send + 'static> Node<O> {
             apply,
             config,
             pending: HashMap::new(),
+            pending_changes: HashMap::new(),
             answers: Vec::new(),
             seq: 0,
             incarnation: incarnation(),
@@ -184,6 +225,11 @@ impl<O: Send + 'static> Node<O> {
             leader_changes: 0,
             last_leader: 0,
             transport: transport.clone(),
+            conf_state,
+            snapshot_index,
+            installed_snapshot: None,
+            snapshots_sent: Vec::new(),
+            snapshot_now: false,
         };
         let thread = std::thread::Builder::new()
             .name("raft-node".into())
@@ -211,6 +257,25 @@ impl<O: Send + 'static> Node<O> {
         let _ = self.transport.set(transport);
     }
 
+    /// Adds or removes a voter through the log (one at a time, raft's single-server
+    /// change); answers with the voters once the change is applied here.
+    pub async fn change_membership(&self, change: Membership) -> Result<Vec<u64>, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        let sent = match self.tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(tx) => tx.send(Msg::ChangeMembership { change, reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(ProposeError::Stopped);
+        }
+        rx.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
+    /// The peer transport, once set; the scheduler adds peers that joined to it.
+    pub fn transport(&self) -> Arc<OnceLock<Transport>> {
+        self.transport.clone()
+    }
+
     /// Proposes `data` and waits until it is committed and applied here.
     pub async fn propose(&self, data: Vec<u8>) -> Result<O, ProposeError> {
         let (reply, rx) = oneshot::channel();
@@ -234,12 +299,14 @@ impl<O: Send + 'static> Node<O> {
 }
 
 struct NodeThread<A: Apply> {
-    raw: RawNode<raft::storage::MemStorage>,
+    raw: RawNode<RaftStorage>,
     store: LogStore,
     apply: A,
     config: NodeConfig,
     /// This node's proposals not yet applied, by sequence number.
     pending: HashMap<u64, (Instant, Reply<A::Output>)>,
+    /// This node's membership changes not yet applied, by sequence number.
+    pending_changes: HashMap<u64, (Instant, Reply<Vec<u64>>)>,
     /// Outputs of this round's applied proposals, answered once the status shows them.
     answers: Vec<(Reply<A::Output>, A::Output)>,
     seq: u64,
@@ -251,6 +318,14 @@ struct NodeThread<A: Apply> {
     leader_changes: u64,
     last_leader: u64,
     transport: Arc<OnceLock<Transport>>,
+    /// The membership as of the last applied entry (what a snapshot records).
+    conf_state: ConfState,
+    snapshot_index: u64,
+    installed_snapshot: Option<u64>,
+    /// Peers sent a snapshot this round, reported to raft after `advance`.
+    snapshots_sent: Vec<u64>,
+    /// Set when a node was added: it must start from a snapshot (see `apply_conf_change`).
+    snapshot_now: bool,
 }
 
 impl<A: Apply> NodeThread<A> {
@@ -290,6 +365,9 @@ impl<A: Apply> NodeThread<A> {
         for (_, (_, reply)) in self.pending.drain() {
             let _ = reply.send(Err(ProposeError::Stopped));
         }
+        for (_, (_, reply)) in self.pending_changes.drain() {
+            let _ = reply.send(Err(ProposeError::Stopped));
+        }
         self.status.lock().unwrap_or_else(PoisonError::into_inner).role = Role::Stopped;
         info!("raft node stopped");
     }
@@ -303,6 +381,30 @@ impl<A: Apply> NodeThread<A> {
                     debug!(%err, "raft message refused");
                 }
             }
+            Msg::ChangeMembership { change, reply } => {
+                // raft-rs forwards no conf change: only the leader may propose one.
+                if self.raw.raft.state != StateRole::Leader {
+                    let leader = Some(self.raw.raft.leader_id).filter(|&l| l != 0);
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader }));
+                    return true;
+                }
+                let context = self.next_context();
+                let mut cc = ConfChange::default();
+                let (kind, node) = match change {
+                    Membership::Add(node) => (ConfChangeType::AddNode, node),
+                    Membership::Remove(node) => (ConfChangeType::RemoveNode, node),
+                };
+                cc.set_change_type(kind);
+                cc.node_id = node;
+                match self.raw.propose_conf_change(context, cc) {
+                    Ok(()) => {
+                        self.pending_changes.insert(self.seq, (Instant::now() + self.config.proposal_timeout, reply));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(ProposeError::Dropped(err.to_string())));
+                    }
+                }
+            }
             Msg::Propose { data, reply } => {
                 // A follower's proposal is forwarded to the leader by raft itself; without a
                 // known leader there is nobody to forward to.
@@ -310,11 +412,7 @@ impl<A: Apply> NodeThread<A> {
                     let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
                     return true;
                 }
-                self.seq += 1;
-                let mut context = Vec::with_capacity(24);
-                context.extend_from_slice(&self.config.id.to_le_bytes());
-                context.extend_from_slice(&self.incarnation.to_le_bytes());
-                context.extend_from_slice(&self.seq.to_le_bytes());
+                let context = self.next_context();
                 match self.raw.propose(context, data) {
                     Ok(()) => {
                         self.proposals += 1;
@@ -329,10 +427,26 @@ impl<A: Apply> NodeThread<A> {
         true
     }
 
+    /// Marks an entry as this run's proposal number `seq` (see `own_proposal`).
+    fn next_context(&mut self) -> Vec<u8> {
+        self.seq += 1;
+        let mut context = Vec::with_capacity(24);
+        context.extend_from_slice(&self.config.id.to_le_bytes());
+        context.extend_from_slice(&self.incarnation.to_le_bytes());
+        context.extend_from_slice(&self.seq.to_le_bytes());
+        context
+    }
+
     fn expire(&mut self, now: Instant) {
         let late: Vec<u64> = self.pending.iter().filter(|(_, (at, _))| *at <= now).map(|(s, _)| *s).collect();
         for seq in late {
             if let Some((_, reply)) = self.pending.remove(&seq) {
+                let _ = reply.send(Err(ProposeError::Timeout(self.config.proposal_timeout)));
+            }
+        }
+        let late: Vec<u64> = self.pending_changes.iter().filter(|(_, (at, _))| *at <= now).map(|(s, _)| *s).collect();
+        for seq in late {
+            if let Some((_, reply)) = self.pending_changes.remove(&seq) {
                 let _ = reply.send(Err(ProposeError::Timeout(self.config.proposal_timeout)));
             }
         }
@@ -347,8 +461,7 @@ impl<A: Apply> NodeThread<A> {
         let mut ready = self.raw.ready();
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            // Snapshots are not produced yet (no compaction), so no peer can send one.
-            warn!(index = ready.snapshot().get_metadata().index, "ignoring a snapshot: not supported yet");
+            self.install(ready.snapshot().clone())?;
         }
         self.apply_committed(ready.take_committed_entries());
         self.store.persist(ready.entries(), ready.hs())?;
@@ -360,6 +473,46 @@ impl<A: Apply> NodeThread<A> {
         self.send(light.take_messages());
         self.apply_committed(light.take_committed_entries());
         self.raw.advance_apply();
+        // Counted as delivered once handed to the transport: if it was lost, the peer's
+        // answer to the next append shows it still behind, and raft sends it again.
+        for peer in self.snapshots_sent.drain(..) {
+            self.raw.report_snapshot(peer, SnapshotStatus::Finish);
+        }
+        self.maybe_snapshot()
+    }
+
+    /// A snapshot from the leader: the state machine and the log start over from it.
+    fn install(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let index = snapshot.get_metadata().index;
+        self.apply.restore(index, &snapshot.data).map_err(NodeError::Snapshot)?;
+        self.conf_state = snapshot.get_metadata().get_conf_state().clone();
+        self.store.install(snapshot)?;
+        info!(index, "installed a snapshot from the leader");
+        self.snapshot_index = index;
+        self.installed_snapshot = Some(index);
+        Ok(())
+    }
+
+    /// Every `snapshot_every` applied entries (or at once after a node was added):
+    /// snapshot the state machine, compact the log.
+    fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
+        let applied = self.raw.raft.raft_log.applied;
+        let due = self.config.snapshot_every > 0 && applied >= self.snapshot_index + self.config.snapshot_every;
+        if !(due || std::mem::take(&mut self.snapshot_now)) || applied <= self.snapshot_index {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let term = self.raw.raft.raft_log.term(applied)?;
+        let mut snapshot = Snapshot::default();
+        snapshot.data = self.apply.snapshot().map_err(NodeError::Snapshot)?.into();
+        let meta = snapshot.mut_metadata();
+        meta.index = applied;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state.clone());
+        let bytes = snapshot.data.len();
+        self.store.compact(snapshot)?;
+        self.snapshot_index = applied;
+        info!(index = applied, bytes, duration_ms = started.elapsed().as_millis() as u64, "snapshot taken; log compacted");
         Ok(())
     }
 
@@ -367,6 +520,8 @@ impl<A: Apply> NodeThread<A> {
         if messages.is_empty() {
             return;
         }
+        self.snapshots_sent
+            .extend(messages.iter().filter(|m| m.get_msg_type() == MessageType::MsgSnapshot).map(|m| m.to));
         match self.transport.get() {
             Some(transport) => transport.send(messages),
             None => debug!(count = messages.len(), "no peer transport yet; raft messages dropped"),
@@ -375,8 +530,11 @@ impl<A: Apply> NodeThread<A> {
 
     fn apply_committed(&mut self, entries: Vec<Entry>) {
         for entry in entries {
-            // Empty entries are the no-ops a new leader appends; conf changes do not occur
-            // with a static voter list.
+            if entry.get_entry_type() == EntryType::EntryConfChange {
+                self.apply_conf_change(&entry);
+                continue;
+            }
+            // Empty entries are the no-ops a new leader appends.
             if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
                 continue;
             }
@@ -386,6 +544,40 @@ impl<A: Apply> NodeThread<A> {
             {
                 self.answers.push((reply, output));
             }
+        }
+    }
+
+    /// A membership change, committed: raft applies it to its configuration here. One that
+    /// raft refuses is refused alike on every node, so it is skipped, not fatal.
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        use protobuf::Message as _;
+        let cc = match ConfChange::parse_from_bytes(&entry.data) {
+            Ok(cc) => cc,
+            Err(err) => {
+                error!(index = entry.index, %err, "a conf change entry that does not parse; skipped");
+                return;
+            }
+        };
+        match self.raw.apply_conf_change(&cc) {
+            Ok(conf_state) => self.conf_state = conf_state,
+            Err(err) => {
+                error!(index = entry.index, %err, node = cc.node_id, "raft refused the conf change; skipped");
+                return;
+            }
+        }
+        info!(index = entry.index, change = ?cc.get_change_type(), node = cc.node_id, voters = ?self.conf_state.voters, "membership changed");
+        if cc.get_change_type() == ConfChangeType::AddNode {
+            // A new node must start from a snapshot, not from entry 1: the log does not hold
+            // the membership the cluster started with. Compacting now means the leader has
+            // nothing older to send it.
+            self.snapshot_now = true;
+        }
+        if let Some(seq) = self.own_proposal(&entry.context)
+            && let Some((_, reply)) = self.pending_changes.remove(&seq)
+        {
+            let mut voters = self.conf_state.voters.clone();
+            voters.sort_unstable();
+            let _ = reply.send(Ok(voters));
         }
     }
 
@@ -409,14 +601,27 @@ impl<A: Apply> NodeThread<A> {
             for (_, (_, reply)) in self.pending.drain() {
                 let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
             }
+            for (_, (_, reply)) in self.pending_changes.drain() {
+                let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+            }
         }
-        let status = status_of(&self.raw, self.proposals, self.leader_changes);
+        let status =
+            status_of(&self.raw, self.proposals, self.leader_changes, self.snapshot_index, self.installed_snapshot, &self.conf_state);
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 }
 
-fn status_of(raw: &RawNode<raft::storage::MemStorage>, proposals: u64, leader_changes: u64) -> NodeStatus {
+fn status_of(
+    raw: &RawNode<RaftStorage>,
+    proposals: u64,
+    leader_changes: u64,
+    snapshot_index: u64,
+    installed_snapshot: Option<u64>,
+    conf_state: &ConfState,
+) -> NodeStatus {
     let raft = &raw.raft;
+    let mut voters = conf_state.voters.clone();
+    voters.sort_unstable();
     NodeStatus {
         id: raft.id,
         role: match raft.state {
@@ -430,6 +635,9 @@ fn status_of(raw: &RawNode<raft::storage::MemStorage>, proposals: u64, leader_ch
         applied: raft.raft_log.applied,
         proposals,
         leader_changes,
+        snapshot_index,
+        installed_snapshot,
+        voters,
     }
 }
 

@@ -11,10 +11,13 @@
 //!
 //! Raft tolerates lost messages, so sending never blocks: each peer has a bounded queue,
 //! and what does not fit (a peer down or slow) is dropped and resent by raft later.
+//!
+//! Peers are the configured ones plus those added at run time (`add_peer`, a node that
+//! joined the cluster); a peer is never dropped here: raft stops sending to a removed one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use protobuf::Message as _;
@@ -41,8 +44,13 @@ pub type Deliver = Arc<dyn Fn(Message) + Send + Sync>;
 
 /// The sending half; cheap to share with the node thread.
 pub struct Transport {
-    peers: HashMap<u64, mpsc::Sender<Message>>,
+    id: u64,
+    peers: Mutex<HashMap<u64, (SocketAddr, mpsc::Sender<Message>)>>,
+    /// Certificate names of the peers whose connections are accepted.
+    allowed: Arc<RwLock<Vec<String>>>,
     endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Transport {
@@ -57,15 +65,41 @@ impl Transport {
     ) -> Result<Transport, TransportError> {
         let (server, client) = tls.peer_configs(id)?;
         let endpoint = quinn::Endpoint::server(server, listen).map_err(|source| TransportError::Bind { addr: listen, source })?;
-        let allowed: Vec<String> = peers.iter().map(|(p, _)| peer_common_name(*p)).collect();
-        tokio::spawn(accept(endpoint.clone(), Arc::new(allowed), deliver));
-        let mut senders = HashMap::new();
+        let allowed = Arc::new(RwLock::new(Vec::new()));
+        tokio::spawn(accept(endpoint.clone(), allowed.clone(), deliver));
+        let transport = Transport {
+            id,
+            peers: Mutex::new(HashMap::new()),
+            allowed,
+            endpoint,
+            client,
+            runtime: tokio::runtime::Handle::current(),
+        };
         for &(peer, addr) in peers {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            senders.insert(peer, tx);
-            tokio::spawn(dial(endpoint.clone(), client.clone(), peer, addr, rx));
+            transport.add_peer(peer, addr);
         }
-        Ok(Transport { peers: senders, endpoint })
+        Ok(transport)
+    }
+
+    /// Sends to (and accepts) peer `peer` at `addr` from now on; a known peer at a new
+    /// address is dialled there instead. Callable from any thread.
+    pub fn add_peer(&self, peer: u64, addr: SocketAddr) {
+        if peer == self.id {
+            return;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if peers.get(&peer).is_some_and(|(known, _)| *known == addr) {
+            return;
+        }
+        let name = peer_common_name(peer);
+        let mut allowed = self.allowed.write().unwrap_or_else(PoisonError::into_inner);
+        if !allowed.contains(&name) {
+            allowed.push(name);
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        // Replacing the sender ends the old dialler (its queue closes).
+        peers.insert(peer, (addr, tx));
+        self.runtime.spawn(dial(self.endpoint.clone(), self.client.clone(), peer, addr, rx));
     }
 
     /// The bound raft address (useful when listening on port 0).
@@ -75,9 +109,10 @@ impl Transport {
 
     /// Queues `messages` for their peers; never blocks.
     pub fn send(&self, messages: Vec<Message>) {
+        let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         for message in messages {
-            match self.peers.get(&message.to) {
-                Some(tx) => {
+            match peers.get(&message.to) {
+                Some((_, tx)) => {
                     if tx.try_send(message).is_err() {
                         debug!("raft peer queue full or closed; message dropped");
                     }
@@ -88,7 +123,7 @@ impl Transport {
     }
 }
 
-async fn accept(endpoint: quinn::Endpoint, allowed: Arc<Vec<String>>, deliver: Deliver) {
+async fn accept(endpoint: quinn::Endpoint, allowed: Arc<RwLock<Vec<String>>>, deliver: Deliver) {
     while let Some(incoming) = endpoint.accept().await {
         let (allowed, deliver) = (allowed.clone(), deliver.clone());
         tokio::spawn(async move {
@@ -104,7 +139,8 @@ async fn accept(endpoint: quinn::Endpoint, allowed: Arc<Vec<String>>, deliver: D
                 .peer_identity()
                 .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
                 .and_then(|certs| certs.first().and_then(crate::tls::common_name));
-            if !name.as_ref().is_some_and(|n| allowed.contains(n)) {
+            let known = name.as_ref().is_some_and(|n| allowed.read().unwrap_or_else(PoisonError::into_inner).contains(n));
+            if !known {
                 warn!(peer = ?name, remote = %conn.remote_address(), "refusing a raft connection: not a peer's certificate");
                 conn.close(quinn::VarInt::from_u32(1), b"not a raft peer");
                 return;
@@ -149,6 +185,9 @@ async fn dial(endpoint: quinn::Endpoint, config: quinn::ClientConfig, peer: u64,
             Ok(stream) => stream,
             Err(err) => {
                 debug!(peer, %addr, %err, "raft peer unreachable");
+                if rx.is_closed() {
+                    return; // replaced by a dialler to a new address
+                }
                 // Messages queued meanwhile are stale; raft resends what still matters.
                 while rx.try_recv().is_ok() {}
                 tokio::time::sleep(pause).await;

@@ -100,6 +100,14 @@ pub enum Command {
     /// Done -> queued again with (possibly new) tests, limits and options: the problem's
     /// data changed, or a verdict is in doubt. The finished judging is kept in `history`.
     Rejudge { submission_id: SubmissionId, rejudge: Rejudge, now_ms: u64 },
+    /// Names the cluster (a random id chosen by the proposer), once: the history in the
+    /// database is keyed on it, so every coordinator of the cluster projects into one
+    /// stream, and a cluster started afresh (ids from 1 again) into a new one.
+    NameCluster { cluster_id: String },
+    /// Where coordinator `node_id` listens (raft peer link, HTTP API): the address book of
+    /// nodes added at run time, replicated (and kept in snapshots) so every node, even one
+    /// restarted long after, can reach them. Who votes is raft's membership, not this.
+    AddMember { node_id: u64, raft: String, api: String },
 }
 
 /// What a rejudged submission is judged against now (a problem's current version).
@@ -135,6 +143,8 @@ pub enum Effect {
     SlotsUpdated,
     AgentSeen,
     Rejudged,
+    ClusterNamed,
+    MemberAdded,
 }
 
 /// Why a command was refused. The state is unchanged after any of these.
@@ -166,9 +176,11 @@ pub enum Rejected {
     AgentNotSilent(String),
     #[error("submission {0} is a function run; only program submissions are rejudged")]
     NotRejudgeable(SubmissionId),
+    #[error("the cluster is named {0:?} already")]
+    ClusterNamed(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Queued,
@@ -194,7 +206,7 @@ impl std::fmt::Display for Status {
 
 /// A per-test result as kept: output cut to `KEPT_OUTPUT_BYTES`, original sizes remembered
 /// so readers can tell a cut apart from output that happened to be exactly that long.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct TestRecord {
     pub result: TestResult,
     pub stdout_len: u64,
@@ -211,14 +223,21 @@ impl TestRecord {
     }
 }
 
+/// A coordinator's addresses, as added at run time.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Member {
+    pub raft: String,
+    pub api: String,
+}
+
 /// The agent currently judging a submission.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Lease {
     pub agent_id: String,
     pub since_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Submission {
     pub id: SubmissionId,
     pub language: String,
@@ -249,7 +268,7 @@ pub struct Submission {
 }
 
 /// One finished judging of a submission that was rejudged since.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct PastJudging {
     pub outcome: FinalResult,
     pub results: Vec<TestRecord>,
@@ -263,7 +282,7 @@ impl Submission {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Agent {
     pub id: String,
     pub languages: std::collections::BTreeSet<String>,

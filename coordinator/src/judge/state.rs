@@ -3,13 +3,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use protocol::{FinalResult, Verdict};
 
 use super::{
-    Agent, Command, DEFAULT_MAX_ATTEMPTS, Effect, Lease, NewSubmission, Rejected, Status, Submission, SubmissionId,
+    Agent, Command, DEFAULT_MAX_ATTEMPTS, Effect, Lease, Member, NewSubmission, Rejected, Status, Submission, SubmissionId,
     TestRecord,
 };
 
 /// All submissions and agents. Ordered maps only, so every query and every iteration is
 /// reproducible from the command sequence alone.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct JudgeState {
     next_id: SubmissionId,
     max_attempts: u32,
@@ -20,6 +20,10 @@ pub struct JudgeState {
     agents: BTreeMap<String, Agent>,
     /// Judge0 tokens of submissions made through that API.
     tokens: BTreeMap<String, SubmissionId>,
+    /// See `Command::NameCluster`.
+    cluster_id: Option<String>,
+    /// See `Command::AddMember`.
+    members: BTreeMap<u64, Member>,
 }
 
 impl Default for JudgeState {
@@ -42,6 +46,8 @@ impl JudgeState {
             queue: BTreeSet::new(),
             agents: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            cluster_id: None,
+            members: BTreeMap::new(),
         }
     }
 
@@ -113,6 +119,17 @@ impl JudgeState {
                 Ok(Effect::Requeued { requeued, gave_up })
             }
             Command::Rejudge { submission_id, rejudge, now_ms } => self.rejudge(submission_id, rejudge, now_ms),
+            Command::NameCluster { cluster_id } => match &self.cluster_id {
+                Some(named) => Err(Rejected::ClusterNamed(named.clone())),
+                None => {
+                    self.cluster_id = Some(cluster_id);
+                    Ok(Effect::ClusterNamed)
+                }
+            },
+            Command::AddMember { node_id, raft, api } => {
+                self.members.insert(node_id, Member { raft, api });
+                Ok(Effect::MemberAdded)
+            }
             Command::AgentSlots { agent_id, free_slots } => {
                 let agent = self.agents.get_mut(&agent_id).ok_or(Rejected::UnknownAgent(agent_id))?;
                 agent.reported_free_slots = Some(free_slots);
@@ -141,6 +158,21 @@ impl JudgeState {
     }
 
     /// The submission a Judge0 token names.
+    /// The cluster's name, once a `NameCluster` is applied.
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    /// Addresses of the coordinators added at run time, by raft node id.
+    pub fn members(&self) -> &BTreeMap<u64, Member> {
+        &self.members
+    }
+
+    /// Every submission, by id.
+    pub fn submissions(&self) -> impl Iterator<Item = &Submission> + '_ {
+        self.submissions.values()
+    }
+
     pub fn by_token(&self, token: &str) -> Option<&Submission> {
         self.tokens.get(token).and_then(|id| self.submissions.get(id))
     }

@@ -498,3 +498,48 @@ fn a_rejudge_requeues_a_done_submission_and_keeps_its_past_verdict() {
     let verdicts: Vec<_> = s.get(id).unwrap().history.iter().map(|h| h.outcome.verdict).collect();
     assert_eq!(verdicts, [Verdict::WA, Verdict::AC]);
 }
+
+#[test]
+fn the_cluster_is_named_once() {
+    let mut s = JudgeState::new();
+    assert_eq!(s.cluster_id(), None);
+    assert_eq!(s.apply(Command::NameCluster { cluster_id: "first".into() }), Ok(Effect::ClusterNamed));
+    // A second proposer lost the race: its name is refused, the first stays.
+    assert_eq!(
+        s.apply(Command::NameCluster { cluster_id: "second".into() }),
+        Err(Rejected::ClusterNamed("first".into()))
+    );
+    assert_eq!(s.cluster_id(), Some("first"));
+}
+
+/// The state as a snapshot: what a snapshot of many finished submissions costs (the raft
+/// thread takes it inline). Prints the figures.
+#[test]
+#[ignore = "measurement: cargo test --release -p coordinator --lib -- --ignored snapshot_cost --nocapture"]
+fn snapshot_cost_of_a_large_state() {
+    for n in [1_000u64, 10_000, 50_000] {
+        let mut s = JudgeState::new();
+        agent_up(&mut s, "a", &["py"], 1);
+        for _ in 0..n {
+            let id = accept(&mut s, "py");
+            assign(&mut s, id, "a").unwrap();
+            for i in 0..2 {
+                s.apply(Command::TestDone { submission_id: id, agent_id: "a".into(), result: test_result(id, i) }).unwrap();
+            }
+            complete(&mut s, id, Some("a"), Verdict::AC).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&s).unwrap();
+        let encode = started.elapsed();
+        let started = std::time::Instant::now();
+        let back = rkyv::from_bytes::<JudgeState, rkyv::rancor::Error>(&bytes).unwrap();
+        let decode = started.elapsed();
+        assert_eq!(back, s);
+        println!(
+            "{n} finished submissions: snapshot {} KiB, encode {:.1} ms, decode+check {:.1} ms",
+            bytes.len() / 1024,
+            encode.as_secs_f64() * 1e3,
+            decode.as_secs_f64() * 1e3
+        );
+    }
+}

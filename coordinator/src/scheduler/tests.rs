@@ -213,8 +213,14 @@ async fn run_consumes_the_event_channel() {
 }
 
 fn durable(dir: &std::path::Path, fake: Arc<FakeDispatch>) -> Scheduler {
+    durable_snapshotting(dir, fake, crate::cluster::node::DEFAULT_SNAPSHOT_EVERY)
+}
+
+fn durable_snapshotting(dir: &std::path::Path, fake: Arc<FakeDispatch>, snapshot_every: u64) -> Scheduler {
     let (store, _) = LogStore::open(dir, &[1]).unwrap();
-    let setup = ClusterSetup { node: NodeConfig::single(1), store };
+    let mut node = NodeConfig::single(1);
+    node.snapshot_every = snapshot_every;
+    let setup = ClusterSetup { node, store };
     let clock: Clock = Arc::new(|| 7_000);
     Scheduler::start(fake, SchedulerConfig::default(), clock, Metrics::unregistered(), setup).unwrap()
 }
@@ -304,4 +310,49 @@ async fn a_silent_agent_connected_here_is_renewed_not_expired() {
     s.expire_silent_agents().await;
     assert_eq!(s.get(id).await.unwrap().status, Status::Running);
     assert_eq!(s.agents_summary().await.connected, 1);
+}
+
+#[tokio::test]
+async fn a_restart_from_a_snapshot_and_the_compacted_log_gives_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeDispatch::default());
+    let (views, status) = {
+        let s = durable_snapshotting(dir.path(), fake.clone(), 7);
+        s.handle_event(agent_up("a", &["py"], 1)).await;
+        let mut ids = Vec::new();
+        for _ in 0..12 {
+            ids.push(s.submit(submission("py")).await.unwrap());
+        }
+        // Finish the first eight, one after the other (each frees the slot for the next).
+        for &id in &ids[..8] {
+            s.handle_event(final_event("a", id, if id % 2 == 0 { Verdict::AC } else { Verdict::WA })).await;
+        }
+        let mut views = Vec::new();
+        for &id in &ids {
+            views.push(s.get(id).await.unwrap());
+        }
+        (views, s.cluster_status())
+    };
+    assert!(status.snapshot_index >= 7, "snapshots were taken: {status:?}");
+    assert!(status.applied > status.snapshot_index, "and entries came after the last one: {status:?}");
+    {
+        // The log on disk starts after the snapshot.
+        let (store, recovery) = LogStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(recovery.snapshot_index, status.snapshot_index);
+        assert_eq!(raft::Storage::first_index(&store.storage()).unwrap(), status.snapshot_index + 1);
+    }
+    let s = durable_snapshotting(dir.path(), Arc::new(FakeDispatch::default()), 7);
+    let last = views.last().unwrap().id;
+    eventually("the tail of the log replayed", async || s.get(last).await.is_some()).await;
+    eventually("every submission as before", async || {
+        let mut now = Vec::new();
+        for v in &views {
+            now.push(s.get(v.id).await);
+        }
+        now.into_iter().zip(&views).all(|(a, b)| a.as_ref() == Some(b))
+    })
+    .await;
+    // Alone, the node leads again and commits the whole log it had.
+    eventually("the whole log applied", async || s.cluster_status().applied >= status.applied).await;
+    assert_eq!(views.iter().filter(|v| v.status == Status::Done).count(), 8);
 }

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0004_benchmark_runs.sql"),
     },
     Migration { version: 5, name: "passwords", sql: include_str!("../../migrations/0005_passwords.sql") },
+    Migration {
+        version: 8,
+        name: "cluster_streams",
+        sql: include_str!("../../migrations/0008_cluster_streams.sql"),
+    },
 ];
 
 /// An arbitrary constant naming our advisory lock.

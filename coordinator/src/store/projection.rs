@@ -1,7 +1,17 @@
 //! Finished submissions into the history tables, exactly once.
 //!
-//! The judge state machine (in memory today, a raft log later) is the source of truth
-//! for live judging; the store keeps history. Each finished submission is *projected*:
+//! The judge state machine (replicated by the raft log) is the source of truth for live
+//! judging; the store keeps history.
+//!
+//! A raft cluster projects into one stream per cluster (`cluster_stream`, named by the
+//! cluster id in the log): *every* coordinator projects every completion it applies, and
+//! the (stream, submission id, judging) key lets exactly one row in (`project_judging`).
+//! Nothing depends on which node leads, how often a node restarted (a restart replays its
+//! completions again), or whether it caught up entry by entry or from a snapshot (which
+//! announces every finished submission it holds): a row already there is a duplicate.
+//! The cost is one insert attempt per coordinator per completion.
+//!
+//! `project` is the positional variant for a single stream of completions:
 //! its `executions` row, its `test_results` rows and the stream's new position commit in
 //! one transaction. A stream is one run of the judge (an `epoch`, because submission ids
 //! restart at 1 with each run); its positions are the order in which completions were
@@ -56,6 +66,33 @@ impl Store {
         Ok(id)
     }
 
+    /// The stream of the raft cluster named `cluster` (see `Command::NameCluster`),
+    /// created by whichever of its coordinators asks first.
+    pub async fn cluster_stream(&self, cluster: &str) -> Result<i64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Two coordinators asking at once: the second's insert waits for the first's
+        // commit, then does nothing; the select sees the committed row.
+        tx.execute("INSERT INTO judge_epochs (cluster) VALUES ($1) ON CONFLICT (cluster) DO NOTHING", &[&cluster]).await?;
+        let id: i64 = tx.query_one("SELECT id FROM judge_epochs WHERE cluster = $1", &[&cluster]).await?.try_get(0)?;
+        tx.execute("INSERT INTO projection (stream, position) VALUES ($1, 0) ON CONFLICT (stream) DO NOTHING", &[&id]).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Projects the finished submission `view` into the cluster stream `stream`, once per
+    /// judging whoever calls; the stream's position counts the judgings written.
+    pub async fn project_judging(&self, stream: i64, view: &SubmissionView) -> Result<Projected, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if !insert_judging(&tx, stream, view).await? {
+            return Ok(Projected::Duplicate);
+        }
+        tx.execute("UPDATE projection SET position = position + 1, updated_at = now() WHERE stream = $1", &[&stream]).await?;
+        tx.commit().await?;
+        Ok(Projected::Written)
+    }
+
     /// The last position applied on `stream`.
     pub async fn position(&self, stream: i64) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
@@ -79,71 +116,7 @@ impl Store {
         if applied >= position {
             return Ok(Projected::AlreadyApplied);
         }
-        let source = put_blob(&tx, &view.source).await?;
-        let max = |f: fn(&protocol::TestResult) -> u64| view.tests.iter().map(|t| f(&t.result)).max().map(i64_of);
-        let error = match view.verdict {
-            Some(Verdict::AC) | None => None,
-            Some(_) if !view.compile_output.is_empty() => Some(view.compile_output.clone()),
-            Some(_) => Some(view.message.clone()),
-        };
-        let row = tx
-            .query_opt(
-                "INSERT INTO executions (epoch, submission_id, language, source_sha256, status, verdict, message,
-                     cpu_us, wall_us, peak_bytes, error, accepted_at, finished_at, judging)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                     to_timestamp($12::float8 / 1000), to_timestamp($13::float8 / 1000), $14)
-                 ON CONFLICT (epoch, submission_id, judging) DO NOTHING RETURNING id",
-                &[
-                    &stream,
-                    &i64_of(view.id),
-                    &view.language,
-                    &&source[..],
-                    &status_of(view.verdict),
-                    &view.verdict.map(|v| v.as_str()),
-                    &view.message,
-                    &max(|r| r.cpu_time_us),
-                    &max(|r| r.wall_time_us),
-                    &max(|r| r.peak_memory_bytes),
-                    &error,
-                    &(view.accepted_ms as f64),
-                    &view.finished_ms.map(|ms| ms as f64),
-                    // A rejudge is a new judging of the same submission, not a duplicate.
-                    &i32::try_from(view.history.len()).unwrap_or(i32::MAX),
-                ],
-            )
-            .await?;
-        let outcome = match row {
-            Some(row) => {
-                let execution: i64 = row.try_get(0)?;
-                for t in &view.tests {
-                    let r = &t.result;
-                    let limit = r.limit.and_then(|l| serde_json::to_value(l).ok()).and_then(|v| v.as_str().map(str::to_owned));
-                    tx.execute(
-                        "INSERT INTO test_results (execution_id, ordinal, verdict, limit_hit, cpu_us, wall_us,
-                             peak_bytes, exit_code, signal, stdout, stderr, message)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                        &[
-                            &execution,
-                            &i32::try_from(r.index).unwrap_or(i32::MAX),
-                            &r.verdict.as_str(),
-                            &limit,
-                            &i64_of(r.cpu_time_us),
-                            &i64_of(r.wall_time_us),
-                            &i64_of(r.peak_memory_bytes),
-                            &r.exit_code,
-                            &r.signal,
-                            // NUL cannot be in a text column; the full bytes stay in the judge.
-                            &String::from_utf8_lossy(&r.stdout).replace('\0', "\u{fffd}"),
-                            &String::from_utf8_lossy(&r.stderr).replace('\0', "\u{fffd}"),
-                            &r.message.replace('\0', "\u{fffd}"),
-                        ],
-                    )
-                    .await?;
-                }
-                Projected::Written
-            }
-            None => Projected::Duplicate,
-        };
+        let outcome = if insert_judging(&tx, stream, view).await? { Projected::Written } else { Projected::Duplicate };
         tx.execute("UPDATE projection SET position = $2, updated_at = now() WHERE stream = $1", &[&stream, &position])
             .await?;
         tx.commit().await?;
@@ -160,15 +133,77 @@ impl Store {
     }
 }
 
-/// Projects every completion the scheduler announces, in order, until the scheduler is
-/// gone. `completions` must be subscribed before the first submission can finish (so
+/// Inserts the rows of one judging unless (stream, submission, judging) is there already;
+/// true if written.
+async fn insert_judging(tx: &impl Queries, stream: i64, view: &SubmissionView) -> Result<bool, StoreError> {
+    let source = put_blob(tx, &view.source).await?;
+    let max = |f: fn(&protocol::TestResult) -> u64| view.tests.iter().map(|t| f(&t.result)).max().map(i64_of);
+    let error = match view.verdict {
+        Some(Verdict::AC) | None => None,
+        Some(_) if !view.compile_output.is_empty() => Some(view.compile_output.clone()),
+        Some(_) => Some(view.message.clone()),
+    };
+    let row = tx
+        .query_opt(
+            "INSERT INTO executions (epoch, submission_id, language, source_sha256, status, verdict, message,
+                 cpu_us, wall_us, peak_bytes, error, accepted_at, finished_at, judging)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                 to_timestamp($12::float8 / 1000), to_timestamp($13::float8 / 1000), $14)
+             ON CONFLICT (epoch, submission_id, judging) DO NOTHING RETURNING id",
+            &[
+                &stream,
+                &i64_of(view.id),
+                &view.language,
+                &&source[..],
+                &status_of(view.verdict),
+                &view.verdict.map(|v| v.as_str()),
+                &view.message,
+                &max(|r| r.cpu_time_us),
+                &max(|r| r.wall_time_us),
+                &max(|r| r.peak_memory_bytes),
+                &error,
+                &(view.accepted_ms as f64),
+                &view.finished_ms.map(|ms| ms as f64),
+                // A rejudge is a new judging of the same submission, not a duplicate.
+                &i32::try_from(view.history.len()).unwrap_or(i32::MAX),
+            ],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let execution: i64 = row.try_get(0)?;
+    for t in &view.tests {
+        let r = &t.result;
+        let limit = r.limit.and_then(|l| serde_json::to_value(l).ok()).and_then(|v| v.as_str().map(str::to_owned));
+        tx.execute(
+            "INSERT INTO test_results (execution_id, ordinal, verdict, limit_hit, cpu_us, wall_us,
+                 peak_bytes, exit_code, signal, stdout, stderr, message)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &execution,
+                &i32::try_from(r.index).unwrap_or(i32::MAX),
+                &r.verdict.as_str(),
+                &limit,
+                &i64_of(r.cpu_time_us),
+                &i64_of(r.wall_time_us),
+                &i64_of(r.peak_memory_bytes),
+                &r.exit_code,
+                &r.signal,
+                // NUL cannot be in a text column; the full bytes stay in the judge.
+                &String::from_utf8_lossy(&r.stdout).replace('\0', "\u{fffd}"),
+                &String::from_utf8_lossy(&r.stderr).replace('\0', "\u{fffd}"),
+                &r.message.replace('\0', "\u{fffd}"),
+            ],
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Projects every completion the scheduler announces into the cluster stream `stream`,
+/// until the scheduler is gone. `completions` must be subscribed before the first submission can finish (so
 /// before serving). A lag (more than the channel holds finished while we were slow)
 /// falls back to scanning the judge's submissions; rows already there are duplicates.
 pub async fn run(scheduler: Scheduler, store: Store, stream: i64, mut completions: Receiver<SubmissionId>) {
-    let mut position = match store.position(stream).await {
-        Ok(Some(p)) => p,
-        Ok(None) | Err(_) => 0,
-    };
     loop {
         let ids: Vec<SubmissionId> = match completions.recv().await {
             Ok(id) => vec![id],
@@ -183,8 +218,7 @@ pub async fn run(scheduler: Scheduler, store: Store, stream: i64, mut completion
             if view.status != Status::Done {
                 continue;
             }
-            position += 1;
-            project_with_retry(&store, stream, position, &view).await;
+            project_with_retry(&store, stream, &view).await;
         }
     }
 }
@@ -204,12 +238,12 @@ async fn rescan(scheduler: &Scheduler) -> Vec<SubmissionId> {
 
 /// The database may be briefly away (a restart, a failover): retry with growing pauses
 /// for about a minute, then give up on this one submission and say so.
-async fn project_with_retry(store: &Store, stream: i64, position: i64, view: &SubmissionView) {
+async fn project_with_retry(store: &Store, stream: i64, view: &SubmissionView) {
     let mut pause = std::time::Duration::from_millis(100);
     for attempt in 1..=10 {
-        match store.project(stream, position, view).await {
+        match store.project_judging(stream, view).await {
             Ok(outcome) => {
-                tracing::debug!(submission = view.id, position, ?outcome, "projected");
+                tracing::debug!(submission = view.id, ?outcome, "projected");
                 return;
             }
             Err(e) if attempt < 10 => {

@@ -287,6 +287,53 @@ async fn problems_round_trip_and_conflict_unless_replaced() {
 }
 
 #[tokio::test]
+async fn coordinators_of_one_cluster_project_each_judging_once() {
+    let store = fresh_store().await;
+    // Three coordinators of cluster "c1" look for its stream at once: one stream.
+    let (a, b, c) = tokio::join!(store.cluster_stream("c1"), store.cluster_stream("c1"), store.cluster_stream("c1"));
+    let stream = a.unwrap();
+    assert_eq!((b.unwrap(), c.unwrap()), (stream, stream));
+    // Each node projects every completion it applies, in its own order; one replays them
+    // again after a restart or a snapshot install.
+    let views: Vec<SubmissionView> = (1..=5).map(|id| finished(id, Verdict::AC)).collect();
+    let node = |order: Vec<usize>| {
+        let (store, views) = (store.clone(), views.clone());
+        async move {
+            let mut written = 0;
+            for k in order {
+                if store.project_judging(stream, &views[k]).await.unwrap() == Projected::Written {
+                    written += 1;
+                }
+            }
+            written
+        }
+    };
+    let (x, y, z) = tokio::join!(node(vec![0, 1, 2, 3, 4]), node(vec![4, 3, 2, 1, 0]), node(vec![2, 0, 4, 1, 3, 0, 1, 2, 3, 4]));
+    assert_eq!(x + y + z, 5, "each judging written by exactly one node");
+    for id in 1..=5 {
+        assert_eq!(store.execution_count(stream, id).await.unwrap(), 1, "submission {id}");
+    }
+    assert_eq!(store.position(stream).await.unwrap(), Some(5));
+    // A rejudge is a new judging: written once more.
+    let mut again = finished(3, Verdict::WA);
+    again.history.push(crate::judge::PastJudging {
+        outcome: protocol::FinalResult { submission_id: 3, verdict: Verdict::AC, compile_output: String::new(), message: String::new() },
+        results: Vec::new(),
+        problem: None,
+        finished_ms: 5,
+    });
+    let (p, q) = tokio::join!(store.project_judging(stream, &again), store.project_judging(stream, &again));
+    let mut outcomes = [p.unwrap(), q.unwrap()];
+    outcomes.sort_by_key(|o| *o == Projected::Written);
+    assert_eq!(outcomes, [Projected::Duplicate, Projected::Written]);
+    assert_eq!(store.execution_count(stream, 3).await.unwrap(), 2);
+    // A cluster started afresh (its ids from 1 again) has a stream of its own.
+    let other = store.cluster_stream("c2").await.unwrap();
+    assert_ne!(other, stream);
+    assert_eq!(store.project_judging(other, &finished(1, Verdict::TLE)).await.unwrap(), Projected::Written);
+}
+
+#[tokio::test]
 async fn each_judging_of_a_rejudged_submission_is_projected() {
     let store = fresh_store().await;
     let stream = store.new_epoch().await.unwrap();
