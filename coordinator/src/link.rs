@@ -220,7 +220,12 @@ impl AgentHub {
         // An agent opens one stream, the control stream; everything else the coordinator opens.
         transport.max_concurrent_bidi_streams(1u32.into()).max_concurrent_uni_streams(0u32.into());
         config.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| LinkError::Bind { addr, source })?;
+        let bind_err = |source| LinkError::Bind { addr, source };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        // Keys that survive a restart: agents of the previous process learn at once that
+        // their connection is gone (see `ClusterTls::endpoint_config`).
+        let endpoint = quinn::Endpoint::new(tls.endpoint_config("link"), Some(config), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(bind_err)?;
         let local_addr = endpoint.local_addr().map_err(|source| LinkError::Bind { addr, source })?;
         let inner = Arc::new(Inner {
             endpoint,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::prelude::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::tls::{ClusterTls, SERVER_NAME, TlsError, peer_common_name};
@@ -56,15 +56,20 @@ impl Transport {
         deliver: Deliver,
     ) -> Result<Transport, TransportError> {
         let (server, client) = tls.peer_configs(id)?;
-        let endpoint = quinn::Endpoint::server(server, listen).map_err(|source| TransportError::Bind { addr: listen, source })?;
-        let allowed: Vec<String> = peers.iter().map(|(p, _)| peer_common_name(*p)).collect();
-        tokio::spawn(accept(endpoint.clone(), Arc::new(allowed), deliver));
+        let bind_err = |source| TransportError::Bind { addr: listen, source };
+        let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+        let endpoint = quinn::Endpoint::new(tls.endpoint_config("raft"), Some(server), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(bind_err)?;
         let mut senders = HashMap::new();
+        let mut allowed = HashMap::new();
         for &(peer, addr) in peers {
             let (tx, rx) = mpsc::channel(QUEUE);
             senders.insert(peer, tx);
-            tokio::spawn(dial(endpoint.clone(), client.clone(), peer, addr, rx));
+            let heard = Arc::new(Notify::new());
+            allowed.insert(peer_common_name(peer), heard.clone());
+            tokio::spawn(dial(endpoint.clone(), client.clone(), peer, addr, rx, heard));
         }
+        tokio::spawn(accept(endpoint.clone(), Arc::new(allowed), deliver));
         Ok(Transport { peers: senders, endpoint })
     }
 
@@ -88,7 +93,9 @@ impl Transport {
     }
 }
 
-async fn accept(endpoint: quinn::Endpoint, allowed: Arc<Vec<String>>, deliver: Deliver) {
+/// `allowed`: the peers' certificate names, each with its dialler's wake-up (a peer that
+/// dials us is up again, so a dialler waiting out its back-off should try now).
+async fn accept(endpoint: quinn::Endpoint, allowed: Arc<HashMap<String, Arc<Notify>>>, deliver: Deliver) {
     while let Some(incoming) = endpoint.accept().await {
         let (allowed, deliver) = (allowed.clone(), deliver.clone());
         tokio::spawn(async move {
@@ -104,11 +111,12 @@ async fn accept(endpoint: quinn::Endpoint, allowed: Arc<Vec<String>>, deliver: D
                 .peer_identity()
                 .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
                 .and_then(|certs| certs.first().and_then(crate::tls::common_name));
-            if !name.as_ref().is_some_and(|n| allowed.contains(n)) {
+            let Some(heard) = name.as_ref().and_then(|n| allowed.get(n)) else {
                 warn!(peer = ?name, remote = %conn.remote_address(), "refusing a raft connection: not a peer's certificate");
                 conn.close(quinn::VarInt::from_u32(1), b"not a raft peer");
                 return;
-            }
+            };
+            heard.notify_one();
             debug!(peer = ?name, "raft peer connected");
             while let Ok(mut stream) = conn.accept_uni().await {
                 let deliver = deliver.clone();
@@ -138,7 +146,15 @@ async fn read_frames(stream: &mut quinn::RecvStream, deliver: &Deliver) -> Resul
 }
 
 /// Keeps a connection to `peer` and writes its queue into it, reconnecting as needed.
-async fn dial(endpoint: quinn::Endpoint, config: quinn::ClientConfig, peer: u64, addr: SocketAddr, mut rx: mpsc::Receiver<Message>) {
+/// `heard` wakes it from a back-off pause when the peer dials us.
+async fn dial(
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    peer: u64,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Message>,
+    heard: Arc<Notify>,
+) {
     let mut pause = Duration::from_millis(50);
     loop {
         let stream = async {
@@ -151,7 +167,10 @@ async fn dial(endpoint: quinn::Endpoint, config: quinn::ClientConfig, peer: u64,
                 debug!(peer, %addr, %err, "raft peer unreachable");
                 // Messages queued meanwhile are stale; raft resends what still matters.
                 while rx.try_recv().is_ok() {}
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = heard.notified() => debug!(peer, "raft peer dialled us; reconnecting now"),
+                }
                 pause = (pause * 2).min(Duration::from_secs(1));
                 continue;
             }
