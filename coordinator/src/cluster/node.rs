@@ -116,8 +116,17 @@ pub enum NodeError {
 
 type Reply<O> = oneshot::Sender<Result<O, ProposeError>>;
 
+struct PendingRead {
+    deadline: Instant,
+    index: Option<u64>,
+    reply: oneshot::Sender<Result<u64, ProposeError>>,
+}
+
 enum Msg<O> {
     Propose { data: Vec<u8>, reply: Reply<O> },
+    /// A linearizable read: answered once this node has applied the leader's commit index
+    /// as of the request (raft's ReadIndex).
+    ReadIndex { reply: oneshot::Sender<Result<u64, ProposeError>> },
     /// From a peer, through the transport.
     Raft(Box<Message>),
     Stop,
@@ -176,6 +185,7 @@ impl<O: Send + 'static> Node<O> {
             apply,
             config,
             pending: HashMap::new(),
+            reads: HashMap::new(),
             answers: Vec::new(),
             seq: 0,
             incarnation: incarnation(),
@@ -224,6 +234,22 @@ impl<O: Send + 'static> Node<O> {
         rx.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
+    /// Waits until this node has applied everything committed when the call was made, as
+    /// the leader confirms it still leads (raft's ReadIndex): a read of the state machine
+    /// after it sees every write acknowledged before the call, on any node. Answers the
+    /// applied index.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        let sent = match self.tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(tx) => tx.send(Msg::ReadIndex { reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(ProposeError::Stopped);
+        }
+        rx.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
     pub fn status(&self) -> NodeStatus {
         self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -240,6 +266,9 @@ struct NodeThread<A: Apply> {
     config: NodeConfig,
     /// This node's proposals not yet applied, by sequence number.
     pending: HashMap<u64, (Instant, Reply<A::Output>)>,
+    /// This node's reads, by sequence number: until their deadline, with the read index
+    /// once the leader has confirmed it.
+    reads: HashMap<u64, PendingRead>,
     /// Outputs of this round's applied proposals, answered once the status shows them.
     answers: Vec<(Reply<A::Output>, A::Output)>,
     seq: u64,
@@ -286,9 +315,13 @@ impl<A: Apply> NodeThread<A> {
             for (reply, output) in self.answers.drain(..) {
                 let _ = reply.send(Ok(output));
             }
+            self.answer_reads();
         }
         for (_, (_, reply)) in self.pending.drain() {
             let _ = reply.send(Err(ProposeError::Stopped));
+        }
+        for (_, read) in self.reads.drain() {
+            let _ = read.reply.send(Err(ProposeError::Stopped));
         }
         self.status.lock().unwrap_or_else(PoisonError::into_inner).role = Role::Stopped;
         info!("raft node stopped");
@@ -310,11 +343,7 @@ impl<A: Apply> NodeThread<A> {
                     let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
                     return true;
                 }
-                self.seq += 1;
-                let mut context = Vec::with_capacity(24);
-                context.extend_from_slice(&self.config.id.to_le_bytes());
-                context.extend_from_slice(&self.incarnation.to_le_bytes());
-                context.extend_from_slice(&self.seq.to_le_bytes());
+                let context = self.next_context();
                 match self.raw.propose(context, data) {
                     Ok(()) => {
                         self.proposals += 1;
@@ -325,8 +354,42 @@ impl<A: Apply> NodeThread<A> {
                     }
                 }
             }
+            Msg::ReadIndex { reply } => {
+                // A follower asks the leader; without one the request would just be dropped.
+                if self.raw.raft.leader_id == 0 {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                    return true;
+                }
+                let context = self.next_context();
+                self.raw.read_index(context);
+                let deadline = Instant::now() + self.config.proposal_timeout;
+                self.reads.insert(self.seq, PendingRead { deadline, index: None, reply });
+            }
         }
         true
+    }
+
+    /// The context of this node's next proposal or read: who asked, in which run, and a
+    /// sequence number, so that the answer finds its way back to the caller.
+    fn next_context(&mut self) -> Vec<u8> {
+        self.seq += 1;
+        let mut context = Vec::with_capacity(24);
+        context.extend_from_slice(&self.config.id.to_le_bytes());
+        context.extend_from_slice(&self.incarnation.to_le_bytes());
+        context.extend_from_slice(&self.seq.to_le_bytes());
+        context
+    }
+
+    /// Answers the reads whose index this node has applied.
+    fn answer_reads(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let ready: Vec<u64> =
+            self.reads.iter().filter(|(_, r)| r.index.is_some_and(|i| i <= applied)).map(|(s, _)| *s).collect();
+        for seq in ready {
+            if let Some(read) = self.reads.remove(&seq) {
+                let _ = read.reply.send(Ok(applied));
+            }
+        }
     }
 
     fn expire(&mut self, now: Instant) {
@@ -334,6 +397,14 @@ impl<A: Apply> NodeThread<A> {
         for seq in late {
             if let Some((_, reply)) = self.pending.remove(&seq) {
                 let _ = reply.send(Err(ProposeError::Timeout(self.config.proposal_timeout)));
+            }
+        }
+        // A leader that has not committed in its term yet drops read requests, and so does
+        // a message lost on the way: the caller asks again.
+        let late: Vec<u64> = self.reads.iter().filter(|(_, r)| r.deadline <= now).map(|(s, _)| *s).collect();
+        for seq in late {
+            if let Some(read) = self.reads.remove(&seq) {
+                let _ = read.reply.send(Err(ProposeError::Timeout(self.config.proposal_timeout)));
             }
         }
     }
@@ -346,6 +417,13 @@ impl<A: Apply> NodeThread<A> {
         }
         let mut ready = self.raw.ready();
         self.send(ready.take_messages());
+        for state in ready.take_read_states() {
+            if let Some(seq) = self.own_proposal(&state.request_ctx)
+                && let Some(read) = self.reads.get_mut(&seq)
+            {
+                read.index = Some(state.index);
+            }
+        }
         if !ready.snapshot().is_empty() {
             // Snapshots are not produced yet (no compaction), so no peer can send one.
             warn!(index = ready.snapshot().get_metadata().index, "ignoring a snapshot: not supported yet");
@@ -389,6 +467,7 @@ impl<A: Apply> NodeThread<A> {
         }
     }
 
+    /// The sequence number of this run's proposal or read that `context` names.
     fn own_proposal(&self, context: &[u8]) -> Option<u64> {
         let word = |i: usize| context.get(i * 8..i * 8 + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
         (word(0)? == self.config.id && word(1)? == self.incarnation).then_some(word(2)?)
@@ -408,6 +487,14 @@ impl<A: Apply> NodeThread<A> {
             let now_leader = Some(leader).filter(|&l| l != 0);
             for (_, (_, reply)) in self.pending.drain() {
                 let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+            }
+            // A read index confirmed by the old leader is still sound (it was the commit
+            // index while that leader led); unconfirmed requests may be lost with it.
+            let unconfirmed: Vec<u64> = self.reads.iter().filter(|(_, r)| r.index.is_none()).map(|(s, _)| *s).collect();
+            for seq in unconfirmed {
+                if let Some(read) = self.reads.remove(&seq) {
+                    let _ = read.reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+                }
             }
         }
         let status = status_of(&self.raw, self.proposals, self.leader_changes);
