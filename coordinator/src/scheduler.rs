@@ -534,6 +534,12 @@ impl Scheduler {
                 self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner).insert(agent_id.clone(), now_ms);
                 Command::AgentUp { agent_id, languages, slots, now_ms }
             }
+            LinkEvent::AgentRejoin { agent_id, languages, slots, held } => {
+                info!(agent = %agent_id, ?languages, slots, ?held, "agent up, holding jobs of a lost connection");
+                metrics.heard_from(&agent_id);
+                self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner).insert(agent_id.clone(), now_ms);
+                Command::AgentRejoin { agent_id, languages, slots, held, now_ms }
+            }
             LinkEvent::AgentDown { agent_id } => {
                 info!(agent = %agent_id, "agent down");
                 metrics.agent_gone(&agent_id);

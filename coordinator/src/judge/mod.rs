@@ -100,6 +100,11 @@ pub enum Command {
     /// Done -> queued again with (possibly new) tests, limits and options: the problem's
     /// data changed, or a verdict is in doubt. The finished judging is kept in `history`.
     Rejudge { submission_id: SubmissionId, rejudge: Rejudge, now_ms: u64 },
+    /// Like `AgentUp`, but the leases of `held` (submissions the agent still runs, or has
+    /// results of, from a connection it lost) stay with it if it still holds them: their
+    /// results follow, through whichever coordinator it reached. Its other leases are
+    /// void and requeued. (A variant of its own, last, so logs written before it decode.)
+    AgentRejoin { agent_id: String, languages: Vec<String>, slots: u32, held: Vec<SubmissionId>, now_ms: u64 },
 }
 
 /// What a rejudged submission is judged against now (a problem's current version).
