@@ -175,7 +175,7 @@ impl<O: Send + 'static> Node<O> {
             // Alone, there is nobody to wait for: lead at once instead of after a timeout.
             raw.campaign()?;
         }
-        let status = Arc::new(Mutex::new(status_of(&raw, 0, 0)));
+        let status = Arc::new(Mutex::new(status_of(&raw, 0, 0, 0)));
         let transport = Arc::new(OnceLock::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -186,6 +186,7 @@ impl<O: Send + 'static> Node<O> {
             config,
             pending: HashMap::new(),
             reads: HashMap::new(),
+            applied: 0,
             answers: Vec::new(),
             seq: 0,
             incarnation: incarnation(),
@@ -269,6 +270,8 @@ struct NodeThread<A: Apply> {
     /// This node's reads, by sequence number: until their deadline, with the read index
     /// once the leader has confirmed it.
     reads: HashMap<u64, PendingRead>,
+    /// The index of the last entry applied.
+    applied: u64,
     /// Outputs of this round's applied proposals, answered once the status shows them.
     answers: Vec<(Reply<A::Output>, A::Output)>,
     seq: u64,
@@ -311,10 +314,7 @@ impl<A: Apply> NodeThread<A> {
                 error!(%err, "raft node stops");
                 break;
             }
-            self.publish();
-            for (reply, output) in self.answers.drain(..) {
-                let _ = reply.send(Ok(output));
-            }
+            self.answer();
             self.answer_reads();
         }
         for (_, (_, reply)) in self.pending.drain() {
@@ -429,6 +429,9 @@ impl<A: Apply> NodeThread<A> {
             warn!(index = ready.snapshot().get_metadata().index, "ignoring a snapshot: not supported yet");
         }
         self.apply_committed(ready.take_committed_entries());
+        // Entries committed are on a majority's disks: their proposers need not wait for
+        // this round's fsync of newer entries (under load there always are some).
+        self.answer();
         self.store.persist(ready.entries(), ready.hs())?;
         self.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
@@ -456,8 +459,10 @@ impl<A: Apply> NodeThread<A> {
             // Empty entries are the no-ops a new leader appends; conf changes do not occur
             // with a static voter list.
             if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
+                self.applied = self.applied.max(entry.index);
                 continue;
             }
+            self.applied = self.applied.max(entry.index);
             let output = self.apply.apply(entry.index, &entry.data);
             if let Some(seq) = self.own_proposal(&entry.context)
                 && let Some((_, reply)) = self.pending.remove(&seq)
@@ -471,6 +476,15 @@ impl<A: Apply> NodeThread<A> {
     fn own_proposal(&self, context: &[u8]) -> Option<u64> {
         let word = |i: usize| context.get(i * 8..i * 8 + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
         (word(0)? == self.config.id && word(1)? == self.incarnation).then_some(word(2)?)
+    }
+
+    /// Publishes the status, then answers the proposals applied so far, so that a caller
+    /// who got its answer sees its entry in the status.
+    fn answer(&mut self) {
+        self.publish();
+        for (reply, output) in self.answers.drain(..) {
+            let _ = reply.send(Ok(output));
+        }
     }
 
     fn publish(&mut self) {
@@ -497,12 +511,14 @@ impl<A: Apply> NodeThread<A> {
                 }
             }
         }
-        let status = status_of(&self.raw, self.proposals, self.leader_changes);
+        let status = status_of(&self.raw, self.applied, self.proposals, self.leader_changes);
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 }
 
-fn status_of(raw: &RawNode<raft::storage::MemStorage>, proposals: u64, leader_changes: u64) -> NodeStatus {
+/// `applied`: what this node has applied, which runs ahead of raft's own count within a
+/// round (raft hears of it at the round's end).
+fn status_of(raw: &RawNode<raft::storage::MemStorage>, applied: u64, proposals: u64, leader_changes: u64) -> NodeStatus {
     let raft = &raw.raft;
     NodeStatus {
         id: raft.id,
@@ -514,7 +530,7 @@ fn status_of(raw: &RawNode<raft::storage::MemStorage>, proposals: u64, leader_ch
         term: raft.term,
         leader: Some(raft.leader_id).filter(|&l| l != 0),
         commit: raft.raft_log.committed,
-        applied: raft.raft_log.applied,
+        applied: raft.raft_log.applied.max(applied),
         proposals,
         leader_changes,
     }
