@@ -314,6 +314,7 @@ impl<A: Apply> NodeThread<A> {
                 error!(%err, "raft node stops");
                 break;
             }
+            self.publish();
             self.answer();
             self.answer_reads();
         }
@@ -478,10 +479,18 @@ impl<A: Apply> NodeThread<A> {
         (word(0)? == self.config.id && word(1)? == self.incarnation).then_some(word(2)?)
     }
 
-    /// Publishes the status, then answers the proposals applied so far, so that a caller
-    /// who got its answer sees its entry in the status.
+    /// Answers the proposals applied so far, once the status shows them applied (only
+    /// that: a leader change is `publish`'s, at the end of the round, after this round's
+    /// entries are applied, so that it fails only proposals that are still pending).
     fn answer(&mut self) {
-        self.publish();
+        if self.answers.is_empty() {
+            return;
+        }
+        {
+            let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            status.applied = status.applied.max(self.applied);
+            status.commit = status.commit.max(self.applied);
+        }
         for (reply, output) in self.answers.drain(..) {
             let _ = reply.send(Ok(output));
         }
