@@ -30,6 +30,9 @@ use crate::tls::{ClusterTls, TlsError};
 pub enum LinkEvent {
     /// An agent passed the handshake.
     AgentUp { agent_id: String, languages: Vec<String>, slots: u32 },
+    /// An agent passed the handshake still holding jobs of a connection it lost (to this
+    /// coordinator or another); their results follow on the control stream.
+    AgentRejoin { agent_id: String, languages: Vec<String>, slots: u32, held: Vec<u64> },
     /// The agent's connection closed or its heartbeats stopped.
     AgentDown { agent_id: String },
     Heartbeat { agent_id: String, free_slots: u32 },
@@ -220,7 +223,12 @@ impl AgentHub {
         // An agent opens one stream, the control stream; everything else the coordinator opens.
         transport.max_concurrent_bidi_streams(1u32.into()).max_concurrent_uni_streams(0u32.into());
         config.transport_config(Arc::new(transport));
-        let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| LinkError::Bind { addr, source })?;
+        let bind_err = |source| LinkError::Bind { addr, source };
+        let socket = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        // Keys that survive a restart: agents of the previous process learn at once that
+        // their connection is gone (see `ClusterTls::endpoint_config`).
+        let endpoint = quinn::Endpoint::new(tls.endpoint_config("link"), Some(config), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(bind_err)?;
         let local_addr = endpoint.local_addr().map_err(|source| LinkError::Bind { addr, source })?;
         let inner = Arc::new(Inner {
             endpoint,
@@ -388,8 +396,13 @@ async fn serve_connection(inner: Arc<Inner>, conn: quinn::Connection) {
                 old.go_down("replaced by a new connection of the same agent");
                 old.conn.close(CLOSE_REPLACED.into(), b"replaced by a new connection of the same agent");
             }
-            tracing::info!(languages = ?hello.languages, slots = hello.slots, "agent up");
-            session.emit(LinkEvent::AgentUp { agent_id: cert_id.clone(), languages: hello.languages, slots: hello.slots });
+            tracing::info!(languages = ?hello.languages, slots = hello.slots, held = ?hello.held, "agent up");
+            let (agent_id, languages, slots) = (cert_id.clone(), hello.languages, hello.slots);
+            session.emit(if hello.held.is_empty() {
+                LinkEvent::AgentUp { agent_id, languages, slots }
+            } else {
+                LinkEvent::AgentRejoin { agent_id, languages, slots, held: hello.held }
+            });
         }
         let reason = control_loop(&session, send, recv).await;
         session.go_down(&reason);
@@ -465,7 +478,8 @@ async fn refuse(conn: &quinn::Connection, send: &mut quinn::SendStream, close: u
     conn.close(close.into(), message.as_bytes());
 }
 
-/// Reads heartbeats until the connection ends; returns why it ended.
+/// Reads heartbeats, and results of jobs of an earlier connection, until the connection
+/// ends; returns why it ended.
 async fn control_loop(session: &Session, mut send: quinn::SendStream, mut recv: quinn::RecvStream) -> String {
     let conn = &session.conn;
     loop {
@@ -473,6 +487,15 @@ async fn control_loop(session: &Session, mut send: quinn::SendStream, mut recv: 
             Ok(Ok(Some(AgentMsg::Heartbeat(hb)))) => {
                 tracing::trace!(free_slots = hb.free_slots, running = ?hb.running, "heartbeat");
                 session.emit(LinkEvent::Heartbeat { agent_id: session.agent_id.clone(), free_slots: hb.free_slots });
+            }
+            // The state machine takes these only while the agent holds the lease, so results
+            // of jobs it never had, or had lost meanwhile, are refused there.
+            Ok(Ok(Some(AgentMsg::TestResult(result)))) => {
+                session.emit(LinkEvent::TestResult { agent_id: session.agent_id.clone(), result });
+            }
+            Ok(Ok(Some(AgentMsg::Final(result)))) => {
+                tracing::info!(submission.id = result.submission_id, "result of a job of an earlier connection");
+                session.emit(LinkEvent::Final { agent_id: session.agent_id.clone(), result });
             }
             Ok(Ok(Some(AgentMsg::Error(e)))) => {
                 count_error(&session.errors, "protocol");

@@ -166,6 +166,8 @@ pub const LEASE_RENEW_MS: u64 = 3_000;
 
 /// How long a submission waits for a leader (an election) before the client gets a 503.
 const SUBMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
+/// How long a linearizable read waits for a leader to confirm its read index.
+const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How long a report from an agent is retried while the cluster has no leader.
 const LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -449,6 +451,26 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Waits until this node's state machine holds every write committed before the call
+    /// (raft's ReadIndex, confirmed by the leader), so that a read after it is
+    /// linearizable; plain reads are served from whatever this node has applied. Retried
+    /// through an election for up to `READ_PATIENCE`.
+    pub async fn read_barrier(&self) -> Result<(), SubmitError> {
+        let deadline = std::time::Instant::now() + READ_PATIENCE;
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            match self.inner.node.read_index().await {
+                Ok(_) => return Ok(()),
+                Err(err) if std::time::Instant::now() + pause < deadline => {
+                    debug!(%err, "read index not confirmed; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(err) => return Err(SubmitError::Unavailable(err)),
+            }
+        }
+    }
+
     pub async fn get(&self, id: SubmissionId) -> Option<SubmissionView> {
         self.lock().get(id).map(SubmissionView::of)
     }
@@ -563,6 +585,12 @@ impl Scheduler {
                 metrics.heard_from(&agent_id);
                 self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner).insert(agent_id.clone(), now_ms);
                 Command::AgentUp { agent_id, languages, slots, now_ms }
+            }
+            LinkEvent::AgentRejoin { agent_id, languages, slots, held } => {
+                info!(agent = %agent_id, ?languages, slots, ?held, "agent up, holding jobs of a lost connection");
+                metrics.heard_from(&agent_id);
+                self.inner.renewed.lock().unwrap_or_else(PoisonError::into_inner).insert(agent_id.clone(), now_ms);
+                Command::AgentRejoin { agent_id, languages, slots, held, now_ms }
             }
             LinkEvent::AgentDown { agent_id } => {
                 info!(agent = %agent_id, "agent down");

@@ -249,6 +249,51 @@ impl ClusterTls {
     }
 }
 
+impl ClusterTls {
+    /// The QUIC endpoint settings of this coordinator's listener for `purpose` ("raft",
+    /// "link"): the stateless-reset key and the connection-id key are derived from the
+    /// coordinator's private key, so they survive a restart. A peer still talking to the
+    /// previous process then gets a reset the new one can authenticate on its first packet
+    /// and reconnects at once, instead of writing into a dead connection until the idle
+    /// timeout (which made a leader election right after a restart wait for it).
+    pub fn endpoint_config(&self, purpose: &str) -> quinn::EndpointConfig {
+        let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.server_key.secret_der());
+        let derive = |what: &str| ring::hmac::sign(&secret, format!("judge quic {what}/{purpose}").as_bytes());
+        let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derive("stateless reset").as_ref());
+        let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+        config.cid_generator(|| Box::new(RandomCids(ring::rand::SystemRandom::new())));
+        config
+    }
+}
+
+/// Random connection ids that every process accepts as possibly its own. quinn's default
+/// generator tags its ids with a per-process random key and silently drops packets whose
+/// tag it cannot check, so a restarted process would never answer an old connection's
+/// packets with the reset that ends it. The cost: any stray short-header packet is
+/// answered with a reset too (smaller than the packet, and rate-limited by quinn).
+struct RandomCids(ring::rand::SystemRandom);
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        let mut id = [0u8; 8];
+        if ring::rand::SecureRandom::fill(&self.0, &mut id).is_err() {
+            // The kernel's random source does not fail once the system has booted; ids
+            // only need to be unique per connection here, so a clock is a sound fallback.
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            id = (nanos as u64).to_le_bytes();
+        }
+        quinn::ConnectionId::new(&id)
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
+}
+
 fn new_ca() -> Result<(String, KeyPair), TlsError> {
     let gen_err = |source| TlsError::Generate { what: "cluster CA", source };
     let mut params = CertificateParams::default();

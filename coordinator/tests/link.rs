@@ -257,7 +257,7 @@ async fn raw_agent(
 }
 
 fn hello(agent_id: &str) -> Hello {
-    Hello { protocol_version: PROTOCOL_VERSION, agent_id: agent_id.into(), languages: vec!["c".into()], slots: 1 }
+    Hello { protocol_version: PROTOCOL_VERSION, agent_id: agent_id.into(), languages: vec!["c".into()], slots: 1, held: vec![] }
 }
 
 #[tokio::test]

@@ -123,6 +123,7 @@ mod tests {
                 agent_id: "agent-1".into(),
                 languages: vec!["c".into(), "python".into()],
                 slots: 2,
+                held: vec![5],
             }),
             AgentMsg::Heartbeat(Heartbeat { free_slots: 1, running: vec![7, 9] }),
             AgentMsg::TestResult(TestResult {

@@ -7,9 +7,11 @@ pub enum AgentMsg {
     Hello(Hello),
     /// Periodic liveness and capacity report on the control stream.
     Heartbeat(Heartbeat),
-    /// One test of a job finished (on the job's stream).
+    /// One test of a job finished (on the job's stream; on the control stream for a job
+    /// of an earlier connection, see `Hello::held`).
     TestResult(TestResult),
-    /// The job finished; the last frame on the job's stream.
+    /// The job finished; the last frame on the job's stream (or, as above, on the control
+    /// stream).
     Final(FinalResult),
     /// The agent could not handle a frame.
     Error(ErrorMsg),
@@ -45,6 +47,10 @@ pub struct Hello {
     pub languages: Vec<String>,
     /// Jobs the agent runs at once (cores reserved for judging).
     pub slots: u32,
+    /// Submissions of jobs received on an earlier connection that this agent still runs or
+    /// has finished without delivering the results: their leases should stay with it. The
+    /// results follow as `TestResult` and `Final` frames on the control stream.
+    pub held: Vec<u64>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -3,10 +3,13 @@
 //! `run` connects, says Hello on a control stream, sends heartbeats, accepts one
 //! bidirectional stream per job, hands the job to the `JobRunner`, streams each
 //! `TestResult` as it comes and the `Final` last. It reconnects with backoff when the
-//! coordinator goes away. A refusal (untrusted certificate either way, or an Error frame in
+//! coordinator goes away. A job (not a function run: those are live, and cancelled with
+//! their stream) runs to its end even when its connection is lost: the next Hello names
+//! it in `held`, and its results go out on the next control stream, to whichever
+//! coordinator the agent reached, which takes them if the agent still holds the lease. A refusal (untrusted certificate either way, or an Error frame in
 //! answer to Hello) ends `run` with an error instead: retrying cannot fix it, an operator must.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -21,8 +24,7 @@ use protocol::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::timeout;
 use tracing::Instrument;
 
@@ -190,6 +192,7 @@ pub async fn run_with_metrics(
     };
     let mut endpoint = quinn::Endpoint::client(bind).map_err(LinkError::Socket)?;
     endpoint.set_default_client_config(client);
+    let jobs = Arc::new(Jobs::new(config.slots));
 
     let span = tracing::info_span!("link", agent.id = %config.agent_id, coordinator = %config.coordinator);
     let result = async {
@@ -200,7 +203,7 @@ pub async fn run_with_metrics(
             let mut established = false;
             let addr = targets[target % targets.len()];
             let outcome = tokio::select! {
-                r = session(&endpoint, addr, &config, &runner, &mut established, metrics) => r,
+                r = session(&endpoint, addr, &config, &runner, &jobs, &mut established, metrics) => r,
                 () = shutdown_requested(&mut shutdown) => return Ok(()),
             };
             metrics.link_connected(false);
@@ -283,6 +286,7 @@ async fn session(
     addr: SocketAddr,
     config: &LinkConfig,
     runner: &Arc<dyn JobRunner>,
+    jobs: &Arc<Jobs>,
     established: &mut bool,
     metrics: &AgentMetrics,
 ) -> Result<(), LinkError> {
@@ -290,12 +294,17 @@ async fn session(
         .connect(addr, &config.server_name)
         .map_err(|source| LinkError::Connect { addr, source })?;
     let conn = connecting.await.map_err(|e| classify(&e))?;
+    // However the session ends, the connection ends with it, so that jobs still writing
+    // into its streams fail at once and hold their results for the next one.
+    let _close = CloseOnDrop(conn.clone());
 
     let hello = AgentMsg::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
         agent_id: config.agent_id.clone(),
         languages: config.languages.clone(),
         slots: config.slots,
+        // Every job known now came on an earlier connection.
+        held: jobs.held_ids(),
     });
     let handshake = async {
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| classify(&e))?;
@@ -324,31 +333,27 @@ async fn session(
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.into()).clamp(BACKOFF_MIN, BACKOFF_MAX);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let slots = Arc::new(Semaphore::new(config.slots as usize));
     let languages: Arc<[String]> = config.languages.clone().into();
-    let running = Arc::new(Mutex::new(BTreeSet::new()));
-    // Dropping the set aborts the jobs: once the connection is gone their results have
-    // nowhere to go, and the coordinator has already reported them lost.
-    let mut jobs = JoinSet::new();
     // Polled in place across iterations: a frame read is not cancel-safe.
     let control = read_frame::<_, CoordinatorMsg>(&mut recv);
     tokio::pin!(control);
+    // Results held from earlier connections go first.
+    jobs.undelivered.notify_one();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let running = lock(&running).iter().copied().collect();
-                let hb = Heartbeat { free_slots: slots.available_permits() as u32, running };
+                let running = lock(&jobs.running).iter().copied().collect();
+                let hb = Heartbeat { free_slots: jobs.slots.available_permits() as u32, running };
                 write_frame(&mut send, &AgentMsg::Heartbeat(hb)).await.map_err(|e| stream_error(&conn, e))?;
+            }
+            () = jobs.undelivered.notified() => {
+                jobs.deliver_held(&mut send).await.map_err(|e| stream_error(&conn, e))?;
             }
             stream = conn.accept_bi() => {
                 let (job_send, job_recv) = stream.map_err(|e| classify(&e))?;
-                let task = serve_job(job_send, job_recv, runner.clone(), languages.clone(), slots.clone(), running.clone());
-                jobs.spawn(task.in_current_span());
-            }
-            Some(done) = jobs.join_next() => {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "job task failed");
-                }
+                // Not tied to the session: a job outlives a lost connection (a function run
+                // is cancelled by its own watcher when its stream breaks).
+                tokio::spawn(serve_job(job_send, job_recv, runner.clone(), languages.clone(), jobs.clone()).in_current_span());
             }
             msg = &mut control => {
                 return Err(match msg {
@@ -359,6 +364,83 @@ async fn session(
                 });
             }
         }
+    }
+}
+
+/// Closes a connection when dropped.
+struct CloseOnDrop(quinn::Connection);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close(0u32.into(), b"link session ended");
+    }
+}
+
+/// The agent's jobs across connections.
+struct Jobs {
+    slots: Arc<Semaphore>,
+    /// Every job and function run in progress, for the heartbeat.
+    running: Arc<Mutex<BTreeSet<u64>>>,
+    /// Jobs (not function runs) whose results are not all known to be delivered, by
+    /// submission: running, or done with frames waiting for a connection.
+    held: Mutex<BTreeMap<u64, Held>>,
+    /// Poked when `held` has frames to send.
+    undelivered: Notify,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Frames for the next control stream (all of the job's so far once its stream broke:
+    /// the coordinator refuses a test result or a verdict it already has).
+    frames: Vec<AgentMsg>,
+    /// Its `Final` is among them: the entry goes once they are sent.
+    finished: bool,
+}
+
+impl Jobs {
+    fn new(slots: u32) -> Jobs {
+        Jobs {
+            slots: Arc::new(Semaphore::new(slots as usize)),
+            running: Arc::new(Mutex::new(BTreeSet::new())),
+            held: Mutex::new(BTreeMap::new()),
+            undelivered: Notify::new(),
+        }
+    }
+
+    fn held_ids(&self) -> Vec<u64> {
+        lock(&self.held).keys().copied().collect()
+    }
+
+    /// The job's stream broke: `frames` (everything it sent or will send) go on the next
+    /// control stream instead.
+    fn hold(&self, submission_id: u64, frames: Vec<AgentMsg>, finished: bool) {
+        let mut held = lock(&self.held);
+        let entry = held.entry(submission_id).or_default();
+        entry.frames.extend(frames);
+        entry.finished |= finished;
+        drop(held);
+        self.undelivered.notify_one();
+    }
+
+    /// Writes the held frames on the control stream. A frame is dropped only once written
+    /// (a failure leaves the rest, and possibly a duplicate, for the next connection).
+    async fn deliver_held(&self, send: &mut quinn::SendStream) -> Result<(), protocol::FrameError> {
+        let batch: Vec<(u64, Vec<AgentMsg>)> =
+            lock(&self.held).iter().filter(|(_, h)| !h.frames.is_empty()).map(|(id, h)| (*id, h.frames.clone())).collect();
+        for (submission_id, frames) in batch {
+            for frame in &frames {
+                write_frame(send, frame).await?;
+            }
+            tracing::info!(submission.id = submission_id, frames = frames.len(), "results of a job of a lost connection sent");
+            let mut held = lock(&self.held);
+            if let Some(entry) = held.get_mut(&submission_id) {
+                entry.frames.drain(..frames.len().min(entry.frames.len()));
+                if entry.finished && entry.frames.is_empty() {
+                    held.remove(&submission_id);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -386,13 +468,12 @@ async fn serve_job(
     mut recv: quinn::RecvStream,
     runner: Arc<dyn JobRunner>,
     languages: Arc<[String]>,
-    slots: Arc<Semaphore>,
-    running: Arc<Mutex<BTreeSet<u64>>>,
+    jobs: Arc<Jobs>,
 ) {
     let job = match read_frame::<_, CoordinatorMsg>(&mut recv).await {
         Ok(Some(CoordinatorMsg::Job(job))) => job,
         Ok(Some(CoordinatorMsg::RunFunction(job))) => {
-            return serve_function(send, recv, job, runner, languages, slots, running).await;
+            return serve_function(send, recv, job, runner, languages, jobs.slots.clone(), jobs.running.clone()).await;
         }
         Ok(Some(_)) => return reply_error(&mut send, ErrorCode::BadFrame, "expected a Job".into()).await,
         Ok(None) => return,
@@ -403,36 +484,74 @@ async fn serve_job(
         let msg = format!("no {:?} here (submission {submission_id})", job.language);
         return reply_error(&mut send, ErrorCode::UnknownLanguage, msg).await;
     }
-    let Ok(permit) = slots.try_acquire_owned() else {
+    let Ok(permit) = jobs.slots.clone().try_acquire_owned() else {
         let msg = format!("no free slot for submission {submission_id}");
         return reply_error(&mut send, ErrorCode::Busy, msg).await;
     };
-    lock(&running).insert(submission_id);
-    let guard = Running { set: running, submission_id };
+    lock(&jobs.running).insert(submission_id);
+    let guard = Running { set: jobs.running.clone(), submission_id };
+    // Known from now on to the next Hello, until its results are delivered.
+    lock(&jobs.held).entry(submission_id).or_default();
     tracing::info!(submission.id = submission_id, language = %job.language, tests = job.tests.len(), "job started");
 
     let (tx, mut rx) = mpsc::channel(16);
     let mut judging = runner.run(job, tx);
-    let sent = async {
-        let final_result = loop {
-            tokio::select! {
-                Some(result) = rx.recv() => write_frame(&mut send, &AgentMsg::TestResult(result)).await?,
-                final_result = &mut judging => break final_result,
-            }
-        };
-        // Free the slot before the coordinator can see Final and send the next job here.
-        drop((permit, guard));
-        while let Ok(result) = rx.try_recv() {
-            write_frame(&mut send, &AgentMsg::TestResult(result)).await?;
+    let mut out = JobOutput { send: Some(send), sent: Vec::new(), submission_id, jobs: &jobs };
+    let final_result = loop {
+        tokio::select! {
+            Some(result) = rx.recv() => out.emit(AgentMsg::TestResult(result), false).await,
+            final_result = &mut judging => break final_result,
         }
-        write_frame(&mut send, &AgentMsg::Final(final_result)).await
     };
-    match sent.await {
-        Ok(()) => {
-            let _ = send.finish();
-            tracing::info!(submission.id = submission_id, "job done");
+    // Free the slot before the coordinator can see Final and send the next job here.
+    drop((permit, guard));
+    while let Ok(result) = rx.try_recv() {
+        out.emit(AgentMsg::TestResult(result), false).await;
+    }
+    out.emit(AgentMsg::Final(final_result), true).await;
+    match out.send.take() {
+        Some(mut send) => {
+            // Delivered once the coordinator has acknowledged the stream's data; a
+            // connection lost before that holds the results for the next one.
+            let acked = match send.finish() {
+                Ok(()) => send.stopped().await.is_ok(),
+                Err(_) => false,
+            };
+            if acked {
+                lock(&jobs.held).remove(&submission_id);
+                tracing::info!(submission.id = submission_id, "job done");
+            } else {
+                tracing::warn!(submission.id = submission_id, "job done, its connection lost: results held");
+                jobs.hold(submission_id, std::mem::take(&mut out.sent), true);
+            }
         }
-        Err(e) => tracing::warn!(submission.id = submission_id, error = %e, "could not send job results"),
+        None => tracing::warn!(submission.id = submission_id, "job done, its connection lost: results held"),
+    }
+}
+
+/// Where a job's frames go: its stream while that works, then the held frames.
+struct JobOutput<'a> {
+    send: Option<quinn::SendStream>,
+    /// Everything written to the stream, in case it turns out not to have arrived.
+    sent: Vec<AgentMsg>,
+    submission_id: u64,
+    jobs: &'a Jobs,
+}
+
+impl JobOutput<'_> {
+    async fn emit(&mut self, frame: AgentMsg, last: bool) {
+        if let Some(send) = &mut self.send {
+            if write_frame(send, &frame).await.is_ok() {
+                self.sent.push(frame);
+                return;
+            }
+            tracing::warn!(submission.id = self.submission_id, "job stream lost; holding its results for the next connection");
+            self.send = None;
+            self.sent.push(frame);
+            self.jobs.hold(self.submission_id, std::mem::take(&mut self.sent), last);
+            return;
+        }
+        self.jobs.hold(self.submission_id, vec![frame], last);
     }
 }
 

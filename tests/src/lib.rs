@@ -44,7 +44,8 @@ pub fn bin_dir() -> &'static Path {
 /// (one per test file), so concurrent test runs (other checkouts, CI) never see each
 /// other's processes as leftovers.
 pub fn uid_base(slot: u32) -> u32 {
-    100_000 + (std::process::id() % 50_000) * 128 + slot * 16
+    assert!(slot < 16, "uid slots are 0..16 per test process");
+    100_000 + (std::process::id() % 25_000) * 256 + slot * 16
 }
 
 /// A `coordinator up` started for one test, in its own data dir, on free ports.

@@ -3,7 +3,7 @@
 //! whole-cluster restart, and a node catching up from a snapshot.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +26,8 @@ struct Node {
 
 struct Agent {
     child: Child,
+    /// Its Prometheus endpoint (jobs judged, by verdict).
+    metrics: SocketAddr,
 }
 
 /// Coordinators 1..=n and agents, all killed when dropped.
@@ -54,12 +56,12 @@ fn issue_agent_cert(root: &std::path::Path, a: u32) {
 /// Shared by every node, so an admin session signed with it is good on any of them.
 const JWT_SECRET: &str = "cluster-tests-shared-secret-0123456789abcdef";
 
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn free_tcp(host: Ipv4Addr) -> u16 {
+    TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port()
 }
 
-fn free_udp() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn free_udp(host: Ipv4Addr) -> u16 {
+    UdpSocket::bind((host, 0)).unwrap().local_addr().unwrap().port()
 }
 
 fn client() -> reqwest::blocking::Client {
@@ -77,13 +79,19 @@ impl Cluster {
     }
 
     fn start_with(root: tempfile::TempDir, nodes: u64, agents: u32, first_uid_slot: u32, extra: &[&str]) -> Cluster {
+        let hosts = vec![Ipv4Addr::LOCALHOST; nodes as usize];
+        Cluster::start_on(root, &hosts, agents, first_uid_slot, extra)
+    }
+
+    /// Node k on `hosts[k]` (a loopback address of its own lets a test cut it off).
+    fn start_on(root: tempfile::TempDir, hosts: &[Ipv4Addr], agents: u32, first_uid_slot: u32, extra: &[&str]) -> Cluster {
         // Creates the cluster CA in root/tls, before the nodes copy it.
         issue_agent_cert(root.path(), 0);
-        let ports: Vec<_> = (0..nodes).map(|_| (free_tcp(), free_udp(), free_udp())).collect();
+        let ports: Vec<_> = hosts.iter().map(|&h| (h, free_tcp(h), free_udp(h), free_udp(h))).collect();
         let extra = extra.iter().map(|a| a.to_string()).collect();
         let mut cluster = Cluster { root, nodes: Vec::new(), agents: Vec::new(), extra };
-        for (api, link, raft) in ports {
-            cluster.push_node(api, link, raft, false);
+        for (host, api, link, raft) in ports {
+            cluster.push_node(host, api, link, raft, false);
         }
         for k in 0..cluster.nodes.len() {
             cluster.spawn(k);
@@ -95,7 +103,7 @@ impl Cluster {
     }
 
     /// A node's data dir (with the cluster CA) and addresses; not started.
-    fn push_node(&mut self, api: u16, link: u16, raft: u16, join: bool) -> usize {
+    fn push_node(&mut self, host: Ipv4Addr, api: u16, link: u16, raft: u16, join: bool) -> usize {
         let id = self.nodes.len() as u64 + 1;
         let dir = self.root.path().join(format!("node{id}"));
         std::fs::create_dir_all(dir.join("tls")).unwrap();
@@ -104,9 +112,9 @@ impl Cluster {
         }
         self.nodes.push(Node {
             id,
-            api: SocketAddr::from(([127, 0, 0, 1], api)),
-            link: SocketAddr::from(([127, 0, 0, 1], link)),
-            raft: SocketAddr::from(([127, 0, 0, 1], raft)),
+            api: SocketAddr::from((host, api)),
+            link: SocketAddr::from((host, link)),
+            raft: SocketAddr::from((host, raft)),
             dir,
             child: None,
             join,
@@ -135,9 +143,10 @@ impl Cluster {
         let n = links.len();
         links.rotate_left(a as usize % n);
         let dir = self.root.path().join(format!("agent{a}"));
+        let metrics = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp(Ipv4Addr::LOCALHOST)));
         let child = Command::new(bin_dir().join("coordinator"))
             .args(["agent", "--coordinator", &links.join(","), "--agent-id", &format!("agent{a}")])
-            .args(["--server-name", "judge-coordinator", "--slots", "1", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--server-name", "judge-coordinator", "--slots", "1", "--metrics-listen", &metrics.to_string()])
             .arg("--tls-dir")
             .arg(dir.join("tls"))
             .arg("--work-dir")
@@ -147,7 +156,7 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        self.agents.push(Agent { child });
+        self.agents.push(Agent { child, metrics });
     }
 
     /// Stops every process (coordinators with SIGKILL) and hands back the data.
@@ -578,7 +587,8 @@ fn a_node_added_at_run_time_catches_up_and_a_removed_one_leaves() {
     let voters = |c: &Cluster, k: usize| c.get(k, "/api/cluster/self").map(|s| s["voters"].clone());
 
     // Node 4 starts outside the cluster; adding it makes the others its peers.
-    let new = cluster.push_node(free_tcp(), free_udp(), free_udp(), true);
+    let lo = Ipv4Addr::LOCALHOST;
+    let new = cluster.push_node(lo, free_tcp(lo), free_udp(lo), free_udp(lo), true);
     cluster.spawn(new);
     cluster.wait_until("node 4 answers", Duration::from_secs(30), |c| c.get(new, "/api/cluster/self").is_some());
     assert_eq!(voters(&cluster, new), Some(json!([])), "a joining node has no membership of its own");
@@ -622,4 +632,242 @@ fn a_node_added_at_run_time_catches_up_and_a_removed_one_leaves() {
     let whole = cluster.get(new, "/api/cluster").unwrap();
     let ids: Vec<u64> = whole["nodes"].as_array().unwrap().iter().filter_map(|n| n["id"].as_u64()).collect();
     assert_eq!(ids, left, "the removed node is no longer listed: {whole}");
+}
+
+/// Cuts `host` off from every other address: an nftables table that drops each UDP
+/// datagram (raft and agent links are QUIC) to or from it at input, so senders see no
+/// error, as on a real network partition. HTTP (TCP) still reaches it, so the test can
+/// watch and write to both sides. The table is deleted when this is dropped, also when the
+/// test fails; its name carries the process id so concurrent runs keep their own.
+struct Partition {
+    table: String,
+}
+
+const NFT: &str = "/usr/sbin/nft";
+
+impl Partition {
+    fn isolate(host: Ipv4Addr) -> Partition {
+        let table = format!("judge_partition_{}", std::process::id());
+        let script = format!(
+            "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  \
+             ip saddr {host} meta l4proto udp drop\n  ip daddr {host} meta l4proto udp drop\n }}\n}}\n"
+        );
+        let mut nft = match Command::new(NFT).args(["-f", "-"]).stdin(Stdio::piped()).spawn() {
+            Ok(nft) => nft,
+            Err(e) => panic!("{NFT}: {e} (apt-get install nftables; .ci/run does)"),
+        };
+        std::io::Write::write_all(&mut nft.stdin.take().unwrap(), script.as_bytes()).unwrap();
+        assert!(nft.wait().unwrap().success(), "nft refused the partition's rules (root is needed)");
+        Partition { table }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let deleted = Command::new(NFT).args(["delete", "table", "inet", &self.table]).status();
+        if !deleted.is_ok_and(|s| s.success()) {
+            eprintln!("could not delete nftables table inet {}: delete it by hand", self.table);
+        }
+    }
+}
+
+/// POST a submission to exactly this node (no retry elsewhere): status, Retry-After, time.
+fn post_once(api: SocketAddr, body: &Value) -> (u16, Option<String>, Duration) {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let start = Instant::now();
+    match client.post(format!("http://{api}/api/submissions")).json(body).send() {
+        Ok(r) => {
+            let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (r.status().as_u16(), retry, start.elapsed())
+        }
+        Err(e) => panic!("POST to {api}: {e}"),
+    }
+}
+
+#[test]
+fn a_partitioned_leader_stops_acknowledging_and_catches_up_after_healing() {
+    // Loopback addresses of their own (all of 127/8 is loopback), per process, so that
+    // concurrent runs of this binary on one host never cut each other off.
+    let net = (std::process::id() % 200) as u8 + 20;
+    let hosts: Vec<Ipv4Addr> = (1..=3).map(|k| Ipv4Addr::new(127, net, 77, k)).collect();
+    let cluster = Cluster::start_on(tempfile::tempdir().unwrap(), &hosts, 2, 7, &[]);
+    cluster.wait_ready(2);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let old = cluster.leader().unwrap();
+    let majority: Vec<SocketAddr> = (0..3).filter(|&k| k != old).map(|k| apis[k]).collect();
+    let mut acked: Vec<(u64, String)> =
+        (0..2).map(|i| (submit(&apis, old, &program(&format!("before{i}"))).unwrap(), format!("before{i}"))).collect();
+    let old_term = cluster.get(old, "/api/cluster/self").unwrap()["term"].as_u64().unwrap();
+
+    let cut = Partition::isolate(hosts[old]);
+    let cut_at = Instant::now();
+    // Clients of the old leader keep writing to it: not one write may be acknowledged.
+    let writers: Vec<_> = (0..3)
+        .map(|i| {
+            let api = apis[old];
+            std::thread::spawn(move || post_once(api, &program(&format!("minority{i}"))))
+        })
+        .collect();
+    cluster.wait_until("the old leader steps down", Duration::from_secs(10), |c| {
+        c.get(old, "/api/cluster/self").is_some_and(|s| s["role"] != "leader")
+    });
+    let stepped_down = cut_at.elapsed();
+    let mut new_leader = None;
+    cluster.wait_until("a new leader in the majority", Duration::from_secs(15), |c| {
+        new_leader = (0..3).filter(|&k| k != old).find(|&k| {
+            c.get(k, "/api/cluster/self").is_some_and(|s| s["role"] == "leader" && s["term"].as_u64() > Some(old_term))
+        });
+        new_leader.is_some()
+    });
+    let elected = cut_at.elapsed();
+    let new_leader = new_leader.unwrap();
+    // The majority keeps judging.
+    for i in 0..3 {
+        let tag = format!("during{i}");
+        acked.push((submit(&majority, i, &program(&tag)).unwrap(), tag));
+    }
+    cluster.wait_until("the majority judges", Duration::from_secs(60), |c| {
+        acked.iter().all(|(id, _)| c.get(new_leader, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done"))
+    });
+    // Reads on the cut-off node: a plain one answers from its stale state (the majority's
+    // latest write is unknown there), a consistent one cannot confirm it is current and
+    // refuses rather than answer stale.
+    let (latest, _) = acked.last().unwrap().clone();
+    let stale = client().get(cluster.url(old, &format!("/api/submissions/{latest}"))).send().unwrap();
+    assert_eq!(stale.status().as_u16(), 404, "the cut-off node knows a write it cannot have received");
+    let consistent = client().get(cluster.url(old, &format!("/api/submissions/{latest}?consistent=true"))).send().unwrap();
+    assert_eq!(consistent.status().as_u16(), 503, "a consistent read on the cut-off node was answered");
+    assert!(consistent.headers().contains_key("retry-after"));
+    for w in writers {
+        let (status, retry_after, took) = w.join().unwrap();
+        assert_eq!(status, 503, "a write to the partitioned old leader was answered {status} after {took:?}");
+        assert!(retry_after.is_some(), "a 503 without Retry-After");
+        assert!(took < Duration::from_secs(20), "the refusal took {took:?}");
+    }
+    // Pre-vote: cut off, the old leader never raised its term, so it cannot depose the
+    // new leader when it comes back.
+    let isolated = cluster.get(old, "/api/cluster/self").unwrap();
+    assert_eq!(isolated["term"].as_u64(), Some(old_term), "the isolated node campaigned: {isolated}");
+
+    drop(cut);
+    let healed_at = Instant::now();
+    cluster.wait_until("the old leader follows the new one and catches up", Duration::from_secs(30), |c| {
+        let (Some(o), Some(n)) = (c.get(old, "/api/cluster/self"), c.get(new_leader, "/api/cluster/self")) else {
+            return false;
+        };
+        o["role"] == "follower"
+            && o["term"] == n["term"]
+            && o["leader"].as_u64() == Some(new_leader as u64 + 1)
+            && o["commit"] == n["commit"]
+            && o["applied"] == o["commit"]
+    });
+    let caught_up = healed_at.elapsed();
+    let leader_now = cluster.get(new_leader, "/api/cluster/self").unwrap();
+    assert_eq!(leader_now["role"], "leader", "the rejoining node disrupted the leader: {leader_now}");
+    // Writes through the old leader are acknowledged again (forwarded to the new one).
+    acked.push((submit(&apis[old..=old], 0, &program("after")).unwrap(), "after".into()));
+    cluster.wait_until("every acknowledged submission judged on every node", Duration::from_secs(60), |c| {
+        acked.iter().all(|(id, _)| (0..3).all(|k| c.get(k, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done")))
+    });
+    for (id, tag) in &acked {
+        for k in 0..3 {
+            let v = cluster.get(k, &format!("/api/submissions/{id}?consistent=true")).unwrap();
+            assert_eq!(v["verdict"], "AC", "node {} id {id}: {v}", k + 1);
+            assert_eq!(v["tests"][0]["stdout"], format!("{tag}\n"), "node {} id {id}", k + 1);
+        }
+    }
+    println!(
+        "partition: old leader node {} stepped down after {stepped_down:?}, node {} elected after {elected:?}, \
+         the old leader caught up {caught_up:?} after healing; {} acknowledged, each with one verdict",
+        old + 1,
+        new_leader + 1,
+        acked.len()
+    );
+}
+
+#[test]
+fn a_consistent_read_on_a_follower_sees_a_write_just_acknowledged() {
+    let cluster = Cluster::start(3, 0, 5);
+    cluster.wait_ready(0);
+    let leader = cluster.leader().unwrap();
+    let follower = (leader + 1) % 3;
+    let client = client();
+    let post = |tag: &str| -> u64 {
+        let r = client.post(cluster.url(leader, "/api/submissions")).json(&program(tag)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        r.json::<Value>().unwrap()["id"].as_u64().unwrap()
+    };
+    let (rounds, mut stale_plain) = (20, 0);
+    for i in 0..rounds {
+        let id = post(&format!("c{i}"));
+        let r = client.get(cluster.url(follower, &format!("/api/submissions/{id}?consistent=true"))).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "round {i}: a consistent read on a follower missed submission {id}");
+        assert_eq!(r.json::<Value>().unwrap()["id"].as_u64(), Some(id));
+        // The same race with a plain (local) read, only counted: it may or may not miss.
+        let id = post(&format!("p{i}"));
+        let r = client.get(cluster.url(follower, &format!("/api/submissions/{id}"))).send().unwrap();
+        stale_plain += usize::from(r.status().as_u16() == 404);
+    }
+    let r = client.get(cluster.url(follower, "/api/submissions/1?consistent=maybe")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    println!("consistent reads: {rounds} of {rounds} saw the write; plain follower reads right after a write missed it {stale_plain} of {rounds} times");
+}
+
+/// The node agent `agent` heartbeats to: the one whose metrics show a fresh heartbeat.
+fn serving_node(cluster: &Cluster, agent: &str) -> Option<usize> {
+    let key = format!("judge_agent_heartbeat_age_seconds{{agent=\"{agent}\"}} ");
+    (0..cluster.nodes.len()).find(|&k| {
+        let text = client().get(cluster.url(k, "/metrics")).send().and_then(|r| r.text()).unwrap_or_default();
+        text.lines().filter_map(|l| l.strip_prefix(&key)).any(|v| v.trim().parse::<f64>().is_ok_and(|age| age < 2.5))
+    })
+}
+
+/// Sum of a counter over its label sets in a Prometheus text page.
+fn counter_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_job_outlives_its_coordinator_and_its_first_run_gives_the_verdict() {
+    let mut cluster = Cluster::start(3, 1, 9);
+    cluster.wait_ready(1);
+    let apis: Vec<SocketAddr> = cluster.nodes.iter().map(|n| n.api).collect();
+    let mut body = program("h1");
+    // Long enough to be caught running, and to outlive its coordinator's restart.
+    body["source"] = json!("import time\ntime.sleep(4)\nprint(input())");
+    let id = submit(&apis, 0, &body).unwrap();
+    cluster.wait_until("running", Duration::from_secs(30), |c| {
+        (0..3).any(|k| c.get(k, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "running"))
+    });
+    let mut serving = None;
+    cluster.wait_until("the agent's coordinator known", Duration::from_secs(10), |c| {
+        serving = serving_node(c, "agent0");
+        serving.is_some()
+    });
+    let serving = serving.unwrap();
+    // As systemd would: SIGKILL, restarted at once. Its successor process resets the
+    // agent's connection (same QUIC reset key), and the agent moves to the next node.
+    cluster.kill(serving);
+    cluster.spawn(serving);
+    let other = (serving + 1) % 3;
+    cluster.wait_until("done", Duration::from_secs(60), |c| {
+        c.get(other, &format!("/api/submissions/{id}?consistent=true")).is_some_and(|v| v["status"] == "done")
+    });
+    for k in 0..3 {
+        cluster.wait_until("applied everywhere", Duration::from_secs(30), |c| {
+            c.get(k, &format!("/api/submissions/{id}")).is_some_and(|v| v["status"] == "done")
+        });
+        let v = cluster.get(k, &format!("/api/submissions/{id}")).unwrap();
+        assert_eq!(v["verdict"], "AC", "node {}: {v}", k + 1);
+        assert_eq!(v["tests"][0]["stdout"], "h1\n");
+        // Handed out once: the lease stayed with the agent through its reconnection.
+        assert_eq!(v["attempts"], 1, "node {}: {v}", k + 1);
+    }
+    // One run: the agent finished one job in all (a re-run after a voided lease would be
+    // a second, on the only agent there is).
+    let metrics = client().get(format!("http://{}/metrics", cluster.agents[0].metrics)).send().unwrap().text().unwrap();
+    assert_eq!(counter_sum(&metrics, "judge_agent_jobs_total"), 1.0, "{metrics}");
 }

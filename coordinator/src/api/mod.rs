@@ -443,7 +443,7 @@ fn routes() -> Vec<Op> {
         op(M::GET, "/api/openapi.json", Route::OpenApi, Public, Doc::new("operations", "This document").ok(200, s::object())),
         op(M::GET, "/api/languages", Route::Languages, Public, Doc::new("judge", "Languages of the judge").ok(200, s::languages())),
         op(M::POST, "/api/submissions", Route::Submit, Run, Doc::new("judge", "Submit a program and its tests").body(s::new_submission()).ok(201, s::created_id())),
-        op(M::GET, "/api/submissions/{id}", Route::GetSubmission, Run, Doc::new("judge", "A submission's state and results").param("id", s::id()).ok(200, s::submission())),
+        op(M::GET, "/api/submissions/{id}", Route::GetSubmission, Run, Doc::new("judge", "A submission's state and results (consistent=true: linearizable, via the raft leader)").param("id", s::id()).query(&[("consistent", s::boolean())]).ok(200, s::submission())),
         op(M::GET, "/api/algorithms", Route::ListAlgorithms, Public, Doc::new("catalog", "List algorithms").query(&[("category", s::string()), ("difficulty", s::string()), ("tag", s::string()), ("search", s::string()), ("page", s::positive()), ("perPage", s::positive())]).ok(200, s::algorithm_page()).db()),
         op(M::POST, "/api/algorithms", Route::CreateAlgorithm, AtLeast(Role::Setter), Doc::new("catalog", "Create an algorithm").body(s::algorithm_input()).ok(201, s::algorithm()).db()),
         op(M::GET, "/api/algorithms/{slug}", Route::GetAlgorithm, Public, Doc::new("catalog", "One algorithm; more for setters and admins").param("slug", s::string()).query(&[("hints", s::count())]).ok(200, s::algorithm()).db()),
@@ -745,6 +745,16 @@ async fn submit(api: &Api, req: &mut Request) -> Result<(StatusCode, Value), Api
 async fn get_submission(api: &Api, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
     let raw = req.param::<String>("id").unwrap_or_default();
     let id: u64 = raw.parse().map_err(|_| ApiError::InvalidId(raw.clone()))?;
+    // By default this node's state machine answers, which may be a heartbeat (~100 ms)
+    // behind the leader on a follower; `consistent=true` waits for the leader's commit.
+    let consistent = match req.query::<String>("consistent").as_deref() {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => return Err(ApiError::InvalidField(format!("consistent must be true or false, not {other:?}"))),
+    };
+    if consistent {
+        api.scheduler.read_barrier().await.map_err(|e| ApiError::NotCommitted(e.to_string()))?;
+    }
     let view = api.scheduler.get(id).await.ok_or(ApiError::SubmissionNotFound(id))?;
     // A problem's secret tests stay secret: what a program printed on them would leak
     // their inputs, and a checker's message their answers. Setters and admins see all.

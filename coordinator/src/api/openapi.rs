@@ -328,6 +328,7 @@ pub mod schema {
                 "message": string(),
                 "compileOutput": string(),
                 "tests": { "type": "array", "items": { "type": "object", "required": ["verdict"], "properties": { "verdict": verdict } } },
+                "attempts": count(),
             },
         })
     }

@@ -32,6 +32,8 @@ pub fn submission(view: &SubmissionView, secrets: Secrets) -> Value {
         },
         "testCount": view.test_count,
         "tests": view.tests.iter().map(test).collect::<Vec<_>>(),
+        // Times it was handed to an agent: more than one means a run was lost and redone.
+        "attempts": view.attempts,
     });
     let finished = view.status == crate::judge::Status::Done;
     body["history"] = view

@@ -145,10 +145,19 @@ pub enum Membership {
     Remove(u64),
 }
 
+struct PendingRead {
+    deadline: Instant,
+    index: Option<u64>,
+    reply: oneshot::Sender<Result<u64, ProposeError>>,
+}
+
 enum Msg<O> {
     Propose { data: Vec<u8>, reply: Reply<O> },
     /// Answered with the voters once the change is applied here.
     ChangeMembership { change: Membership, reply: Reply<Vec<u64>> },
+    /// A linearizable read: answered once this node has applied the leader's commit index
+    /// as of the request (raft's ReadIndex).
+    ReadIndex { reply: oneshot::Sender<Result<u64, ProposeError>> },
     /// From a peer, through the transport.
     Raft(Box<Message>),
     Stop,
@@ -206,7 +215,7 @@ impl<O: Send + 'static> Node<O> {
             // Alone, there is nobody to wait for: lead at once instead of after a timeout.
             raw.campaign()?;
         }
-        let status = Arc::new(Mutex::new(status_of(&raw, 0, 0, snapshot_index, None, &conf_state)));
+        let status = Arc::new(Mutex::new(status_of(&raw, 0, 0, 0, snapshot_index, None, &conf_state)));
         let transport = Arc::new(OnceLock::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -217,6 +226,8 @@ impl<O: Send + 'static> Node<O> {
             config,
             pending: HashMap::new(),
             pending_changes: HashMap::new(),
+            reads: HashMap::new(),
+            applied: 0,
             answers: Vec::new(),
             seq: 0,
             incarnation: incarnation(),
@@ -289,6 +300,22 @@ impl<O: Send + 'static> Node<O> {
         rx.await.unwrap_or(Err(ProposeError::Stopped))
     }
 
+    /// Waits until this node has applied everything committed when the call was made, as
+    /// the leader confirms it still leads (raft's ReadIndex): a read of the state machine
+    /// after it sees every write acknowledged before the call, on any node. Answers the
+    /// applied index.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        let sent = match self.tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(tx) => tx.send(Msg::ReadIndex { reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(ProposeError::Stopped);
+        }
+        rx.await.unwrap_or(Err(ProposeError::Stopped))
+    }
+
     pub fn status(&self) -> NodeStatus {
         self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
@@ -307,6 +334,11 @@ struct NodeThread<A: Apply> {
     pending: HashMap<u64, (Instant, Reply<A::Output>)>,
     /// This node's membership changes not yet applied, by sequence number.
     pending_changes: HashMap<u64, (Instant, Reply<Vec<u64>>)>,
+    /// This node's reads, by sequence number: until their deadline, with the read index
+    /// once the leader has confirmed it.
+    reads: HashMap<u64, PendingRead>,
+    /// The index of the last entry applied.
+    applied: u64,
     /// Outputs of this round's applied proposals, answered once the status shows them.
     answers: Vec<(Reply<A::Output>, A::Output)>,
     seq: u64,
@@ -358,15 +390,17 @@ impl<A: Apply> NodeThread<A> {
                 break;
             }
             self.publish();
-            for (reply, output) in self.answers.drain(..) {
-                let _ = reply.send(Ok(output));
-            }
+            self.answer();
+            self.answer_reads();
         }
         for (_, (_, reply)) in self.pending.drain() {
             let _ = reply.send(Err(ProposeError::Stopped));
         }
         for (_, (_, reply)) in self.pending_changes.drain() {
             let _ = reply.send(Err(ProposeError::Stopped));
+        }
+        for (_, read) in self.reads.drain() {
+            let _ = read.reply.send(Err(ProposeError::Stopped));
         }
         self.status.lock().unwrap_or_else(PoisonError::into_inner).role = Role::Stopped;
         info!("raft node stopped");
@@ -423,11 +457,23 @@ impl<A: Apply> NodeThread<A> {
                     }
                 }
             }
+            Msg::ReadIndex { reply } => {
+                // A follower asks the leader; without one the request would just be dropped.
+                if self.raw.raft.leader_id == 0 {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                    return true;
+                }
+                let context = self.next_context();
+                self.raw.read_index(context);
+                let deadline = Instant::now() + self.config.proposal_timeout;
+                self.reads.insert(self.seq, PendingRead { deadline, index: None, reply });
+            }
         }
         true
     }
 
-    /// Marks an entry as this run's proposal number `seq` (see `own_proposal`).
+    /// The context of this node's next proposal or read: who asked, in which run, and a
+    /// sequence number, so that the answer finds its way back to the caller.
     fn next_context(&mut self) -> Vec<u8> {
         self.seq += 1;
         let mut context = Vec::with_capacity(24);
@@ -435,6 +481,18 @@ impl<A: Apply> NodeThread<A> {
         context.extend_from_slice(&self.incarnation.to_le_bytes());
         context.extend_from_slice(&self.seq.to_le_bytes());
         context
+    }
+
+    /// Answers the reads whose index this node has applied.
+    fn answer_reads(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let ready: Vec<u64> =
+            self.reads.iter().filter(|(_, r)| r.index.is_some_and(|i| i <= applied)).map(|(s, _)| *s).collect();
+        for seq in ready {
+            if let Some(read) = self.reads.remove(&seq) {
+                let _ = read.reply.send(Ok(applied));
+            }
+        }
     }
 
     fn expire(&mut self, now: Instant) {
@@ -450,6 +508,14 @@ impl<A: Apply> NodeThread<A> {
                 let _ = reply.send(Err(ProposeError::Timeout(self.config.proposal_timeout)));
             }
         }
+        // A leader that has not committed in its term yet drops read requests, and so does
+        // a message lost on the way: the caller asks again.
+        let late: Vec<u64> = self.reads.iter().filter(|(_, r)| r.deadline <= now).map(|(s, _)| *s).collect();
+        for seq in late {
+            if let Some(read) = self.reads.remove(&seq) {
+                let _ = read.reply.send(Err(ProposeError::Timeout(self.config.proposal_timeout)));
+            }
+        }
     }
 
     /// raft-rs's order: send, apply committed, persist entries and hard state, send what
@@ -460,10 +526,20 @@ impl<A: Apply> NodeThread<A> {
         }
         let mut ready = self.raw.ready();
         self.send(ready.take_messages());
+        for state in ready.take_read_states() {
+            if let Some(seq) = self.own_proposal(&state.request_ctx)
+                && let Some(read) = self.reads.get_mut(&seq)
+            {
+                read.index = Some(state.index);
+            }
+        }
         if !ready.snapshot().is_empty() {
             self.install(ready.snapshot().clone())?;
         }
         self.apply_committed(ready.take_committed_entries());
+        // Entries committed are on a majority's disks: their proposers need not wait for
+        // this round's fsync of newer entries (under load there always are some).
+        self.answer();
         self.store.persist(ready.entries(), ready.hs())?;
         self.send(ready.take_persisted_messages());
         let mut light = self.raw.advance(ready);
@@ -490,6 +566,7 @@ impl<A: Apply> NodeThread<A> {
         info!(index, "installed a snapshot from the leader");
         self.snapshot_index = index;
         self.installed_snapshot = Some(index);
+        self.applied = self.applied.max(index);
         Ok(())
     }
 
@@ -531,13 +608,16 @@ impl<A: Apply> NodeThread<A> {
     fn apply_committed(&mut self, entries: Vec<Entry>) {
         for entry in entries {
             if entry.get_entry_type() == EntryType::EntryConfChange {
+                self.applied = self.applied.max(entry.index);
                 self.apply_conf_change(&entry);
                 continue;
             }
             // Empty entries are the no-ops a new leader appends.
             if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
+                self.applied = self.applied.max(entry.index);
                 continue;
             }
+            self.applied = self.applied.max(entry.index);
             let output = self.apply.apply(entry.index, &entry.data);
             if let Some(seq) = self.own_proposal(&entry.context)
                 && let Some((_, reply)) = self.pending.remove(&seq)
@@ -581,9 +661,27 @@ impl<A: Apply> NodeThread<A> {
         }
     }
 
+    /// The sequence number of this run's proposal or read that `context` names.
     fn own_proposal(&self, context: &[u8]) -> Option<u64> {
         let word = |i: usize| context.get(i * 8..i * 8 + 8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
         (word(0)? == self.config.id && word(1)? == self.incarnation).then_some(word(2)?)
+    }
+
+    /// Answers the proposals applied so far, once the status shows them applied (only
+    /// that: a leader change is `publish`'s, at the end of the round, after this round's
+    /// entries are applied, so that it fails only proposals that are still pending).
+    fn answer(&mut self) {
+        if self.answers.is_empty() {
+            return;
+        }
+        {
+            let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+            status.applied = status.applied.max(self.applied);
+            status.commit = status.commit.max(self.applied);
+        }
+        for (reply, output) in self.answers.drain(..) {
+            let _ = reply.send(Ok(output));
+        }
     }
 
     fn publish(&mut self) {
@@ -604,15 +702,33 @@ impl<A: Apply> NodeThread<A> {
             for (_, (_, reply)) in self.pending_changes.drain() {
                 let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
             }
+            // A read index confirmed by the old leader is still sound (it was the commit
+            // index while that leader led); unconfirmed requests may be lost with it.
+            let unconfirmed: Vec<u64> = self.reads.iter().filter(|(_, r)| r.index.is_none()).map(|(s, _)| *s).collect();
+            for seq in unconfirmed {
+                if let Some(read) = self.reads.remove(&seq) {
+                    let _ = read.reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+                }
+            }
         }
-        let status =
-            status_of(&self.raw, self.proposals, self.leader_changes, self.snapshot_index, self.installed_snapshot, &self.conf_state);
+        let status = status_of(
+            &self.raw,
+            self.applied,
+            self.proposals,
+            self.leader_changes,
+            self.snapshot_index,
+            self.installed_snapshot,
+            &self.conf_state,
+        );
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 }
 
+/// `applied`: what this node has applied, which runs ahead of raft's own count within a
+/// round (raft hears of it at the round's end).
 fn status_of(
     raw: &RawNode<RaftStorage>,
+    applied: u64,
     proposals: u64,
     leader_changes: u64,
     snapshot_index: u64,
@@ -632,7 +748,7 @@ fn status_of(
         term: raft.term,
         leader: Some(raft.leader_id).filter(|&l| l != 0),
         commit: raft.raft_log.committed,
-        applied: raft.raft_log.applied,
+        applied: raft.raft_log.applied.max(applied),
         proposals,
         leader_changes,
         snapshot_index,

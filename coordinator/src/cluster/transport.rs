@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::prelude::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::tls::{ClusterTls, SERVER_NAME, TlsError, peer_common_name};
@@ -46,8 +46,10 @@ pub type Deliver = Arc<dyn Fn(Message) + Send + Sync>;
 pub struct Transport {
     id: u64,
     peers: Mutex<HashMap<u64, (SocketAddr, mpsc::Sender<Message>)>>,
-    /// Certificate names of the peers whose connections are accepted.
-    allowed: Arc<RwLock<Vec<String>>>,
+    /// Certificate names of the peers whose connections are accepted, each with its
+    /// dialler's wake-up (a peer that dials us is up again, so a dialler waiting out its
+    /// back-off should try now).
+    allowed: Arc<RwLock<HashMap<String, Arc<Notify>>>>,
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     runtime: tokio::runtime::Handle,
@@ -64,8 +66,11 @@ impl Transport {
         deliver: Deliver,
     ) -> Result<Transport, TransportError> {
         let (server, client) = tls.peer_configs(id)?;
-        let endpoint = quinn::Endpoint::server(server, listen).map_err(|source| TransportError::Bind { addr: listen, source })?;
-        let allowed = Arc::new(RwLock::new(Vec::new()));
+        let bind_err = |source| TransportError::Bind { addr: listen, source };
+        let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+        let endpoint = quinn::Endpoint::new(tls.endpoint_config("raft"), Some(server), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(bind_err)?;
+        let allowed = Arc::new(RwLock::new(HashMap::new()));
         tokio::spawn(accept(endpoint.clone(), allowed.clone(), deliver));
         let transport = Transport {
             id,
@@ -91,15 +96,17 @@ impl Transport {
         if peers.get(&peer).is_some_and(|(known, _)| *known == addr) {
             return;
         }
-        let name = peer_common_name(peer);
-        let mut allowed = self.allowed.write().unwrap_or_else(PoisonError::into_inner);
-        if !allowed.contains(&name) {
-            allowed.push(name);
-        }
+        let heard = self
+            .allowed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(peer_common_name(peer))
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone();
         let (tx, rx) = mpsc::channel(QUEUE);
         // Replacing the sender ends the old dialler (its queue closes).
         peers.insert(peer, (addr, tx));
-        self.runtime.spawn(dial(self.endpoint.clone(), self.client.clone(), peer, addr, rx));
+        self.runtime.spawn(dial(self.endpoint.clone(), self.client.clone(), peer, addr, rx, heard));
     }
 
     /// The bound raft address (useful when listening on port 0).
@@ -123,7 +130,9 @@ impl Transport {
     }
 }
 
-async fn accept(endpoint: quinn::Endpoint, allowed: Arc<RwLock<Vec<String>>>, deliver: Deliver) {
+/// `allowed`: the peers' certificate names, each with its dialler's wake-up (a peer that
+/// dials us is up again, so a dialler waiting out its back-off should try now).
+async fn accept(endpoint: quinn::Endpoint, allowed: Arc<RwLock<HashMap<String, Arc<Notify>>>>, deliver: Deliver) {
     while let Some(incoming) = endpoint.accept().await {
         let (allowed, deliver) = (allowed.clone(), deliver.clone());
         tokio::spawn(async move {
@@ -139,12 +148,13 @@ async fn accept(endpoint: quinn::Endpoint, allowed: Arc<RwLock<Vec<String>>>, de
                 .peer_identity()
                 .and_then(|id| id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
                 .and_then(|certs| certs.first().and_then(crate::tls::common_name));
-            let known = name.as_ref().is_some_and(|n| allowed.read().unwrap_or_else(PoisonError::into_inner).contains(n));
-            if !known {
+            let heard = name.as_ref().and_then(|n| allowed.read().unwrap_or_else(PoisonError::into_inner).get(n).cloned());
+            let Some(heard) = heard else {
                 warn!(peer = ?name, remote = %conn.remote_address(), "refusing a raft connection: not a peer's certificate");
                 conn.close(quinn::VarInt::from_u32(1), b"not a raft peer");
                 return;
-            }
+            };
+            heard.notify_one();
             debug!(peer = ?name, "raft peer connected");
             while let Ok(mut stream) = conn.accept_uni().await {
                 let deliver = deliver.clone();
@@ -174,7 +184,15 @@ async fn read_frames(stream: &mut quinn::RecvStream, deliver: &Deliver) -> Resul
 }
 
 /// Keeps a connection to `peer` and writes its queue into it, reconnecting as needed.
-async fn dial(endpoint: quinn::Endpoint, config: quinn::ClientConfig, peer: u64, addr: SocketAddr, mut rx: mpsc::Receiver<Message>) {
+/// `heard` wakes it from a back-off pause when the peer dials us.
+async fn dial(
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    peer: u64,
+    addr: SocketAddr,
+    mut rx: mpsc::Receiver<Message>,
+    heard: Arc<Notify>,
+) {
     let mut pause = Duration::from_millis(50);
     loop {
         let stream = async {
@@ -190,7 +208,10 @@ async fn dial(endpoint: quinn::Endpoint, config: quinn::ClientConfig, peer: u64,
                 }
                 // Messages queued meanwhile are stale; raft resends what still matters.
                 while rx.try_recv().is_ok() {}
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = heard.notified() => debug!(peer, "raft peer dialled us; reconnecting now"),
+                }
                 pause = (pause * 2).min(Duration::from_secs(1));
                 continue;
             }

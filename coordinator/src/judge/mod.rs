@@ -108,6 +108,11 @@ pub enum Command {
     /// nodes added at run time, replicated (and kept in snapshots) so every node, even one
     /// restarted long after, can reach them. Who votes is raft's membership, not this.
     AddMember { node_id: u64, raft: String, api: String },
+    /// Like `AgentUp`, but the leases of `held` (submissions the agent still runs, or has
+    /// results of, from a connection it lost) stay with it if it still holds them: their
+    /// results follow, through whichever coordinator it reached. Its other leases are
+    /// void and requeued. (A variant of its own, last, so logs written before it decode.)
+    AgentRejoin { agent_id: String, languages: Vec<String>, slots: u32, held: Vec<SubmissionId>, now_ms: u64 },
 }
 
 /// What a rejudged submission is judged against now (a problem's current version).

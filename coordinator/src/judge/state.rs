@@ -95,21 +95,10 @@ impl JudgeState {
             }
             Command::AgentUp { agent_id, languages, slots, now_ms } => {
                 // A rejoining agent has a fresh connection: jobs on the old one are gone.
-                let stale: Vec<_> =
-                    self.agents.get(&agent_id).map(|a| a.running.iter().copied().collect()).unwrap_or_default();
-                let (requeued, gave_up) = self.requeue_all(stale, "agent reconnected", now_ms);
-                self.agents.insert(
-                    agent_id.clone(),
-                    Agent {
-                        id: agent_id,
-                        languages: languages.into_iter().collect(),
-                        slots,
-                        reported_free_slots: None,
-                        running: BTreeSet::new(),
-                        last_seen_ms: now_ms,
-                    },
-                );
-                Ok(Effect::AgentRegistered { requeued, gave_up })
+                Ok(self.agent_up(agent_id, languages, slots, &[], now_ms))
+            }
+            Command::AgentRejoin { agent_id, languages, slots, held, now_ms } => {
+                Ok(self.agent_up(agent_id, languages, slots, &held, now_ms))
             }
             Command::AgentDown { agent_id, now_ms } => {
                 let agent = self.agents.get(&agent_id).ok_or_else(|| Rejected::UnknownAgent(agent_id.clone()))?;
@@ -358,6 +347,25 @@ impl JudgeState {
         sub.attempts += 1;
         sub.lease = Some(Lease { agent_id, since_ms: now_ms });
         Ok(Effect::Assigned)
+    }
+
+    /// Registers an agent afresh; of its old leases only those of `held` stay.
+    fn agent_up(&mut self, agent_id: String, languages: Vec<String>, slots: u32, held: &[SubmissionId], now_ms: u64) -> Effect {
+        let old: Vec<SubmissionId> = self.agents.get(&agent_id).map(|a| a.running.iter().copied().collect()).unwrap_or_default();
+        let (kept, stale): (Vec<SubmissionId>, Vec<SubmissionId>) = old.into_iter().partition(|id| held.contains(id));
+        let (requeued, gave_up) = self.requeue_all(stale, "agent reconnected", now_ms);
+        self.agents.insert(
+            agent_id.clone(),
+            Agent {
+                id: agent_id,
+                languages: languages.into_iter().collect(),
+                slots,
+                reported_free_slots: None,
+                running: kept.into_iter().collect(),
+                last_seen_ms: now_ms,
+            },
+        );
+        Effect::AgentRegistered { requeued, gave_up }
     }
 
     fn complete(

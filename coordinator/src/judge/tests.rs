@@ -287,6 +287,37 @@ fn agent_down_requeues_its_jobs_and_unregisters_it() {
 }
 
 #[test]
+fn agent_rejoining_with_held_jobs_keeps_their_leases_and_their_results_count() {
+    let mut s = JudgeState::new();
+    let (held, lost, other) = (accept(&mut s, "py"), accept(&mut s, "py"), accept(&mut s, "py"));
+    agent_up(&mut s, "a", &["py"], 3);
+    agent_up(&mut s, "b", &["py"], 1);
+    assign(&mut s, held, "a").unwrap();
+    assign(&mut s, lost, "a").unwrap();
+    assign(&mut s, other, "b").unwrap();
+    // `other` is b's: a's claim on it is no lease.
+    let rejoin = Command::AgentRejoin {
+        agent_id: "a".into(),
+        languages: vec!["py".into()],
+        slots: 3,
+        held: vec![held, other],
+        now_ms: 5,
+    };
+    assert_eq!(s.apply(rejoin), Ok(Effect::AgentRegistered { requeued: vec![lost], gave_up: vec![] }));
+    assert_eq!(s.get(held).unwrap().status, Status::Running);
+    assert_eq!(s.get(held).unwrap().attempts, 1);
+    assert_eq!(s.get(lost).unwrap().status, Status::Queued);
+    assert_eq!(s.get(other).unwrap().lease.as_ref().unwrap().agent_id, "b");
+    assert_eq!(s.agent("a").unwrap().free_slots(), 2);
+    // The held job's results, re-sent after the rejoin, are taken; the first verdict wins.
+    s.apply(Command::TestDone { submission_id: held, agent_id: "a".into(), result: test_result(held, 0) }).unwrap();
+    assert_eq!(complete(&mut s, held, Some("a"), Verdict::AC), Ok(Effect::Completed { verdict: Verdict::AC }));
+    assert!(complete(&mut s, held, Some("a"), Verdict::WA).is_err());
+    assert_eq!(s.get(held).unwrap().outcome.as_ref().unwrap().verdict, Verdict::AC);
+    assert!(complete(&mut s, other, Some("a"), Verdict::AC).is_err());
+}
+
+#[test]
 fn agent_rejoining_voids_its_old_leases() {
     let mut s = JudgeState::new();
     let id = accept(&mut s, "py");
