@@ -171,6 +171,9 @@ const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// How long a report from an agent is retried while the cluster has no leader.
 const LINK_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long an unconfirmed `Assign` may take to show up applied before the submission is
+/// assigned anew (raft commits or drops a proposal within an election or two).
+const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A job on its way to an agent.
 enum Outgoing {
@@ -732,21 +735,67 @@ impl Scheduler {
                     refused = Some((submission_id, agent_id));
                     continue;
                 }
+                Err(SubmitError::Unavailable(err)) => {
+                    // Neither known to be committed nor not to be: the leader may still
+                    // commit it, and then nobody would send the job while the agent's
+                    // heartbeats keep its lease alive. Settle it once it had time to.
+                    warn!(%err, submission = submission_id, "assignment not confirmed; settling it shortly");
+                    let this = self.clone();
+                    tokio::spawn(async move { this.settle_assignment(submission_id, agent_id).await });
+                    return;
+                }
                 outcome => {
                     warn!(?outcome, "proposed assignment not applied");
                     return;
                 }
             }
-            let Some(job) = self.job(submission_id) else { continue };
-            let sent = match job {
-                Outgoing::Classic(job) => dispatch.dispatch(&agent_id, job),
-                Outgoing::Function(job) => dispatch.dispatch_function(&agent_id, job),
+            self.send_assigned(submission_id, &agent_id).await;
+        }
+    }
+
+    /// Sends an applied assignment's job to its agent (requeued if that fails).
+    async fn send_assigned(&self, submission_id: SubmissionId, agent_id: &str) {
+        let dispatch = &self.inner.dispatch;
+        let Some(job) = self.job(submission_id) else { return };
+        let sent = match job {
+            Outgoing::Classic(job) => dispatch.dispatch(agent_id, job),
+            Outgoing::Function(job) => dispatch.dispatch_function(agent_id, job),
+        };
+        debug!(submission = submission_id, agent = %agent_id, "dispatched");
+        if let Err(err) = sent {
+            warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
+            self.inner.shared.metrics.link_error("dispatch");
+            self.dispatch_failed(submission_id, agent_id, &err).await;
+        }
+    }
+
+    /// `pump` in a task of its own (a plain fn, so that `settle_assignment`, which
+    /// `assign_all` spawns, does not hold `pump`'s future: that cycle defeats `Send`).
+    fn spawn_pump(&self) {
+        let this = self.clone();
+        tokio::spawn(async move { this.pump().await });
+    }
+
+    /// After an `Assign` whose fate was unknown: once the log has decided, send the job if
+    /// the lease is the agent's, or else (still queued) let the pump assign it anew.
+    async fn settle_assignment(&self, submission_id: SubmissionId, agent_id: String) {
+        let deadline = std::time::Instant::now() + SETTLE_WITHIN;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let holder = match self.lock().get(submission_id) {
+                None => return,
+                Some(sub) => sub.lease.as_ref().map(|l| l.agent_id.clone()),
             };
-            debug!(submission = submission_id, agent = %agent_id, "dispatched");
-            if let Err(err) = sent {
-                warn!(submission = submission_id, agent = %agent_id, %err, "dispatch failed; requeueing");
-                self.inner.shared.metrics.link_error("dispatch");
-                self.dispatch_failed(submission_id, &agent_id, &err).await;
+            match holder {
+                Some(holder) if holder == agent_id => {
+                    info!(submission = submission_id, agent = %agent_id, "unconfirmed assignment was committed; dispatching");
+                    return self.send_assigned(submission_id, &agent_id).await;
+                }
+                // Someone else's (or already finished): nothing of ours to do.
+                Some(_) => return,
+                None if self.lock().get(submission_id).is_some_and(|s| s.status != Status::Queued) => return,
+                None if std::time::Instant::now() >= deadline => return self.spawn_pump(),
+                None => {}
             }
         }
     }
