@@ -17,7 +17,8 @@ pub use messages::*;
 /// 4: checkers, test groups, lazy judging, interactors (`JobOptions`), test scores.
 /// 5: benchmark measurements of function calls (`FunctionSpec::repetitions`,
 ///    `ReturnValue::call_cpu_ns`), with 4.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: input generator programs of benchmarks (`FunctionSpec::generator`), with 5.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// ALPN protocol id of the agent link, so a stray TLS client of another kind is refused.
 pub const ALPN: &[u8] = b"judge-agent/1";
