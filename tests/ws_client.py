@@ -326,13 +326,44 @@ int main(void) {
 # Generators that fail, each with what BENCHMARK_ERROR must say.
 BAD_GENERATORS = [
     ("python", "import sys\nsys.stderr.write('no input for you')\nsys.exit(3)\n", ["exited with code 3", "no input for you"]),
-    ("python", "while True:\n    pass\n", ["CPU limit"]),
+    # Its CPU limit, or its wall limit first on a machine too busy to give it the CPU.
+    ("python", "while True:\n    pass\n", ["it ran over its", "limit of"]),
     ("python", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", ["output limit"]),
     ("python", "print('this is not json')\n", ["not the JSON of the function's arguments"]),
     ("python", "import os\nprint([[os.urandom(1)[0]]])\n", ["deterministic"]),
     ("c", "int main(void) { return syntax error; }\n", ["does not compile"]),
     ("cobol", "whatever", ["not one of /api/languages"]),
 ]
+
+
+BINARY_SEARCH_C = r"""
+long long binary_search(const long long *nums, long long n, long long target) {
+    long long lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        long long mid = lo + (hi - lo) / 2;
+        if (nums[mid] == target) return mid;
+        if (nums[mid] < target) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+}
+"""
+
+
+async def c_functions():
+    """C functions through the C harness: RUN_TESTS with positional arguments (an array
+    becomes pointer and count), a wrong answer, and code that cannot be linked (a main)."""
+    async with websockets.connect(WS) as ws:
+        cases = [{"input": [[1, 3, 5, 7, 9], 7], "expected": 3}, {"input": [[1, 3], 4], "expected": -1},
+                 {"input": [[], 1], "expected": -1}, {"input": [[2, 4], 4], "expected": 0}]
+        await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": BINARY_SEARCH_C, "algorithmName": "binarySearch",
+                                  "language": "c", "testCases": cases}))
+        last = (await until(ws, "TESTS_COMPLETED"))[-1]
+        assert (last["passed"], last["failed"]) == (3, 1), last
+        assert "expected 0, got 1" in last["results"][3]["error"], last
+        await ws.send(execute(BINARY_SEARCH_C + "int main(void) { return 0; }\n", [[1, 2], 2], "binary_search", "c"))
+        done = (await until(ws, "EXECUTION_COMPLETED", "EXECUTION_ERROR"))[-1]
+        text = json.dumps(done)
+        assert "main" in text and done.get("result", {}).get("success") is not True, done
 
 
 async def benchmark_generators():
@@ -417,7 +448,7 @@ async def catalog_reference_solutions():
 
 SCENARIOS = [seed_two_sum, bubble_sort_live, run_tests_and_watchers, malformed_and_unknown, oversized_frame,
              flood_steps, cancel_never_returns, performance_benchmark, catalog_reference_solutions,
-             benchmark_generators]
+             c_functions, benchmark_generators]
 
 
 async def main():

@@ -807,7 +807,12 @@ impl Observer for Live {
 fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value {
     let ts = now_ms();
     let verdict = view.verdict.unwrap_or(Verdict::IE);
-    let error_text = if view.message.is_empty() { verdict.as_str().to_string() } else { view.message.clone() };
+    let mut error_text = if view.message.is_empty() { verdict.as_str().to_string() } else { view.message.clone() };
+    if verdict == Verdict::CE && !view.compile_output.trim().is_empty() {
+        // What the compiler said is the useful part (a C function's code linked with the
+        // harness, say, that defines its own main).
+        error_text = format!("{error_text}: {}", truncate(view.compile_output.trim(), 2000));
+    }
     match run.kind {
         Kind::Execute => {
             let test = view.tests.first().map(|t| &t.result);
