@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-
 use std::time::Duration;
 
 use protocol::{FinalResult, FunctionJob, Generator, LimitHit, ReturnValue, Step, TestResult, Verdict};

@@ -123,8 +123,8 @@ fn confusion(rows: &[Row], truth: impl Fn(&Row) -> &str, pick: impl Fn(&Row) -> 
     right
 }
 
-/// CI: a fast subset, one run each, must be classified right, with confidence to spare
-/// (the whole corpus is the ignored benchmark below).
+/// CI: a fast subset, one run each, must be classified right in time and memory, with
+/// confidence to spare (the whole corpus is the ignored benchmark below).
 #[test]
 fn corpus_subset_is_classified_right() {
     let judge = Judge::up(uid_base(6), &["--slots", "1"]);
@@ -137,6 +137,9 @@ fn corpus_subset_is_classified_right() {
     for r in &rows {
         assert_eq!(r.ours, r.expect, "{r:?}");
         assert!(r.confidence > 0.5, "{r:?}");
+        // Sum and the in-place sorts allocate nothing that grows with n.
+        assert_eq!(r.memory, r.memory_expect, "{r:?}");
+        assert!(r.memory_confidence > 0.5, "{r:?}");
     }
     stored_benchmarks_are_served(&judge);
     assert!(judge.stop().success());

@@ -163,20 +163,21 @@ function dataBytes() {
 
 // Heap bytes a call allocates on fresh arguments: collect, call, compare the data spaces'
 // use. V8 has no per-call peak, so this is what the call allocated (kept or not yet
-// collected); a scavenge during the call hides some of its garbage. The least of a few
-// warm calls: V8's own allocations (a deoptimisation, a collection's bookkeeping) only
-// ever add to it.
-const PEAK_CALLS = 3;
+// collected); a scavenge during the call hides some of its garbage. The median of a few
+// warm calls: V8's own work (a deoptimisation, the end of a concurrent sweep) moves one
+// call's figure up or down by a few KiB.
+const PEAK_CALLS = 5;
 function heapDelta(fn, argsText, gc) {
-  let least = Infinity;
+  const deltas = [];
   for (let i = 0; i < PEAK_CALLS; i++) {
     const args = bind(fn, JSON.parse(argsText));
     gc();
     const before = dataBytes();
     fn(...args);
-    least = Math.min(least, Math.max(0, dataBytes() - before));
+    deltas.push(Math.max(0, dataBytes() - before));
   }
-  return least;
+  deltas.sort((a, b) => a - b);
+  return deltas[deltas.length >> 1];
 }
 
 // CPU ns per call over `repetitions` batches within the budget, the median empty call,
