@@ -494,13 +494,19 @@ async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Re
             argv.push(format!("--tls-name={name}"));
         }
         argv.extend(access.iter().cloned());
-        // A JWT_SECRET from the environment reaches the children by inheritance; else
-        // each node reads the one secret file.
+        // A secret given to `up` reaches the children through their environment (never
+        // argv, which every user can read); else each node reads the one secret file.
         if a.jwt_secret.is_none() {
             std::fs::copy(&secret_file, dir.join("jwt-secret"))
                 .with_context(|| format!("copying the session secret into {}", dir.display()))?;
         }
-        children.push(ChildSpec { name: format!("coordinator {k}"), argv, child: None, restarts: 0 });
+        children.push(ChildSpec {
+            name: format!("coordinator {k}"),
+            argv,
+            jwt_secret: a.jwt_secret.clone(),
+            child: None,
+            restarts: 0,
+        });
     }
     for spec in &mut children {
         spec.start(&exe)?;
@@ -570,6 +576,7 @@ async fn supervise(args: ServeArgs, nodes: u32, local: LocalAgent) -> anyhow::Re
 struct ChildSpec {
     name: String,
     argv: Vec<String>,
+    jwt_secret: Option<String>,
     child: Option<tokio::process::Child>,
     restarts: u32,
 }
@@ -578,6 +585,9 @@ impl ChildSpec {
     fn start(&mut self, exe: &Path) -> anyhow::Result<()> {
         let mut cmd = tokio::process::Command::new(exe);
         cmd.args(&self.argv).stdin(std::process::Stdio::null()).process_group(0).kill_on_drop(true);
+        if let Some(secret) = &self.jwt_secret {
+            cmd.env("JWT_SECRET", secret);
+        }
         // SAFETY: runs in the forked child before exec and only calls prctl, which is
         // async-signal-safe; it allocates nothing.
         unsafe {

@@ -17,7 +17,20 @@ pub fn bin_dir() -> &'static Path {
         let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--bins", "-p", "coordinator", "-p", "sandbox-agent"]);
+        // Cargo gives a test the package's variables (CARGO_MANIFEST_DIR=tests/, ...); some
+        // build scripts (ring's) rerun when those differ from the outer build's, which
+        // rebuilt half the tree on every test run.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| {
+                k.starts_with("CARGO_PKG_")
+                    || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR"].contains(&k)
+            }) {
+                cmd.env_remove(key);
+            }
+        }
+        // With this crate selected too, features unify as in the test build (see
+        // Cargo.toml), so this is a no-op after `cargo test`.
+        cmd.args(["build", "--bins", "-p", "coordinator", "-p", "sandbox-agent", "-p", "judge-tests"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
