@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use coordinator::analytics::complexity::{self, Sample};
 use judge_tests::{Judge, uid_base};
 use serde_json::Value;
 
@@ -31,6 +32,8 @@ struct Row {
     memory_expect: String,
     memory: String,
     memory_confidence: f64,
+    /// The seed's method on the same memory measurements (one per size).
+    memory_seed: String,
     detail: String,
 }
 
@@ -56,6 +59,17 @@ fn function_rows(judge: &Judge, files: &[PathBuf], seed: u64) -> Vec<Row> {
                 memory_expect: s("memoryExpect"),
                 memory: if v["error"].is_string() { "error".into() } else { s("memory") },
                 memory_confidence: v["memoryConfidence"].as_f64().unwrap_or(0.0),
+                memory_seed: {
+                    let samples: Vec<Sample> = v["memoryValues"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|p| Some(Sample { n: p[0].as_f64()?, value: p[1].as_f64()? }))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    complexity::seed_baseline(&samples).0.to_string()
+                },
                 detail: format!(
                     "n {}, {} samples, memory {} ({:.2}, {}){}\n    medians (n, ms): {}\n    memory (n, bytes): {}",
                     v["sizes"], v["samples"], s("memory"), v["memoryConfidence"].as_f64().unwrap_or(0.0), s("memoryMeasure"),
@@ -192,8 +206,8 @@ fn corpus_accuracy_benchmark() {
     for seed in 1..=seeds {
         for r in run_corpus(&judge, &[], seed) {
             println!(
-                "seed {seed} {:<28} expect {:<10} ours {:<10} ({:.2}) seed method {:<10} memory expect {:<8} ours {:<8} ({:.2}) {}",
-                r.file, r.expect, r.ours, r.confidence, r.seed, r.memory_expect, r.memory, r.memory_confidence, r.detail
+                "seed {seed} {:<28} expect {:<10} ours {:<10} ({:.2}) seed method {:<10} memory expect {:<8} ours {:<8} ({:.2}) seed method {:<8} {}",
+                r.file, r.expect, r.ours, r.confidence, r.seed, r.memory_expect, r.memory, r.memory_confidence, r.memory_seed, r.detail
             );
             rows.push(r);
         }
@@ -201,6 +215,11 @@ fn corpus_accuracy_benchmark() {
     let ours = confusion(&rows, |r| r.expect.as_str(), |r| r.ours.as_str(), "time, our fit");
     let seed = confusion(&rows, |r| r.expect.as_str(), |r| r.seed.as_str(), "time, the seed's method (normalised R², one median per size)");
     let memory = confusion(&rows, |r| r.memory_expect.as_str(), |r| r.memory.as_str(), "memory (the call's own allocation), our fit");
-    println!("\ntime: ours {ours}/{n}, seed's method {seed}/{n}; memory: ours {memory}/{n}", n = rows.len());
+    let memory_seed =
+        confusion(&rows, |r| r.memory_expect.as_str(), |r| r.memory_seed.as_str(), "memory, the seed's method on the same measurements");
+    println!(
+        "\ntime: ours {ours}/{n}, seed's method {seed}/{n}; memory: ours {memory}/{n}, seed's method {memory_seed}/{n}",
+        n = rows.len()
+    );
     assert!(judge.stop().success());
 }
