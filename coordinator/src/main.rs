@@ -353,25 +353,21 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
         live.set_store(store.clone());
     }
     live.set_auth(api::Authn { config: options.auth.clone(), store: store.clone() });
+    // The same caps (and the same per-caller budget of unfinished runs) as the REST API.
+    live.set_run_caps(options.run_caps(&caps));
     // Live data passes the runner (which keeps the returned values of the REST API's runs)
     // on its way to the WebSocket hub.
     let runner = coordinator::runner::Runner::new(scheduler.clone());
     runner.forward_to(live.clone());
     hub.set_live(runner.clone());
-    // /ws and the dashboard routes first: the API router ends in a catch-all.
     let peer_apis = args.peers.iter().map(|p| PeerApi { id: p.id, api: p.api.to_string() }).collect();
-    let cluster_api = ClusterApi::new(scheduler.clone(), api_addr.to_string(), peer_apis);
-    let mut router =
-        salvo::Router::new().push(cluster_api.router()).push(salvo::Router::with_path("ws").goal(live.handler()));
-    router = match (&store, epoch) {
-        (Some(store), Some(epoch)) => {
-            // Behind the same gate as the main API: CORS, credentials, the rate limit.
-            let dashboard = api::dashboard_router(store.clone(), spec.clone(), runner, epoch, api::DashboardLimits::default());
-            router.push(salvo::Router::new().hoop(api::gate(&options, Some(store.clone()), scheduler.metrics().clone())).push(dashboard))
-        }
-        _ => router.push(api::dashboard_unavailable()),
-    };
-    let router = router.push(api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options));
+    let mut options = options;
+    options.cluster = Some(ClusterApi::new(scheduler.clone(), api_addr.to_string(), peer_apis));
+    options.dashboard = epoch.map(|epoch| api::DashboardSetup { runner, epoch, limits: api::DashboardLimits::default() });
+    // /ws first: the API router ends in a catch-all.
+    let router = salvo::Router::new()
+        .push(salvo::Router::with_path("ws").goal(live.handler()))
+        .push(api::router_with_options(scheduler, spec, caps, Judge0Config::default(), store.clone(), options));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(api::serve(listener, router, async move {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -88,9 +88,15 @@ impl Runner {
     }
 
     /// Queues a classic run (stdin/stdout) and waits like `run_function`.
-    pub async fn run_program(&self, submission: NewSubmission, wait: Duration) -> Result<SubmissionView, RunError> {
+    pub async fn run_program(
+        &self,
+        submission: NewSubmission,
+        wait: Duration,
+        accepted: impl FnOnce(SubmissionId),
+    ) -> Result<SubmissionView, RunError> {
         let completions = self.scheduler.completions();
         let id = self.scheduler.submit(submission).await?;
+        accepted(id);
         self.wait(id, completions, wait).await
     }
 

@@ -133,11 +133,52 @@ fn schemathesis() -> PathBuf {
     exe
 }
 
+/// Two stored benchmarks of the same inputs (ids 1 and 2), through `/ws`.
+const WS_BENCHMARKS: &str = r#"
+import asyncio, json, sys, websockets
+url = sys.argv[1]
+CODE = "def bubble_sort(arr):\n    a = list(arr)\n    for i in range(len(a)):\n        for j in range(len(a) - 1 - i):\n            if a[j] > a[j + 1]:\n                a[j], a[j + 1] = a[j + 1], a[j]\n    return a\n"
+async def main():
+    async with websockets.connect(url) as ws:
+        for _ in range(2):
+            await ws.send(json.dumps({"type": "PERFORMANCE_BENCHMARK", "algorithmName": "bubble_sort", "language": "python",
+                                      "algorithmCode": CODE, "maxSize": 16, "seed": 7}))
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                if m["type"] in ("BENCHMARK_COMPLETED", "BENCHMARK_ERROR", "error"):
+                    print(m["type"])
+                    break
+asyncio.run(main())
+"#;
+
+/// What the document's examples name (ids 1 and 2, two_sum): two benchmarks, two code
+/// versions, a run and a passing test suite, so schemathesis sees those routes answer
+/// with data, not only 404s.
+fn seed_examples(judge: &Judge, admin: &str) {
+    let url = format!("{}/ws?token={admin}", judge.api.replacen("http://", "ws://", 1));
+    let out = Command::new(python()).args(["-c", WS_BENCHMARKS, &url]).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().collect::<Vec<_>>(), ["BENCHMARK_COMPLETED"; 2], "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    let code = "def two_sum(nums, target):\n    seen = {}\n    for i, n in enumerate(nums):\n        if target - n in seen:\n            return [seen[target - n], i]\n        seen[n] = i\n";
+    for note in ["first", "second"] {
+        let version = json!({ "algorithm": "two_sum", "language": "python", "code": code, "note": note });
+        let (status, body) = request(judge, reqwest::Method::POST, "/api/execution/versions", Some(admin), Some(&version));
+        assert_eq!(status, 201, "{body}");
+    }
+    let run = json!({ "algorithm": "two_sum", "language": "python", "code": code, "input": [[2, 7], 9] });
+    let (status, body) = request(judge, reqwest::Method::POST, "/api/execution/run", Some(admin), Some(&run));
+    assert_eq!((status, body["success"].as_bool()), (200, Some(true)), "{body}");
+    let suite = json!({ "algorithm": "two_sum", "versionId": 2 });
+    let (status, body) = request(judge, reqwest::Method::POST, "/api/testing/run", Some(admin), Some(&suite));
+    assert_eq!((status, body["success"].as_bool()), (200, Some(true)), "{body}");
+}
+
 #[test]
 fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
     let exe = schemathesis();
     let judge = Judge::up(uid_base(1), &["--allow-anonymous=false", "--slots", "1"]);
     let admin = admin_token(&judge);
+    seed_examples(&judge, &admin);
     let report = tempfile::tempdir().unwrap();
     let start = Instant::now();
     let mut child = Command::new(exe)

@@ -131,6 +131,22 @@ fn runs_versions_and_test_suites_in_the_sandbox_feed_the_analytics() {
     let (_, board) = call(&judge, "GET", "/api/analytics/leaderboard/two_sum", &token, None);
     assert_eq!(board["entries"].as_array().unwrap().len(), 2, "one row per user: {board}");
     assert!(board["entries"].as_array().unwrap().iter().any(|e| e["userId"] == uma), "{board}");
+
+    // NUL characters, which PostgreSQL's text and jsonb refuse, in the arguments, the
+    // returned value and an exception: the caller gets them as they are, the history
+    // keeps U+FFFD in their place (this was a 500).
+    let nul = json!({ "algorithm": "gcd", "language": "python", "code": "def gcd(a, b):\n    return 'x\\0' + a\n", "input": ["a\u{0}", 1] });
+    let (status, done) = call(&judge, "POST", "/api/execution/run", &token, Some(nul));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["result"], "x\u{0}a\u{0}", "{done}");
+    let raising = json!({ "algorithm": "gcd", "language": "python", "code": "def gcd(a, b):\n    raise ValueError('\\0')\n" });
+    let (status, suite) = call(&judge, "POST", "/api/testing/run", &token, Some(raising));
+    assert_eq!((status, suite["verdict"].as_str()), (200, Some("RE")), "{suite}");
+    let (_, history) = call(&judge, "GET", "/api/execution/history?algorithm=gcd", &token, None);
+    let rows = history["executions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{history}");
+    assert_eq!((&rows[1]["input"][0], &rows[1]["output"]), (&json!("a\u{fffd}"), &json!("x\u{fffd}a\u{fffd}")), "{history}");
+    assert!(rows[0]["error"].as_str().unwrap().contains("ValueError"), "{history}");
     assert!(judge.stop().success());
 }
 

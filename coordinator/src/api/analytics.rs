@@ -2,9 +2,8 @@
 //! (written by the WebSocket's PERFORMANCE_BENCHMARK), their plot, and the comparison of
 //! two runs on the same inputs. Reading needs no token, as the catalog's reads.
 
+use salvo::Request;
 use salvo::http::StatusCode;
-use salvo::writing::Json;
-use salvo::{Depot, FlowCtrl, Handler, Request, Response, Router, async_trait};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
@@ -14,56 +13,23 @@ use crate::store::Store;
 
 const MAX_PER_PAGE: i64 = 100;
 
-#[derive(Clone, Copy)]
-enum Route {
+/// The routes; their paths and access rules are in `api::routes`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BenchRoute {
     List,
     Get,
+    /// Answered by `plot` (SVG, not JSON).
     Plot,
     Compare,
 }
 
-struct Endpoint {
-    store: Option<Store>,
-    route: Route,
-}
-
-/// The routes, to push before the API's catch-all.
-pub fn routes(store: Option<Store>) -> Router {
-    let ep = |route| Endpoint { store: store.clone(), route };
-    Router::new()
-        .push(Router::with_path("api/analytics/benchmarks").get(ep(Route::List)))
-        .push(Router::with_path("api/analytics/benchmarks/{id}").get(ep(Route::Get)))
-        .push(Router::with_path("api/analytics/benchmarks/{id}/plot.svg").get(ep(Route::Plot)))
-        .push(Router::with_path("api/analytics/compare").get(ep(Route::Compare)))
-}
-
-#[async_trait]
-impl Handler for Endpoint {
-    async fn handle(&self, req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
-        let answer = match &self.store {
-            None => Err(ApiError::NoDatabase),
-            Some(store) => match self.route {
-                Route::List => list(store, req).await,
-                Route::Get => get(store, req).await.map(|v| (StatusCode::OK, v)),
-                Route::Compare => compare(store, req).await,
-                Route::Plot => match plot(store, req).await {
-                    Ok(svg) => {
-                        res.status_code(StatusCode::OK);
-                        res.add_header("content-type", "image/svg+xml", true).ok();
-                        res.body(svg);
-                        return;
-                    }
-                    Err(e) => Err(e),
-                },
-            },
-        };
-        match answer {
-            Ok((status, body)) => {
-                res.status_code(status);
-                res.render(Json(body));
-            }
-            Err(err) => err.write(res),
-        }
+/// Answers the JSON routes.
+pub(super) async fn handle(store: &Store, route: BenchRoute, req: &Request) -> Result<(StatusCode, Value), ApiError> {
+    match route {
+        BenchRoute::List => list(store, req).await,
+        BenchRoute::Get => get(store, req).await.map(|v| (StatusCode::OK, v)),
+        BenchRoute::Compare => compare(store, req).await,
+        BenchRoute::Plot => plot(store, req).await.map(|svg| (StatusCode::OK, Value::String(svg))),
     }
 }
 
@@ -85,7 +51,11 @@ fn query_i64(req: &Request, name: &str, default: i64, min: i64, max: i64) -> Res
 async fn list(store: &Store, req: &Request) -> Result<(StatusCode, Value), ApiError> {
     let page = query_i64(req, "page", 1, 1, 1_000_000)?;
     let per_page = query_i64(req, "perPage", 20, 1, MAX_PER_PAGE)?;
-    let algorithm = req.query::<String>("algorithm");
+    let algorithm = req.query::<String>("algorithm").filter(|a| !a.is_empty());
+    // PostgreSQL refuses text with NUL characters.
+    if algorithm.as_ref().is_some_and(|a| a.len() > 100 || a.contains('\0')) {
+        return Err(ApiError::InvalidField("algorithm: at most 100 bytes, no NUL characters".into()));
+    }
     let (runs, total) =
         store.list_benchmarks(algorithm.as_deref(), (page - 1) * per_page, per_page).await.map_err(db)?;
     Ok((StatusCode::OK, json!({ "benchmarks": runs, "total": total, "page": page, "perPage": per_page })))
@@ -151,7 +121,7 @@ async fn compare(store: &Store, req: &Request) -> Result<(StatusCode, Value), Ap
     Ok((StatusCode::OK, json!({ "a": summary(&a), "b": summary(&b), "speedups": per_size })))
 }
 
-async fn plot(store: &Store, req: &Request) -> Result<String, ApiError> {
+pub(super) async fn plot(store: &Store, req: &Request) -> Result<String, ApiError> {
     let run = load(store, &req.param::<String>("id").unwrap_or_default()).await?;
     Ok(svg(&run))
 }

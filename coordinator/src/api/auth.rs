@@ -111,16 +111,6 @@ fn token(req: &Request) -> Result<Option<String>, ApiError> {
     Ok(None)
 }
 
-/// The caller the gate put in the depot; without a gate (routers built without one),
-/// the request's API token checked against `store`, as before sessions existed.
-pub(super) async fn caller_in(depot: &salvo::Depot, store: &Store, req: &Request) -> Result<Caller, ApiError> {
-    if let Ok(identity) = depot.get_typed::<super::Identity>() {
-        return Ok(identity.caller.clone());
-    }
-    let authn = Authn { config: AuthConfig::default(), store: Some(store.clone()) };
-    authn.caller(req).await
-}
-
 /// The caller's principal if their role is at least `role`: 401 for anonymous, 403 for
 /// a role below it.
 pub fn require(caller: &Caller, role: Role) -> Result<&Principal, ApiError> {

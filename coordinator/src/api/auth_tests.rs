@@ -4,32 +4,12 @@
 
 use std::time::Duration;
 
-use salvo::Service;
 use salvo::test::{RequestBuilder, ResponseExt, TestClient};
 use serde_json::{Value, json};
 
 use super::jwt::JwtKey;
+use super::test_fixture::{BASE, Fixture, Setup};
 use super::*;
-use crate::link::{Dispatch, DispatchError};
-use crate::store::testing::fresh_store;
-
-const BASE: &str = "http://127.0.0.1:5800";
-
-struct NoAgents;
-
-impl Dispatch for NoAgents {
-    fn dispatch(&self, _agent_id: &str, _job: protocol::Job) -> Result<(), DispatchError> {
-        Ok(())
-    }
-}
-
-struct Fixture {
-    service: Service,
-    store: Store,
-    metrics: crate::metrics::Metrics,
-    admin: String,
-    user: String,
-}
 
 fn strict() -> ApiOptions {
     ApiOptions {
@@ -39,29 +19,12 @@ fn strict() -> ApiOptions {
 }
 
 async fn fixture(options: ApiOptions) -> Fixture {
-    let store = fresh_store().await;
-    let (_, admin) = store.create_user_with_token("root", Role::Admin).await.unwrap();
-    let (_, user) = store.create_user_with_token("uma", Role::User).await.unwrap();
-    let metrics = crate::metrics::Metrics::new(&["python".to_string()]).unwrap();
-    let scheduler =
-        Scheduler::with_metrics(Arc::new(NoAgents), Default::default(), crate::scheduler::system_clock(), metrics.clone());
-    let spec = Arc::new(Spec::builtin().unwrap());
-    let router = router_with_options(
-        scheduler,
-        spec,
-        ApiLimits::default(),
-        Judge0Config::default(),
-        Some(store.clone()),
-        options,
-    );
-    Fixture { service: Service::new(router), store, metrics, admin, user }
+    Fixture::with(Setup { options, ..Setup::default() }).await
 }
 
+/// `req` as it is (credentials in its headers, if any).
 async fn send(f: &Fixture, req: RequestBuilder) -> (u16, Value) {
-    let mut res = req.send(&f.service).await;
-    let status = res.status_code.unwrap().as_u16();
-    let body: Value = res.take_json().await.unwrap();
-    (status, body)
+    f.send(req, None).await
 }
 
 fn bearer(req: RequestBuilder, token: Option<&str>) -> RequestBuilder {
@@ -93,12 +56,12 @@ async fn anonymous_runs_are_refused_unless_allowed_and_reads_stay_open() {
     assert!(body["error"].is_string(), "{body}");
     let (status, body) = send(
         &f,
-        TestClient::post(format!("{BASE}/submissions")).add_header("x-auth-token", f.user.clone(), true).json(&judge0),
+        TestClient::post(format!("{BASE}/submissions")).add_header("x-auth-token", f.user.1.clone(), true).json(&judge0),
     )
     .await;
     assert_eq!(status, 201, "{body}");
     assert!(body["token"].is_string());
-    let (status, body) = submit(&f, Some(&f.user)).await;
+    let (status, body) = submit(&f, Some(&f.user.1)).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_u64().unwrap();
     // Reading a result is a run's business too.
@@ -165,11 +128,11 @@ async fn password_login_gives_a_session_that_works_like_a_token() {
     assert_eq!(status, 401, "{body}");
 
     // An API token is exchanged for a session; a user sets their own password only.
-    let (status, body) = send(&f, bearer(TestClient::post(format!("{BASE}/api/auth/session")), Some(&f.user))).await;
+    let (status, body) = send(&f, bearer(TestClient::post(format!("{BASE}/api/auth/session")), Some(&f.user.1))).await;
     assert_eq!((status, body["user"]["name"].as_str()), (200, Some("uma")), "{body}");
     let (status, body) = send(
         &f,
-        bearer(TestClient::put(format!("{BASE}/api/auth/password")).json(&json!({ "password": "short" })), Some(&f.user)),
+        bearer(TestClient::put(format!("{BASE}/api/auth/password")).json(&json!({ "password": "short" })), Some(&f.user.1)),
     )
     .await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_field")), "{body}");
@@ -177,14 +140,14 @@ async fn password_login_gives_a_session_that_works_like_a_token() {
         &f,
         bearer(
             TestClient::put(format!("{BASE}/api/auth/password")).json(&json!({ "password": "long enough", "userId": ada })),
-            Some(&f.user),
+            Some(&f.user.1),
         ),
     )
     .await;
     assert_eq!(status, 403, "{body}");
     let (status, body) = send(
         &f,
-        bearer(TestClient::put(format!("{BASE}/api/auth/password")).json(&json!({ "password": "long enough" })), Some(&f.user)),
+        bearer(TestClient::put(format!("{BASE}/api/auth/password")).json(&json!({ "password": "long enough" })), Some(&f.user.1)),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -209,11 +172,15 @@ async fn the_rate_limit_answers_429_with_retry_after_per_caller() {
     let body: Value = res.take_json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
     // A user has their own budget; health and metrics are never limited.
-    assert_eq!(send(&f, bearer(TestClient::get(format!("{BASE}/api/languages")), Some(&f.user))).await.0, 200);
+    assert_eq!(send(&f, bearer(TestClient::get(format!("{BASE}/api/languages")), Some(&f.user.1))).await.0, 200);
     assert_eq!(send(&f, TestClient::get(format!("{BASE}/health"))).await.0, 200);
     let text = TestClient::get(format!("{BASE}/metrics")).send(&f.service).await.take_string().await.unwrap();
     assert!(text.contains("judge_http_rate_limited_total{scope=\"ip\"} 1"), "{text}");
     assert!(text.contains("judge_http_rate_limited_total{scope=\"user\"} 0"), "{text}");
+    // Nor is what raft peers poll to build /api/cluster.
+    let (status, own) = send(&f, TestClient::get(format!("{BASE}/api/cluster/self"))).await;
+    assert_eq!((status, own["reachable"].as_bool()), (200, Some(true)), "{own}");
+    assert_eq!(send(&f, TestClient::get(format!("{BASE}/api/cluster"))).await.0, 429);
     let _ = &f.metrics;
 }
 
@@ -223,14 +190,23 @@ async fn unfinished_runs_are_capped_per_caller() {
     options.max_concurrent_runs = Some(2);
     let f = fixture(options).await;
     // No agent: runs stay queued.
-    assert_eq!(submit(&f, Some(&f.user)).await.0, 201);
-    assert_eq!(submit(&f, Some(&f.user)).await.0, 201);
-    let (status, body) = submit(&f, Some(&f.user)).await;
+    assert_eq!(submit(&f, Some(&f.user.1)).await.0, 201);
+    assert_eq!(submit(&f, Some(&f.user.1)).await.0, 201);
+    let (status, body) = submit(&f, Some(&f.user.1)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_running")), "{body}");
+    // Judge0 clients are refused in Judge0's shape, single or batch.
+    let judge0 = json!({ "source_code": "print(1)", "language_id": 71 });
+    for (path, body) in [("/submissions", judge0.clone()), ("/submissions/batch", json!({ "submissions": [judge0] }))] {
+        let req = TestClient::post(format!("{BASE}{path}")).add_header("x-auth-token", f.user.1.clone(), true).json(&body);
+        let (status, body) = send(&f, req).await;
+        assert_eq!(status, 429, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("at most 2"), "{path}: {body}");
+    }
     // A refused request keeps no place, and others have their own.
     assert_eq!(submit(&f, Some(&f.admin)).await.0, 201);
-    let (status, _) = submit(&f, Some(&f.user)).await;
+    let (status, _) = submit(&f, Some(&f.user.1)).await;
     assert_eq!(status, 429);
+    assert_eq!(f.scheduler.queue_summary().await.queued, 3, "refused runs are not queued");
 }
 
 #[tokio::test]
@@ -264,7 +240,7 @@ async fn the_document_lists_the_routes_the_router_serves() {
         let method = op.method.as_str().to_lowercase();
         assert!(doc["paths"][op.path][&method].is_object(), "{method} {}", op.path);
         // Each documented route is served: neither the catch-all's 404 nor 405.
-        let path = op.path.replace("{id}", "1").replace("{slug}", "two_sum").replace("{token}", "x");
+        let path = op.path.replace("{id}", "1").replace("{other}", "2").replace("{slug}", "two_sum").replace("{token}", "x");
         let req = match op.method {
             Method::GET => TestClient::get(format!("{BASE}{path}")),
             Method::POST => TestClient::post(format!("{BASE}{path}")),
@@ -272,7 +248,7 @@ async fn the_document_lists_the_routes_the_router_serves() {
             Method::DELETE => TestClient::delete(format!("{BASE}{path}")),
             other => panic!("the route table uses {other}, which the router does not serve"),
         };
-        let mut res = bearer(req, Some(&f.user)).send(&f.service).await;
+        let mut res = bearer(req, Some(&f.user.1)).send(&f.service).await;
         let status = res.status_code.unwrap().as_u16();
         let body: Value = serde_json::from_str(&res.take_string().await.unwrap()).unwrap_or(Value::Null);
         assert_ne!(status, 405, "{method} {path}: {body}");

@@ -2,7 +2,8 @@
 //!
 //! What a reader sees depends on the role: hints one by one (`?hints=N` gives the first
 //! N), sample tests to everyone and all tests to setters and admins, the solution (the
-//! approach in words and the reference code) to admins only.
+//! approach in words and the reference code) to admins and to users who solved it (passed
+//! its whole test suite through `/api/testing/run`).
 
 use std::collections::BTreeMap;
 
@@ -72,7 +73,13 @@ pub(super) async fn get(store: &Store, req: &Request, caller: &Caller) -> Result
     let slug = slug_param(req);
     let hints = int_param(req, "hints", 0, 0, 1000)?;
     let algorithm = store.get_algorithm(&slug).await.map_err(store_error)?.ok_or(ApiError::AlgorithmNotFound(slug))?;
-    Ok((StatusCode::OK, detail(&algorithm, caller.role(), hints as usize)))
+    // The solution: admins always; others once they have passed the whole test suite.
+    let solution = match caller {
+        Caller::User(p) if p.role == Role::Admin => true,
+        Caller::User(p) => store.has_solved(p.user_id, algorithm.id).await.map_err(store_error)?,
+        Caller::Anonymous => false,
+    };
+    Ok((StatusCode::OK, detail(&algorithm, caller.role(), hints as usize, solution)))
 }
 
 pub(super) async fn create(
@@ -91,7 +98,7 @@ pub(super) async fn create(
     let created = store.get_algorithm(&input.slug).await.map_err(store_error)?.ok_or_else(|| {
         ApiError::Internal(format!("algorithm {} vanished right after its creation", input.slug))
     })?;
-    Ok((StatusCode::CREATED, detail(&created, Some(principal.role), usize::MAX)))
+    Ok((StatusCode::CREATED, detail(&created, Some(principal.role), usize::MAX, principal.role == Role::Admin)))
 }
 
 pub(super) async fn update(
@@ -115,7 +122,7 @@ pub(super) async fn update(
     }
     tracing::info!(slug = %slug, user = principal.user_id, "algorithm updated");
     let updated = store.get_algorithm(&slug).await.map_err(store_error)?.ok_or(ApiError::AlgorithmNotFound(slug))?;
-    Ok((StatusCode::OK, detail(&updated, Some(principal.role), usize::MAX)))
+    Ok((StatusCode::OK, detail(&updated, Some(principal.role), usize::MAX, principal.role == Role::Admin)))
 }
 
 pub(super) async fn delete(store: &Store, req: &Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
@@ -319,7 +326,7 @@ fn summary(a: &Algorithm) -> Value {
     })
 }
 
-fn detail(a: &Algorithm, role: Option<Role>, hints: usize) -> Value {
+fn detail(a: &Algorithm, role: Option<Role>, hints: usize, solution: bool) -> Value {
     let mut v = summary(a);
     let all_tests = role >= Some(Role::Setter);
     let tests: Vec<&TestCase> = a.test_cases.iter().filter(|t| all_tests || t.sample).collect();
@@ -329,7 +336,7 @@ fn detail(a: &Algorithm, role: Option<Role>, hints: usize) -> Value {
         o.insert("hints".into(), json!(a.hints.iter().take(hints).collect::<Vec<_>>()));
         o.insert("testCases".into(), json!(tests));
         o.insert("testCount".into(), json!(a.test_cases.len()));
-        if role == Some(Role::Admin) {
+        if solution {
             o.insert("solution".into(), json!({ "explanation": a.solution, "referenceSolutions": a.reference_solutions }));
         }
     }

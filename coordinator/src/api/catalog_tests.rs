@@ -3,50 +3,19 @@
 #![allow(clippy::unwrap_used)]
 
 use salvo::Service;
-use salvo::test::{RequestBuilder, ResponseExt, TestClient};
+use salvo::test::{RequestBuilder, TestClient};
 use serde_json::{Value, json};
 
+use super::test_fixture::{BASE, Fixture, NoAgents};
 use super::*;
-use crate::link::{Dispatch, DispatchError};
-use crate::store::auth::Role;
 use crate::store::catalog::shipped;
-use crate::store::testing::fresh_store;
-
-const BASE: &str = "http://127.0.0.1:5800";
-
-struct NoAgents;
-
-impl Dispatch for NoAgents {
-    fn dispatch(&self, _agent_id: &str, _job: protocol::Job) -> Result<(), DispatchError> {
-        Ok(())
-    }
-}
-
-struct Fixture {
-    service: Service,
-    store: Store,
-    admin: String,
-    setter: String,
-    user: String,
-}
 
 async fn fixture() -> Fixture {
-    let store = fresh_store().await;
-    store.seed_catalog(&shipped::all().unwrap()).await.unwrap();
-    let (_, admin) = store.create_user_with_token("root", Role::Admin).await.unwrap();
-    let (_, setter) = store.create_user_with_token("sam", Role::Setter).await.unwrap();
-    let (_, user) = store.create_user_with_token("uma", Role::User).await.unwrap();
-    let scheduler = Scheduler::new(Arc::new(NoAgents));
-    let spec = Arc::new(Spec::builtin().unwrap());
-    let router = router_with_store(scheduler, spec, ApiLimits::default(), Judge0Config::default(), Some(store.clone()));
-    Fixture { service: Service::new(router), store, admin, setter, user }
+    Fixture::new().await
 }
 
 async fn send(service: &Service, req: RequestBuilder) -> (u16, Value) {
-    let mut res = req.send(service).await;
-    let status = res.status_code.unwrap().as_u16();
-    let body: Value = res.take_json().await.unwrap();
-    (status, body)
+    super::test_fixture::send(service, req, None).await
 }
 
 async fn get(f: &Fixture, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -76,11 +45,9 @@ async fn delete(f: &Fixture, slug: &str, token: Option<&str>) -> (u16, Value) {
     send(&f.service, with_token(TestClient::delete(format!("{BASE}/api/algorithms/{slug}")), token)).await
 }
 
-fn assert_error((status, body): (u16, Value), want_status: u16, code: &str, mentions: &str) {
-    assert_eq!(status, want_status, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains(mentions), "message {message:?} should mention {mentions:?}");
+#[track_caller]
+fn assert_error(answer: (u16, Value), want_status: u16, code: &str, mentions: &str) {
+    super::test_fixture::assert_error(&answer, want_status, code, mentions);
 }
 
 fn new_algorithm() -> Value {
@@ -174,7 +141,7 @@ async fn hints_are_revealed_one_by_one_and_the_solution_only_to_admins() {
     let (_, all) = get(&f, "/api/algorithms/two_sum?hints=50", None).await;
     assert_eq!(all["hints"].as_array().unwrap().len(), 3);
 
-    let (_, user) = get(&f, "/api/algorithms/two_sum", Some(&f.user)).await;
+    let (_, user) = get(&f, "/api/algorithms/two_sum", Some(&f.user.1)).await;
     assert!(user.get("solution").is_none());
     let (_, setter) = get(&f, "/api/algorithms/two_sum", Some(&f.setter)).await;
     assert!(setter.get("solution").is_none());
@@ -207,10 +174,10 @@ async fn writes_need_a_setter_or_an_admin() {
     let before = total(&f).await;
     let body = new_algorithm().to_string();
     assert_error(post(&f, body.clone(), None).await, 401, "unauthorized", "setter");
-    assert_error(post(&f, body.clone(), Some(&f.user)).await, 403, "forbidden", "role is user");
-    assert_error(put(&f, "two_sum", body.clone(), Some(&f.user)).await, 403, "forbidden", "setter");
+    assert_error(post(&f, body.clone(), Some(&f.user.1)).await, 403, "forbidden", "role is user");
+    assert_error(put(&f, "two_sum", body.clone(), Some(&f.user.1)).await, 403, "forbidden", "setter");
     assert_error(delete(&f, "two_sum", None).await, 401, "unauthorized", "token");
-    assert_error(delete(&f, "two_sum", Some(&f.user)).await, 403, "forbidden", "setter");
+    assert_error(delete(&f, "two_sum", Some(&f.user.1)).await, 403, "forbidden", "setter");
     assert_eq!(total(&f).await, before);
 
     let (status, created) = post(&f, body.clone(), Some(&f.setter)).await;
@@ -339,5 +306,5 @@ async fn admins_create_users_whose_tokens_work() {
     assert_error(send(&f.service, post_user(bad_email, Some(&f.admin))).await, 400, "invalid_field", "email");
     let c = f.store.client().await.unwrap();
     let users: i64 = c.query_one("SELECT count(*) FROM users", &[]).await.unwrap().get(0);
-    assert_eq!(users, 4, "three from the fixture and Sue");
+    assert_eq!(users, 5, "four from the fixture and Sue");
 }

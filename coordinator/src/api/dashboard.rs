@@ -1,11 +1,13 @@
 //! The dashboard's data routes: `/api/execution` (run once, history, code versions),
 //! `/api/testing` (a whole test suite) and `/api/analytics` (statistics, leaderboards,
-//! progress, achievements). Built by `dashboard_router`, which the coordinator puts in
-//! front of the main API router (whose catch-all would answer these paths with 404).
+//! progress, achievements). Entries of the route table (`api::dashboard_routes`), so
+//! they are documented, gated and access-checked like every route.
 //!
 //! Runs go through the scheduler to real agents like every other job; the handler waits
-//! for the end (`Runner`) and answers with the outcome. Users need a token of role user
-//! or above to run code and to see their own data; statistics and leaderboards are public.
+//! for the end (`Runner`) and answers with the outcome. Users need a credential of role
+//! user or above to run code and to see their own data (runs are recorded per user);
+//! statistics and leaderboards are public. Runs take the routes' fixed limits lowered to
+//! the operator's caps, and count against the caller's MAX_CONCURRENT_EXECUTIONS.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,14 +15,14 @@ use std::time::Duration;
 
 use protocol::Limits;
 use rootfs::Spec;
+use salvo::Request;
 use salvo::http::{ParseError, StatusCode};
-use salvo::writing::Json;
-use salvo::{Depot, FlowCtrl, Handler, Request, Response, Router, async_trait};
 use serde_json::Value;
 
 use super::auth::{self, Caller};
 use super::catalog::store_error;
 use super::error::ApiError;
+use super::limits::{Admission, RunCaps};
 use super::{execution, stats, testing};
 use crate::runner::{RunError, Runner};
 use crate::store::Store;
@@ -61,6 +63,23 @@ impl Default for DashboardLimits {
     }
 }
 
+/// What the dashboard's run routes need beyond the store: the runner that waits for
+/// runs (it must be the agent hub's live sink, or runs never see their returned values),
+/// the projection stream of this coordinator run (runs are keyed by (epoch, id)), and
+/// the routes' caps.
+#[derive(Clone)]
+pub struct DashboardSetup {
+    pub runner: Arc<Runner>,
+    pub epoch: i64,
+    pub limits: DashboardLimits,
+}
+
+impl std::fmt::Debug for DashboardSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardSetup").field("epoch", &self.epoch).field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
 pub(super) struct Dashboard {
     pub store: Store,
     pub spec: Arc<Spec>,
@@ -68,12 +87,43 @@ pub(super) struct Dashboard {
     /// The projection stream of this coordinator run: runs are keyed by (epoch, id).
     pub epoch: i64,
     pub limits: DashboardLimits,
+    /// MAX_EXECUTION_TIME and MAX_MEMORY_USAGE lower `limits.run` and `limits.check`.
+    pub caps: RunCaps,
     /// Algorithms whose results compare as multisets (two_sum's pair of indices).
     pub unordered: HashSet<String>,
 }
 
+impl Dashboard {
+    pub fn new(store: Store, spec: Arc<Spec>, setup: DashboardSetup, caps: RunCaps) -> Dashboard {
+        let unordered = match BuiltinCatalog::with_shipped() {
+            Ok(catalog) => crate::store::catalog::shipped::all()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| catalog.algorithm(&e.slug).is_some_and(|a| a.order_insensitive))
+                .map(|e| e.slug)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no order-insensitive algorithms known");
+                HashSet::new()
+            }
+        };
+        Dashboard { store, spec, runner: setup.runner, epoch: setup.epoch, limits: setup.limits, caps, unordered }
+    }
+
+    /// The limits of a run (`limits.run`), within the operator's caps.
+    pub fn run_limits(&self) -> Limits {
+        self.caps.clamp(self.limits.run)
+    }
+
+    /// The limits of a compile check on save, within the operator's caps.
+    pub fn check_limits(&self) -> Limits {
+        self.caps.clamp(self.limits.check)
+    }
+}
+
+/// The dashboard's routes; their paths and access rules are in `api::routes`.
 #[derive(Clone, Copy, Debug)]
-enum Route {
+pub(crate) enum DashRoute {
     Run,
     History,
     GetRun,
@@ -86,104 +136,39 @@ enum Route {
     Leaderboard,
     Progress,
     Achievements,
-    WrongMethod,
 }
 
-struct Endpoint {
-    dash: Arc<Dashboard>,
-    route: Route,
-}
-
-#[async_trait]
-impl Handler for Endpoint {
-    async fn handle(&self, req: &mut Request, depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
-        match self.answer(req, depot).await {
-            Ok((status, body)) => {
-                res.status_code(status);
-                res.render(Json(body));
-            }
-            Err(err) => err.write(res),
-        }
+impl DashRoute {
+    /// Routes that make the judge run code (a save runs the compile check).
+    pub fn runs_code(self) -> bool {
+        matches!(self, DashRoute::Run | DashRoute::SaveVersion | DashRoute::RunTests)
     }
 }
 
-impl Endpoint {
-    async fn answer(&self, req: &mut Request, depot: &Depot) -> Result<(StatusCode, Value), ApiError> {
-        if let Route::WrongMethod = self.route {
-            return Err(ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.uri().path().to_owned() });
-        }
-        let d = &self.dash;
-        let caller = auth::caller_in(depot, &d.store, req).await?;
-        match self.route {
-            Route::Run => execution::run(d, req, &caller).await,
-            Route::History => execution::history(d, req, &caller).await,
-            Route::GetRun => execution::get_run(d, req, &caller).await,
-            Route::ListVersions => execution::list_versions(d, req, &caller).await,
-            Route::SaveVersion => execution::save_version(d, req, &caller).await,
-            Route::GetVersion => execution::get_version(d, req, &caller).await,
-            Route::Diff => execution::diff(d, req, &caller).await,
-            Route::RunTests => testing::run(d, req, &caller).await,
-            Route::Stats => stats::stats(d, req).await,
-            Route::Leaderboard => stats::leaderboard(d, req).await,
-            Route::Progress => stats::progress(d, req, &caller).await,
-            Route::Achievements => stats::achievements(d, req, &caller).await,
-            Route::WrongMethod => Err(ApiError::Internal("unreachable".into())),
-        }
+/// Answers one dashboard route. `admission` holds the caller's place under
+/// MAX_CONCURRENT_EXECUTIONS for the routes that run code; it passes to the run once the
+/// judge accepts it.
+pub(super) async fn handle(
+    d: &Dashboard,
+    route: DashRoute,
+    req: &mut Request,
+    caller: &Caller,
+    admission: Option<Admission>,
+) -> Result<(StatusCode, Value), ApiError> {
+    match route {
+        DashRoute::Run => execution::run(d, req, caller, admission).await,
+        DashRoute::History => execution::history(d, req, caller).await,
+        DashRoute::GetRun => execution::get_run(d, req, caller).await,
+        DashRoute::ListVersions => execution::list_versions(d, req, caller).await,
+        DashRoute::SaveVersion => execution::save_version(d, req, caller, admission).await,
+        DashRoute::GetVersion => execution::get_version(d, req, caller).await,
+        DashRoute::Diff => execution::diff(d, req, caller).await,
+        DashRoute::RunTests => testing::run(d, req, caller, admission).await,
+        DashRoute::Stats => stats::stats(d, req).await,
+        DashRoute::Leaderboard => stats::leaderboard(d, req).await,
+        DashRoute::Progress => stats::progress(d, req, caller).await,
+        DashRoute::Achievements => stats::achievements(d, req, caller).await,
     }
-}
-
-/// The dashboard routes. `epoch` is the projection stream of this coordinator run; `runner`
-/// must be the agent hub's live sink, or runs never see their returned values.
-pub fn dashboard_router(store: Store, spec: Arc<Spec>, runner: Arc<Runner>, epoch: i64, limits: DashboardLimits) -> Router {
-    let unordered = match BuiltinCatalog::with_shipped() {
-        Ok(catalog) => crate::store::catalog::shipped::all()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| catalog.algorithm(&e.slug).is_some_and(|a| a.order_insensitive))
-            .map(|e| e.slug)
-            .collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "no order-insensitive algorithms known");
-            HashSet::new()
-        }
-    };
-    let dash = Arc::new(Dashboard { store, spec, runner, epoch, limits, unordered });
-    let ep = |route| Endpoint { dash: dash.clone(), route };
-    // Each path ends in a goal for the methods it lacks: 405 rather than the main
-    // router's 404.
-    let path = |p: &str| Router::with_path(p.to_owned());
-    Router::new()
-        .push(path("api/execution/run").post(ep(Route::Run)).goal(ep(Route::WrongMethod)))
-        .push(path("api/execution/history").get(ep(Route::History)).goal(ep(Route::WrongMethod)))
-        .push(path("api/execution/history/{id}").get(ep(Route::GetRun)).goal(ep(Route::WrongMethod)))
-        .push(
-            path("api/execution/versions")
-                .get(ep(Route::ListVersions))
-                .post(ep(Route::SaveVersion))
-                .goal(ep(Route::WrongMethod)),
-        )
-        .push(path("api/execution/versions/{id}").get(ep(Route::GetVersion)).goal(ep(Route::WrongMethod)))
-        .push(path("api/execution/versions/{id}/diff/{other}").get(ep(Route::Diff)).goal(ep(Route::WrongMethod)))
-        .push(path("api/testing/run").post(ep(Route::RunTests)).goal(ep(Route::WrongMethod)))
-        .push(path("api/analytics/stats").get(ep(Route::Stats)).goal(ep(Route::WrongMethod)))
-        .push(path("api/analytics/leaderboard/{slug}").get(ep(Route::Leaderboard)).goal(ep(Route::WrongMethod)))
-        .push(path("api/analytics/progress").get(ep(Route::Progress)).goal(ep(Route::WrongMethod)))
-        .push(path("api/analytics/achievements").get(ep(Route::Achievements)).goal(ep(Route::WrongMethod)))
-}
-
-/// The dashboard's paths on a coordinator without a database: 503, as the catalog says.
-pub fn dashboard_unavailable() -> Router {
-    struct NoDatabase;
-    #[async_trait]
-    impl Handler for NoDatabase {
-        async fn handle(&self, _req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
-            ApiError::NoDatabase.write(res);
-        }
-    }
-    ["api/execution/{**rest}", "api/testing/{**rest}", "api/analytics/stats", "api/analytics/leaderboard/{slug}",
-        "api/analytics/progress", "api/analytics/achievements"]
-        .into_iter()
-        .fold(Router::new(), |r, p| r.push(Router::with_path(p).goal(NoDatabase)))
 }
 
 // Helpers shared by the dashboard's modules.
@@ -237,6 +222,10 @@ pub(super) fn user(caller: &Caller) -> Result<&Principal, ApiError> {
 pub(super) async fn algorithm(store: &Store, slug: &str) -> Result<Algorithm, ApiError> {
     if slug.len() > 64 {
         return Err(ApiError::InvalidField("algorithm: at most 64 bytes".into()));
+    }
+    // PostgreSQL refuses text with NUL characters; no slug has one.
+    if slug.contains('\0') {
+        return Err(ApiError::AlgorithmNotFound(slug.escape_default().to_string()));
     }
     store.get_algorithm(slug).await.map_err(store_error)?.ok_or_else(|| ApiError::AlgorithmNotFound(slug.to_owned()))
 }

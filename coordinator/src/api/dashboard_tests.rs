@@ -4,85 +4,23 @@
 //! sandboxes are tests/tests/dashboard.rs.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use salvo::Service;
-use salvo::test::{RequestBuilder, ResponseExt, TestClient};
+use salvo::test::TestClient;
 use serde_json::{Value, json};
 
+use super::test_fixture::{BASE, Fixture, NoAgents, Setup, assert_error, send};
 use super::*;
-use crate::link::{Dispatch, DispatchError};
-use crate::runner::Runner;
-use crate::store::auth::Role;
-use crate::store::catalog::shipped;
 use crate::store::dashboard::{NewRun, RunKind, RunOutcome};
-use crate::store::testing::fresh_store;
-
-const BASE: &str = "http://127.0.0.1:5800";
-
-struct NoAgents;
-
-impl Dispatch for NoAgents {
-    fn dispatch(&self, _agent_id: &str, _job: protocol::Job) -> Result<(), DispatchError> {
-        Ok(())
-    }
-}
-
-struct Fixture {
-    service: Service,
-    store: Store,
-    scheduler: Scheduler,
-    epoch: i64,
-    admin: String,
-    setter: String,
-    user: (i64, String),
-    other: (i64, String),
-}
 
 async fn fixture() -> Fixture {
-    let store = fresh_store().await;
-    store.seed_catalog(&shipped::all().unwrap()).await.unwrap();
-    let (_, admin) = store.create_user_with_token("root", Role::Admin).await.unwrap();
-    let (_, setter) = store.create_user_with_token("sam", Role::Setter).await.unwrap();
-    let user = store.create_user_with_token("uma", Role::User).await.unwrap();
-    let other = store.create_user_with_token("olaf", Role::User).await.unwrap();
-    let scheduler = Scheduler::new(Arc::new(NoAgents));
-    let spec = Arc::new(Spec::builtin().unwrap());
-    let epoch = store.new_epoch().await.unwrap();
-    let runner = Runner::new(scheduler.clone());
-    // No agent will ever take a run: a short wait makes the time-out path quick.
-    let limits = DashboardLimits { wait: Duration::from_millis(300), ..DashboardLimits::default() };
-    let router = Router::new().push(dashboard_router(store.clone(), spec.clone(), runner, epoch, limits)).push(
-        router_with_store(scheduler.clone(), spec, ApiLimits::default(), Judge0Config::default(), Some(store.clone())),
-    );
-    Fixture { service: Service::new(router), store, scheduler, epoch, admin, setter, user, other }
-}
-
-async fn send(service: &Service, req: RequestBuilder, token: Option<&str>) -> (u16, Value) {
-    let req = match token {
-        Some(t) => req.add_header("authorization", format!("Bearer {t}"), true),
-        None => req,
-    };
-    let mut res = req.send(service).await;
-    let status = res.status_code.unwrap().as_u16();
-    let body: Value = res.take_json().await.unwrap();
-    (status, body)
+    Fixture::new().await
 }
 
 async fn get(f: &Fixture, path: &str, token: Option<&str>) -> (u16, Value) {
-    send(&f.service, TestClient::get(format!("{BASE}{path}")), token).await
+    f.get(path, token).await
 }
 
 async fn post(f: &Fixture, path: &str, body: impl Into<String>, token: Option<&str>) -> (u16, Value) {
-    send(&f.service, TestClient::post(format!("{BASE}{path}")).raw_json(body), token).await
-}
-
-#[track_caller]
-fn assert_error((status, body): &(u16, Value), want: u16, code: &str, mentions: &str) {
-    assert_eq!(*status, want, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains(mentions), "{message:?} should mention {mentions:?}");
+    f.post(path, body, token).await
 }
 
 async fn nothing_written(f: &Fixture) {
@@ -409,16 +347,19 @@ async fn statistics_leaderboard_progress_and_achievements_follow_the_runs() {
 async fn without_a_database_the_dashboard_answers_503_and_leaves_other_paths_alone() {
     let scheduler = Scheduler::new(Arc::new(NoAgents));
     let spec = Arc::new(Spec::builtin().unwrap());
-    let router = Router::new()
-        .push(dashboard_unavailable())
-        .push(router_with(scheduler, spec, ApiLimits::default(), Judge0Config::default()));
-    let service = Service::new(router);
-    for (method, path) in [("POST", "/api/execution/run"), ("GET", "/api/execution/versions/3"), ("POST", "/api/testing/run"), ("GET", "/api/analytics/leaderboard/two_sum")] {
-        let req = if method == "POST" { TestClient::post(format!("{BASE}{path}")).raw_json("{}") } else { TestClient::get(format!("{BASE}{path}")) };
-        assert_error(&send(&service, req, None).await, 503, "no_database", "without a database");
+    let router = router_with(scheduler, spec, ApiLimits::default(), Judge0Config::default());
+    let service = salvo::Service::new(router);
+    // Public routes say there is no database; the others first want a credential, which
+    // no one can have without a database.
+    for path in ["/api/analytics/leaderboard/two_sum", "/api/analytics/stats", "/api/analytics/benchmarks/1"] {
+        assert_error(&send(&service, TestClient::get(format!("{BASE}{path}")), None).await, 503, "no_database", "without a database");
     }
-    // Other paths under /api/analytics are not the dashboard's to answer; the benchmark
-    // routes (api/analytics.rs) answer 503 themselves without a database.
+    for (method, path) in [("POST", "/api/execution/run"), ("GET", "/api/execution/versions/3"), ("POST", "/api/testing/run")] {
+        let req = if method == "POST" { TestClient::post(format!("{BASE}{path}")).raw_json("{}") } else { TestClient::get(format!("{BASE}{path}")) };
+        assert_error(&send(&service, req, None).await, 401, "unauthorized", "Bearer");
+    }
+    // Other paths under /api/analytics are no route at all; the benchmark routes answer
+    // 503 like the dashboard's without a database.
     let (status, _) = send(&service, TestClient::get(format!("{BASE}/api/analytics/nothing")), None).await;
     assert_eq!(status, 404);
     assert_error(&send(&service, TestClient::get(format!("{BASE}/api/analytics/benchmarks")), None).await, 503, "no_database", "without a database");
@@ -489,4 +430,71 @@ async fn the_projected_row_of_a_dashboard_run_is_attributed_and_stands_in_for_a_
         .map(|e| (e["status"].as_str().unwrap(), e["verdict"].as_str().unwrap()))
         .collect();
     assert_eq!(statuses, vec![("SUCCESS", "AC"), ("SUCCESS", "AC")], "{history}");
+}
+
+/// MAX_EXECUTION_TIME and MAX_MEMORY_USAGE lower the dashboard's fixed limits, and its
+/// runs share the caller's MAX_CONCURRENT_EXECUTIONS with every other door.
+#[tokio::test]
+async fn dashboard_runs_keep_to_the_operators_caps() {
+    let caps = ApiLimits { cpu_ms: 1..=700, wall_ms: 1..=900, memory_mb: 16..=64, ..ApiLimits::default() };
+    let options = ApiOptions { max_concurrent_runs: Some(1), ..ApiOptions::default() };
+    let f = Fixture::with(Setup { options, caps, ..Setup::default() }).await;
+    let (u, o) = (Some(f.user.1.as_str()), Some(f.other.1.as_str()));
+    let run = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM, "input": {"nums": [1, 2], "target": 3} }).to_string();
+    let tests = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM }).to_string();
+    let save = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM }).to_string();
+
+    // No agent takes the run: it times out, and what was queued had the capped limits.
+    assert_error(&post(&f, "/api/execution/run", run.clone(), u).await, 504, "run_timed_out", "cancelled");
+    let limits = f.scheduler.get(1).await.unwrap().limits;
+    assert_eq!((limits.cpu_ms, limits.wall_ms, limits.memory_bytes), (700, 900, 64 << 20));
+    assert_error(&post(&f, "/api/execution/versions", save.clone(), o).await, 504, "run_timed_out", "cancelled");
+    let check = f.scheduler.get(2).await.unwrap().limits;
+    assert_eq!((check.cpu_ms, check.wall_ms, check.memory_bytes), (700, 900, 64 << 20), "the compile check too");
+    assert_error(&post(&f, "/api/testing/run", tests.clone(), o).await, 504, "run_timed_out", "cancelled");
+    let suite = f.scheduler.get(3).await.unwrap().limits;
+    assert_eq!((suite.cpu_ms, suite.wall_ms, suite.memory_bytes), (700, 900, 64 << 20));
+    let written = f.store.dashboard_row_counts().await.unwrap();
+
+    // Uma's queued submission takes her only place: each door that runs code says 429.
+    let program = json!({ "language": "python", "source": "print(1)", "tests": [{ "input": "", "expectedOutput": "1\n" }] });
+    assert_eq!(post(&f, "/api/submissions", program.to_string(), u).await.0, 201);
+    for (path, body) in [("/api/execution/run", &run), ("/api/testing/run", &tests), ("/api/execution/versions", &save)] {
+        assert_error(&post(&f, path, body.clone(), u).await, 429, "too_many_running", "at most 1");
+    }
+    assert_eq!(f.store.dashboard_row_counts().await.unwrap(), written, "a refused run writes nothing");
+    assert_eq!(f.scheduler.queue_summary().await.queued, 1, "and queues nothing");
+    // Olaf has a place of his own.
+    assert_error(&post(&f, "/api/execution/run", run, o).await, 504, "run_timed_out", "cancelled");
+}
+
+/// The catalog shows an algorithm's solution to admins, and to a user once they passed its
+/// whole test suite — only that algorithm's, only to them.
+#[tokio::test]
+async fn the_solution_shows_once_the_user_solved_the_algorithm() {
+    let f = fixture().await;
+    let (uma, u, o) = (f.user.0, Some(f.user.1.as_str()), Some(f.other.1.as_str()));
+    assert!(get(&f, "/api/algorithms/two_sum", u).await.1.get("solution").is_none());
+    passed(&f, uma, "two_sum", "python", 1000, false).await;
+    assert!(get(&f, "/api/algorithms/two_sum", u).await.1.get("solution").is_none(), "a failed attempt shows nothing");
+    passed(&f, uma, "two_sum", "python", 1000, true).await;
+    let (status, solved) = get(&f, "/api/algorithms/two_sum", u).await;
+    assert_eq!(status, 200, "{solved}");
+    assert!(solved["solution"]["explanation"].as_str().is_some_and(|e| !e.is_empty()), "{solved}");
+    assert!(solved["solution"]["referenceSolutions"]["python"].is_string(), "{solved}");
+    for (path, token) in [("/api/algorithms/binary_search", u), ("/api/algorithms/two_sum", o), ("/api/algorithms/two_sum", None)] {
+        assert!(get(&f, path, token).await.1.get("solution").is_none(), "{path} as {token:?}");
+    }
+    assert!(get(&f, "/api/algorithms/two_sum", Some(&f.admin)).await.1["solution"].is_object());
+}
+
+/// PostgreSQL's jsonb refuses NUL characters; arguments holding them are kept with
+/// U+FFFD in their place instead of failing the request with a 500.
+#[tokio::test]
+async fn nul_characters_in_the_arguments_are_stored_as_replacement_characters() {
+    let f = fixture().await;
+    let body = json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM, "input": {"nums\u{0}": ["\u{0}"], "target": 3} });
+    assert_error(&post(&f, "/api/execution/run", body.to_string(), Some(&f.user.1)).await, 504, "run_timed_out", "cancelled");
+    let (_, history) = get(&f, "/api/execution/history", Some(&f.user.1)).await;
+    assert_eq!(history["executions"][0]["input"], json!({"nums\u{fffd}": ["\u{fffd}"], "target": 3}), "{history}");
 }

@@ -12,6 +12,7 @@ use super::auth::Caller;
 use super::catalog::store_error;
 use super::dashboard::{self, Dashboard};
 use super::error::ApiError;
+use super::limits::{Admission, Ticket};
 use super::submit::decode_json;
 use crate::judge::NewSubmission;
 use crate::runner::Finished;
@@ -52,7 +53,12 @@ fn check_entry_point(name: &str) -> Result<(), ApiError> {
     if ok { Ok(()) } else { Err(ApiError::InvalidField(format!("entryPoint: {name:?} is not an identifier"))) }
 }
 
-pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+pub(super) async fn run(
+    d: &Dashboard,
+    req: &mut Request,
+    caller: &Caller,
+    admission: Option<Admission>,
+) -> Result<(StatusCode, Value), ApiError> {
     let who = dashboard::user(caller)?;
     let body = dashboard::read_body(req, d.limits.max_body_bytes).await?;
     let request: RunRequest = decode_json(body)?;
@@ -70,7 +76,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         language: request.language.clone(),
         source: request.code.clone().into_bytes(),
         tests: vec![protocol::TestCase { input: input.into_bytes(), expected_output: None }],
-        limits: d.limits.run,
+        limits: d.run_limits(),
         options: Default::default(),
         judge0: None,
         problem: None,
@@ -87,6 +93,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         d,
         submission,
         function,
+        admission,
         NewRun {
             epoch: d.epoch,
             submission_id: 0,
@@ -163,10 +170,13 @@ pub(super) fn error_text(finished: &Finished, index: u32) -> Option<String> {
 
 /// Queues the run, records it, waits for its end. The row is written after the run is
 /// accepted (its key is the submission id); a run that fails to be recorded is cancelled.
+/// The caller's place (`admission`) goes to the run once it has an id, so it counts
+/// until the run ends even if the client hangs up.
 pub(super) async fn start_and_wait(
     d: &Dashboard,
     submission: NewSubmission,
     function: FunctionSpec,
+    admission: Option<Admission>,
     mut record: NewRun<'_>,
 ) -> Result<(i64, Finished), ApiError> {
     let runner = d.runner.clone();
@@ -177,6 +187,9 @@ pub(super) async fn start_and_wait(
     let (id_tx, id_rx) = tokio::sync::oneshot::channel();
     let waiting = tokio::spawn(async move {
         runner.run_function(submission, function, wait, move |id| {
+            if let Some(a) = admission {
+                a.record(vec![Ticket::Id(id)]);
+            }
             let _ = id_tx.send(id);
         })
         .await
@@ -293,7 +306,12 @@ struct SaveRequest {
 /// compiles in the sandbox (the language's compile step, e.g. Python's parser or
 /// `node --check`). A version that does not compile is refused with the compiler's
 /// message and not saved.
-pub(super) async fn save_version(d: &Dashboard, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+pub(super) async fn save_version(
+    d: &Dashboard,
+    req: &mut Request,
+    caller: &Caller,
+    admission: Option<Admission>,
+) -> Result<(StatusCode, Value), ApiError> {
     let who = dashboard::user(caller)?;
     let body = dashboard::read_body(req, d.limits.max_body_bytes).await?;
     let request: SaveRequest = decode_json(body)?;
@@ -310,12 +328,20 @@ pub(super) async fn save_version(d: &Dashboard, req: &mut Request, caller: &Call
         // One run with no input: the compile step is what counts; running the module's
         // top level tells nothing about the function, so its verdict is only reported.
         tests: vec![protocol::TestCase { input: Vec::new(), expected_output: None }],
-        limits: d.limits.check,
+        limits: d.check_limits(),
         options: Default::default(),
         judge0: None,
         problem: None,
     };
-    let view = d.runner.run_program(check, d.limits.wait).await.map_err(dashboard::run_error)?;
+    let view = d
+        .runner
+        .run_program(check, d.limits.wait, move |id| {
+            if let Some(a) = admission {
+                a.record(vec![Ticket::Id(id)]);
+            }
+        })
+        .await
+        .map_err(dashboard::run_error)?;
     match view.verdict {
         Some(Verdict::CE) => {
             let output = if view.compile_output.is_empty() { view.message.clone() } else { view.compile_output.clone() };

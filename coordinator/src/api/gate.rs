@@ -15,8 +15,8 @@ use super::limits::{Cors, Key, RateLimiter};
 use super::Identity;
 use crate::metrics::Metrics;
 
-/// The access hoop; `api::gate` builds one for routers outside the main API router.
-pub struct Gate {
+/// The access hoop in front of every route of the table.
+pub(crate) struct Gate {
     pub(super) authn: Authn,
     pub(super) limiter: Option<Arc<RateLimiter>>,
     pub(super) cors: Cors,
@@ -25,10 +25,12 @@ pub struct Gate {
 
 /// Paths a monitoring system polls: never rate limited, no credential needed.
 fn exempt(path: &str) -> bool {
-    matches!(path, "/metrics" | "/health")
+    // Peers poll /api/cluster/self to build /api/cluster.
+    matches!(path, "/metrics" | "/health" | "/api/cluster/self")
 }
 
-fn client_ip(req: &Request) -> IpAddr {
+/// The caller's address, as per-IP limits see it.
+pub(crate) fn client_ip(req: &Request) -> IpAddr {
     // Unix sockets and the like have no IP: they share one key.
     req.remote_addr().clone().into_std().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip().to_canonical())
 }

@@ -11,8 +11,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use protocol::Limits;
 
 use crate::judge::{Status, SubmissionId};
 use crate::scheduler::Scheduler;
@@ -110,13 +112,14 @@ pub struct Concurrency {
 }
 
 /// Places reserved by `Concurrency::admit`; what is not `record`ed is released on drop.
-pub struct Admission<'a> {
-    limits: &'a Concurrency,
+/// Owned, so it can travel with a run into a task or a callback.
+pub struct Admission {
+    limits: Arc<Concurrency>,
     key: Key,
     reserved: usize,
 }
 
-impl Admission<'_> {
+impl Admission {
     /// The runs these places went to; they count until they finish.
     pub fn record(mut self, tickets: Vec<Ticket>) {
         let mut map = lock(&self.limits.unfinished);
@@ -127,7 +130,7 @@ impl Admission<'_> {
     }
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         if self.reserved > 0 {
             let mut map = lock(&self.limits.unfinished);
@@ -144,7 +147,7 @@ impl Concurrency {
     }
 
     /// Reserves `runs` places for `key`, or says how many are taken.
-    pub fn admit(&self, scheduler: &Scheduler, key: Key, runs: usize) -> Result<Admission<'_>, (usize, usize)> {
+    pub fn admit(self: &Arc<Self>, scheduler: &Scheduler, key: Key, runs: usize) -> Result<Admission, (usize, usize)> {
         let mut map = lock(&self.unfinished);
         let entry = map.entry(key.clone()).or_default();
         // Forgotten runs count as finished.
@@ -160,7 +163,61 @@ impl Concurrency {
             return Err((taken, self.max));
         }
         entry.reserved += runs;
-        Ok(Admission { limits: self, key, reserved: runs })
+        Ok(Admission { limits: self.clone(), key, reserved: runs })
+    }
+}
+
+/// The operator's caps on every run a caller makes the judge do, whatever the door:
+/// `/api/submissions`, Judge0, the dashboard's `/api/execution` and `/api/testing`, and
+/// `/ws` runs, tests and benchmarks. Routes whose clients choose limits refuse values
+/// over the caps (400); routes with fixed limits (the dashboard's, `/ws`) have theirs
+/// lowered to the caps. Unfinished runs count against one budget per caller across all
+/// doors.
+#[derive(Clone)]
+pub struct RunCaps {
+    /// MAX_EXECUTION_TIME: the highest CPU and wall time of a run, ms.
+    pub max_cpu_ms: u64,
+    pub max_wall_ms: u64,
+    /// MAX_MEMORY_USAGE, in bytes.
+    pub max_memory_bytes: u64,
+    /// MAX_CONCURRENT_EXECUTIONS; None: no cap.
+    pub concurrency: Option<Arc<Concurrency>>,
+}
+
+impl std::fmt::Debug for RunCaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunCaps")
+            .field("max_cpu_ms", &self.max_cpu_ms)
+            .field("max_wall_ms", &self.max_wall_ms)
+            .field("max_memory_bytes", &self.max_memory_bytes)
+            .field("max_concurrent", &self.concurrency.as_ref().map(|c| c.max))
+            .finish()
+    }
+}
+
+impl RunCaps {
+    /// No caps beyond the given limits' own: for library use and tests.
+    pub fn unlimited() -> RunCaps {
+        RunCaps { max_cpu_ms: u64::MAX, max_wall_ms: u64::MAX, max_memory_bytes: u64::MAX, concurrency: None }
+    }
+
+    /// A route's fixed limits, lowered to the caps.
+    pub fn clamp(&self, limits: Limits) -> Limits {
+        Limits {
+            cpu_ms: limits.cpu_ms.min(self.max_cpu_ms),
+            wall_ms: limits.wall_ms.min(self.max_wall_ms),
+            memory_bytes: limits.memory_bytes.min(self.max_memory_bytes),
+            ..limits
+        }
+    }
+
+    /// Reserves a place for one run of `key`; None when there is no cap. Err says how
+    /// many of the caller's runs are unfinished and the cap.
+    pub fn admit(&self, scheduler: &Scheduler, key: Key) -> Result<Option<Admission>, (usize, usize)> {
+        match &self.concurrency {
+            None => Ok(None),
+            Some(c) => c.admit(scheduler, key, 1).map(Some),
+        }
     }
 }
 

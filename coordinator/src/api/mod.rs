@@ -31,16 +31,19 @@ mod submit;
 mod testing;
 mod users;
 #[cfg(test)]
+mod test_fixture;
+#[cfg(test)]
 mod tests;
 mod view;
 
 pub use auth::{AuthConfig, Authn, Caller};
 pub use catalog::CatalogLimits;
-pub use limits::{Cors, RateLimit};
-pub use dashboard::{DashboardLimits, dashboard_router, dashboard_unavailable};
+pub use limits::{Cors, RateLimit, RunCaps};
+pub use dashboard::{DashboardLimits, DashboardSetup};
 pub use error::ApiError;
 pub use judge0::Judge0Config;
 pub use view::SHOWN_OUTPUT_BYTES;
+pub(crate) use gate::client_ip;
 
 use std::future::Future;
 use std::ops::RangeInclusive;
@@ -130,8 +133,14 @@ struct Api {
     store: Option<Store>,
     catalog: CatalogLimits,
     authn: Authn,
-    /// Unfinished runs per caller (MAX_CONCURRENT_EXECUTIONS); None: no cap.
-    concurrency: Option<limits::Concurrency>,
+    /// MAX_EXECUTION_TIME, MAX_MEMORY_USAGE and MAX_CONCURRENT_EXECUTIONS, for every
+    /// route that runs code.
+    run_caps: RunCaps,
+    /// `/api/execution`, `/api/testing`, `/api/analytics` (api/dashboard.rs); None
+    /// without a database or without a runner (`ApiOptions::dashboard`).
+    dashboard: Option<Arc<dashboard::Dashboard>>,
+    /// `/api/cluster`.
+    cluster: crate::cluster::api::ClusterApi,
     /// Every route's path template, for telling 405 from 404.
     templates: Vec<&'static str>,
     /// `/api/openapi.json`, built once from the route table.
@@ -166,6 +175,12 @@ pub(crate) enum Route {
     SubmitToProblem,
     RejudgeSubmission,
     RejudgeProblem,
+    /// The dashboard's runs, code versions, statistics, progress (api/dashboard.rs).
+    Dashboard(dashboard::DashRoute),
+    /// Stored benchmark runs (api/analytics.rs).
+    Benchmarks(analytics::BenchRoute),
+    /// This raft cluster as this node sees it (cluster/api.rs).
+    Cluster(crate::cluster::api::ClusterRoute),
     Judge0(judge0::Judge0Route),
     Fallback,
 }
@@ -190,7 +205,8 @@ struct Identity {
     key: Key,
 }
 
-/// Options around the routes: authentication, rate limits, CORS.
+/// Options around the routes: authentication, rate limits, CORS, and the parts the
+/// dashboard and cluster routes need.
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
     pub auth: AuthConfig,
@@ -199,14 +215,22 @@ pub struct ApiOptions {
     /// Unfinished runs per key (MAX_CONCURRENT_EXECUTIONS); None: unlimited.
     pub max_concurrent_runs: Option<usize>,
     pub cors: Cors,
-    /// The limiter of `rate_limit`, shared by every gate built from clones of these
-    /// options, so a caller has one budget across all routers.
+    /// The limiters of `rate_limit` and `max_concurrent_runs`, shared by everything
+    /// built from clones of these options (routers, gates, `/ws`), so a caller has one
+    /// budget across all doors.
     pub limiter: SharedLimiter,
+    /// What the dashboard's run routes need beyond the store; None: they answer 503.
+    pub dashboard: Option<DashboardSetup>,
+    /// `/api/cluster`'s view of the peers; None: a node alone, its address unknown.
+    pub cluster: Option<crate::cluster::api::ClusterApi>,
 }
 
 /// Opaque: leave it to `Default`.
 #[derive(Clone, Default)]
-pub struct SharedLimiter(Arc<std::sync::OnceLock<Arc<limits::RateLimiter>>>);
+pub struct SharedLimiter {
+    rate: Arc<std::sync::OnceLock<Arc<limits::RateLimiter>>>,
+    runs: Arc<std::sync::OnceLock<Arc<limits::Concurrency>>>,
+}
 
 impl std::fmt::Debug for SharedLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -216,20 +240,21 @@ impl std::fmt::Debug for SharedLimiter {
 
 impl ApiOptions {
     fn limiter(&self) -> Option<Arc<limits::RateLimiter>> {
-        self.rate_limit.map(|l| self.limiter.0.get_or_init(|| Arc::new(limits::RateLimiter::new(l))).clone())
+        self.rate_limit.map(|l| self.limiter.rate.get_or_init(|| Arc::new(limits::RateLimiter::new(l))).clone())
     }
-}
 
-/// The access hoop (CORS, the caller, the rate limit) for routes served by another router
-/// than `router_with_options`'s; it shares the rate limit budget with that router when
-/// built from a clone of the same options. Handlers find the caller with
-/// `auth::caller_in`.
-pub fn gate(options: &ApiOptions, store: Option<Store>, metrics: crate::metrics::Metrics) -> gate::Gate {
-    gate::Gate {
-        authn: Authn { config: options.auth.clone(), store },
-        limiter: options.limiter(),
-        cors: options.cors.clone(),
-        metrics,
+    /// The caps of every run, from `caps` (MAX_EXECUTION_TIME, MAX_MEMORY_USAGE) and
+    /// `max_concurrent_runs`; `/ws` takes its own from here so that a caller's unfinished
+    /// runs count once across REST, Judge0 and WebSocket.
+    pub fn run_caps(&self, caps: &ApiLimits) -> RunCaps {
+        RunCaps {
+            max_cpu_ms: *caps.cpu_ms.end(),
+            max_wall_ms: *caps.wall_ms.end(),
+            max_memory_bytes: caps.memory_mb.end().saturating_mul(1 << 20),
+            concurrency: self
+                .max_concurrent_runs
+                .map(|max| self.limiter.runs.get_or_init(|| Arc::new(limits::Concurrency::new(max))).clone()),
+        }
     }
 }
 
@@ -250,16 +275,14 @@ impl Handler for Endpoint {
             return if matches!(self.route, Route::Judge0(_)) { err.write_judge0(res) } else { err.write(res) };
         }
         // MAX_CONCURRENT_EXECUTIONS: places are reserved before the run is submitted.
-        let admission = match (&api.concurrency, &key, self.route) {
-            (Some(c), Some(key), Route::Submit | Route::Judge0(judge0::Judge0Route::Create | judge0::Judge0Route::CreateBatch)) => {
-                match c.admit(&api.scheduler, key.clone(), 1) {
-                    Ok(a) => Some(a),
-                    Err((running, max)) => {
-                        let err = ApiError::TooManyRunning { running, max };
-                        return if matches!(self.route, Route::Judge0(_)) { err.write_judge0(res) } else { err.write(res) };
-                    }
+        let mut admission = match (&key, self.route.runs_code()) {
+            (Some(key), true) => match api.run_caps.admit(&api.scheduler, key.clone()) {
+                Ok(a) => a,
+                Err((running, max)) => {
+                    let err = ApiError::TooManyRunning { running, max };
+                    return if matches!(self.route, Route::Judge0(_)) { err.write_judge0(res) } else { err.write(res) };
                 }
-            }
+            },
             _ => None,
         };
         let answer = match self.route {
@@ -304,6 +327,32 @@ impl Handler for Endpoint {
                 }
                 return;
             }
+            Route::Dashboard(route) => match &api.dashboard {
+                Some(d) => dashboard::handle(d, route, req, &caller, admission.take()).await,
+                None if api.store.is_none() => Err(ApiError::NoDatabase),
+                None => Err(ApiError::RunUnavailable("the dashboard routes are not set up on this router".into())),
+            },
+            Route::Benchmarks(route) => {
+                let Some(store) = &api.store else { return ApiError::NoDatabase.write(res) };
+                if let analytics::BenchRoute::Plot = route {
+                    match analytics::plot(store, req).await {
+                        Ok(svg) => {
+                            res.status_code(StatusCode::OK);
+                            res.headers_mut().insert(
+                                salvo::http::header::CONTENT_TYPE,
+                                salvo::http::HeaderValue::from_static("image/svg+xml"),
+                            );
+                            if let Err(e) = res.write_body(svg) {
+                                ApiError::Internal(format!("cannot write the body: {e}")).write(res);
+                            }
+                        }
+                        Err(err) => err.write(res),
+                    }
+                    return;
+                }
+                analytics::handle(store, route, req).await
+            }
+            Route::Cluster(route) => Ok((StatusCode::OK, api.cluster.answer(route).await)),
             Route::Judge0(route) => {
                 // Judge0's own error shapes, which its clients parse.
                 match api.judge0.handle(route, req).await {
@@ -329,6 +378,18 @@ impl Handler for Endpoint {
                 res.render(Json(body));
             }
             Err(err) => err.write(res),
+        }
+    }
+}
+
+impl Route {
+    /// Whether the route makes the judge run code: MAX_CONCURRENT_EXECUTIONS applies.
+    fn runs_code(self) -> bool {
+        use judge0::Judge0Route as J;
+        match self {
+            Route::Submit | Route::SubmitToProblem | Route::Judge0(J::Create | J::CreateBatch) => true,
+            Route::Dashboard(d) => d.runs_code(),
+            _ => false,
         }
     }
 }
@@ -371,7 +432,7 @@ fn routes() -> Vec<Op> {
     use openapi::{Doc, schema as s};
     use salvo::http::Method as M;
     let op = |method, path, route, access, doc| Op { method, path, route, access, doc };
-    vec![
+    let mut table = vec![
         op(M::GET, "/health", Route::Health, Public, Doc::new("judge", "Liveness, agents, queue and database status").ok(200, s::health())),
         op(M::GET, "/metrics", Route::Metrics, Public, Doc::new("operations", "Prometheus metrics (text format)").text()),
         op(M::GET, "/api/openapi.json", Route::OpenApi, Public, Doc::new("operations", "This document").ok(200, s::object())),
@@ -408,6 +469,54 @@ fn routes() -> Vec<Op> {
         op(M::GET, "/config_info", Route::Judge0(J::ConfigInfo), Public, Doc::judge0("Configuration").ok(200, s::object())),
         op(M::GET, "/system_info", Route::Judge0(J::SystemInfo), Public, Doc::judge0("The host").ok(200, s::object())),
         op(M::GET, "/workers", Route::Judge0(J::Workers), Public, Doc::judge0("Queues and workers").ok(200, s::array())),
+    ];
+    table.extend(dashboard_routes());
+    table.extend(cluster_routes());
+    table
+}
+
+/// The dashboard's routes (docs/dashboard.md): runs, code versions, statistics, progress,
+/// and the stored benchmarks of `/ws`.
+fn dashboard_routes() -> Vec<Op> {
+    use Access::{AtLeast, Public};
+    use analytics::BenchRoute as B;
+    use dashboard::DashRoute as D;
+    use openapi::{Doc, schema as s};
+    use salvo::http::Method as M;
+    let op = |method, path, route, access, doc| Op { method, path, route, access, doc };
+    let user = AtLeast(Role::User);
+    let page = [("page", s::positive()), ("perPage", s::positive())];
+    // Ids and a slug that exist in CI's schemathesis run (tests/tests/api_access.rs).
+    let (first, second) = (s::example(s::positive(), json!(1)), s::example(s::positive(), json!(2)));
+    vec![
+        op(M::POST, "/api/execution/run", Route::Dashboard(D::Run), user, Doc::new("dashboard", "Run a function once on given arguments, waiting for its end").body(s::execution_request()).ok(200, s::execution_result()).db()),
+        op(M::GET, "/api/execution/history", Route::Dashboard(D::History), user, Doc::new("dashboard", "The caller's runs, newest first").query(&[("algorithm", s::string())]).query(&page).ok(200, s::execution_page()).db()),
+        op(M::GET, "/api/execution/history/{id}", Route::Dashboard(D::GetRun), user, Doc::new("dashboard", "One run of the caller's (any, for admins)").param("id", first.clone()).ok(200, s::execution_row()).db()),
+        op(M::GET, "/api/execution/versions", Route::Dashboard(D::ListVersions), user, Doc::new("dashboard", "The caller's saved code versions").query(&[("algorithm", s::string()), ("language", s::string())]).ok(200, s::version_list()).db()),
+        op(M::POST, "/api/execution/versions", Route::Dashboard(D::SaveVersion), user, Doc::new("dashboard", "Save a solution as a new version once it compiles (422 with the compiler's message if not)").body(s::version_input()).ok(201, s::version()).db()),
+        op(M::GET, "/api/execution/versions/{id}", Route::Dashboard(D::GetVersion), user, Doc::new("dashboard", "One version with its code").param("id", first.clone()).ok(200, s::version()).db()),
+        op(M::GET, "/api/execution/versions/{id}/diff/{other}", Route::Dashboard(D::Diff), user, Doc::new("dashboard", "Line diff of two versions").param("id", first.clone()).param("other", second.clone()).ok(200, s::version_diff()).db()),
+        op(M::POST, "/api/testing/run", Route::Dashboard(D::RunTests), user, Doc::new("dashboard", "Run an algorithm's whole test suite on a solution").body(s::testing_request()).ok(200, s::testing_result()).db()),
+        op(M::GET, "/api/analytics/stats", Route::Dashboard(D::Stats), Public, Doc::new("analytics", "Per algorithm and language: runs, success rate, CPU time and memory").query(&[("algorithm", s::string()), ("language", s::string())]).ok(200, s::run_stats()).db()),
+        op(M::GET, "/api/analytics/leaderboard/{slug}", Route::Dashboard(D::Leaderboard), Public, Doc::new("analytics", "Best run per user: CPU time, then memory").param("slug", s::example(s::string(), json!("two_sum"))).query(&[("language", s::string()), ("limit", s::positive())]).ok(200, s::leaderboard()).db()),
+        op(M::GET, "/api/analytics/progress", Route::Dashboard(D::Progress), user, Doc::new("analytics", "The caller's progress per algorithm (admins: any user's)").query(&[("userId", s::positive())]).ok(200, s::progress()).db()),
+        op(M::GET, "/api/analytics/achievements", Route::Dashboard(D::Achievements), user, Doc::new("analytics", "The caller's achievements and the rules (admins: any user's)").query(&[("userId", s::positive())]).ok(200, s::achievements()).db()),
+        op(M::GET, "/api/analytics/benchmarks", Route::Benchmarks(B::List), Public, Doc::new("analytics", "Stored WebSocket benchmarks, newest first").query(&[("algorithm", s::string())]).query(&page).ok(200, s::benchmark_page()).db()),
+        op(M::GET, "/api/analytics/benchmarks/{id}", Route::Benchmarks(B::Get), Public, Doc::new("analytics", "One stored benchmark with every size's measurements and fits").param("id", first.clone()).ok(200, s::benchmark()).db()),
+        op(M::GET, "/api/analytics/benchmarks/{id}/plot.svg", Route::Benchmarks(B::Plot), Public, Doc::new("analytics", "A benchmark's plot (SVG)").param("id", first.clone()).svg().db()),
+        op(M::GET, "/api/analytics/compare", Route::Benchmarks(B::Compare), Public, Doc::new("analytics", "Two benchmarks on the same inputs: fits and per-size speedups").query(&[("a", first), ("b", second)]).ok(200, s::benchmark_comparison()).db()),
+    ]
+}
+
+/// The raft cluster's state (cluster/api.rs).
+fn cluster_routes() -> Vec<Op> {
+    use crate::cluster::api::ClusterRoute as C;
+    use openapi::{Doc, schema as s};
+    use salvo::http::Method as M;
+    let op = |method, path, route, access, doc| Op { method, path, route, access, doc };
+    vec![
+        op(M::GET, "/api/cluster", Route::Cluster(C::Whole), Access::Public, Doc::new("cluster", "Every node as this node sees the cluster (peers asked with a short time-out)").ok(200, s::cluster())),
+        op(M::GET, "/api/cluster/self", Route::Cluster(C::Own), Access::Public, Doc::new("cluster", "This node's raft state").ok(200, s::cluster_node())),
     ]
 }
 
@@ -454,6 +563,17 @@ pub fn router_with_options(
     let openapi = openapi::document(&ops, options.auth.allow_anonymous);
     let templates = ops.iter().map(|op| op.path).collect();
     let authn = Authn { config: options.auth.clone(), store: store.clone() };
+    let run_caps = options.run_caps(&caps);
+    let dashboard = match (&store, &options.dashboard) {
+        (Some(store), Some(setup)) => {
+            Some(Arc::new(dashboard::Dashboard::new(store.clone(), spec.clone(), setup.clone(), run_caps.clone())))
+        }
+        _ => None,
+    };
+    let cluster = options
+        .cluster
+        .clone()
+        .unwrap_or_else(|| crate::cluster::api::ClusterApi::new(scheduler.clone(), String::new(), Vec::new()));
     let api = Arc::new(Api {
         scheduler,
         spec,
@@ -462,7 +582,9 @@ pub fn router_with_options(
         store,
         catalog: CatalogLimits::default(),
         authn: authn.clone(),
-        concurrency: options.max_concurrent_runs.map(limits::Concurrency::new),
+        run_caps,
+        dashboard,
+        cluster,
         templates,
         openapi,
         list_cache: cache::ResponseCache::new(Duration::from_secs(1), 1024),
@@ -492,8 +614,6 @@ pub fn router_with_options(
         }
         router = router.push(r);
     }
-    // Stored benchmarks (api/analytics.rs): behind the gate, not yet in the route table.
-    router = router.push(analytics::routes(api.store.clone()));
     router.push(Router::with_path("{**rest}").goal(Endpoint { api, route: Route::Fallback, access: Access::Public }))
 }
 

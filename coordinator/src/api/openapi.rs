@@ -18,6 +18,8 @@ pub struct Doc {
     body: Option<Value>,
     ok: Option<(u16, Value)>,
     text: bool,
+    /// Answers an SVG image (200).
+    svg: bool,
     /// Answers a zip (200) / takes a zip body.
     zip: bool,
     zip_body: bool,
@@ -29,7 +31,7 @@ pub struct Doc {
 
 impl Doc {
     pub fn new(tag: &'static str, summary: &'static str) -> Doc {
-        Doc { tag, summary, params: vec![], query: vec![], body: None, ok: None, text: false, zip: false, zip_body: false, judge0: false, db: false }
+        Doc { tag, summary, params: vec![], query: vec![], body: None, ok: None, text: false, svg: false, zip: false, zip_body: false, judge0: false, db: false }
     }
 
     /// A route of the Judge0-compatible API.
@@ -64,6 +66,12 @@ impl Doc {
     /// Answers plain text (200).
     pub fn text(mut self) -> Doc {
         self.text = true;
+        self
+    }
+
+    /// Answers an SVG image (200).
+    pub fn svg(mut self) -> Doc {
+        self.svg = true;
         self
     }
 
@@ -111,6 +119,9 @@ pub(crate) fn document(ops: &[Op], allow_anonymous: bool) -> Value {
         let mut responses = Map::new();
         if doc.text {
             responses.insert("200".into(), json!({ "description": "OK", "content": { "text/plain": { "schema": { "type": "string" } } } }));
+        }
+        if doc.svg {
+            responses.insert("200".into(), json!({ "description": "OK", "content": { "image/svg+xml": { "schema": { "type": "string" } } } }));
         }
         if doc.zip {
             responses.insert("200".into(), json!({ "description": "OK", "content": { "application/zip": { "schema": { "type": "string", "format": "binary" } } } }));
@@ -202,6 +213,13 @@ pub mod schema {
 
     pub fn positive() -> Value {
         json!({ "type": "integer", "minimum": 1 })
+    }
+
+    /// `schema` with an example, which schemathesis sends first: ids and slugs that the
+    /// CI run creates before it starts, so the routes behind them answer with data.
+    pub fn example(mut schema: Value, example: Value) -> Value {
+        schema["example"] = example;
+        schema
     }
 
     pub fn count() -> Value {
@@ -376,6 +394,304 @@ pub mod schema {
 
     pub fn judge0_batch() -> Value {
         json!({ "type": "object", "required": ["submissions"], "properties": { "submissions": { "type": "array", "items": judge0_submission() } } })
+    }
+
+    // The dashboard's routes (api/dashboard.rs and its modules).
+
+    fn number() -> Value {
+        json!({ "type": "number" })
+    }
+
+    fn nullable_number() -> Value {
+        json!({ "type": "number", "nullable": true })
+    }
+
+    fn nullable_id() -> Value {
+        json!({ "type": "integer", "format": "int64", "minimum": 0, "nullable": true })
+    }
+
+    /// Any JSON value, null included.
+    fn any() -> Value {
+        json!({ "nullable": true })
+    }
+
+    fn run_status() -> Value {
+        json!({ "type": "string", "enum": ["PENDING", "SUCCESS", "ERROR", "TIMEOUT", "MEMORY_EXCEEDED"] })
+    }
+
+    fn verdict() -> Value {
+        json!({ "type": "string", "enum": ["AC", "WA", "TLE", "MLE", "RE", "OLE", "CE", "IE"] })
+    }
+
+    fn nullable_verdict() -> Value {
+        json!({ "type": "string", "nullable": true, "enum": ["AC", "WA", "TLE", "MLE", "RE", "OLE", "CE", "IE", null] })
+    }
+
+    fn language() -> Value {
+        json!({ "type": "string", "minLength": 1, "maxLength": 32 })
+    }
+
+    fn slug() -> Value {
+        json!({ "type": "string", "minLength": 1, "maxLength": 64 })
+    }
+
+    fn code() -> Value {
+        json!({ "type": "string", "minLength": 1 })
+    }
+
+    /// A solution of the shipped two_sum: the examples schemathesis sends first, so each
+    /// run route is seen running real code at least once.
+    const TWO_SUM: &str = "def two_sum(nums, target):\n    seen = {}\n    for i, n in enumerate(nums):\n        if target - n in seen:\n            return [seen[target - n], i]\n        seen[n] = i\n";
+
+    pub fn execution_request() -> Value {
+        json!({
+            "type": "object",
+            "required": ["algorithm", "language", "code", "input"],
+            "additionalProperties": false,
+            "properties": {
+                "algorithm": slug(), "language": language(), "code": code(),
+                "input": { "description": "The function's arguments: an object by parameter name, or an array in order" },
+                "entryPoint": { "type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$" },
+            },
+            "example": { "algorithm": "two_sum", "language": "python", "code": TWO_SUM, "input": { "nums": [2, 7, 11, 15], "target": 9 } },
+        })
+    }
+
+    pub fn execution_result() -> Value {
+        json!({
+            "type": "object",
+            "required": ["executionId", "submissionId", "algorithm", "language", "status", "verdict", "success", "result", "error",
+                "executionTime", "cpuTime", "wallTime", "memoryUsage", "cpuUsage", "output", "stepCount"],
+            "properties": {
+                "executionId": id(), "submissionId": id(), "algorithm": string(), "language": string(),
+                "status": run_status(), "verdict": verdict(), "success": boolean(), "result": any(), "error": nullable_string(),
+                "executionTime": number(), "cpuTime": number(), "wallTime": number(), "memoryUsage": number(),
+                "cpuUsage": number(), "output": string(), "stepCount": count(),
+            },
+        })
+    }
+
+    pub fn execution_row() -> Value {
+        json!({
+            "type": "object",
+            "required": ["id", "submissionId", "algorithm", "language", "kind", "status", "verdict", "createdAt"],
+            "properties": {
+                "id": id(), "submissionId": id(), "algorithm": string(), "language": string(),
+                "kind": { "type": "string", "enum": ["EXECUTE", "TEST"] },
+                "status": run_status(), "verdict": nullable_verdict(), "input": any(), "output": any(),
+                "error": nullable_string(), "stepCount": count(), "passed": { "type": "integer", "nullable": true },
+                "total": count(), "cpuTime": nullable_number(), "wallTime": nullable_number(), "memoryUsage": nullable_number(),
+                "codeVersionId": nullable_id(), "createdAt": string(), "finishedAt": nullable_string(),
+            },
+        })
+    }
+
+    pub fn execution_page() -> Value {
+        json!({
+            "type": "object",
+            "required": ["executions", "total", "page", "perPage"],
+            "properties": { "executions": { "type": "array", "items": execution_row() }, "total": count(), "page": positive(), "perPage": positive() },
+        })
+    }
+
+    pub fn version() -> Value {
+        json!({
+            "type": "object",
+            "required": ["id", "userId", "algorithm", "language", "version", "note", "sha256", "size", "createdAt"],
+            "properties": {
+                "id": id(), "userId": id(), "algorithm": string(), "language": string(), "version": positive(),
+                "note": string(), "sha256": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "size": count(), "createdAt": string(),
+                "code": string(),
+                "check": { "type": "object", "required": ["compiles"], "properties": { "compiles": boolean(), "verdict": nullable_verdict() } },
+            },
+        })
+    }
+
+    pub fn version_list() -> Value {
+        json!({ "type": "object", "required": ["versions"], "properties": { "versions": { "type": "array", "items": version() } } })
+    }
+
+    pub fn version_input() -> Value {
+        json!({
+            "type": "object",
+            "required": ["algorithm", "language", "code"],
+            "additionalProperties": false,
+            "properties": { "algorithm": slug(), "language": language(), "code": code(), "note": { "type": "string", "maxLength": 200 } },
+            "example": { "algorithm": "two_sum", "language": "python", "code": TWO_SUM, "note": "a dictionary of seen values" },
+        })
+    }
+
+    pub fn version_diff() -> Value {
+        let side = json!({ "type": "object", "required": ["id", "version", "algorithm", "language"], "properties": {
+            "id": id(), "version": positive(), "algorithm": string(), "language": string() } });
+        json!({
+            "type": "object",
+            "required": ["from", "to", "added", "removed", "lines", "unified"],
+            "properties": {
+                "from": side.clone(), "to": side, "added": count(), "removed": count(),
+                "lines": { "type": "array", "items": { "type": "object", "required": ["op", "oldLine", "newLine", "text"], "properties": {
+                    "op": { "type": "string", "enum": ["equal", "add", "remove"] },
+                    "oldLine": { "type": "integer", "minimum": 1, "nullable": true },
+                    "newLine": { "type": "integer", "minimum": 1, "nullable": true },
+                    "text": string() } } },
+                "unified": string(),
+            },
+        })
+    }
+
+    pub fn testing_request() -> Value {
+        json!({
+            "type": "object",
+            "required": ["algorithm"],
+            "additionalProperties": false,
+            "description": "The code and its language, or a saved version of the caller's (versionId), not both",
+            "properties": { "algorithm": slug(), "language": language(), "code": code(), "versionId": positive() },
+            "example": { "algorithm": "two_sum", "language": "python", "code": TWO_SUM },
+        })
+    }
+
+    pub fn testing_result() -> Value {
+        json!({
+            "type": "object",
+            "required": ["executionId", "submissionId", "algorithm", "language", "status", "verdict", "success", "passed", "failed", "total", "results", "newAchievements"],
+            "properties": {
+                "executionId": id(), "submissionId": id(), "algorithm": string(), "language": string(), "codeVersionId": nullable_id(),
+                "status": run_status(), "verdict": verdict(), "success": boolean(), "passed": count(), "failed": count(), "total": count(),
+                "cpuTime": number(), "wallTime": number(), "memoryUsage": number(), "error": nullable_string(),
+                "results": { "type": "array", "items": { "type": "object", "required": ["testNumber", "sample", "passed", "verdict"], "properties": {
+                    "testNumber": positive(), "sample": boolean(), "passed": boolean(), "verdict": nullable_verdict(),
+                    "executionTime": nullable_number(), "cpuTime": nullable_number(), "wallTime": nullable_number(),
+                    "memoryUsage": nullable_number(), "error": nullable_string(), "input": any(), "expected": any(), "actual": any() } } },
+                "newAchievements": { "type": "array", "items": string() },
+            },
+        })
+    }
+
+    pub fn run_stats() -> Value {
+        let aggregate = json!({ "type": "object", "required": ["avg", "min", "max"], "properties": {
+            "avg": nullable_number(), "min": nullable_number(), "max": nullable_number() } });
+        json!({
+            "type": "object",
+            "required": ["stats"],
+            "properties": { "stats": { "type": "array", "items": { "type": "object",
+                "required": ["algorithm", "name", "language", "count", "finished", "succeeded", "successRate", "cpuTimeMs", "memoryMb"],
+                "properties": {
+                    "algorithm": string(), "name": string(), "language": string(), "count": count(), "finished": count(), "succeeded": count(),
+                    "successRate": { "type": "number", "minimum": 0, "maximum": 1, "nullable": true },
+                    "cpuTimeMs": aggregate.clone(), "memoryMb": aggregate,
+                } } } },
+        })
+    }
+
+    pub fn leaderboard() -> Value {
+        json!({
+            "type": "object",
+            "required": ["algorithm", "language", "entries"],
+            "properties": {
+                "algorithm": string(), "language": nullable_string(),
+                "entries": { "type": "array", "items": { "type": "object",
+                    "required": ["rank", "userId", "user", "language", "cpuTime", "memoryUsage", "executionId", "achievedAt"],
+                    "properties": { "rank": positive(), "userId": id(), "user": string(), "language": string(), "cpuTime": number(),
+                        "memoryUsage": number(), "executionId": id(), "achievedAt": string() } } },
+            },
+        })
+    }
+
+    fn progress_status() -> Value {
+        json!({ "type": "string", "enum": ["NOT_STARTED", "IN_PROGRESS", "COMPLETED", "MASTERED"] })
+    }
+
+    pub fn progress() -> Value {
+        json!({
+            "type": "object",
+            "required": ["userId", "summary", "progress"],
+            "properties": {
+                "userId": id(),
+                "summary": { "type": "object", "required": ["NOT_STARTED", "IN_PROGRESS", "COMPLETED", "MASTERED"], "properties": {
+                    "NOT_STARTED": count(), "IN_PROGRESS": count(), "COMPLETED": count(), "MASTERED": count() } },
+                "progress": { "type": "array", "items": { "type": "object", "required": ["algorithm", "status", "attempts"], "properties": {
+                    "algorithm": string(), "name": string(), "difficulty": string(), "category": string(), "status": progress_status(),
+                    "attempts": count(), "bestTime": nullable_number(), "bestMemory": nullable_number(), "completedAt": nullable_string() } } },
+            },
+        })
+    }
+
+    pub fn achievements() -> Value {
+        let kind = json!({ "type": "string", "enum": ["FIRST_SOLUTION", "PERFORMANCE_CHAMPION", "COMPLEXITY_MASTER", "STREAK_KEEPER", "ALGORITHM_EXPLORER", "OPTIMIZATION_GURU"] });
+        json!({
+            "type": "object",
+            "required": ["userId", "points", "unlocked", "achievements"],
+            "properties": {
+                "userId": id(), "points": count(),
+                "unlocked": { "type": "array", "items": { "type": "object", "required": ["type", "points", "unlockedAt"], "properties": {
+                    "type": kind.clone(), "title": string(), "description": string(), "points": count(), "unlockedAt": string() } } },
+                "achievements": { "type": "array", "items": { "type": "object", "required": ["type", "points", "unlocked"], "properties": {
+                    "type": kind, "title": string(), "description": string(), "points": count(), "unlocked": boolean(),
+                    "unlockedAt": nullable_string() } } },
+                "optimizationFactor": number(),
+            },
+        })
+    }
+
+    fn benchmark_summary_properties() -> Value {
+        json!({
+            "id": id(), "algorithmName": string(), "language": string(), "inputKind": string(), "seed": count(),
+            "sourceSha256": string(), "createdAt": string(), "stoppedEarly": nullable_string(), "sizes": count(),
+            "bestFit": any(), "confidence": any(), "memoryFit": any(),
+        })
+    }
+
+    pub fn benchmark_page() -> Value {
+        json!({
+            "type": "object",
+            "required": ["benchmarks", "total", "page", "perPage"],
+            "properties": {
+                "benchmarks": { "type": "array", "items": { "type": "object", "required": ["id", "algorithmName", "language"], "properties": benchmark_summary_properties() } },
+                "total": count(), "page": positive(), "perPage": positive(),
+            },
+        })
+    }
+
+    pub fn benchmark() -> Value {
+        let mut properties = benchmark_summary_properties();
+        properties["results"] = json!({ "type": "array", "items": { "type": "object" } });
+        properties["complexityAnalysis"] = any();
+        properties["memoryAnalysis"] = any();
+        properties["seedMethod"] = any();
+        json!({ "type": "object", "required": ["id", "algorithmName", "language", "results"], "properties": properties })
+    }
+
+    pub fn benchmark_comparison() -> Value {
+        let side = json!({ "type": "object", "required": ["id", "algorithmName", "language"], "properties": {
+            "id": id(), "algorithmName": string(), "language": string(), "complexityAnalysis": any(), "memoryAnalysis": any() } });
+        json!({
+            "type": "object",
+            "required": ["a", "b", "speedups"],
+            "properties": {
+                "a": side.clone(), "b": side,
+                "speedups": { "type": "array", "items": { "type": "object", "required": ["inputSize"], "properties": {
+                    "inputSize": count(), "timeA": number(), "timeB": number(), "speedup": nullable_number() } } },
+            },
+        })
+    }
+
+    // The cluster (cluster/api.rs).
+
+    pub fn cluster_node() -> Value {
+        json!({
+            "type": "object",
+            "required": ["id", "address", "reachable"],
+            "properties": {
+                "id": id(), "address": string(), "reachable": boolean(),
+                "role": string(),
+                "term": count(), "leader": nullable_id(), "commit": count(), "applied": count(),
+            },
+        })
+    }
+
+    pub fn cluster() -> Value {
+        json!({ "type": "object", "required": ["leader", "nodes"], "properties": {
+            "leader": nullable_id(), "nodes": { "type": "array", "items": cluster_node() } } })
     }
 }
 

@@ -182,11 +182,13 @@ pub(super) async fn submit(api: &Api, store: &Store, req: &mut Request) -> Resul
 /// time multiplier is applied by the agent, from its table), checker and grouping.
 pub(super) fn submission_for(problem: &Problem, language: String, source: Vec<u8>, caps: &ApiLimits) -> NewSubmission {
     let m = &problem.meta;
-    let cpu_ms = m.time_limit_ms;
+    // The package's limits, lowered to the operator's caps (MAX_EXECUTION_TIME,
+    // MAX_MEMORY_USAGE) like every fixed limit: the package cannot ask for more.
+    let cpu_ms = m.time_limit_ms.min(*caps.cpu_ms.end());
     let limits = Limits {
         cpu_ms,
-        wall_ms: cpu_ms.saturating_mul(3).saturating_add(1000),
-        memory_bytes: m.memory_mb << 20,
+        wall_ms: cpu_ms.saturating_mul(3).saturating_add(1000).min(*caps.wall_ms.end()),
+        memory_bytes: m.memory_mb.min(*caps.memory_mb.end()) << 20,
         max_processes: caps.max_processes,
         output_bytes: m.output_mb << 20,
     };

@@ -2,43 +2,16 @@
 //! naming the file, export, submissions carrying the problem's tests and scoring.
 #![allow(clippy::unwrap_used)]
 
-use salvo::Service;
 use salvo::test::{ResponseExt, TestClient};
 use serde_json::{Value, json};
 
 use super::*;
 use crate::contest::package::Files;
 use crate::contest::zip::{PackageCaps, read_zip, write_zip};
-use crate::link::{Dispatch, DispatchError};
-use crate::store::auth::Role;
-use crate::store::testing::fresh_store;
-
-const BASE: &str = "http://127.0.0.1:5801";
-
-struct NoAgents;
-
-impl Dispatch for NoAgents {
-    fn dispatch(&self, _agent_id: &str, _job: protocol::Job) -> Result<(), DispatchError> {
-        Ok(())
-    }
-}
-
-struct Fixture {
-    service: Service,
-    scheduler: Scheduler,
-    setter: String,
-    user: String,
-}
+use super::test_fixture::{BASE, Fixture, Setup};
 
 async fn fixture() -> Fixture {
-    let store = fresh_store().await;
-    let (_, setter) = store.create_user_with_token("sam", Role::Setter).await.unwrap();
-    let (_, user) = store.create_user_with_token("uma", Role::User).await.unwrap();
-    let scheduler = Scheduler::new(Arc::new(NoAgents));
-    let spec = Arc::new(Spec::builtin().unwrap());
-    let router =
-        router_with_store(scheduler.clone(), spec, ApiLimits::default(), Judge0Config::default(), Some(store));
-    Fixture { service: Service::new(router), scheduler, setter, user }
+    Fixture::with(Setup { catalog: false, ..Setup::default() }).await
 }
 
 fn package() -> Files {
@@ -80,7 +53,7 @@ async fn import_needs_a_setter_and_a_zip() {
     let zip = write_zip("add", &package()).unwrap();
     let (status, body) = import(&f, zip.clone(), "application/zip", None, "").await;
     assert_eq!(status, 401, "{body}");
-    let (status, body) = import(&f, zip.clone(), "application/zip", Some(&f.user), "").await;
+    let (status, body) = import(&f, zip.clone(), "application/zip", Some(&f.user.1), "").await;
     assert_eq!(status, 403, "{body}");
     let (status, body) = import(&f, zip.clone(), "application/json", Some(&f.setter), "").await;
     assert_eq!((status, body["error"]["code"].as_str()), (415, Some("unsupported_media_type")), "{body}");
@@ -177,4 +150,29 @@ async fn export_gives_back_the_package_and_submissions_carry_the_problem() {
         .await;
     assert_eq!(res.status_code.unwrap().as_u16(), 404);
     let _: Value = res.take_json().await.unwrap();
+}
+
+/// A problem's limits are lowered to the operator's caps, and its submissions count
+/// against the caller's MAX_CONCURRENT_EXECUTIONS like any run.
+#[tokio::test]
+async fn problem_submissions_keep_to_the_operators_caps() {
+    let caps = ApiLimits { cpu_ms: 1..=1500, wall_ms: 1..=2500, memory_mb: 16..=128, ..ApiLimits::default() };
+    let options = ApiOptions { max_concurrent_runs: Some(1), ..ApiOptions::default() };
+    let f = Fixture::with(Setup { options, caps, catalog: false, ..Setup::default() }).await;
+    let (status, _) = import(&f, write_zip("add", &package()).unwrap(), "application/zip", Some(&f.setter), "").await;
+    assert_eq!(status, 201);
+    let submit = || {
+        TestClient::post(format!("{BASE}/api/problems/add/submissions"))
+            .raw_json(json!({"language": "python", "source": "print(1)"}).to_string())
+    };
+    let (status, body) = f.send(submit(), Some(&f.user.1)).await;
+    assert_eq!(status, 201, "{body}");
+    let limits = f.scheduler.get(body["id"].as_u64().unwrap()).await.unwrap().limits;
+    // The package says 2 s; the operator allows 1.5 s of CPU and 2.5 s of wall time.
+    assert_eq!((limits.cpu_ms, limits.wall_ms), (1500, 2500));
+    assert!(limits.memory_bytes <= 128 << 20);
+    let (status, body) = f.send(submit(), Some(&f.user.1)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many_running")), "{body}");
+    assert_eq!(f.scheduler.queue_summary().await.queued, 1);
+    assert_eq!(f.send(submit(), Some(&f.other.1)).await.0, 201, "others have their own place");
 }

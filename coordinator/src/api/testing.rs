@@ -16,6 +16,7 @@ use super::catalog::store_error;
 use super::dashboard::{self, Dashboard};
 use super::error::ApiError;
 use super::execution::{error_text, start_and_wait};
+use super::limits::Admission;
 use super::submit::decode_json;
 use crate::judge::NewSubmission;
 use crate::store::auth::Role;
@@ -36,7 +37,12 @@ struct TestRequest {
     version_id: Option<i64>,
 }
 
-pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+pub(super) async fn run(
+    d: &Dashboard,
+    req: &mut Request,
+    caller: &Caller,
+    admission: Option<Admission>,
+) -> Result<(StatusCode, Value), ApiError> {
     let who = dashboard::user(caller)?;
     let body = dashboard::read_body(req, d.limits.max_body_bytes).await?;
     let request: TestRequest = decode_json(body)?;
@@ -83,7 +89,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
             .iter()
             .map(|t| protocol::TestCase { input: json_bytes(&t.input), expected_output: Some(json_bytes(&t.expected)) })
             .collect(),
-        limits: d.limits.run,
+        limits: d.run_limits(),
         options: Default::default(),
         judge0: None,
         problem: None,
@@ -99,6 +105,7 @@ pub(super) async fn run(d: &Dashboard, req: &mut Request, caller: &Caller) -> Re
         d,
         submission,
         function,
+        admission,
         NewRun {
             epoch: d.epoch,
             submission_id: 0,

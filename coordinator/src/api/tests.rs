@@ -1,22 +1,14 @@
 #![allow(clippy::unwrap_used)]
 
-use protocol::{FinalResult, Job, TestResult, Verdict};
+use protocol::{FinalResult, TestResult, Verdict};
 use salvo::Service;
 use salvo::test::{ResponseExt, TestClient};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::link::{Dispatch, DispatchError, LinkEvent};
+use crate::link::LinkEvent;
 
-const BASE: &str = "http://127.0.0.1:5800";
-
-struct NoAgents;
-
-impl Dispatch for NoAgents {
-    fn dispatch(&self, _agent_id: &str, _job: Job) -> Result<(), DispatchError> {
-        Ok(())
-    }
-}
+use super::test_fixture::{BASE, NoAgents};
 
 fn small_caps() -> ApiLimits {
     ApiLimits {

@@ -7,9 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use salvo::http::StatusCode;
-use salvo::writing::Json;
-use salvo::{Depot, FlowCtrl, Handler, Request, Response, async_trait};
 use serde_json::{Value, json};
 
 use crate::scheduler::Scheduler;
@@ -21,9 +18,22 @@ pub struct PeerApi {
     pub api: String,
 }
 
+/// `GET /api/cluster` and `GET /api/cluster/self`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClusterRoute {
+    Whole,
+    Own,
+}
+
 #[derive(Clone)]
 pub struct ClusterApi {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ClusterApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterApi").field("api", &self.inner.api).field("peers", &self.inner.peers).finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -40,11 +50,12 @@ impl ClusterApi {
         ClusterApi { inner: Arc::new(Inner { scheduler, api, peers, client }) }
     }
 
-    /// The routes, to mount before the API's catch-all.
-    pub fn router(&self) -> salvo::Router {
-        salvo::Router::with_path("api/cluster")
-            .get(Whole(self.clone()))
-            .push(salvo::Router::with_path("self").get(Own(self.clone())))
+    /// The answer of one of the routes (entries of `api::routes`).
+    pub(crate) async fn answer(&self, route: ClusterRoute) -> Value {
+        match route {
+            ClusterRoute::Whole => self.whole().await,
+            ClusterRoute::Own => self.own(),
+        }
     }
 
     fn own(&self) -> Value {
@@ -93,21 +104,3 @@ impl ClusterApi {
     }
 }
 
-struct Whole(ClusterApi);
-struct Own(ClusterApi);
-
-#[async_trait]
-impl Handler for Whole {
-    async fn handle(&self, _req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
-        res.status_code(StatusCode::OK);
-        res.render(Json(self.0.whole().await));
-    }
-}
-
-#[async_trait]
-impl Handler for Own {
-    async fn handle(&self, _req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
-        res.status_code(StatusCode::OK);
-        res.render(Json(self.0.own()));
-    }
-}

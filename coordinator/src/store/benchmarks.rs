@@ -63,6 +63,9 @@ impl Store {
         let tx = client.transaction().await?;
         let seed = i64::try_from(b.seed).map_err(|_| StoreError::Corrupt(format!("seed {} out of range", b.seed)))?;
         let hash = sha2::Sha256::digest(&b.source).to_vec();
+        // A size's error is what the user's code raised: it may hold NUL characters.
+        let results = super::storable_json(&b.results);
+        let name = super::storable_text(&b.algorithm_name);
         let row = tx
             .query_one(
                 "INSERT INTO benchmark_runs (algorithm_id, algorithm_name, language, input_kind, seed, source_sha256,
@@ -70,12 +73,12 @@ impl Store {
                  VALUES ((SELECT id FROM algorithms WHERE slug = $1), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  RETURNING id",
                 &[
-                    &b.algorithm_name,
+                    &&*name,
                     &b.language,
                     &b.input_kind,
                     &seed,
                     &hash,
-                    &b.results,
+                    &*results,
                     &b.complexity,
                     &b.memory,
                     &b.seed_method,
@@ -94,7 +97,7 @@ impl Store {
                      complexity, confidence, samples, run_id)
                  VALUES ((SELECT id FROM algorithms WHERE slug = $1), $1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
-                    &b.algorithm_name,
+                    &&*name,
                     &b.language,
                     &n,
                     &(time * 1000.0),

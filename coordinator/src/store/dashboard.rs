@@ -180,6 +180,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let source = put_blob(&*tx, run.source).await?;
+        let input = run.input.map(super::storable_json);
         let id: i64 = tx
             .query_one(
                 "INSERT INTO dashboard_runs (epoch, submission_id, user_id, algorithm_id, language, kind, source_sha256,
@@ -194,7 +195,7 @@ impl Store {
                     &run.kind.as_str(),
                     &&source[..],
                     &run.code_version_id,
-                    &run.input,
+                    &input.as_deref(),
                     &run.total,
                 ],
             )
@@ -207,6 +208,9 @@ impl Store {
     /// Completes a run, and for a test-suite run the user's progress and achievements,
     /// in one transaction. Returns the achievements unlocked now.
     pub async fn finish_run(&self, run_id: i64, outcome: &RunOutcome) -> Result<Vec<String>, StoreError> {
+        // What the user's code returned or raised may hold NUL characters.
+        let result = super::storable_json(&outcome.result);
+        let error = outcome.error.as_deref().map(super::storable_text);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -219,8 +223,8 @@ impl Store {
                     &run_id,
                     &outcome.status,
                     &outcome.verdict,
-                    &outcome.result,
-                    &outcome.error,
+                    &*result,
+                    &error.as_deref(),
                     &outcome.step_count,
                     &outcome.passed,
                     &outcome.cpu_us,
@@ -479,6 +483,19 @@ impl Store {
     pub async fn user_exists(&self, user: i64) -> Result<bool, StoreError> {
         let client = self.client().await?;
         Ok(client.query_opt("SELECT 1 FROM users WHERE id = $1", &[&user]).await?.is_some())
+    }
+
+    /// Whether the user has passed the algorithm's whole test suite (COMPLETED or
+    /// MASTERED): the catalog then shows them its solution.
+    pub async fn has_solved(&self, user: i64, algorithm: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM user_progress WHERE user_id = $1 AND algorithm_id = $2 AND status IN ('COMPLETED', 'MASTERED')",
+                &[&user, &algorithm],
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
     /// How many dashboard runs and code versions there are (tests: nothing written).

@@ -165,6 +165,34 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// `value` as PostgreSQL can keep it: text and jsonb refuse NUL characters, which user
+/// programs may well return or raise; they become U+FFFD.
+pub fn storable_json(value: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
+    use serde_json::Value;
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn clean(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(storable_text(s).into_owned()),
+            Value::Array(items) => Value::Array(items.iter().map(clean).collect()),
+            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (storable_text(k).into_owned(), clean(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    if has_nul(value) { std::borrow::Cow::Owned(clean(value)) } else { std::borrow::Cow::Borrowed(value) }
+}
+
+/// `text` without NUL characters (U+FFFD instead), as PostgreSQL's text can keep it.
+pub fn storable_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "\u{fffd}")) } else { std::borrow::Cow::Borrowed(text) }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {

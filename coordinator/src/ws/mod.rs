@@ -16,6 +16,7 @@
 pub mod catalog;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::analytics::benchmark::{self as bench, InputKind, SizeRun};
+use crate::api::limits::{Key, RunCaps, Ticket};
 use crate::api::{Authn, Caller};
 use crate::store::auth::Principal;
 
@@ -101,6 +103,8 @@ struct Client {
     tx: mpsc::Sender<Arc<str>>,
     /// Who this client is, from the `token` query parameter or an `AUTH` message.
     user: Option<Principal>,
+    /// The peer's address: what an anonymous client's runs count against.
+    ip: IpAddr,
     /// Steps dropped since the last STEPS_DROPPED notice.
     dropped: u64,
     close: watch::Sender<Option<String>>,
@@ -120,6 +124,9 @@ struct State {
 pub struct Live {
     /// Checks credentials; unset (library use, tests) lets every client run code.
     authn: std::sync::OnceLock<Authn>,
+    /// MAX_EXECUTION_TIME, MAX_MEMORY_USAGE, MAX_CONCURRENT_EXECUTIONS; unset: the
+    /// runs' own limits and no cap on unfinished runs.
+    caps: std::sync::OnceLock<RunCaps>,
     scheduler: Scheduler,
     spec: Arc<Spec>,
     catalog: Arc<dyn Catalog>,
@@ -156,6 +163,7 @@ impl Live {
     pub fn new(scheduler: Scheduler, spec: Arc<Spec>, catalog: Arc<dyn Catalog>) -> Arc<Live> {
         let live = Arc::new_cyclic(|me| Live {
             authn: std::sync::OnceLock::new(),
+            caps: std::sync::OnceLock::new(),
             scheduler,
             spec,
             catalog,
@@ -189,6 +197,12 @@ impl Live {
         let _ = self.authn.set(authn);
     }
 
+    /// Applies the operator's caps to every run started here (limits lowered to them,
+    /// unfinished runs counted per user or anonymous IP with the REST API's). Once.
+    pub fn set_run_caps(&self, caps: RunCaps) {
+        let _ = self.caps.set(caps);
+    }
+
     /// The salvo handler of `/ws`.
     pub fn handler(self: &Arc<Live>) -> WsEndpoint {
         WsEndpoint { live: self.clone() }
@@ -205,13 +219,13 @@ impl Live {
         })
     }
 
-    fn register(&self, user: Option<Principal>) -> (u64, mpsc::Receiver<Arc<str>>, watch::Receiver<Option<String>>) {
+    fn register(&self, user: Option<Principal>, ip: IpAddr) -> (u64, mpsc::Receiver<Arc<str>>, watch::Receiver<Option<String>>) {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let (close, close_rx) = watch::channel(None);
         let mut state = lock(&self.state);
         state.next_client += 1;
         let id = state.next_client;
-        state.clients.insert(id, Client { tx, user, dropped: 0, close, topics: HashSet::new(), runs: HashSet::new() });
+        state.clients.insert(id, Client { tx, user, ip, dropped: 0, close, topics: HashSet::new(), runs: HashSet::new() });
         self.scheduler.metrics().ws_client(true);
         (id, rx, close_rx)
     }
@@ -468,12 +482,24 @@ impl Live {
         if tests.is_empty() || tests.len() > 100 {
             return Err("between 1 and 100 test cases".into());
         }
-        {
+        let key = {
             let state = lock(&self.state);
-            if state.clients.get(&client).is_some_and(|c| c.runs.len() >= MAX_RUNS_PER_CLIENT) {
+            let Some(c) = state.clients.get(&client) else { return Err("the connection is closing".into()) };
+            if c.runs.len() >= MAX_RUNS_PER_CLIENT {
                 return Err(format!("at most {MAX_RUNS_PER_CLIENT} runs at once per connection"));
             }
-        }
+            c.user.as_ref().map_or(Key::Ip(c.ip), |p| Key::User(p.user_id))
+        };
+        // MAX_CONCURRENT_EXECUTIONS, with the caller's runs through the REST API: a place
+        // is reserved now and goes to the run once it has an id.
+        let caps = self.caps.get();
+        let admission = match caps.map(|c| c.admit(&self.scheduler, key)) {
+            None => None,
+            Some(Ok(a)) => a,
+            Some(Err((running, max))) => {
+                return Err(format!("{running} runs of yours are unfinished; at most {max} at once"));
+            }
+        };
         let submission = NewSubmission {
             language: language.to_string(),
             source: code.as_bytes().to_vec(),
@@ -490,13 +516,12 @@ impl Live {
                 .collect(),
             // The seed's limits: 30 s, 512 MB; a benchmark's size gets its budget, the
             // first call (up to the stop threshold) and the harness's start-up and copies.
-            limits: Limits {
-                cpu_ms: if kind == Kind::Benchmark { u64::from(3 * bench::SIZE_BUDGET_MS + 3_000) } else { 10_000 },
-                wall_ms: if kind == Kind::Benchmark { u64::from(3 * (3 * bench::SIZE_BUDGET_MS + 3_000)) } else { 30_000 },
-                memory_bytes: 512 << 20,
-                max_processes: 64,
-                output_bytes: 1 << 20,
-            },
+            // Lowered to the operator's caps (MAX_EXECUTION_TIME, MAX_MEMORY_USAGE): a
+            // benchmark size that then runs out of time ends the series early.
+            limits: caps.map_or_else(
+                || run_limits(kind),
+                |c| c.clamp(run_limits(kind)),
+            ),
             options: Default::default(),
             judge0: None,
             problem: None,
@@ -535,6 +560,9 @@ impl Live {
         let started = self
             .scheduler
             .submit_function(submission, function, |id| {
+                if let Some(a) = admission {
+                    a.record(vec![Ticket::Id(id)]);
+                }
                 // Before the run can be dispatched: no step can come before this.
                 {
                     let mut state = lock(&self.state);
@@ -580,6 +608,19 @@ impl Live {
             "output": String::from_utf8_lossy(&result.stdout),
             "error": error,
         })
+    }
+}
+
+/// The seed's limits of a run: 10 s of CPU, 30 s, 512 MB; a benchmark's size gets its
+/// budget, the first call (up to the stop threshold) and the harness's start-up and copies.
+fn run_limits(kind: Kind) -> Limits {
+    let benchmark_cpu_ms = u64::from(3 * bench::SIZE_BUDGET_MS + 3_000);
+    Limits {
+        cpu_ms: if kind == Kind::Benchmark { benchmark_cpu_ms } else { 10_000 },
+        wall_ms: if kind == Kind::Benchmark { 3 * benchmark_cpu_ms } else { 30_000 },
+        memory_bytes: 512 << 20,
+        max_processes: 64,
+        output_bytes: 1 << 20,
     }
 }
 
@@ -963,6 +1004,7 @@ pub struct WsEndpoint {
 impl Handler for WsEndpoint {
     async fn handle(&self, req: &mut Request, _depot: &mut Depot, res: &mut Response, _ctrl: &mut FlowCtrl) {
         let live = self.live.clone();
+        let ip = crate::api::client_ip(req);
         // A bad token is refused before the upgrade, as the HTTP API would.
         let user = match (req.query::<String>("token"), live.authn.get()) {
             (Some(token), Some(authn)) => match authn.resolve(Some(&token)).await {
@@ -973,15 +1015,15 @@ impl Handler for WsEndpoint {
             _ => None,
         };
         let upgrade = WebSocketUpgrade::new().max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES);
-        if let Err(e) = upgrade.upgrade(req, res, move |ws| connection(live, ws, user)).await {
+        if let Err(e) = upgrade.upgrade(req, res, move |ws| connection(live, ws, user, ip)).await {
             res.render(e);
         }
     }
 }
 
 /// One WebSocket connection: its queue out, its messages in, until either side ends.
-async fn connection(live: Arc<Live>, ws: WebSocket, user: Option<Principal>) {
-    let (client, mut frames, mut close) = live.register(user);
+async fn connection(live: Arc<Live>, ws: WebSocket, user: Option<Principal>, ip: IpAddr) {
+    let (client, mut frames, mut close) = live.register(user, ip);
     tracing::debug!(client, "websocket connected");
     let (mut sink, mut stream) = ws.split();
     let reason: Option<(u16, String)> = loop {
@@ -1053,6 +1095,63 @@ mod tests {
             category: category.map(str::to_string),
             generator: None,
         }
+    }
+
+    struct NoAgents;
+
+    impl crate::link::Dispatch for NoAgents {
+        fn dispatch(&self, _agent_id: &str, _job: protocol::Job) -> Result<(), crate::link::DispatchError> {
+            Ok(())
+        }
+    }
+
+    async fn next_frame(frames: &mut mpsc::Receiver<Arc<str>>) -> Value {
+        let frame = tokio::time::timeout(Duration::from_secs(10), frames.recv()).await.unwrap().unwrap();
+        serde_json::from_str(&frame).unwrap()
+    }
+
+    /// MAX_EXECUTION_TIME and MAX_MEMORY_USAGE lower every /ws run's limits; a caller's
+    /// unfinished runs are capped (an error frame says so) per user or anonymous IP.
+    #[tokio::test]
+    async fn runs_keep_to_the_operators_caps() {
+        let scheduler = Scheduler::new(Arc::new(NoAgents));
+        let spec = Arc::new(Spec::builtin().unwrap());
+        let live = Live::new(scheduler.clone(), spec, Arc::new(catalog::BuiltinCatalog::with_shipped().unwrap()));
+        let concurrency = Arc::new(crate::api::limits::Concurrency::new(1));
+        live.set_run_caps(RunCaps { max_cpu_ms: 700, max_wall_ms: 900, max_memory_bytes: 64 << 20, concurrency: Some(concurrency) });
+        let (client, mut frames, _close) = live.register(None, "10.0.0.7".parse().unwrap());
+        let code = "def two_sum(nums, target):\n    return [0, 1]\n";
+        let message = |kind: &str| {
+            json!({ "type": kind, "algorithmName": "two_sum", "language": "python", "algorithmCode": code,
+                "testData": {"nums": [1, 2], "target": 3} })
+            .to_string()
+        };
+        live.handle(client, &message("EXECUTE_ALGORITHM")).await;
+        let started = next_frame(&mut frames).await;
+        assert_eq!(started["type"], "EXECUTION_STARTED", "{started}");
+        let id: SubmissionId = started["executionId"].as_str().unwrap().parse().unwrap();
+        let limits = scheduler.get(id).await.unwrap().limits;
+        assert_eq!((limits.cpu_ms, limits.wall_ms, limits.memory_bytes), (700, 900, 64 << 20));
+        // Whatever the kind, a second run waits for the first to end.
+        for kind in ["EXECUTE_ALGORITHM", "RUN_TESTS", "PERFORMANCE_BENCHMARK"] {
+            live.handle(client, &message(kind)).await;
+            let refused = next_frame(&mut frames).await;
+            assert_eq!(refused["type"], "error", "{kind}: {refused}");
+            assert!(refused["message"].as_str().unwrap().contains("1 runs of yours are unfinished; at most 1"), "{refused}");
+        }
+        assert_eq!(scheduler.queue_summary().await.queued, 1, "refused runs are not queued");
+        // Another address is another anonymous caller.
+        let (other, mut theirs, _) = live.register(None, "10.0.0.8".parse().unwrap());
+        live.handle(other, &message("RUN_TESTS")).await;
+        assert_eq!(next_frame(&mut theirs).await["type"], "TESTS_STARTED");
+        // Once the first run is over its place is free: a benchmark, with capped limits too.
+        scheduler.cancel(id, "test").await;
+        live.handle(client, &message("PERFORMANCE_BENCHMARK")).await;
+        let started = next_frame(&mut frames).await;
+        assert_eq!(started["type"], "BENCHMARK_STARTED", "{started}");
+        let id: SubmissionId = started["benchmarkId"].as_str().unwrap().parse().unwrap();
+        let limits = scheduler.get(id).await.unwrap().limits;
+        assert_eq!((limits.cpu_ms, limits.wall_ms, limits.memory_bytes), (700, 900, 64 << 20));
     }
 
     #[test]
