@@ -13,16 +13,21 @@ import websockets
 TIMEOUT = 300
 
 
+LANGUAGES = {".py": "python", ".js": "javascript", ".c": "c"}
+
+
 def header(path):
+    """`expect: CLASS  input: KIND  memory: CLASS` (two spaces end a class)."""
     first = path.read_text().splitlines()[0]
     expect = re.search(r"expect:\s*(.+?)\s{2,}input:", first).group(1)
     kind = re.search(r"input:\s*(\S+)", first).group(1)
-    return expect, kind
+    memory = re.search(r"memory:\s*(.+?)(\s{2,}|$)", first).group(1).strip()
+    return expect, kind, memory
 
 
 async def bench(ws_url, path, seed):
-    expect, kind = header(path)
-    language = "python" if path.suffix == ".py" else "javascript"
+    expect, kind, memory_expect = header(path)
+    language = LANGUAGES[path.suffix]
     async with websockets.connect(ws_url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "PERFORMANCE_BENCHMARK", "algorithmCode": path.read_text(),
                                   "algorithmName": path.stem, "language": language, "inputKind": kind, "seed": seed}))
@@ -34,13 +39,15 @@ async def bench(ws_url, path, seed):
             if m["type"] in ("BENCHMARK_COMPLETED", "BENCHMARK_ERROR"):
                 break
     if m["type"] == "BENCHMARK_ERROR":
-        return {"file": f"{language}/{path.name}", "expect": expect, "error": m.get("error")}
+        return {"file": f"{language}/{path.name}", "expect": expect, "memoryExpect": memory_expect, "error": m.get("error")}
     ca = m["complexityAnalysis"]
     sizes = [r["inputSize"] for r in m["results"] if r["success"]]
     return {
         "file": f"{language}/{path.name}", "expect": expect, "ours": ca["bestFit"],
         "confidence": ca["confidence"], "seed": m["seedMethod"]["bestFit"],
-        "memory": m["memoryAnalysis"]["bestFit"], "memoryMeasure": m["memoryAnalysis"].get("measure"),
+        "memoryExpect": memory_expect, "memory": m["memoryAnalysis"]["bestFit"],
+        "memoryConfidence": m["memoryAnalysis"]["confidence"], "memoryMeasure": m["memoryAnalysis"].get("measure"),
+        "memoryValues": [[r["inputSize"], r["callPeakBytes"]] for r in m["results"] if r["success"]],
         "sizes": [min(sizes), max(sizes)] if sizes else [], "samples": ca["samples"],
         "progress": progress, "stoppedEarly": m.get("stoppedEarly"),
         "medians": [[r["inputSize"], round(r["executionTime"], 6)] for r in m["results"] if r["success"]],

@@ -285,6 +285,126 @@ async def performance_benchmark():
               f"overdispersion {ca['overdispersion']:.2f}")
 
 
+DIJKSTRA_PY = """
+import heapq
+def dijkstra(n, edges, source):
+    adj = [[] for _ in range(n)]
+    for u, v, w in edges:
+        adj[u].append((v, w))
+    dist = [None] * n
+    heap = [(0, source)]
+    while heap:
+        d, u = heapq.heappop(heap)
+        if dist[u] is not None:
+            continue
+        dist[u] = d
+        for v, w in adj[u]:
+            if dist[v] is None:
+                heapq.heappush(heap, (d + w, v))
+    return [-1 if d is None else d for d in dist]
+"""
+
+SUM_PY = "def total(arr):\n    s = 0\n    for x in arr:\n        s += x\n    return s\n"
+
+# A generator in C: n numbers from a seeded LCG, as the positional arguments [arr].
+SUM_GENERATOR_C = r"""
+#include <stdio.h>
+int main(void) {
+    unsigned long long n, m, seed;
+    if (scanf("%llu %llu %llu", &n, &m, &seed) != 3) return 2;
+    unsigned long long x = seed;
+    printf("[[");
+    for (unsigned long long i = 0; i < n; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        printf(i ? ",%llu" : "%llu", (x >> 33) % 1000000);
+    }
+    printf("]]\n");
+    return 0;
+}
+"""
+
+# Generators that fail, each with what BENCHMARK_ERROR must say.
+BAD_GENERATORS = [
+    ("python", "import sys\nsys.stderr.write('no input for you')\nsys.exit(3)\n", ["exited with code 3", "no input for you"]),
+    # Its CPU limit, or its wall limit first on a machine too busy to give it the CPU.
+    ("python", "while True:\n    pass\n", ["it ran over its", "limit of"]),
+    ("python", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", ["output limit"]),
+    ("python", "print('this is not json')\n", ["not the JSON of the function's arguments"]),
+    ("python", "import os\nprint([[os.urandom(1)[0]]])\n", ["deterministic"]),
+    ("c", "int main(void) { return syntax error; }\n", ["does not compile"]),
+    ("cobol", "whatever", ["not one of /api/languages"]),
+]
+
+
+BINARY_SEARCH_C = r"""
+long long binary_search(const long long *nums, long long n, long long target) {
+    long long lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        long long mid = lo + (hi - lo) / 2;
+        if (nums[mid] == target) return mid;
+        if (nums[mid] < target) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+}
+"""
+
+
+async def c_functions():
+    """C functions through the C harness: RUN_TESTS with positional arguments (an array
+    becomes pointer and count), a wrong answer, and code that cannot be linked (a main)."""
+    async with websockets.connect(WS) as ws:
+        cases = [{"input": [[1, 3, 5, 7, 9], 7], "expected": 3}, {"input": [[1, 3], 4], "expected": -1},
+                 {"input": [[], 1], "expected": -1}, {"input": [[2, 4], 4], "expected": 0}]
+        await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": BINARY_SEARCH_C, "algorithmName": "binarySearch",
+                                  "language": "c", "testCases": cases}))
+        last = (await until(ws, "TESTS_COMPLETED"))[-1]
+        assert (last["passed"], last["failed"]) == (3, 1), last
+        assert "expected 0, got 1" in last["results"][3]["error"], last
+        await ws.send(execute(BINARY_SEARCH_C + "int main(void) { return 0; }\n", [[1, 2], 2], "binary_search", "c"))
+        done = (await until(ws, "EXECUTION_COMPLETED", "EXECUTION_ERROR"))[-1]
+        text = json.dumps(done)
+        assert "main" in text and done.get("result", {}).get("success") is not True, done
+
+
+async def benchmark_generators():
+    """PERFORMANCE_BENCHMARK with generator programs: the catalog's (dijkstra's weighted
+    graphs) and one sent with the request (in C); failing and hostile generators end in
+    BENCHMARK_ERROR saying what the generator did."""
+    async with websockets.connect(WS, max_size=None) as ws:
+        # No inputKind: the catalog's dijkstra brings its generator.
+        await ws.send(json.dumps({"type": "PERFORMANCE_BENCHMARK", "algorithmCode": DIJKSTRA_PY,
+                                  "algorithmName": "dijkstra", "language": "python", "maxSize": 2048, "seed": 5}))
+        msgs = await until(ws, "BENCHMARK_COMPLETED", "BENCHMARK_ERROR")
+        done = msgs[-1]
+        assert done["type"] == "BENCHMARK_COMPLETED", done
+        started = next(m for m in msgs if m["type"] == "BENCHMARK_STARTED")
+        assert started["inputKind"].startswith("generator:") and done["inputKind"] == started["inputKind"], started
+        assert len(done["results"]) >= 10 and all(r["success"] for r in done["results"]), done["results"]
+        assert done["complexityAnalysis"]["bestFit"] in ("O(n)", "O(n log n)"), done["complexityAnalysis"]
+        # The same generator again: the same input kind (so /api/analytics/compare pairs them).
+        await ws.send(json.dumps({"type": "PERFORMANCE_BENCHMARK", "algorithmCode": SUM_PY, "algorithmName": "total",
+                                  "language": "python", "maxSize": 4096,
+                                  "generator": {"language": "c", "code": SUM_GENERATOR_C}}))
+        msgs = await until(ws, "BENCHMARK_COMPLETED", "BENCHMARK_ERROR")
+        done = msgs[-1]
+        assert done["type"] == "BENCHMARK_COMPLETED", done
+        assert done["inputKind"].startswith("generator:") and done["inputKind"] != started["inputKind"], done["inputKind"]
+        assert done["complexityAnalysis"]["bestFit"] == "O(n)", done["complexityAnalysis"]
+        assert done["results"][-1]["inputSize"] == 4096, done["results"][-1]
+        for language, code, says in BAD_GENERATORS:
+            await ws.send(json.dumps({"type": "PERFORMANCE_BENCHMARK", "algorithmCode": SUM_PY, "algorithmName": "total",
+                                      "language": "python", "maxSize": 64,
+                                      "generator": {"language": language, "code": code}}))
+            msgs = await until(ws, "BENCHMARK_COMPLETED", "BENCHMARK_ERROR", "error")
+            err = msgs[-1]
+            # An unknown language is refused before anything runs ("error"); the others run.
+            assert err["type"] == ("error" if language == "cobol" else "BENCHMARK_ERROR"), (code, err)
+            text = err.get("error") or err.get("message") or ""
+            assert all(s in text for s in says), (code, err)
+            assert not any(m["type"] == "BENCHMARK_PROGRESS" for m in msgs), (code, msgs)
+            print(f"generator {code[:30]!r}: {text[:160]}")
+
+
 async def bench(n):
     code = ("import time\ndef f(n):\n    for i in range(n):\n        viz.log_step('s', time.time_ns())\n"
             "        if i % 5 == 4:\n            time.sleep(0.001)\n    return n\n")
@@ -327,7 +447,8 @@ async def catalog_reference_solutions():
 
 
 SCENARIOS = [seed_two_sum, bubble_sort_live, run_tests_and_watchers, malformed_and_unknown, oversized_frame,
-             flood_steps, cancel_never_returns, performance_benchmark, catalog_reference_solutions]
+             flood_steps, cancel_never_returns, performance_benchmark, catalog_reference_solutions,
+             c_functions, benchmark_generators]
 
 
 async def main():

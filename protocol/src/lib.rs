@@ -19,7 +19,8 @@ pub use messages::*;
 ///    `ReturnValue::call_cpu_ns`), with 4.
 /// 6: jobs outlive a lost connection (`Hello::held`; their results re-sent on the control
 ///    stream of the next one), with 5.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: input generator programs of benchmarks (`FunctionSpec::generator`), with 6.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// ALPN protocol id of the agent link, so a stray TLS client of another kind is refused.
 pub const ALPN: &[u8] = b"judge-agent/1";

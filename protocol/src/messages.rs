@@ -317,6 +317,19 @@ pub struct FunctionSpec {
     /// `budget_ms` of CPU per test.
     pub repetitions: u32,
     pub budget_ms: u32,
+    /// Benchmarks with a generator program: every test's `input` is then the generator's
+    /// stdin (`n m seed`), and the agent runs the generator in a sandbox of its own before
+    /// each call to make the call's arguments (the JSON it prints).
+    pub generator: Option<Generator>,
+}
+
+/// A program that prints a benchmark's input: given `n m seed` on stdin, the JSON of the
+/// function's arguments on stdout, the same for the same three numbers.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Generator {
+    /// A language id of languages.toml (any, not only those with a harness).
+    pub language: String,
+    pub source: Vec<u8>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]

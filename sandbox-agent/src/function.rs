@@ -8,12 +8,13 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use protocol::{FinalResult, FunctionJob, LimitHit, ReturnValue, Step, TestResult, Verdict};
+use protocol::{FinalResult, FunctionJob, Generator, LimitHit, ReturnValue, Step, TestResult, Verdict};
 use serde_json::Value;
 
 use crate::judge::{Judge, describe_exit, prepare_box, remove_job_dir, run_limits};
-use crate::sandbox::{Exit, Observer, Profile, RunOutcome, RunSpec, SandboxError, StepEvent, StepLimits};
+use crate::sandbox::{Exit, Observer, Profile, RunLimits, RunOutcome, RunSpec, SandboxError, StepEvent, StepLimits};
 
 /// Steps per test run at most, whatever the job asks for.
 pub const MAX_STEPS: u32 = 10_000;
@@ -26,6 +27,22 @@ pub const MAX_TOTAL_BYTES: u64 = 32 << 20;
 pub const MAX_REPETITIONS: u32 = 100;
 /// Characters of a value quoted in a wrong-answer message.
 const QUOTED: usize = 200;
+
+/// A benchmark's input generator runs under these limits, its own and not the job's: it
+/// is the problem's program, not the user's, and its time is never the user's. Its
+/// output (the call's arguments as JSON) is capped at `output_bytes`.
+pub const GENERATOR_LIMITS: RunLimits = RunLimits {
+    cpu: Duration::from_secs(5),
+    wall: Duration::from_secs(15),
+    memory_bytes: 512 << 20,
+    max_processes: 16,
+    output_bytes: 8 << 20,
+    file_bytes: 16 << 20,
+    open_files: 64,
+    stack_bytes: 64 << 20,
+};
+/// Characters of a failing generator's stderr (or compiler output) quoted in the error.
+const GENERATOR_QUOTED: usize = 400;
 
 /// What a function job produces, in order: steps while a test runs, then its `Return`
 /// and `Test`.
@@ -54,6 +71,8 @@ impl Judge {
             self.counter.fetch_add(1, Ordering::Relaxed)
         ));
         let result = self.function_in(job, &dir, id, cancel, emit);
+        // The generator's /box is a mount of its own under the job's directory.
+        remove_job_dir(&dir.join("generator"));
         remove_job_dir(&dir);
         self.put_id(id);
         result
@@ -92,9 +111,26 @@ impl Judge {
         }
         let input = dir.join("input");
 
-        if let Err((verdict, output, message)) = self.compile(lang, &[], &box_dir, &input, id, Some(cancel)) {
+        // A compiled language's harness is linked with the user's code by its own command.
+        let linked;
+        let compile_lang = match harness.compile {
+            Some(argv) => {
+                linked = rootfs::Language { compile: Some(argv.iter().map(|s| s.to_string()).collect()), ..lang.clone() };
+                &linked
+            }
+            None => lang,
+        };
+        if let Err((verdict, output, message)) = self.compile(compile_lang, &[], &box_dir, &input, id, Some(cancel)) {
             return fin(verdict, output, message);
         }
+
+        let generator = match &fj.function.generator {
+            Some(g) => match self.prepare_generator(g, dir, id, cancel) {
+                Ok(prepared) => Some(prepared),
+                Err(message) => return fin(Verdict::IE, String::new(), message),
+            },
+            None => None,
+        };
 
         let argv: Vec<String> = harness.run.iter().map(|s| s.to_string()).collect();
         let max_steps = fj.function.max_steps.min(MAX_STEPS);
@@ -112,9 +148,21 @@ impl Judge {
             if cancel.load(Ordering::SeqCst) {
                 return fin(Verdict::IE, String::new(), "cancelled".into());
             }
-            let args: Value = match serde_json::from_slice(&test.input) {
-                Ok(v) => v,
-                Err(e) => return fin(Verdict::IE, String::new(), format!("test {}: the arguments are not JSON: {e}", index + 1)),
+            let args: Value = match &generator {
+                Some(g) => match self.generate(g, &test.input, index == 0, id, cancel) {
+                    Ok(v) => v,
+                    Err(why) => {
+                        // The problem's generator failed, not the user's code: an internal
+                        // error of the benchmark, which the coordinator reports as such.
+                        let msg = format!("the input generator failed on `{}` (n m seed): {why}", String::from_utf8_lossy(&test.input).trim());
+                        emit(FunctionEvent::Test(ie_result(job.submission_id, index, &msg)));
+                        return fin(Verdict::IE, String::new(), msg);
+                    }
+                },
+                None => match serde_json::from_slice(&test.input) {
+                    Ok(v) => v,
+                    Err(e) => return fin(Verdict::IE, String::new(), format!("test {}: the arguments are not JSON: {e}", index + 1)),
+                },
             };
             let request = serde_json::json!({
                 "source": lang.source,
@@ -227,6 +275,107 @@ impl Judge {
             }
         }
         fin(verdict, String::new(), message)
+    }
+}
+
+/// A compiled generator, ready to run once per size.
+struct PreparedGenerator<'a> {
+    lang: &'a rootfs::Language,
+    box_dir: std::path::PathBuf,
+    input: std::path::PathBuf,
+}
+
+impl Judge {
+    /// Writes the generator into a /box of its own and compiles it there (compile limits,
+    /// as any compilation); errors are the message of the benchmark's failure.
+    fn prepare_generator<'a>(
+        &'a self,
+        g: &Generator,
+        dir: &Path,
+        id: u32,
+        cancel: &AtomicBool,
+    ) -> Result<PreparedGenerator<'a>, String> {
+        let lang = self
+            .spec
+            .language(&g.language)
+            .ok_or_else(|| format!("the input generator's language {:?} is not one of this agent's", g.language))?;
+        let gen_dir = dir.join("generator");
+        let box_dir = gen_dir.join("box");
+        prepare_box(&box_dir, &lang.source, &g.source, id)
+            .map_err(|e| format!("cannot prepare the input generator's work dir: {e}"))?;
+        let input = gen_dir.join("input");
+        if let Err((_, output, message)) = self.compile(lang, &[], &box_dir, &input, id, Some(cancel)) {
+            let detail = if output.trim().is_empty() { message } else { output };
+            return Err(format!("the input generator does not compile: {}", cut(detail.trim(), GENERATOR_QUOTED)));
+        }
+        Ok(PreparedGenerator { lang, box_dir, input })
+    }
+
+    /// Runs the generator on one size's `n m seed` and parses what it printed. With
+    /// `twice`, runs it a second time and insists on the same bytes: a generator that is
+    /// not deterministic by its seed would make two solutions' benchmarks incomparable.
+    fn generate(&self, g: &PreparedGenerator<'_>, stdin: &[u8], twice: bool, id: u32, cancel: &AtomicBool) -> Result<Value, String> {
+        std::fs::write(&g.input, stdin).map_err(|e| format!("cannot write its input: {e}"))?;
+        let first = self.run_generator(g, id, cancel)?;
+        if twice && self.run_generator(g, id, cancel)? != first {
+            return Err("it printed different inputs for the same n, m and seed: it must be deterministic by its seed".into());
+        }
+        serde_json::from_slice::<Value>(&first).map_err(|e| {
+            let head = String::from_utf8_lossy(&first[..first.len().min(80)]).into_owned();
+            format!("its output is not the JSON of the function's arguments ({e}); it began {head:?}")
+        })
+    }
+
+    fn run_generator(&self, g: &PreparedGenerator<'_>, id: u32, cancel: &AtomicBool) -> Result<Vec<u8>, String> {
+        let x = rootfs::Expansion {
+            memory_mb: GENERATOR_LIMITS.memory_bytes >> 20,
+            stack_kb: GENERATOR_LIMITS.stack_bytes >> 10,
+            compiler_options: &[],
+        };
+        let argv = g.lang.expand(&g.lang.run, &x);
+        let limits = RunLimits {
+            max_processes: GENERATOR_LIMITS.max_processes.max(g.lang.min_processes),
+            open_files: GENERATOR_LIMITS.open_files.max(g.lang.min_open_files),
+            ..GENERATOR_LIMITS
+        };
+        let spec = RunSpec {
+            argv: &argv,
+            env: &g.lang.env,
+            box_dir: &g.box_dir,
+            box_writable: false,
+            stdin: &g.input,
+            limits,
+            uid: id,
+            gid: id,
+            profile: Profile::Program,
+            pin_cpu: self.cpu_for(id),
+        };
+        let o = match self.sandbox.run_observed(&spec, Observer { steps: None, cancel: Some(cancel) }) {
+            Ok(o) => o,
+            Err(SandboxError::Cancelled) => return Err("cancelled".into()),
+            Err(e) => return Err(format!("the sandbox failed: {e}")),
+        };
+        let why = match o.limit {
+            Some(LimitHit::Cpu) => Some(format!("it ran over its CPU limit of {} ms", limits.cpu.as_millis())),
+            Some(LimitHit::Wall) => Some(format!("it ran over its wall time limit of {} ms", limits.wall.as_millis())),
+            Some(LimitHit::Memory) => Some(format!("it ran over its memory limit of {} MiB", limits.memory_bytes >> 20)),
+            Some(LimitHit::Output) => Some(format!("it printed over its output limit of {} bytes", limits.output_bytes)),
+            Some(LimitHit::Processes) => Some(format!("{} after reaching its process limit", describe_exit(o.exit))),
+            None if o.exit != Exit::Code(0) => Some(describe_exit(o.exit)),
+            None => None,
+        };
+        if let Some(why) = why {
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            return Err(if stderr.trim().is_empty() { why } else { format!("{why}; stderr: {}", cut(stderr.trim(), GENERATOR_QUOTED)) });
+        }
+        Ok(o.stdout)
+    }
+}
+
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
     }
 }
 

@@ -1,7 +1,8 @@
-//! The complexity fit on the reference corpus (tests/complexity/): implementations of known
-//! complexity in Python, JavaScript (PERFORMANCE_BENCHMARK over /ws, measured by the
-//! harness in the sandbox) and C (programs through the REST API, measured by the run's
-//! cgroup), each classified by our fit and by the seed's method on the same measurements.
+//! The complexity fit on the reference corpus (tests/complexity/): functions of known time
+//! and memory complexity in Python, JavaScript and C, each benchmarked by
+//! PERFORMANCE_BENCHMARK over /ws (measured by the language's harness in the sandbox) and
+//! classified by our fit and by the seed's method on the same measurements; memory by our
+//! fit of the call's own allocation.
 //!
 //! CI runs a small subset (`corpus_subset_is_classified_right`); the whole corpus, several
 //! runs each, with confusion tables is a benchmark:
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use coordinator::analytics::complexity::{self, Sample};
 use judge_tests::{Judge, uid_base};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("complexity")
@@ -28,10 +29,15 @@ struct Row {
     ours: String,
     confidence: f64,
     seed: String,
+    memory_expect: String,
+    memory: String,
+    memory_confidence: f64,
+    /// The seed's method on the same memory measurements (one per size).
+    memory_seed: String,
     detail: String,
 }
 
-/// Python and JavaScript files through tests/complexity_client.py.
+/// Corpus files through tests/complexity_client.py.
 fn function_rows(judge: &Judge, files: &[PathBuf], seed: u64) -> Vec<Row> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/complexity_client.py");
     let ws = format!("{}/ws", judge.api.replacen("http://", "ws://", 1));
@@ -50,92 +56,29 @@ fn function_rows(judge: &Judge, files: &[PathBuf], seed: u64) -> Vec<Row> {
                 ours: if v["error"].is_string() { "error".into() } else { s("ours") },
                 confidence: v["confidence"].as_f64().unwrap_or(0.0),
                 seed: s("seed"),
+                memory_expect: s("memoryExpect"),
+                memory: if v["error"].is_string() { "error".into() } else { s("memory") },
+                memory_confidence: v["memoryConfidence"].as_f64().unwrap_or(0.0),
+                memory_seed: {
+                    let samples: Vec<Sample> = v["memoryValues"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|p| Some(Sample { n: p[0].as_f64()?, value: p[1].as_f64()? }))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    complexity::seed_baseline(&samples).0.to_string()
+                },
                 detail: format!(
-                    "n {}, {} samples, memory {} ({}){}\n    medians (n, ms): {}",
-                    v["sizes"], v["samples"], s("memory"), s("memoryMeasure"),
+                    "n {}, {} samples, memory {} ({:.2}, {}){}\n    medians (n, ms): {}\n    memory (n, bytes): {}",
+                    v["sizes"], v["samples"], s("memory"), v["memoryConfidence"].as_f64().unwrap_or(0.0), s("memoryMeasure"),
                     v["error"].as_str().map(|e| format!(", error: {e}")).unwrap_or_default(),
-                    v["medians"]
+                    v["medians"], v["memoryValues"]
                 ),
             }
         })
         .collect()
-}
-
-/// `// expect: CLASS  max: N` or `// expect: CLASS  sizes: a b c` of a C file.
-fn c_header(path: &Path) -> (String, Vec<u64>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let first = text.lines().next().unwrap();
-    let field = |name: &str| first.split(&format!("{name}:")).nth(1).map(str::trim);
-    // The class may have spaces ("O(n log n)"); two spaces end it.
-    let expect = field("expect").unwrap().split("  ").next().unwrap().trim().to_string();
-    let sizes = if let Some(list) = field("sizes") {
-        list.split_whitespace().map(|s| s.parse().unwrap()).collect()
-    } else {
-        let max: u64 = field("max").unwrap().split_whitespace().next().unwrap().parse().unwrap();
-        std::iter::successors(Some(8u64), |n| Some(n * 2)).take_while(|&n| n <= max).collect()
-    };
-    (expect, sizes)
-}
-
-const C_REPETITIONS: usize = 3;
-
-/// A C file: one submission, every size three times; the fit sees the cgroup's CPU time of
-/// each run (start-up is the fit's constant b: a C program's is well under a millisecond).
-fn c_row(judge: &Judge, path: &Path, seed: u64, scratch: &Path) -> Row {
-    let (expect, sizes) = c_header(path);
-    // The expected outputs come from the same program built on the host.
-    let exe = scratch.join(path.file_stem().unwrap());
-    let built = Command::new("gcc").args(["-O2", "-o"]).arg(&exe).arg(path).status().unwrap();
-    assert!(built.success(), "{path:?} does not build");
-    let mut tests = Vec::new();
-    for &n in &sizes {
-        let input = format!("{n} {seed}\n");
-        let mut child = Command::new(&exe)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let expected = String::from_utf8(out.stdout).unwrap();
-        for _ in 0..C_REPETITIONS {
-            tests.push(json!({ "input": input, "expectedOutput": expected }));
-        }
-    }
-    let id = judge.submit(&json!({
-        "language": "c", "source": std::fs::read_to_string(path).unwrap(), "tests": tests,
-        "limits": { "cpuMs": 5000, "wallMs": 15000, "memoryMb": 256 },
-    }));
-    let result = judge.result(id, Duration::from_secs(600));
-    let mut samples = Vec::new();
-    for (i, t) in result["tests"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(t["verdict"], "AC", "{path:?} test {i}: {t}");
-        samples.push(Sample { n: sizes[i / C_REPETITIONS] as f64, value: t["cpuTimeUs"].as_f64().unwrap() / 1000.0 });
-    }
-    let analysis = complexity::analyze(&samples).unwrap();
-    let medians: Vec<Sample> = samples
-        .chunks(C_REPETITIONS)
-        .map(|c| {
-            let mut v: Vec<f64> = c.iter().map(|s| s.value).collect();
-            v.sort_by(f64::total_cmp);
-            Sample { n: c[0].n, value: v[v.len() / 2] }
-        })
-        .collect();
-    Row {
-        file: format!("c/{}", path.file_name().unwrap().to_string_lossy()),
-        expect,
-        ours: analysis.best.class.name().to_string(),
-        confidence: analysis.confidence,
-        seed: complexity::seed_baseline(&medians).0.to_string(),
-        detail: format!(
-            "n [{}, {}], {} samples, cgroup CPU, runner-up {:?}\n    medians (n, ms): {:?}",
-            sizes[0],
-            sizes[sizes.len() - 1],
-            samples.len(),
-            analysis.runner_up.map(|r| (r.class.name(), r.weight)),
-            medians.iter().map(|s| (s.n, s.value)).collect::<Vec<_>>()
-        ),
-    }
 }
 
 fn files(language: &str, ext: &str, names: &[&str]) -> Vec<PathBuf> {
@@ -152,28 +95,24 @@ fn files(language: &str, ext: &str, names: &[&str]) -> Vec<PathBuf> {
 
 /// The corpus files named `(language, stem)`, every file when `only` is empty.
 fn run_corpus(judge: &Judge, only: &[(&str, &str)], seed: u64) -> Vec<Row> {
-    let scratch = tempfile::tempdir().unwrap();
     let pick = |language: &str, ext: &str| {
         let names: Vec<&str> = only.iter().filter(|o| o.0 == language).map(|o| o.1).collect();
         if only.is_empty() || !names.is_empty() { files(language, ext, &names) } else { Vec::new() }
     };
     let mut fns = pick("python", "py");
     fns.extend(pick("javascript", "js"));
-    let mut rows = function_rows(judge, &fns, seed);
-    for path in pick("c", "c") {
-        rows.push(c_row(judge, &path, seed, scratch.path()));
-    }
-    rows
+    fns.extend(pick("c", "c"));
+    function_rows(judge, &fns, seed)
 }
 
-fn confusion(rows: &[Row], pick: impl Fn(&Row) -> &str, title: &str) -> usize {
+fn confusion(rows: &[Row], truth: impl Fn(&Row) -> &str, pick: impl Fn(&Row) -> &str, title: &str) -> usize {
     let classes = ["O(1)", "O(log n)", "O(n)", "O(n log n)", "O(n²)", "O(n³)", "O(2ⁿ)"];
     let mut counts: BTreeMap<(usize, String), usize> = BTreeMap::new();
     let mut right = 0;
     for r in rows {
-        let row = classes.iter().position(|c| *c == r.expect).unwrap();
+        let row = classes.iter().position(|c| *c == truth(r)).unwrap();
         *counts.entry((row, pick(r).to_string())).or_default() += 1;
-        right += usize::from(pick(r) == r.expect);
+        right += usize::from(pick(r) == truth(r));
     }
     let mut columns: Vec<String> = classes.iter().map(|c| c.to_string()).collect();
     for (_, got) in counts.keys() {
@@ -198,8 +137,8 @@ fn confusion(rows: &[Row], pick: impl Fn(&Row) -> &str, title: &str) -> usize {
     right
 }
 
-/// CI: a fast subset, one run each, must be classified right, with confidence to spare
-/// (the whole corpus is the ignored benchmark below).
+/// CI: a fast subset, one run each, must be classified right in time and memory, with
+/// confidence to spare (the whole corpus is the ignored benchmark below).
 #[test]
 fn corpus_subset_is_classified_right() {
     let judge = Judge::up(uid_base(6), &["--slots", "1"]);
@@ -212,6 +151,9 @@ fn corpus_subset_is_classified_right() {
     for r in &rows {
         assert_eq!(r.ours, r.expect, "{r:?}");
         assert!(r.confidence > 0.5, "{r:?}");
+        // Sum and the in-place sorts allocate nothing that grows with n.
+        assert_eq!(r.memory, r.memory_expect, "{r:?}");
+        assert!(r.memory_confidence > 0.5, "{r:?}");
     }
     stored_benchmarks_are_served(&judge);
     assert!(judge.stop().success());
@@ -224,15 +166,15 @@ fn stored_benchmarks_are_served(judge: &Judge) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let list = loop {
         let list: Value = get("/api/analytics/benchmarks?perPage=10").json().unwrap();
-        if list["total"].as_i64() >= Some(3) || std::time::Instant::now() > deadline {
+        if list["total"].as_i64() >= Some(4) || std::time::Instant::now() > deadline {
             break list;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(list["total"], 3, "python sum and bubble_sort, javascript bubble_sort: {list}");
+    assert_eq!(list["total"], 4, "python sum and bubble_sort, javascript and c bubble_sort: {list}");
     let runs = list["benchmarks"].as_array().unwrap();
     let bubble: Vec<&Value> = runs.iter().filter(|r| r["algorithmName"] == "bubble_sort").collect();
-    assert_eq!(bubble.len(), 2);
+    assert_eq!(bubble.len(), 3, "{list}");
     assert!(bubble.iter().all(|r| r["bestFit"] == "O(n²)" && r["inputKind"] == "array" && r["seed"] == 1), "{list}");
     let id = bubble[0]["id"].as_i64().unwrap();
     let full: Value = get(&format!("/api/analytics/benchmarks/{id}")).json().unwrap();
@@ -263,12 +205,21 @@ fn corpus_accuracy_benchmark() {
     let mut rows = Vec::new();
     for seed in 1..=seeds {
         for r in run_corpus(&judge, &[], seed) {
-            println!("seed {seed} {:<28} expect {:<10} ours {:<10} ({:.2}) seed method {:<10} {}", r.file, r.expect, r.ours, r.confidence, r.seed, r.detail);
+            println!(
+                "seed {seed} {:<28} expect {:<10} ours {:<10} ({:.2}) seed method {:<10} memory expect {:<8} ours {:<8} ({:.2}) seed method {:<8} {}",
+                r.file, r.expect, r.ours, r.confidence, r.seed, r.memory_expect, r.memory, r.memory_confidence, r.memory_seed, r.detail
+            );
             rows.push(r);
         }
     }
-    let ours = confusion(&rows, |r| r.ours.as_str(), "our fit");
-    let seed = confusion(&rows, |r| r.seed.as_str(), "the seed's method (normalised R², one median per size)");
-    println!("\nours {ours}/{n}, seed's method {seed}/{n}", n = rows.len());
+    let ours = confusion(&rows, |r| r.expect.as_str(), |r| r.ours.as_str(), "time, our fit");
+    let seed = confusion(&rows, |r| r.expect.as_str(), |r| r.seed.as_str(), "time, the seed's method (normalised R², one median per size)");
+    let memory = confusion(&rows, |r| r.memory_expect.as_str(), |r| r.memory.as_str(), "memory (the call's own allocation), our fit");
+    let memory_seed =
+        confusion(&rows, |r| r.memory_expect.as_str(), |r| r.memory_seed.as_str(), "memory, the seed's method on the same measurements");
+    println!(
+        "\ntime: ours {ours}/{n}, seed's method {seed}/{n}; memory: ours {memory}/{n}, seed's method {memory_seed}/{n}",
+        n = rows.len()
+    );
     assert!(judge.stop().success());
 }

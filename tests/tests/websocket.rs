@@ -35,6 +35,8 @@ fn seed_frontend_scenarios_over_websocket() {
         "flood_steps",
         "cancel_never_returns",
         "performance_benchmark",
+        "c_functions",
+        "benchmark_generators",
     ] {
         assert!(out.contains(&format!("OK {scenario}")), "{scenario} did not pass:\n{out}");
     }

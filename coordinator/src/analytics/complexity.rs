@@ -164,6 +164,41 @@ pub fn analyze(samples: &[Sample]) -> Option<Analysis> {
 /// ns after the empty call is taken off; weighted as relative residuals, that noise would
 /// count as much as a 30 % error at the largest size.
 pub fn analyze_with_resolution(samples: &[Sample], resolution: f64) -> Option<Analysis> {
+    let (fits, c_hat, medians, count) = fit_all(samples, resolution)?;
+    conclude(fits, c_hat, &medians, count)
+}
+
+/// Memory's fit: [`analyze_with_resolution`] with `noise` (bytes) as the resolution, and
+/// every class whose fitted curve grows by no more than `noise` across the measured
+/// sizes counted as O(1).
+///
+/// Why: an in-place sort allocates nothing that depends on n, but the measure is not
+/// exactly flat (an interpreter's integer objects above its small-int cache, a heap's
+/// bookkeeping): a few dozen bytes that step up once. A growing class fits such a step
+/// better than a constant and would win on it, yet what it predicts — growth below what
+/// the measure can resolve — is what O(1) means. Their weights go to O(1), so the
+/// confidence says how much of the evidence is for "does not grow" against the best class
+/// that does, and stays low when a class with real growth fits almost as well.
+pub fn analyze_memory(samples: &[Sample], noise: f64) -> Option<Analysis> {
+    let (mut fits, c_hat, medians, count) = fit_all(samples, noise)?;
+    let (low, high) = (medians.first()?.0, medians.last()?.0);
+    let flat = |f: &ClassFit| f.class == Class::Constant || f.a * (f.class.f(high) - f.class.f(low)) <= noise;
+    let pooled: f64 = fits.iter().filter(|f| flat(f)).map(|f| f.weight).sum();
+    for fit in &mut fits {
+        if fit.class == Class::Constant {
+            fit.weight = pooled;
+        } else if flat(fit) {
+            fit.weight = 0.0;
+        }
+    }
+    conclude(fits, c_hat, &medians, count)
+}
+
+type Fitted = (Vec<ClassFit>, f64, Vec<(f64, f64)>, usize);
+
+/// Every class fitted and weighted, with the overdispersion, the per-size medians and the
+/// number of samples used.
+fn fit_all(samples: &[Sample], resolution: f64) -> Option<Fitted> {
     let clean: Vec<Sample> = samples
         .iter()
         .copied()
@@ -189,6 +224,11 @@ pub fn analyze_with_resolution(samples: &[Sample], resolution: f64) -> Option<An
         fit.score = bic(fit, count, c_hat);
     }
     assign_weights(&mut fits);
+    Some((fits, c_hat, medians, clean.len()))
+}
+
+/// The best class by weight and its margin over the runner-up.
+fn conclude(mut fits: Vec<ClassFit>, c_hat: f64, medians: &[(f64, f64)], samples: usize) -> Option<Analysis> {
     // Stable: among equal weights the simpler class (earlier in ALL) stays first.
     fits.sort_by(|x, y| y.weight.total_cmp(&x.weight));
     let mut ranked = fits.into_iter();
@@ -201,7 +241,7 @@ pub fn analyze_with_resolution(samples: &[Sample], resolution: f64) -> Option<An
         best,
         runner_up,
         growth: (first > 0.0).then(|| last / first),
-        samples: clean.len(),
+        samples,
         sizes: medians.len(),
     })
 }

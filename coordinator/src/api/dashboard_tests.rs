@@ -93,7 +93,7 @@ async fn bad_runs_are_refused_before_anything_is_queued_or_written() {
         (json!({ "algorithm": "no_such_thing", "language": "python", "code": TWO_SUM, "input": [] }).to_string(), 404, "algorithm_not_found", "no_such_thing"),
         (json!({ "algorithm": "two_sum", "language": "cobol", "code": TWO_SUM, "input": [] }).to_string(), 400, "unknown_language", "python"),
         // A language of the judge, but not one that runs functions.
-        (json!({ "algorithm": "two_sum", "language": "c", "code": TWO_SUM, "input": [] }).to_string(), 400, "unknown_language", "javascript"),
+        (json!({ "algorithm": "two_sum", "language": "cpp", "code": TWO_SUM, "input": [] }).to_string(), 400, "unknown_language", "javascript"),
         (json!({ "algorithm": "two_sum", "language": "python", "code": "  \n", "input": [] }).to_string(), 400, "invalid_field", "empty"),
         (json!({ "algorithm": "two_sum", "language": "python", "code": TWO_SUM, "input": [], "entryPoint": "os.system" }).to_string(), 400, "invalid_field", "entryPoint"),
         (json!({ "algorithm": "two_sum", "language": "python", "code": "x".repeat(300 * 1024), "input": [] }).to_string(), 413, "too_large", "code"),
@@ -193,7 +193,7 @@ async fn versions_are_listed_fetched_and_diffed_by_their_owner_and_admins_only()
     assert_error(&get(&f, "/api/execution/versions/abc", u).await, 400, "invalid_field", "abc");
     assert_error(&get(&f, "/api/execution/versions/0", u).await, 400, "invalid_field", "positive");
     assert_error(&get(&f, "/api/execution/versions?algorithm=nope", u).await, 404, "algorithm_not_found", "nope");
-    assert_error(&get(&f, "/api/execution/versions?language=c", u).await, 400, "unknown_language", "c");
+    assert_error(&get(&f, "/api/execution/versions?language=cpp", u).await, 400, "unknown_language", "cpp");
     assert_error(&get(&f, "/api/execution/history?perPage=0", u).await, 400, "invalid_field", "perPage");
     let wrong = send(&f.service, TestClient::delete(format!("{BASE}/api/execution/versions/{}", v1.id)), u).await;
     assert_error(&wrong, 405, "method_not_allowed", "DELETE");

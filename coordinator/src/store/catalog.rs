@@ -344,6 +344,20 @@ pub mod shipped {
         pub python: &'static str,
         pub javascript: &'static str,
         pub tests: &'static str,
+        /// The benchmark's input generator (`generator.<ext>`, the extension naming its
+        /// language) for algorithms whose input no built-in generator makes.
+        pub generator: Option<(&'static str, &'static str)>,
+    }
+
+    /// The language of a generator file, by its extension.
+    pub fn generator_language(file: &str) -> Option<&'static str> {
+        Some(match file.rsplit_once('.')?.1 {
+            "py" => "python",
+            "js" => "javascript",
+            "c" => "c",
+            "cpp" => "cpp",
+            _ => return None,
+        })
     }
 
     macro_rules! entry {
@@ -354,6 +368,13 @@ pub mod shipped {
                 python: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/", $slug, "/solution.py")),
                 javascript: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/", $slug, "/solution.js")),
                 tests: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/", $slug, "/tests.json")),
+                generator: None,
+            }
+        };
+        ($slug:literal, generator: $file:literal) => {
+            Entry {
+                generator: Some(($file, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/", $slug, "/", $file)))),
+                ..entry!($slug)
             }
         };
     }
@@ -367,7 +388,7 @@ pub mod shipped {
         entry!("quick_sort"),
         entry!("bfs_shortest_path"),
         entry!("dfs_order"),
-        entry!("dijkstra"),
+        entry!("dijkstra", generator: "generator.py"),
         entry!("union_find"),
         entry!("longest_increasing_subsequence"),
         entry!("knapsack"),

@@ -27,6 +27,9 @@ pub struct Algorithm {
     /// The catalog's category (SORTING, SEARCHING, ...): picks a benchmark's input shape.
     #[serde(default)]
     pub category: Option<String>,
+    /// The benchmark's input generator, where the shipped catalog has one.
+    #[serde(skip)]
+    pub generator: Option<crate::analytics::benchmark::GeneratorSource>,
 }
 
 pub trait Catalog: Send + Sync + 'static {
@@ -64,6 +67,7 @@ impl BuiltinCatalog {
                 // An entry point that is the algorithm's own name adds nothing to the
                 // seed's rule, which also accepts its camelCase (`twoSum` in JavaScript).
                 entry_point: (entry.entry_point != entry.slug).then_some(entry.entry_point),
+                generator: shipped_generator(&entry.slug),
                 name: entry.slug,
                 category: Some(entry.category),
                 tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected }).collect(),
@@ -76,6 +80,15 @@ impl BuiltinCatalog {
         }
         Ok(BuiltinCatalog { algorithms })
     }
+}
+
+fn shipped_generator(slug: &str) -> Option<crate::analytics::benchmark::GeneratorSource> {
+    use crate::store::catalog::shipped;
+    let (file, source) = shipped::ENTRIES.iter().find(|e| e.slug == slug)?.generator?;
+    Some(crate::analytics::benchmark::GeneratorSource {
+        language: shipped::generator_language(file)?.to_string(),
+        source: source.to_string(),
+    })
 }
 
 /// The seed's `generateTestData`: arguments of a given input size for an algorithm.
@@ -120,5 +133,8 @@ mod shipped_tests {
         let shipped_bubble = crate::store::catalog::shipped::all().unwrap().into_iter().find(|e| e.slug == "bubble_sort").unwrap();
         assert_eq!(catalog.algorithm("bubble_sort").unwrap().tests.len(), shipped_bubble.test_cases.len());
         assert_eq!(catalog.algorithm("dijkstra").unwrap().entry_point, None);
+        let generator = catalog.algorithm("dijkstra").unwrap().generator.unwrap();
+        assert_eq!(generator.language, "python");
+        assert!(catalog.algorithm("bubble_sort").unwrap().generator.is_none());
     }
 }

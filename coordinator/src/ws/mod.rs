@@ -88,7 +88,11 @@ struct Run {
     /// Benchmarks: what each size measured, in order, and why the series stopped early.
     sizes: Vec<SizeRun>,
     stopped: Option<String>,
-    input_kind: Option<InputKind>,
+    /// An internal error that ends the benchmark without a result (the input generator
+    /// failed, a sandbox broke): BENCHMARK_ERROR, whatever sizes passed before.
+    failed: Option<String>,
+    /// The built-in input kind's name, or `generator:<hash>` of the generator program.
+    input_kind: Option<String>,
     /// What a stored benchmark records about its run (empty for other kinds).
     language: String,
     source: Vec<u8>,
@@ -400,7 +404,7 @@ impl Live {
         }
         let language = msg.get("language").and_then(Value::as_str).unwrap_or("python");
         if self.spec.language(language).is_none() || rootfs::harness(language).is_none() {
-            return Err(format!("language {:?} cannot run functions here (python, javascript)", truncate(language, 32)));
+            return Err(format!("language {:?} cannot run functions here (python, javascript, c)", truncate(language, 32)));
         }
         let algorithm = msg.get("algorithmName").and_then(Value::as_str).unwrap_or("").to_string();
         if algorithm.len() > 100 {
@@ -417,22 +421,40 @@ impl Live {
             .unwrap_or_else(|| meta.as_ref().is_some_and(|m| m.order_insensitive));
 
         let mut input_kind = None;
+        let mut generator = None;
         let mut seed = 0;
         // Per test: arguments, expected value (null: any), input size.
         let tests: Vec<(Value, Value, usize)> = match kind {
             Kind::Execute => vec![(msg.get("testData").cloned().unwrap_or(Value::Null), Value::Null, 0)],
             Kind::Benchmark => {
-                let kind = benchmark_input(msg, &algorithm, meta.as_ref())?;
+                let input = benchmark_input(msg, &algorithm, meta.as_ref())?;
                 seed = msg.get("seed").and_then(Value::as_u64).filter(|s| i64::try_from(*s).is_ok()).unwrap_or(1);
+                let largest = match &input {
+                    BenchInput::Builtin(kind) => kind.max_size(),
+                    BenchInput::Program(g) => {
+                        if self.spec.language(&g.language).is_none() {
+                            return Err(format!("the generator's language {:?} is not one of /api/languages", truncate(&g.language, 32)));
+                        }
+                        bench::GENERATOR_MAX_SIZE
+                    }
+                };
                 let max = msg
                     .get("maxSize")
                     .and_then(Value::as_u64)
-                    .map_or(kind.max_size(), |m| (m as usize).clamp(bench::FIRST_SIZE, kind.max_size()));
-                input_kind = Some(kind);
-                bench::sizes(bench::FIRST_SIZE, max)
-                    .into_iter()
-                    .map(|n| (bench::generate(kind, &algorithm, n, seed), Value::Null, n))
-                    .collect()
+                    .map_or(largest, |m| (m as usize).clamp(bench::FIRST_SIZE, largest));
+                let sizes = bench::sizes(bench::FIRST_SIZE, max).into_iter();
+                match input {
+                    BenchInput::Builtin(kind) => {
+                        input_kind = Some(kind.name().to_string());
+                        sizes.map(|n| (bench::generate(kind, &algorithm, n, seed), Value::Null, n)).collect()
+                    }
+                    BenchInput::Program(g) => {
+                        input_kind = Some(g.kind_name());
+                        generator = Some(g);
+                        // What the summaries show as a size's input: the generator's.
+                        sizes.map(|n| (json!({ "generator": bench::GeneratorSource::stdin(n, seed).trim() }), Value::Null, n)).collect()
+                    }
+                }
             }
             Kind::Tests => match msg.get("testCases") {
                 Some(Value::Array(cases)) => cases
@@ -483,8 +505,12 @@ impl Live {
             source: code.as_bytes().to_vec(),
             tests: tests
                 .iter()
-                .map(|(input, expected, _)| protocol::TestCase {
-                    input: input.to_string().into_bytes(),
+                .map(|(input, expected, n)| protocol::TestCase {
+                    // With a generator, a test is the generator's stdin for its size.
+                    input: match &generator {
+                        Some(_) => bench::GeneratorSource::stdin(*n, seed).into_bytes(),
+                        None => input.to_string().into_bytes(),
+                    },
                     expected_output: (!expected.is_null()).then(|| expected.to_string().into_bytes()),
                 })
                 .collect(),
@@ -507,6 +533,9 @@ impl Live {
             max_steps: if kind == Kind::Execute { MAX_STEPS } else { 0 },
             repetitions: if kind == Kind::Benchmark { bench::REPETITIONS } else { 0 },
             budget_ms: if kind == Kind::Benchmark { bench::SIZE_BUDGET_MS } else { 0 },
+            generator: generator
+                .as_ref()
+                .map(|g| protocol::Generator { language: g.language.clone(), source: g.source.as_bytes().to_vec() }),
         };
         let total = tests.len();
         let algorithm_sizes: Vec<usize> = tests.iter().map(|t| t.2).collect();
@@ -522,7 +551,8 @@ impl Live {
             steps_truncated: false,
             sizes: Vec::new(),
             stopped: None,
-            input_kind,
+            failed: None,
+            input_kind: input_kind.clone(),
             language: language.to_string(),
             source: if kind == Kind::Benchmark { code.as_bytes().to_vec() } else { Vec::new() },
             seed,
@@ -548,7 +578,7 @@ impl Live {
                     Kind::Tests => json!({ "type": "TESTS_STARTED", "executionId": id.to_string(), "totalTests": total, "timestamp": ts }),
                     Kind::Benchmark => json!({
                         "type": "BENCHMARK_STARTED", "benchmarkId": id.to_string(), "totalTests": total,
-                        "inputSizes": algorithm_sizes, "inputKind": input_kind.map(InputKind::name),
+                        "inputSizes": algorithm_sizes, "inputKind": input_kind,
                         "repetitions": bench::REPETITIONS, "sizeBudgetMs": bench::SIZE_BUDGET_MS, "timestamp": ts,
                     }),
                 };
@@ -694,7 +724,7 @@ impl Live {
         let record = crate::store::benchmarks::NewBenchmark {
             algorithm_name: run.algorithm.clone(),
             language: run.language.clone(),
-            input_kind: run.input_kind.map_or("array", InputKind::name).to_string(),
+            input_kind: run.input_kind.clone().unwrap_or_else(|| InputKind::Array.name().to_string()),
             seed: run.seed,
             source: run.source.clone(),
             results: frame["results"].clone(),
@@ -734,7 +764,13 @@ impl Observer for Live {
                     "result": summary, "timestamp": ts,
                 }),
                 // After the series stopped, the cancelled size's result is no news.
-                Kind::Benchmark if run.stopped.is_some() => return,
+                Kind::Benchmark if run.stopped.is_some() || run.failed.is_some() => return,
+                // The judge could not measure this size (the generator failed, a sandbox
+                // broke): no measurement of the user's code, the benchmark has failed.
+                Kind::Benchmark if result.verdict == Verdict::IE => {
+                    run.failed = Some(if result.message.is_empty() { "internal error".into() } else { result.message.clone() });
+                    return;
+                }
                 Kind::Benchmark => {
                     let size = size_run(run, result);
                     let stops = size.stops_series() && (result.index as usize + 1) < total;
@@ -812,7 +848,12 @@ impl Observer for Live {
 fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value {
     let ts = now_ms();
     let verdict = view.verdict.unwrap_or(Verdict::IE);
-    let error_text = if view.message.is_empty() { verdict.as_str().to_string() } else { view.message.clone() };
+    let mut error_text = if view.message.is_empty() { verdict.as_str().to_string() } else { view.message.clone() };
+    if verdict == Verdict::CE && !view.compile_output.trim().is_empty() {
+        // What the compiler said is the useful part (a C function's code linked with the
+        // harness, say, that defines its own main).
+        error_text = format!("{error_text}: {}", truncate(view.compile_output.trim(), 2000));
+    }
     match run.kind {
         Kind::Execute => {
             let test = view.tests.first().map(|t| &t.result);
@@ -865,10 +906,13 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
             })
         }
         Kind::Benchmark => {
+            if let Some(failed) = &run.failed {
+                return json!({ "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(), "error": failed, "timestamp": ts });
+            }
             if run.sizes.iter().all(|s| !s.passed) {
                 return json!({ "type": "BENCHMARK_ERROR", "benchmarkId": id.to_string(), "error": error_text, "timestamp": ts });
             }
-            let (time, memory, seed) = bench::analyses(&run.sizes);
+            let (time, memory, seed) = bench::analyses(&run.sizes, &run.language);
             json!({
                 "type": "BENCHMARK_COMPLETED",
                 "benchmarkId": id.to_string(),
@@ -876,7 +920,7 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
                 "complexityAnalysis": time,
                 "memoryAnalysis": memory,
                 "seedMethod": seed,
-                "inputKind": run.input_kind.map(InputKind::name),
+                "inputKind": run.input_kind,
                 "stoppedEarly": run.stopped,
                 "timestamp": ts,
             })
@@ -907,19 +951,48 @@ fn size_run(run: &Run, result: &TestResult) -> SizeRun {
     }
 }
 
-/// The benchmark's input shape: the message's `inputKind`, else the seed's generator for
-/// the seed's own algorithm names, else from the catalog's category.
-fn benchmark_input(msg: &Value, algorithm: &str, meta: Option<&catalog::Algorithm>) -> Result<InputKind, String> {
+/// Where a benchmark's inputs come from.
+#[derive(Debug, Clone, PartialEq)]
+enum BenchInput {
+    Builtin(InputKind),
+    Program(bench::GeneratorSource),
+}
+
+/// The benchmark's inputs: the message's `generator` program, else its `inputKind`
+/// (`generator`: the algorithm's own generator), else the algorithm's generator if the
+/// catalog has one, else the seed's generator for the seed's own algorithm names, else
+/// a built-in kind from the catalog's category.
+fn benchmark_input(msg: &Value, algorithm: &str, meta: Option<&catalog::Algorithm>) -> Result<BenchInput, String> {
+    let own = || meta.and_then(|m| m.generator.clone());
+    if let Some(g) = msg.get("generator") {
+        if msg.get("inputKind").is_some() {
+            return Err("send either \"generator\" or \"inputKind\", not both".into());
+        }
+        let language = g.get("language").and_then(Value::as_str).ok_or("generator.language must be a language id")?;
+        let code = g.get("code").and_then(Value::as_str).ok_or("generator.code must be the generator's source")?;
+        if code.len() > MAX_CODE_BYTES {
+            return Err(format!("generator.code is over {MAX_CODE_BYTES} bytes"));
+        }
+        return Ok(BenchInput::Program(bench::GeneratorSource { language: language.to_string(), source: code.to_string() }));
+    }
     if let Some(raw) = msg.get("inputKind") {
         let name = raw.as_str().ok_or("inputKind must be a string")?;
-        return InputKind::parse(name).ok_or_else(|| {
-            format!("unknown inputKind {:?}: array, sorted_array, string, graph, number or seed", truncate(name, 32))
+        if name == "generator" {
+            return own().map(BenchInput::Program).ok_or_else(|| {
+                format!("algorithm {:?} has no input generator: send one as \"generator\": {{language, code}}", truncate(algorithm, 64))
+            });
+        }
+        return InputKind::parse(name).map(BenchInput::Builtin).ok_or_else(|| {
+            format!("unknown inputKind {:?}: array, sorted_array, string, graph, number, seed or generator", truncate(name, 32))
         });
     }
-    if matches!(algorithm, "two_sum" | "twoSum") {
-        return Ok(InputKind::Seed);
+    if let Some(g) = own() {
+        return Ok(BenchInput::Program(g));
     }
-    Ok(meta.and_then(|m| m.category.as_deref()).map_or(InputKind::Array, InputKind::for_category))
+    if matches!(algorithm, "two_sum" | "twoSum") {
+        return Ok(BenchInput::Builtin(InputKind::Seed));
+    }
+    Ok(BenchInput::Builtin(meta.and_then(|m| m.category.as_deref()).map_or(InputKind::Array, InputKind::for_category)))
 }
 
 /// The salvo handler of `GET /ws`.
@@ -1020,6 +1093,7 @@ mod tests {
             order_insensitive: false,
             tests: Vec::new(),
             category: category.map(str::to_string),
+            generator: None,
         }
     }
 
@@ -1082,13 +1156,37 @@ mod tests {
 
     #[test]
     fn benchmark_input_from_the_message_the_seed_or_the_category() {
+        use BenchInput::Builtin;
         let none = json!({});
-        assert_eq!(benchmark_input(&json!({"inputKind": "graph"}), "x", None), Ok(InputKind::Graph));
+        assert_eq!(benchmark_input(&json!({"inputKind": "graph"}), "x", None), Ok(Builtin(InputKind::Graph)));
         assert!(benchmark_input(&json!({"inputKind": "tree"}), "x", None).unwrap_err().contains("unknown inputKind"));
         assert!(benchmark_input(&json!({"inputKind": 3}), "x", None).is_err());
-        assert_eq!(benchmark_input(&none, "two_sum", None), Ok(InputKind::Seed));
-        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(Some("searching".to_uppercase().as_str())))), Ok(InputKind::SortedArray));
-        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(None))), Ok(InputKind::Array));
-        assert_eq!(benchmark_input(&none, "x", None), Ok(InputKind::Array));
+        assert_eq!(benchmark_input(&none, "two_sum", None), Ok(Builtin(InputKind::Seed)));
+        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(Some("searching".to_uppercase().as_str())))), Ok(Builtin(InputKind::SortedArray)));
+        assert_eq!(benchmark_input(&none, "x", Some(&algorithm(None))), Ok(Builtin(InputKind::Array)));
+        assert_eq!(benchmark_input(&none, "x", None), Ok(Builtin(InputKind::Array)));
+    }
+
+    #[test]
+    fn benchmark_input_from_a_generator_program() {
+        use BenchInput::{Builtin, Program};
+        let g = bench::GeneratorSource { language: "c".into(), source: "int main(){}".into() };
+        // (A category spelled so tests/asyncapi.rs does not take it for a message type.)
+        let with = catalog::Algorithm { generator: Some(g.clone()), ..algorithm(Some("graphs".to_uppercase().as_str())) };
+        // The algorithm's own generator wins over its category; an explicit kind over both.
+        assert_eq!(benchmark_input(&json!({}), "x", Some(&with)), Ok(Program(g.clone())));
+        assert_eq!(benchmark_input(&json!({"inputKind": "generator"}), "x", Some(&with)), Ok(Program(g.clone())));
+        assert_eq!(benchmark_input(&json!({"inputKind": "array"}), "x", Some(&with)), Ok(Builtin(InputKind::Array)));
+        let e = benchmark_input(&json!({"inputKind": "generator"}), "x", Some(&algorithm(None))).unwrap_err();
+        assert!(e.contains("has no input generator"), "{e}");
+        let inline = json!({"generator": {"language": "python", "code": "print([1])"}});
+        assert_eq!(
+            benchmark_input(&inline, "x", Some(&with)),
+            Ok(Program(bench::GeneratorSource { language: "python".into(), source: "print([1])".into() }))
+        );
+        assert!(benchmark_input(&json!({"generator": {"language": "python"}}), "x", None).is_err());
+        assert!(benchmark_input(&json!({"generator": {"language": "c", "code": "x"}, "inputKind": "array"}), "x", None).is_err());
+        let big = json!({"generator": {"language": "c", "code": "x".repeat(MAX_CODE_BYTES + 1)}});
+        assert!(benchmark_input(&big, "x", None).is_err());
     }
 }

@@ -140,8 +140,49 @@ function cpuNs() {
   return (u.user + u.system) * 1000;
 }
 
+// V8's collector, callable without a command-line flag: a flag set before the first
+// context is made exposes `gc` in new contexts. Null if this V8 refuses.
+function exposeGc() {
+  try {
+    require('v8').setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc');
+    return typeof gc === 'function' ? gc : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+// The heap spaces that hold a program's objects (not V8's code and metadata spaces,
+// which grow when V8 re-optimises a function during the call).
+const DATA_SPACES = new Set(['new_space', 'old_space', 'large_object_space', 'new_large_object_space']);
+function dataBytes() {
+  let used = 0;
+  for (const s of require('v8').getHeapSpaceStatistics()) if (DATA_SPACES.has(s.space_name)) used += s.space_used_size;
+  return used;
+}
+
+// Heap bytes a call allocates on fresh arguments: collect, call, compare the data spaces'
+// use. V8 has no per-call peak, so this is what the call allocated (kept or not yet
+// collected); a scavenge during the call hides some of its garbage. The median of a few
+// warm calls: V8's own work (a deoptimisation, the end of a concurrent sweep) moves one
+// call's figure up or down by a few KiB.
+const PEAK_CALLS = 5;
+function heapDelta(fn, argsText, gc) {
+  const deltas = [];
+  for (let i = 0; i < PEAK_CALLS; i++) {
+    const args = bind(fn, JSON.parse(argsText));
+    gc();
+    const before = dataBytes();
+    fn(...args);
+    deltas.push(Math.max(0, dataBytes() - before));
+  }
+  deltas.sort((a, b) => a - b);
+  return deltas[deltas.length >> 1];
+}
+
 // CPU ns per call over `repetitions` batches within the budget, the median empty call,
-// as measure() in harness.py. No per-call peak memory: V8 exposes none.
+// as measure() in harness.py, and the call's heap delta (heapDelta) when the budget
+// leaves room for it.
 function measure(fn, argsText, mutated, firstNs, repetitions, budgetNs) {
   const calls = [], empties = [];
   const perCall = Math.max(firstNs, 1);
@@ -205,7 +246,13 @@ function measure(fn, argsText, mutated, firstNs, repetitions, budgetNs) {
   }
   if (!calls.length) calls.push(Math.round(firstNs));
   empties.sort((a, b) => a - b);
-  return { calls, empty: empties.length ? empties[empties.length >> 1] : 0 };
+  const perCallNs = calls[calls.length >> 1];
+  let peak = null;
+  if (spent + (PEAK_CALLS + 1) * perCallNs < budgetNs) {
+    const gc = exposeGc();
+    if (gc) peak = heapDelta(fn, argsText, gc);
+  }
+  return { calls, empty: empties.length ? empties[empties.length >> 1] : 0, peak };
 }
 
 function main() {
@@ -248,7 +295,7 @@ function main() {
       } catch (e) {
         return fail(e);
       }
-      bench = `,"cpuNs":${JSON.stringify(m.calls)},"emptyNs":${m.empty},"peakBytes":null`;
+      bench = `,"cpuNs":${JSON.stringify(m.calls)},"emptyNs":${m.empty},"peakBytes":${m.peak === null ? 'null' : Math.round(m.peak)}`;
     }
     writeLine('R', `{"ok":true,"timeUs":${timeUs}${bench},"value":${safeJson(value)}}`);
   };

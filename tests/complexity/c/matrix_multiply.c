@@ -1,20 +1,22 @@
-// expect: O(n³)  max: 512
-#include <stdio.h>
+// expect: O(n³)  input: number  memory: O(n²)
 #include <stdlib.h>
-int main(void) {
-    unsigned long long n, seed;
-    if (scanf("%llu %llu", &n, &seed) != 2) return 1;
-    unsigned *a = malloc(n * n * sizeof *a + 1), *b = malloc(n * n * sizeof *b + 1);
-    if (!a || !b) return 1;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) { a[i * n + j] = (i * 31 + j * 17 + seed) % 10; b[i * n + j] = (i * 7 + j * 13) % 10; }
-    unsigned long long trace = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++) {
-            unsigned long long s = 0;
-            for (size_t k = 0; k < n; k++) s += a[i * n + k] * b[k * n + j];
+
+long long matrix_multiply(long long n) {
+    long long *a = malloc((n * n + 1) * sizeof *a), *b = malloc((n * n + 1) * sizeof *b);
+    long long trace = 0;
+    if (!a || !b) { free(a); free(b); return -1; }
+    for (long long i = 0; i < n; i++)
+        for (long long j = 0; j < n; j++) {
+            a[i * n + j] = (i * 31 + j * 17) % 10;
+            b[i * n + j] = (i * 7 + j * 13) % 10;
+        }
+    for (long long i = 0; i < n; i++)
+        for (long long j = 0; j < n; j++) {
+            long long s = 0;
+            for (long long k = 0; k < n; k++) s += a[i * n + k] * b[k * n + j];
             if (i == j) trace += s;
         }
-    printf("%llu\n", trace);
-    return 0;
+    free(a);
+    free(b);
+    return trace;
 }

@@ -1,24 +1,23 @@
-// expect: O(n log n)  max: 4194304
-#include <stdio.h>
+// expect: O(n log n)  input: array  memory: O(n)
 #include <stdlib.h>
-static void sort(unsigned *a, unsigned *tmp, size_t n) {
+#include <string.h>
+
+static void sort(long long *a, long long *tmp, long long n) {
     if (n < 2) return;
-    size_t mid = n / 2, i = 0, j = mid, k = 0;
+    long long mid = n / 2;
     sort(a, tmp, mid);
     sort(a + mid, tmp, n - mid);
+    long long i = 0, j = mid, k = 0;
     while (i < mid && j < n) tmp[k++] = a[i] <= a[j] ? a[i++] : a[j++];
     while (i < mid) tmp[k++] = a[i++];
     while (j < n) tmp[k++] = a[j++];
-    for (k = 0; k < n; k++) a[k] = tmp[k];
+    memcpy(a, tmp, n * sizeof *a);
 }
-int main(void) {
-    unsigned long long n, seed, x;
-    if (scanf("%llu %llu", &n, &seed) != 2) return 1;
-    unsigned *a = malloc(n * sizeof *a + 1), *tmp = malloc(n * sizeof *tmp + 1);
-    if (!a || !tmp) return 1;
-    x = seed;
-    for (size_t i = 0; i < n; i++) { x = x * 6364136223846793005ULL + 1442695040888963407ULL; a[i] = (unsigned)(x >> 33); }
-    sort(a, tmp, n);
-    printf("%u\n", n ? a[n / 2] : 0);
-    return 0;
+
+long long merge_sort(long long *arr, long long n) {
+    long long *tmp = malloc((n + 1) * sizeof *tmp);
+    if (!tmp) return -1;
+    sort(arr, tmp, n);
+    free(tmp);
+    return n ? arr[n / 2] : 0;
 }

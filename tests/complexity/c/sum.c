@@ -1,13 +1,6 @@
-// expect: O(n)  max: 67108864
-#include <stdio.h>
-int main(void) {
-    unsigned long long n, seed, x, s = 0;
-    if (scanf("%llu %llu", &n, &seed) != 2) return 1;
-    x = seed;
-    for (unsigned long long i = 0; i < n; i++) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        s += x >> 40;
-    }
-    printf("%llu\n", s);
-    return 0;
+// expect: O(n)  input: array  memory: O(1)
+long long sum(const long long *arr, long long n) {
+    long long s = 0;
+    for (long long i = 0; i < n; i++) s += arr[i];
+    return s;
 }

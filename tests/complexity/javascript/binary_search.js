@@ -1,4 +1,4 @@
-// expect: O(log n)  input: sorted_array
+// expect: O(log n)  input: sorted_array  memory: O(1)
 function binarySearch(nums, target) {
   let lo = 0, hi = nums.length - 1;
   while (lo <= hi) {

@@ -1,4 +1,4 @@
-// expect: O(n²)  input: array
+// expect: O(n²)  input: array  memory: O(1)
 function bubbleSort(arr) {
   const n = arr.length;
   for (let i = 0; i < n; i++) {

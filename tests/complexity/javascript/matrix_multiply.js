@@ -1,4 +1,4 @@
-// expect: O(n³)  input: number
+// expect: O(n³)  input: number  memory: O(n²)
 function matrixMultiply(n) {
   const a = [], b = [];
   for (let i = 0; i < n; i++) {

@@ -1,4 +1,4 @@
-// expect: O(n log n)  input: array
+// expect: O(n log n)  input: array  memory: O(n)
 function mergeSort(arr) {
   if (arr.length <= 1) return arr.slice();
   const mid = arr.length >> 1;

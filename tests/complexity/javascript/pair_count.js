@@ -1,4 +1,4 @@
-// expect: O(n²)  input: array
+// expect: O(n²)  input: array  memory: O(1)
 function pairCount(arr) {
   let count = 0;
   for (let i = 0; i < arr.length; i++) {

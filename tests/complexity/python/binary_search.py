@@ -1,4 +1,4 @@
-# expect: O(log n)  input: sorted_array
+# expect: O(log n)  input: sorted_array  memory: O(1)
 def binary_search(nums, target):
     lo, hi = 0, len(nums) - 1
     while lo <= hi:

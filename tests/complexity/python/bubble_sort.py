@@ -1,4 +1,4 @@
-# expect: O(n²)  input: array
+# expect: O(n²)  input: array  memory: O(1)
 def bubble_sort(arr):
     n = len(arr)
     for i in range(n):

@@ -1,4 +1,4 @@
-# expect: O(n log n)  input: array
+# expect: O(n log n)  input: array  memory: O(1)
 def heap_sort(arr):
     n = len(arr)
 

@@ -1,4 +1,4 @@
-# expect: O(n³)  input: number
+# expect: O(n³)  input: number  memory: O(n²)
 def matrix_multiply(n):
     a = [[(i * 31 + j * 17) % 10 for j in range(n)] for i in range(n)]
     b = [[(i * 7 + j * 13) % 10 for j in range(n)] for i in range(n)]

@@ -1,4 +1,4 @@
-# expect: O(n log n)  input: array
+# expect: O(n log n)  input: array  memory: O(n)
 def merge_sort(arr):
     if len(arr) <= 1:
         return arr[:]

@@ -1,4 +1,4 @@
-# expect: O(n²)  input: array
+# expect: O(n²)  input: array  memory: O(1)
 def pair_count(arr):
     count = 0
     n = len(arr)

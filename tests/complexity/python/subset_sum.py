@@ -1,4 +1,4 @@
-# expect: O(2ⁿ)  input: number
+# expect: O(2ⁿ)  input: number  memory: O(n)
 def subset_sum(n):
     # Items 1..n, target -1: no subset reaches it, so every one of the 2^n is tried.
     items = list(range(1, n + 1))
