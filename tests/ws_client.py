@@ -7,6 +7,7 @@ Every scenario asserts; the exit status is nonzero on the first failure.
 """
 import asyncio
 import json
+import pathlib
 import sys
 import time
 import urllib.request
@@ -285,24 +286,9 @@ async def performance_benchmark():
               f"overdispersion {ca['overdispersion']:.2f}")
 
 
-DIJKSTRA_PY = """
-import heapq
-def dijkstra(n, edges, source):
-    adj = [[] for _ in range(n)]
-    for u, v, w in edges:
-        adj[u].append((v, w))
-    dist = [None] * n
-    heap = [(0, source)]
-    while heap:
-        d, u = heapq.heappop(heap)
-        if dist[u] is not None:
-            continue
-        dist[u] = d
-        for v, w in adj[u]:
-            if dist[v] is None:
-                heapq.heappush(heap, (d + w, v))
-    return [-1 if d is None else d for d in dist]
-"""
+# The catalog's own reference solution (its generator makes the weighted graphs).
+DIJKSTRA_PY = (pathlib.Path(__file__).resolve().parent.parent / "coordinator" / "catalog" / "dijkstra" /
+               "solution.py").read_text()
 
 SUM_PY = "def total(arr):\n    s = 0\n    for x in arr:\n        s += x\n    return s\n"
 
