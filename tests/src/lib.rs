@@ -66,7 +66,7 @@ impl Judge {
 
     /// `up` on a given data dir (a second start on the data of a first).
     pub fn up_in(data_dir: tempfile::TempDir, uid_base: u32, extra: &[&str]) -> Judge {
-        let mut child = Command::new(bin_dir().join("coordinator"))
+        let child = Command::new(bin_dir().join("coordinator"))
             .args(["up", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .args(["--uid-base", &uid_base.to_string()])
@@ -75,24 +75,7 @@ impl Judge {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        // The coordinator prints the API's address once it listens.
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let api = loop {
-            let line = lines.next().expect("coordinator exited before printing its address").unwrap();
-            if let Some(rest) = line.split("API on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining stdout so the coordinator never blocks on a full pipe.
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let judge = Judge { child, api, data_dir, uid_base, stdout };
+        let (judge, _) = Judge::attach(child, data_dir, uid_base);
         judge.wait_for(Duration::from_secs(30), |health| health["agents"]["connected"].as_u64() >= Some(1));
         judge
     }
@@ -101,7 +84,7 @@ impl Judge {
     /// allowed); returns it and the address agents connect to. Agents are the caller's.
     pub fn serve_without_agent(uid_base: u32) -> (Judge, String) {
         let data_dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(bin_dir().join("coordinator"))
+        let child = Command::new(bin_dir().join("coordinator"))
             .args(["serve", "--no-database", "--allow-anonymous", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir.path())
@@ -109,14 +92,20 @@ impl Judge {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        let (judge, line) = Judge::attach(child, data_dir, uid_base);
+        let agents = line.split("agents connect to ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        (judge, agents)
+    }
+
+    /// Waits for the line where a started coordinator names its API's address, then keeps
+    /// draining its stdout (so it never blocks on a full pipe); returns that line too.
+    fn attach(mut child: Child, data_dir: tempfile::TempDir, uid_base: u32) -> (Judge, String) {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (api, agents) = loop {
+        let (api, line) = loop {
             let line = lines.next().expect("coordinator exited before printing its address").unwrap();
             if let Some(rest) = line.split("API on ").nth(1) {
-                let api = rest.split_whitespace().next().unwrap().to_string();
-                let agents = line.split("agents connect to ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-                break (api, agents);
+                break (rest.split_whitespace().next().unwrap().to_string(), line);
             }
         };
         let stdout = Arc::new(Mutex::new(Vec::new()));
@@ -126,7 +115,7 @@ impl Judge {
                 sink.lock().unwrap().push(line);
             }
         });
-        (Judge { child, api, data_dir, uid_base, stdout }, agents)
+        (Judge { child, api, data_dir, uid_base, stdout }, line)
     }
 
     /// The first word after `prefix` in a line printed on stdout, waiting for it up to `deadline`.
