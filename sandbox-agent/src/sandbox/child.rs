@@ -69,6 +69,8 @@ pub struct Exec<'a> {
     pub gid: u32,
     pub cap_last: u32,
     pub clear_groups: bool,
+    /// The bounding set is empty already (a holder empties its own once).
+    pub bounding_dropped: bool,
     pub with_steps: bool,
     pub seccomp: &'a [libc::sock_fprog],
 }
@@ -215,6 +217,7 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
             gid: plan.gid,
             cap_last: plan.cap_last,
             clear_groups: plan.clear_groups,
+            bounding_dropped: false,
             with_steps: plan.with_steps,
             seccomp: &plan.seccomp,
         });
@@ -291,7 +294,7 @@ pub fn exec_user(plan: &Exec<'_>) -> ! {
             fail(err_fd, STEP_RLIMIT, e);
         }
     }
-    if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last, plan.clear_groups) {
+    if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last, plan.clear_groups, plan.bounding_dropped) {
         fail(err_fd, STEP_PRIVILEGES, e);
     }
     if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {

@@ -34,6 +34,9 @@ use super::child::{self, Exec, Step};
 use super::{SandboxError, netns, plan, seccomp, sys};
 
 
+/// The stack a program's process runs on between its start and its exec.
+const PROGRAM_STACK: usize = 256 << 10;
+
 /// Largest command (header, argv and environment strings): one `SOCK_SEQPACKET`
 /// message must fit the socket's send buffer (~208 KiB by default). Larger runs take
 /// the fresh path.
@@ -455,6 +458,8 @@ struct Config<'a> {
     clear_groups: bool,
     buf: &'a mut [u8],
     ptrs: &'a mut [*const libc::c_char],
+    /// The program's stack until its exec (see `sys::vfork_on`).
+    stack: &'a mut [u8],
 }
 
 impl Spawner {
@@ -477,6 +482,7 @@ impl Spawner {
         let tool = fprogs(&self.filters.tool);
         let mut buf = vec![0u8; MAX_COMMAND];
         let mut ptrs = vec![std::ptr::null::<libc::c_char>(); MAX_STRINGS + 2];
+        let mut stack = vec![0u8; PROGRAM_STACK];
         let config = Config {
             sock: theirs.as_raw_fd(),
             netns: net.as_raw_fd(),
@@ -487,6 +493,7 @@ impl Spawner {
             clear_groups: self.clear_groups,
             buf: &mut buf,
             ptrs: &mut ptrs,
+            stack: &mut stack,
         };
         let flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_PIDFD) as u64;
         // SAFETY: the child only runs `holder_main`, which makes syscalls on data built
@@ -684,6 +691,11 @@ fn holder_main(mut c: Config<'_>) -> ! {
             fault(i as u32, e);
         }
     }
+    // Once for every program to come: none of them can gain a capability by exec. We
+    // keep ours (mounts, namespaces), and never exec.
+    if let Err(e) = sys::drop_bounding_set(c.cap_last) {
+        fault(child::STEP_PRIVILEGES, e);
+    }
     let mut tmp_bytes: u64 = 16 << 20;
     if let Err(e) = mount_tmp(tmp_bytes, false) {
         fault(STEP_TMP, e);
@@ -828,18 +840,28 @@ fn serve(c: &mut Config<'_>, n: usize, received: &[RawFd], tmp_bytes: &mut u64) 
         gid: cmd.gid as u32,
         cap_last: c.cap_last,
         clear_groups: c.clear_groups,
+        bounding_dropped: true,
         with_steps: steps,
         seccomp: c.filters[usize::from(cmd.flags & FLAG_TOOL != 0)],
     };
     let before = sys::children_context_switches();
-    let flags = libc::CLONE_PIDFD as u64;
-    // SAFETY: this process has a single thread, so forking it is fork-safe; the child
-    // only makes syscalls until execve.
-    let forked = unsafe { sys::clone3(flags, cgroup_dir.then_some(FD_CGROUP_DIR)) };
-    let (pid, pidfd) = forked.map_err(|e| (child::STEP_FORK, e.raw_os_error().unwrap_or(0)))?;
-    if pid == 0 {
-        program_main(&exec, tasks);
-    }
+    let forked = if cgroup_dir {
+        // Born in its v2 cgroup, which only clone3 can do: a fork.
+        // SAFETY: this process has a single thread, so forking it is fork-safe; the
+        // child only makes syscalls until execve.
+        match unsafe { sys::clone3(libc::CLONE_PIDFD as u64, Some(FD_CGROUP_DIR)) } {
+            Ok((0, _)) => program_main(&exec, 0),
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.raw_os_error().unwrap_or(0)),
+        }
+    } else {
+        let args = ProgramArgs { exec: &exec, tasks };
+        // SAFETY: `program_entry` only makes syscalls on `args` (alive on our stack,
+        // and we are suspended until the program execs or exits) and ends in execve or
+        // _exit; `c.stack` is used by nothing else.
+        unsafe { sys::vfork_on(program_entry, c.stack, (&args as *const ProgramArgs<'_, '_>).cast_mut().cast()) }
+    };
+    let (pid, pidfd) = forked.map_err(|e| (child::STEP_FORK, e))?;
     // Our copies go, so the agent sees end of file once the program's are gone, and the
     // error pipe's end at the program's exec.
     sys::close_range(child::FD_ERROR as u32, FD_BOX as u32);
@@ -868,6 +890,18 @@ fn serve(c: &mut Config<'_>, n: usize, received: &[RawFd], tmp_bytes: &mut u64) 
         return Err((STEP_LEFTOVER, libc::EEXIST));
     }
     Ok(())
+}
+
+struct ProgramArgs<'a, 'b> {
+    exec: &'a Exec<'b>,
+    tasks: usize,
+}
+
+extern "C" fn program_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ProgramArgs` that `serve` passed to `vfork_on`, alive
+    // until we exec or exit.
+    let args = unsafe { &*(arg as *const ProgramArgs<'_, '_>) };
+    program_main(args.exec, args.tasks)
 }
 
 /// The program's process up to its exec: into the run's cgroup, then as a fresh run's.

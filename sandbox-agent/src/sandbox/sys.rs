@@ -49,6 +49,27 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<(i32, RawF
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok((r as i32, pidfd)) }
 }
 
+/// Starts `entry(arg)` in a new process that shares our memory and runs on `stack`;
+/// we are suspended until it execs or exits (vfork). Unlike a fork, nothing of our
+/// address space is copied, nor torn down again at its exec: for a fork of the agent,
+/// that was most of the cost of starting a program. Returns (pid, pidfd).
+///
+/// # Safety
+/// `entry` runs in our memory while we wait: it may only make syscalls on data that
+/// outlives it and must end in execve or _exit. `stack` must be used by nobody else
+/// meanwhile, and `arg` must be what `entry` expects.
+pub unsafe fn vfork_on(entry: extern "C" fn(*mut libc::c_void) -> libc::c_int, stack: &mut [u8], arg: *mut libc::c_void) -> Result<(i32, RawFd), i32> {
+    let mut pidfd: libc::c_int = -1;
+    // The stack grows down from its end, 16-byte aligned as the ABI wants.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: glibc's clone switches to `top`, which is within `stack`, and calls
+    // `entry(arg)` there; with CLONE_PIDFD the kernel writes the pidfd to the
+    // parent_tid argument, a valid int. The caller upholds the rest.
+    let pid = unsafe { libc::clone(entry, top as *mut libc::c_void, flags, arg, &mut pidfd as *mut libc::c_int) };
+    if pid < 0 { Err(errno()) } else { Ok((pid, pidfd)) }
+}
+
 /// linux/sched.h; not in the libc crate.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -213,9 +234,11 @@ pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<(), i32> {
 /// Drops every capability from the bounding set, the ambient set, and then all
 /// privileges by switching to `uid`/`gid` (with no supplementary groups when
 /// `clear_groups`) and clearing the remaining capability sets.
-pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32, clear_groups: bool) -> Result<(), i32> {
-    for cap in 0..=cap_last {
-        prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
+/// Leaves `bounding_dropped` to a caller whose bounding set is already empty (see
+/// `drop_bounding_set`).
+pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32, clear_groups: bool, bounding_dropped: bool) -> Result<(), i32> {
+    if !bounding_dropped {
+        drop_bounding_set(cap_last)?;
     }
     prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong)?;
     // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
@@ -235,6 +258,15 @@ pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32, clear_groups: bool
     let none = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
     // SAFETY: a valid header and the two data words version 3 takes, both outliving the call.
     sys_ret(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, none.as_ptr()) })
+}
+
+/// Empties the capability bounding set: no exec can gain a capability again. The
+/// caller keeps the capabilities it has.
+pub fn drop_bounding_set(cap_last: u32) -> Result<(), i32> {
+    for cap in 0..=cap_last {
+        prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
+    }
+    Ok(())
 }
 
 /// linux/capability.h; not in the libc crate.
