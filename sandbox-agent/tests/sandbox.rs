@@ -552,3 +552,27 @@ fn a_daemon_of_a_stopped_run_is_gone_before_the_next_and_the_holder_serves_on() 
     let o = sh(&f, "echo $$");
     assert_eq!(o.stdout, b"2\n", "{o:?}");
 }
+
+#[test]
+fn a_holder_that_died_is_replaced() {
+    let f = fixture();
+    f.sandbox.set_pool_size(1);
+    assert_eq!(sh(&f, "echo $$").stdout, b"2\n");
+    let pids = f.sandbox.idle_holder_pids();
+    assert_eq!(pids.len(), 1);
+    // SAFETY: kill(2) on the pid of our own child, which is not reaped yet.
+    assert_eq!(unsafe { libc::kill(pids[0], libc::SIGKILL) }, 0);
+    // Dead (a zombie until the pool reaps it) before the next run takes a holder.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{}/stat", pids[0])).unwrap().contains(") Z ") {
+        assert!(std::time::Instant::now() < deadline, "the holder did not die");
+        std::thread::yield_now();
+    }
+    let o = sh(&f, "echo $$");
+    assert_eq!((o.exit, o.stdout.as_slice()), (Exit::Code(0), b"2\n".as_slice()), "{o:?}");
+    let now = f.sandbox.idle_holder_pids();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, pids, "the dead holder was replaced");
+    // The dead one was reaped: no zombie of it is left.
+    assert!(!std::path::Path::new(&format!("/proc/{}", pids[0])).exists());
+}

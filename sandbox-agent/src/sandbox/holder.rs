@@ -181,17 +181,18 @@ impl Holder {
     /// Whether the holder is ready for a run, waiting up to `timeout` for it; `Err` when
     /// it is broken and must be killed.
     fn wait_ready(&mut self, timeout: Duration) -> Result<bool, ()> {
-        if self.ready {
-            return Ok(true);
-        }
-        match self.recv_within(timeout) {
-            None => Ok(false),
-            Some(Reply::Ready) => {
-                self.ready = true;
-                Ok(true)
+        if !self.ready {
+            match self.recv_within(timeout) {
+                None => return Ok(false),
+                Some(Reply::Ready) => self.ready = true,
+                Some(_) => return Err(()),
             }
-            Some(_) => Err(()),
         }
+        // It may have died since it said so (killed from outside, or by the OOM killer).
+        let mut pfd = libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let exited = unsafe { libc::poll(&mut pfd, 1, 0) } != 0;
+        if exited { Err(()) } else { Ok(true) }
     }
 
     /// Sends a run's command and descriptors.
@@ -290,6 +291,11 @@ impl Session {
         }
     }
 
+    /// The holder was lost before it started the program: the run never happened.
+    pub fn lost_before_start(&self) -> bool {
+        self.program.is_none() && self.done.is_none() && self.fault.is_none()
+    }
+
     /// Whether the holder may serve another run.
     pub fn reusable(&self) -> bool {
         self.done.is_some() && self.fault.is_none() && !self.broken
@@ -348,6 +354,11 @@ impl Pool {
 
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map_or(0, |q| q.len())
+    }
+
+    /// The process ids of the idle holders.
+    pub fn idle_pids(&self) -> Vec<i32> {
+        self.idle.lock().map_or(Vec::new(), |q| q.iter().map(|h| h.pid).collect())
     }
 
     /// A holder ready for a run, or None when the pool is disabled or full (the run then
@@ -662,13 +673,17 @@ fn holder_main(mut c: Config<'_>) -> ! {
     if sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).is_err() {
         sys::exit(127);
     }
+    // The namespaces first: the socket's move to its fixed number may replace either
+    // descriptor (the agent's descriptors have any number).
+    let netns = sys::setns(c.netns, libc::CLONE_NEWNET);
+    let mount_ns = sys::setns(c.template_ns, libc::CLONE_NEWNS).and_then(|_| sys::unshare(libc::CLONE_NEWNS));
     if c.sock != FD_SOCK && sys::dup3_cloexec(c.sock, FD_SOCK).is_err() {
         sys::exit(127);
     }
-    if let Err(e) = sys::setns(c.netns, libc::CLONE_NEWNET) {
+    if let Err(e) = netns {
         fault(child::STEP_NETNS, e);
     }
-    if let Err(e) = sys::setns(c.template_ns, libc::CLONE_NEWNS).and_then(|_| sys::unshare(libc::CLONE_NEWNS)) {
+    if let Err(e) = mount_ns {
         fault(child::STEP_MOUNT_NS, e);
     }
     // Nothing of the agent's stays open here: descriptors of other runs, cloned at the

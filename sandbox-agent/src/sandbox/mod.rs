@@ -299,6 +299,11 @@ impl Sandbox {
         self.holders.idle_count()
     }
 
+    /// The host pids of the pooled sandboxes' holders that wait for a run (for tests).
+    pub fn idle_holder_pids(&self) -> Vec<i32> {
+        self.holders.idle_pids()
+    }
+
     /// How many cgroups of finished runs wait for the next (for tests of their reuse).
     pub fn idle_cgroup_count(&self) -> usize {
         self.idle_cgroups.lock().map_or(0, |v| v.len())
@@ -506,7 +511,9 @@ impl Sandbox {
         };
         // A run stopped on a limit is over once the holder has killed and reaped the rest.
         session.wait_finished();
-        let reusable = session.reusable();
+        // A process of the run still in its cgroup would mean the holder lost track of it.
+        let reusable = session.reusable() && cg.is_empty().unwrap_or(false);
+        let lost = session.lost_before_start();
         let holder::Session { holder, done, fault, .. } = session;
         if reusable {
             self.holders.put(holder);
@@ -516,6 +523,12 @@ impl Sandbox {
             cg.kill_all();
         }
         let ended = watched?;
+        if lost && matches!(ended, Ended::Exited) {
+            return Err(SandboxError::Setup {
+                step: "sandbox holder: it was lost before it started the program".into(),
+                errno: io::Error::from_raw_os_error(libc::EPIPE),
+            });
+        }
         monitor.drain(cg, start)?;
         if monitor.setup.failure().is_none()
             && let Some((step, errno)) = fault
