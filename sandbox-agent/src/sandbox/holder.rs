@@ -221,9 +221,17 @@ impl Holder {
 
     /// Kills the holder and with it everything in its pid namespace, and reaps it.
     pub fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A holder is never let go alive: whatever path drops it, it is killed and reaped.
+impl Drop for Holder {
+    fn drop(&mut self) {
         let _ = sys::pidfd_signal(self.pidfd.as_raw_fd(), libc::SIGKILL);
         let mut status = 0;
-        // SAFETY: waiting for our own child with a valid out-pointer.
+        // SAFETY: waiting for our own child with a valid out-pointer; it is reaped only
+        // here, so the pid cannot have been reused.
         while unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) } < 0 && sys::errno() == libc::EINTR {}
     }
 }
