@@ -305,6 +305,11 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(what) => ApiError::Conflict(what),
         StoreError::Pool(_) => ApiError::DatabaseUnavailable(e.to_string()),
+        // A row this write points at (an algorithm, a user, a code version) was deleted
+        // by another request in the meantime: the caller's view is stale, not ours broken.
+        _ if e.is_foreign_key_violation() => {
+            ApiError::Conflict("something this request refers to was deleted meanwhile; reload and retry".into())
+        }
         other => ApiError::Internal(other.to_string()),
     }
 }

@@ -67,6 +67,11 @@ impl StoreError {
     fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
     }
+
+    /// True when a row the write refers to is gone (deleted by a concurrent request).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION))
+    }
 }
 
 /// How many connections the coordinator keeps at most.
