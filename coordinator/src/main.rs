@@ -551,6 +551,9 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     live.set_auth(api::Authn { config: options.auth.clone(), store: store.clone() });
     // The same caps (and the same per-caller budget of unfinished runs) as the REST API.
     live.set_run_caps(options.run_caps(&caps));
+    if let Some(limiter) = options.limiter() {
+        live.set_rate_limiter(limiter);
+    }
     // Live data passes the runner (which keeps the returned values of the REST API's runs)
     // on its way to the WebSocket hub.
     let runner = coordinator::runner::Runner::new(scheduler.clone());

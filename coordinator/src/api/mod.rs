@@ -242,7 +242,8 @@ impl std::fmt::Debug for SharedLimiter {
 }
 
 impl ApiOptions {
-    fn limiter(&self) -> Option<Arc<limits::RateLimiter>> {
+    /// The per-caller request budget (`rate_limit`), the same one for every door.
+    pub fn limiter(&self) -> Option<Arc<limits::RateLimiter>> {
         self.rate_limit.map(|l| self.limiter.rate.get_or_init(|| Arc::new(limits::RateLimiter::new(l))).clone())
     }
 

@@ -127,6 +127,9 @@ pub struct Live {
     /// MAX_EXECUTION_TIME, MAX_MEMORY_USAGE, MAX_CONCURRENT_EXECUTIONS; unset: the
     /// runs' own limits and no cap on unfinished runs.
     caps: std::sync::OnceLock<RunCaps>,
+    /// The REST API's per-caller request budget, also spent by the upgrade to /ws and by
+    /// every run a client starts here; unset: unlimited.
+    rate: std::sync::OnceLock<Arc<crate::api::limits::RateLimiter>>,
     scheduler: Scheduler,
     spec: Arc<Spec>,
     catalog: Arc<dyn Catalog>,
@@ -164,6 +167,7 @@ impl Live {
         let live = Arc::new_cyclic(|me| Live {
             authn: std::sync::OnceLock::new(),
             caps: std::sync::OnceLock::new(),
+            rate: std::sync::OnceLock::new(),
             scheduler,
             spec,
             catalog,
@@ -201,6 +205,20 @@ impl Live {
     /// unfinished runs counted per user or anonymous IP with the REST API's). Once.
     pub fn set_run_caps(&self, caps: RunCaps) {
         let _ = self.caps.set(caps);
+    }
+
+    /// Spends `limiter`'s budget (the REST API's, shared per user or anonymous IP) on
+    /// the upgrade to /ws and on each run started over it. Once.
+    pub fn set_rate_limiter(&self, limiter: Arc<crate::api::limits::RateLimiter>) {
+        let _ = self.rate.set(limiter);
+    }
+
+    /// Counts one request of `key` against the rate limit.
+    fn rate_check(&self, key: &Key) -> Result<(), crate::api::ApiError> {
+        match self.rate.get() {
+            Some(limiter) => limiter.admit(key).inspect_err(|_| self.scheduler.metrics().rate_limited(key.scope())),
+            None => Ok(()),
+        }
     }
 
     /// The salvo handler of `/ws`.
@@ -490,6 +508,7 @@ impl Live {
             }
             c.user.as_ref().map_or(Key::Ip(c.ip), |p| Key::User(p.user_id))
         };
+        self.rate_check(&key).map_err(|e| e.to_string())?;
         // MAX_CONCURRENT_EXECUTIONS, with the caller's runs through the REST API: a place
         // is reserved now and goes to the run once it has an id.
         let caps = self.caps.get();
@@ -1014,6 +1033,11 @@ impl Handler for WsEndpoint {
             },
             _ => None,
         };
+        // The upgrade is a request like any other: it spends the caller's budget.
+        let key = user.as_ref().map_or(Key::Ip(ip), |p| Key::User(p.user_id));
+        if let Err(e) = live.rate_check(&key) {
+            return e.write(res);
+        }
         let upgrade = WebSocketUpgrade::new().max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES);
         if let Err(e) = upgrade.upgrade(req, res, move |ws| connection(live, ws, user, ip)).await {
             res.render(e);
@@ -1152,6 +1176,53 @@ mod tests {
         let id: SubmissionId = started["benchmarkId"].as_str().unwrap().parse().unwrap();
         let limits = scheduler.get(id).await.unwrap().limits;
         assert_eq!((limits.cpu_ms, limits.wall_ms, limits.memory_bytes), (700, 900, 64 << 20));
+    }
+
+    /// Runs started over /ws spend the REST API's per-caller budget: past it an error
+    /// frame says when to retry, nothing is queued, and another caller is unaffected.
+    #[tokio::test]
+    async fn runs_spend_the_callers_request_budget() {
+        use crate::api::limits::{RateLimit, RateLimiter};
+        let scheduler = Scheduler::new(Arc::new(NoAgents));
+        let spec = Arc::new(Spec::builtin().unwrap());
+        let live = Live::new(scheduler.clone(), spec, Arc::new(catalog::BuiltinCatalog::with_shipped().unwrap()));
+        let limiter = Arc::new(RateLimiter::new(RateLimit { max: 2, window: Duration::from_secs(600) }));
+        live.set_rate_limiter(limiter.clone());
+        let (client, mut frames, _close) = live.register(None, "10.0.0.9".parse().unwrap());
+        let message = json!({ "type": "EXECUTE_ALGORITHM", "algorithmName": "two_sum", "language": "python",
+            "algorithmCode": "def two_sum(nums, target):\n    return [0, 1]\n", "testData": {"nums": [1, 2], "target": 3} })
+        .to_string();
+        // The upgrade took one request of this address's budget.
+        limiter.check(&Key::Ip("10.0.0.9".parse().unwrap()), std::time::Instant::now()).unwrap();
+        live.handle(client, &message).await;
+        assert_eq!(next_frame(&mut frames).await["type"], "EXECUTION_STARTED");
+        live.handle(client, &message).await;
+        let refused = next_frame(&mut frames).await;
+        assert_eq!(refused["type"], "error", "{refused}");
+        let text = refused["message"].as_str().unwrap();
+        assert!(text.contains("too many requests: at most 2 per 600 s; retry in"), "{refused}");
+        assert_eq!(scheduler.queue_summary().await.queued, 1, "the refused run is not queued");
+        let (other, mut theirs, _) = live.register(None, "10.0.0.10".parse().unwrap());
+        live.handle(other, &message).await;
+        assert_eq!(next_frame(&mut theirs).await["type"], "EXECUTION_STARTED");
+    }
+
+    /// The upgrade to /ws spends the caller's budget like any request: past it, a 429
+    /// with Retry-After before any upgrade.
+    #[tokio::test]
+    async fn the_upgrade_is_refused_past_the_rate_limit() {
+        use crate::api::limits::{RateLimit, RateLimiter};
+        use salvo::test::TestClient;
+        let scheduler = Scheduler::new(Arc::new(NoAgents));
+        let spec = Arc::new(Spec::builtin().unwrap());
+        let live = Live::new(scheduler, spec, Arc::new(catalog::BuiltinCatalog::with_shipped().unwrap()));
+        live.set_rate_limiter(Arc::new(RateLimiter::new(RateLimit { max: 1, window: Duration::from_secs(600) })));
+        let service = salvo::Service::new(salvo::Router::with_path("ws").goal(live.handler()));
+        let first = TestClient::get("http://127.0.0.1:3001/ws").send(&service).await;
+        assert_ne!(first.status_code.map(|s| s.as_u16()), Some(429));
+        let second = TestClient::get("http://127.0.0.1:3001/ws").send(&service).await;
+        assert_eq!(second.status_code.map(|s| s.as_u16()), Some(429));
+        assert!(second.headers().contains_key("retry-after"));
     }
 
     #[test]
