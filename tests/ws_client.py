@@ -137,8 +137,27 @@ async def run_tests_and_watchers():
                             "bubble_sort" / "tests.json").read_text()))
         assert [m["type"] for m in msgs] == ["TESTS_STARTED"] + ["TEST_RESULT"] * n + ["TESTS_COMPLETED"], msgs
         assert msgs[-1]["passed"] == n and msgs[-1]["success"] is True, msgs[-1]
+        # A catalog test that is not a sample keeps its data to setters, as over REST.
+        cases = json.loads((pathlib.Path(__file__).resolve().parent.parent / "coordinator" / "catalog" /
+                            "bubble_sort" / "tests.json").read_text())
+        for case, m in zip(cases, msgs[1:-1]):
+            r = m["result"]
+            if case["sample"]:
+                assert r["input"] == case["input"] and r["expected"] == case["expected"] and "hidden" not in r, r
+            else:
+                assert r["hidden"] is True and r["input"] is None and r["expected"] is None and r["actual"] is None, r
         seen = await until(watcher, "TESTS_COMPLETED")
         assert [m["type"] for m in seen] == [m["type"] for m in msgs], seen
+        # A wrong sort that passes the samples: the hidden test's answer is nowhere.
+        wrong = BUBBLE_PY.replace("time.sleep(0.5)", "").replace("    return a\n", "    return a if len(a) != 9 else [0]\n")
+        await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": wrong, "algorithmName": "bubble_sort",
+                                  "language": "python"}))
+        failed = await until(ws, "TESTS_COMPLETED")
+        assert failed[-1]["success"] is False and failed[-1]["passed"] == n - 1, failed[-1]
+        text = json.dumps(failed)
+        for secret in ("1, 2, 3, 4, 5, 6, 7, 8, 9", "1,2,3,4,5,6,7,8,9", "9, 8, 7", "9,8,7"):
+            assert secret not in text, (secret, failed)
+        await until(watcher, "TESTS_COMPLETED")
         # Inline cases, one wrong on purpose, order-insensitive comparison.
         cases = [{"input": {"nums": [3, 2, 4], "target": 6}, "expected": [2, 1]},
                  {"input": {"nums": [1, 2], "target": 3}, "expected": [0, 0]}]

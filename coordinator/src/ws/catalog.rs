@@ -10,6 +10,14 @@ use serde_json::Value;
 pub struct TestCase {
     pub input: Value,
     pub expected: Value,
+    /// A sample's data is shown to everybody; another test's only to setters and admins,
+    /// as the catalog API and `/api/testing/run` do.
+    #[serde(default = "shown")]
+    pub sample: bool,
+}
+
+fn shown() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -70,7 +78,7 @@ impl BuiltinCatalog {
                 generator: shipped_generator(&entry.slug),
                 name: entry.slug,
                 category: Some(entry.category),
-                tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected }).collect(),
+                tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected, sample: t.sample }).collect(),
             })
             .collect();
         for b in builtin.algorithms {

@@ -80,6 +80,10 @@ struct Run {
     algorithm: String,
     /// Per test: the arguments, the expected value, the input size (benchmarks).
     tests: Vec<(Value, Value, usize)>,
+    /// Per test: whether its data (arguments, answer, what the code returned, printed or
+    /// raised) is withheld from the frames: a catalog test that is not a sample, run by
+    /// anybody but a setter or admin.
+    hidden: Vec<bool>,
     returns: BTreeMap<u32, ReturnValue>,
     results: Vec<Value>,
     steps: Vec<Arc<str>>,
@@ -441,6 +445,7 @@ impl Live {
         let mut input_kind = None;
         let mut generator = None;
         let mut seed = 0;
+        let mut hidden = Vec::new();
         // Per test: arguments, expected value (null: any), input size.
         let tests: Vec<(Value, Value, usize)> = match kind {
             Kind::Execute => vec![(msg.get("testData").cloned().unwrap_or(Value::Null), Value::Null, 0)],
@@ -486,6 +491,12 @@ impl Live {
                 Some(_) => return Err("testCases must be an array".into()),
                 None => match &meta {
                     Some(m) if !m.tests.is_empty() => {
+                        let setter = lock(&self.state)
+                            .clients
+                            .get(&client)
+                            .and_then(|c| c.user.as_ref())
+                            .is_some_and(|p| p.role >= crate::store::auth::Role::Setter);
+                        hidden = m.tests.iter().map(|t| !t.sample && !setter).collect();
                         m.tests.iter().map(|t| (t.input.clone(), t.expected.clone(), 0)).collect()
                     }
                     _ => {
@@ -563,6 +574,7 @@ impl Live {
             owner: client,
             algorithm: algorithm.clone(),
             tests,
+            hidden,
             returns: BTreeMap::new(),
             results: Vec::new(),
             steps: Vec::new(),
@@ -613,6 +625,24 @@ impl Live {
         let actual = ret.and_then(|r| serde_json::from_slice::<Value>(&r.value).ok()).unwrap_or(Value::Null);
         let (input, expected, size) = run.tests.get(index).cloned().unwrap_or((Value::Null, Value::Null, 0));
         let error = if result.verdict == Verdict::AC { Value::Null } else { Value::String(result.message.clone()) };
+        if run.hidden.get(index).copied().unwrap_or(false) {
+            let error = (result.verdict != Verdict::AC).then(|| format!("{} on a hidden test", result.verdict.as_str()));
+            return json!({
+                "testNumber": index + 1,
+                "passed": result.verdict == Verdict::AC,
+                "verdict": result.verdict.as_str(),
+                "hidden": true,
+                "input": Value::Null,
+                "expected": Value::Null,
+                "actual": Value::Null,
+                "inputSize": size,
+                "executionTime": ret.map_or(0.0, |r| r.function_time_us as f64 / 1000.0),
+                "cpuTime": result.cpu_time_us as f64 / 1000.0,
+                "memoryUsage": result.peak_memory_bytes as f64 / (1024.0 * 1024.0),
+                "output": "",
+                "error": error,
+            });
+        }
         json!({
             "testNumber": index + 1,
             "passed": result.verdict == Verdict::AC,
@@ -911,6 +941,13 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
         }
         Kind::Tests => {
             let passed = run.results.iter().filter(|r| r["passed"] == Value::Bool(true)).count();
+            // The judge's message names the first failing test and quotes its answer.
+            let failed_hidden = view.tests.iter().any(|t| {
+                t.result.verdict != Verdict::AC && run.hidden.get(t.result.index as usize).copied().unwrap_or(false)
+            });
+            if failed_hidden && verdict != Verdict::CE {
+                error_text = format!("{}: a hidden test failed", verdict.as_str());
+            }
             json!({
                 "type": "TESTS_COMPLETED",
                 "executionId": id.to_string(),
