@@ -217,6 +217,37 @@ impl Live {
         let _ = self.rate.set(limiter);
     }
 
+    /// What the catalog says of `name`: the store's entry when there is one (an
+    /// algorithm a setter added or edited, as the catalog API shows it now), with what
+    /// only the shipped catalog knows (`orderInsensitive`, a benchmark generator); else
+    /// the shipped catalog's.
+    async fn algorithm_meta(&self, name: &str) -> Option<catalog::Algorithm> {
+        let shipped = self.catalog.algorithm(name);
+        let Some(store) = self.store.get().filter(|_| !name.is_empty()) else { return shipped };
+        let stored = match store.get_algorithm(name).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return shipped,
+            Err(e) => {
+                tracing::warn!(algorithm = name, error = %e, "catalog lookup failed; using the shipped catalog");
+                return shipped;
+            }
+        };
+        Some(catalog::Algorithm {
+            // An entry point that is the algorithm's own name adds nothing to the seed's
+            // rule, which also accepts its camelCase (`twoSum` in JavaScript).
+            entry_point: (stored.entry_point != stored.slug).then_some(stored.entry_point),
+            order_insensitive: shipped.as_ref().is_some_and(|s| s.order_insensitive),
+            tests: stored
+                .test_cases
+                .into_iter()
+                .map(|t| catalog::TestCase { input: t.input, expected: t.expected, sample: t.sample })
+                .collect(),
+            category: Some(stored.category),
+            generator: shipped.and_then(|s| s.generator),
+            name: stored.slug,
+        })
+    }
+
     /// Counts one request of `key` against the rate limit.
     fn rate_check(&self, key: &Key) -> Result<(), crate::api::ApiError> {
         match self.rate.get() {
@@ -432,7 +463,7 @@ impl Live {
         if algorithm.len() > 100 {
             return Err("algorithmName is too long".into());
         }
-        let meta = self.catalog.algorithm(&algorithm);
+        let meta = self.algorithm_meta(&algorithm).await;
         let mut entry_point = msg.get("entryPoint").and_then(Value::as_str).map(str::to_string);
         if entry_point.is_none() {
             entry_point = meta.as_ref().and_then(|m| m.entry_point.clone());
