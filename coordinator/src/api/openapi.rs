@@ -372,6 +372,8 @@ pub mod schema {
                 "testCases": { "type": "array", "items": { "type": "object", "required": ["input", "expected"], "properties": {
                     "input": array(), "expected": {}, "sample": boolean() } } },
                 "referenceSolutions": { "type": "object", "additionalProperties": string() },
+                "generator": { "type": "object", "required": ["language", "source"], "additionalProperties": false,
+                    "properties": { "language": string(), "source": string() } },
             },
         })
     }

@@ -130,7 +130,7 @@ async fn equal_test_data_is_stored_once() {
     let refs: i64 = c
         .query_one(
             "SELECT count(*) FROM (SELECT input_sha256 FROM test_cases UNION SELECT expected_sha256 FROM test_cases
-             UNION SELECT source_sha256 FROM reference_solutions) x",
+             UNION SELECT source_sha256 FROM reference_solutions UNION SELECT source_sha256 FROM algorithm_generators) x",
             &[],
         )
         .await

@@ -218,9 +218,9 @@ impl Live {
     }
 
     /// What the catalog says of `name`: the store's entry when there is one (an
-    /// algorithm a setter added or edited, as the catalog API shows it now), with what
-    /// only the shipped catalog knows (`orderInsensitive`, a benchmark generator); else
-    /// the shipped catalog's.
+    /// algorithm a setter added or edited, as the catalog API shows it now, with its
+    /// benchmark generator), with what only the shipped catalog knows
+    /// (`orderInsensitive`); else the shipped catalog's.
     async fn algorithm_meta(&self, name: &str) -> Option<catalog::Algorithm> {
         let shipped = self.catalog.algorithm(name);
         let Some(store) = self.store.get().filter(|_| !name.is_empty()) else { return shipped };
@@ -243,7 +243,10 @@ impl Live {
                 .map(|t| catalog::TestCase { input: t.input, expected: t.expected, sample: t.sample })
                 .collect(),
             category: Some(stored.category),
-            generator: shipped.and_then(|s| s.generator),
+            generator: match stored.generator {
+                Some(g) => Some(bench::GeneratorSource { language: g.language, source: g.source }),
+                None => shipped.and_then(|s| s.generator),
+            },
             name: stored.slug,
         })
     }
