@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::jwt::JwtKey;
 use super::test_fixture::{BASE, Fixture, Setup};
+use crate::store::Queries;
 use super::*;
 
 fn strict() -> ApiOptions {
@@ -155,6 +156,63 @@ async fn password_login_gives_a_session_that_works_like_a_token() {
     // Anonymous: no session to exchange.
     let (status, _) = send(&f, TestClient::post(format!("{BASE}/api/auth/session"))).await;
     assert_eq!(status, 401);
+}
+
+/// A logout ends every session of the user (API tokens stay), a password change ends
+/// them too, and a new login works at once; a session whose user is gone is refused.
+#[tokio::test]
+async fn logout_and_a_new_password_end_the_sessions_issued_before() {
+    let f = &fixture(strict()).await;
+    let new = json!({ "name": "Lin", "role": "user", "password": "first password" });
+    let (status, body) = send(f, bearer(TestClient::post(format!("{BASE}/api/users")).json(&new), Some(&f.admin))).await;
+    assert_eq!(status, 201, "{body}");
+    let lin = body["id"].as_i64().unwrap();
+    let api_token = body["token"].as_str().unwrap().to_owned();
+    let login = |password: &'static str| async move {
+        let body = json!({ "login": "Lin", "password": password });
+        let (status, session) = send(f, TestClient::post(format!("{BASE}/api/auth/login")).json(&body)).await;
+        assert_eq!(status, 200, "{session}");
+        session["token"].as_str().unwrap().to_owned()
+    };
+    let me = |token: String| async move { send(f, bearer(TestClient::get(format!("{BASE}/api/auth/me")), Some(&token))).await };
+    let (laptop, phone) = (login("first password").await, login("first password").await);
+    assert_eq!(me(laptop.clone()).await.0, 200);
+    let (status, body) = send(f, bearer(TestClient::post(format!("{BASE}/api/auth/logout")), Some(&phone))).await;
+    assert_eq!((status, &body), (200, &json!({ "userId": lin, "sessionsEnded": true })));
+    for ended in [&laptop, &phone] {
+        let (status, body) = me(ended.clone()).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("session has ended"), "{body}");
+    }
+    assert_eq!(me(api_token.clone()).await.0, 200, "API tokens are not sessions");
+    let fresh = login("first password").await;
+    assert_eq!(me(fresh.clone()).await.0, 200);
+    // A new password ends the sessions made with the old one.
+    let change = TestClient::put(format!("{BASE}/api/auth/password")).json(&json!({ "password": "second password" }));
+    assert_eq!(send(f, bearer(change, Some(&api_token))).await.0, 200);
+    assert_eq!(me(fresh).await.0, 401);
+    assert_eq!(me(login("second password").await).await.0, 200);
+    // A session outlives neither its user nor a change of role.
+    let last = login("second password").await;
+    let c = f.store.client().await.unwrap();
+    c.execute("UPDATE users SET role = 'setter' WHERE id = $1", &[&lin]).await.unwrap();
+    // (Within SESSION_RECHECK the cached role may still answer.)
+    let deadline = std::time::Instant::now() + super::auth::SESSION_RECHECK * 5;
+    while me(last.clone()).await.1["role"] != "setter" {
+        assert!(std::time::Instant::now() < deadline, "the new role never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.execute("DELETE FROM users WHERE id = $1", &[&lin]).await.unwrap();
+    let deadline = std::time::Instant::now() + super::auth::SESSION_RECHECK * 5;
+    loop {
+        let (status, body) = me(last.clone()).await;
+        if status == 401 {
+            assert!(body["error"]["message"].as_str().unwrap().contains("no longer exists"), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a deleted user's session still works");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

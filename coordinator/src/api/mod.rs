@@ -169,6 +169,7 @@ pub(crate) enum Route {
     Session,
     Me,
     SetPassword,
+    Logout,
     ImportProblem,
     ListProblems,
     GetProblem,
@@ -300,7 +301,8 @@ impl Handler for Endpoint {
             Route::Submit => submit(api, req).await,
             Route::GetSubmission => get_submission(api, req, &caller).await,
             Route::Login => auth::login(&api.authn, req).await,
-            Route::Session => auth::exchange(&api.authn, &caller),
+            Route::Session => auth::exchange(&api.authn, &caller).await,
+            Route::Logout => auth::logout(&api.authn, &caller).await,
             Route::Me => auth::me(&caller),
             Route::SetPassword => auth::set_password(&api.authn, req, &caller).await,
             Route::AddClusterNode => members::add(api, req).await,
@@ -463,6 +465,7 @@ fn routes() -> Vec<Op> {
         op(M::POST, "/api/auth/login", Route::Login, Public, Doc::new("auth", "Log in with a password; returns a session (JWT)").body(s::login()).ok(200, s::session()).db()),
         op(M::POST, "/api/auth/session", Route::Session, AtLeast(Role::User), Doc::new("auth", "Exchange the credential sent for a fresh session (JWT)").ok(200, s::session())),
         op(M::GET, "/api/auth/me", Route::Me, AtLeast(Role::User), Doc::new("auth", "The caller").ok(200, s::user())),
+        op(M::POST, "/api/auth/logout", Route::Logout, AtLeast(Role::User), Doc::new("auth", "End every login session of the caller (API tokens stay valid)").ok(200, s::sessions_ended()).db()),
         op(M::PUT, "/api/auth/password", Route::SetPassword, AtLeast(Role::User), Doc::new("auth", "Set the caller's (or, as admin, a user's) password").body(s::new_password()).ok(200, s::password_set()).db()),
         // Judge0 CE's API at the root. The batch routes before `{token}`, which would match "batch" too.
         op(M::GET, "/submissions/batch", Route::Judge0(J::ShowBatch), Run, Doc::judge0("Several submissions").query(&[("tokens", s::string()), ("base64_encoded", s::boolean()), ("fields", s::string())]).ok(200, s::object())),
@@ -570,7 +573,7 @@ pub fn router_with_options(
     let ops = routes();
     let openapi = openapi::document(&ops, options.auth.allow_anonymous);
     let templates = ops.iter().map(|op| op.path).collect();
-    let authn = Authn { config: options.auth.clone(), store: store.clone() };
+    let authn = Authn::new(options.auth.clone(), store.clone());
     let run_caps = options.run_caps(&caps);
     let dashboard = match (&store, &options.dashboard) {
         (Some(store), Some(setup)) => {

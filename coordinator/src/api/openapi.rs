@@ -411,6 +411,10 @@ pub mod schema {
         json!({ "type": "object", "required": ["password"], "properties": { "password": string(), "userId": id() } })
     }
 
+    pub fn sessions_ended() -> Value {
+        json!({ "type": "object", "required": ["userId", "sessionsEnded"], "properties": { "userId": id(), "sessionsEnded": boolean() } })
+    }
+
     pub fn password_set() -> Value {
         json!({ "type": "object", "required": ["userId", "passwordSet"], "properties": { "userId": id(), "passwordSet": boolean() } })
     }

@@ -99,8 +99,32 @@ impl Store {
             .await
             .map_err(|e| StoreError::Corrupt(format!("password hashing task: {e}")))??;
         let client = self.client().await?;
-        let n = client.execute("UPDATE users SET password_hash = $2 WHERE id = $1", &[&user_id, &phc]).await?;
+        // A new password ends the sessions made with the old one (see `end_sessions`).
+        let n = client
+            .execute("UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1 WHERE id = $1", &[&user_id, &phc])
+            .await?;
         Ok(n == 1)
+    }
+
+    /// Ends every login session (JWT) of the user issued so far: each carries the epoch
+    /// it was issued in, and this raises it. False if there is no such user.
+    pub async fn end_sessions(&self, user_id: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(client.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE id = $1", &[&user_id]).await? == 1)
+    }
+
+    /// The user as a session must find them: their current name, role and session
+    /// epoch; None if the user is gone.
+    pub async fn session_state(&self, user_id: i64) -> Result<Option<(Principal, u32)>, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = client.query_opt("SELECT name, role, session_epoch FROM users WHERE id = $1", &[&user_id]).await?
+        else {
+            return Ok(None);
+        };
+        let role: String = row.try_get(1)?;
+        let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?;
+        let epoch: i32 = row.try_get(2)?;
+        Ok(Some((Principal { user_id, name: row.try_get(0)?, role }, u32::try_from(epoch).unwrap_or(0))))
     }
 
     /// The user whose email, or else unique name, is `login`, if `password` is theirs.

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "algorithm_generators",
         sql: include_str!("../../migrations/0009_algorithm_generators.sql"),
     },
+    Migration { version: 10, name: "session_epochs", sql: include_str!("../../migrations/0010_session_epochs.sql") },
 ];
 
 /// An arbitrary constant naming our advisory lock.
