@@ -94,6 +94,12 @@ impl Authn {
         Authn { config, store, sessions: SessionCache::default() }
     }
 
+    /// Drops what this coordinator remembers of a user's sessions (their role changed,
+    /// or they are gone): the next request reads the store.
+    pub(super) fn forget_user(&self, user_id: i64) {
+        self.sessions.forget(user_id);
+    }
+
     /// The session user's current identity and epoch (None: the user is gone).
     async fn session_state(&self, store: &Store, user_id: i64) -> Result<SessionState, ApiError> {
         if let Some(state) = self.sessions.get(user_id) {
@@ -166,7 +172,7 @@ impl Caller {
 }
 
 /// The token of the request, if any; a malformed Authorization header is an error.
-fn token(req: &Request) -> Result<Option<String>, ApiError> {
+pub(super) fn token(req: &Request) -> Result<Option<String>, ApiError> {
     if let Some(value) = req.headers().get("authorization") {
         let value = value.to_str().map_err(|_| ApiError::Unauthorized("the Authorization header is not text".into()))?;
         let token = value

@@ -215,6 +215,73 @@ async fn logout_and_a_new_password_end_the_sessions_issued_before() {
     }
 }
 
+/// Admins list users, change roles and delete users, never their own; a user lists,
+/// creates and revokes their own tokens (an admin anyone's), never the one in use.
+#[tokio::test]
+async fn users_and_their_tokens_are_managed_through_the_api() {
+    let f = &fixture(strict()).await;
+    let call = |method: &str, path: String, token: String, body: Option<Value>| {
+        let req = match method {
+            "GET" => TestClient::get(format!("{BASE}{path}")),
+            "POST" => TestClient::post(format!("{BASE}{path}")),
+            "PUT" => TestClient::put(format!("{BASE}{path}")),
+            _ => TestClient::delete(format!("{BASE}{path}")),
+        };
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        async move { send(f, bearer(req, Some(&token))).await }
+    };
+    let admin = f.admin.clone();
+    let (status, bo) = call("POST", "/api/users".into(), admin.clone(), Some(json!({ "name": "Bo", "role": "user" }))).await;
+    assert_eq!(status, 201, "{bo}");
+    let (bo_id, first) = (bo["id"].as_i64().unwrap(), bo["token"].as_str().unwrap().to_owned());
+    let (status, list) = call("GET", "/api/users".into(), admin.clone(), None).await;
+    assert_eq!(status, 200, "{list}");
+    let row = list["users"].as_array().unwrap().iter().find(|u| u["id"] == bo_id).unwrap().clone();
+    assert_eq!((row["name"].as_str(), row["activeTokens"].as_i64(), row["hasPassword"].as_bool()), (Some("Bo"), Some(1), Some(false)));
+    assert_eq!(call("GET", "/api/users".into(), first.clone(), None).await.0, 403);
+
+    // Bo's own tokens.
+    let (status, issued) = call("POST", format!("/api/users/{bo_id}/tokens"), first.clone(), Some(json!({ "label": "ci" }))).await;
+    assert_eq!(status, 201, "{issued}");
+    let second = issued["token"].as_str().unwrap().to_owned();
+    let (_, tokens) = call("GET", format!("/api/users/{bo_id}/tokens"), second.clone(), None).await;
+    let tokens = tokens["tokens"].as_array().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    assert!(!Value::Array(tokens.clone()).to_string().contains(&first[3..]), "a token's secret is never listed");
+    let first_id = tokens[0]["id"].as_i64().unwrap();
+    let (status, body) = call("DELETE", format!("/api/users/{bo_id}/tokens/{first_id}"), first.clone(), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    assert_eq!(call("DELETE", format!("/api/users/{bo_id}/tokens/{first_id}"), second.clone(), None).await.0, 200);
+    assert_eq!(call("GET", "/api/auth/me".into(), first.clone(), None).await.0, 401, "a revoked token is refused");
+    assert_eq!(call("DELETE", format!("/api/users/{bo_id}/tokens/{first_id}"), second.clone(), None).await.0, 404);
+    // Not somebody else's, unless an admin.
+    let uma = f.user.0;
+    assert_eq!(call("GET", format!("/api/users/{uma}/tokens"), second.clone(), None).await.0, 403);
+    assert_eq!(call("GET", format!("/api/users/{uma}/tokens"), admin.clone(), None).await.0, 200);
+    assert_eq!(call("GET", "/api/users/999999/tokens".into(), admin.clone(), None).await.0, 404);
+
+    // Roles: the new one applies to the user's next request; an admin's own stays.
+    let (status, _) = call("PUT", format!("/api/users/{bo_id}/role"), admin.clone(), Some(json!({ "role": "setter" }))).await;
+    assert_eq!(status, 200);
+    assert_eq!(call("GET", "/api/auth/me".into(), second.clone(), None).await.1["role"], "setter");
+    let (status, body) = call("PUT", format!("/api/users/{bo_id}/role"), admin.clone(), Some(json!({ "role": "god" }))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_field")), "{body}");
+    let admin_id = f.store.authenticate(&admin).await.unwrap().unwrap().user_id;
+    let (status, _) = call("PUT", format!("/api/users/{admin_id}/role"), admin.clone(), Some(json!({ "role": "user" }))).await;
+    assert_eq!(status, 409);
+    assert_eq!(call("DELETE", format!("/api/users/{admin_id}"), admin.clone(), None).await.0, 409);
+    assert_eq!(call("PUT", "/api/users/999999/role".into(), admin.clone(), Some(json!({ "role": "user" }))).await.0, 404);
+
+    // Deleted: their tokens die with them.
+    let (status, body) = call("DELETE", format!("/api/users/{bo_id}"), admin.clone(), None).await;
+    assert_eq!((status, &body), (200, &json!({ "deleted": bo_id })));
+    assert_eq!(call("GET", "/api/auth/me".into(), second, None).await.0, 401);
+    assert_eq!(call("DELETE", format!("/api/users/{bo_id}"), admin, None).await.0, 404);
+}
+
 #[tokio::test]
 async fn the_rate_limit_answers_429_with_retry_after_per_caller() {
     let mut options = strict();

@@ -170,6 +170,12 @@ pub(crate) enum Route {
     Me,
     SetPassword,
     Logout,
+    ListUsers,
+    SetRole,
+    DeleteUser,
+    ListTokens,
+    IssueToken,
+    RevokeToken,
     ImportProblem,
     ListProblems,
     GetProblem,
@@ -313,6 +319,12 @@ impl Handler for Endpoint {
             | Route::UpdateAlgorithm
             | Route::DeleteAlgorithm
             | Route::CreateUser
+            | Route::ListUsers
+            | Route::SetRole
+            | Route::DeleteUser
+            | Route::ListTokens
+            | Route::IssueToken
+            | Route::RevokeToken
             | Route::ImportProblem
             | Route::ListProblems
             | Route::GetProblem
@@ -459,6 +471,12 @@ fn routes() -> Vec<Op> {
         op(M::POST, "/api/problems/{slug}/submissions", Route::SubmitToProblem, Run, Doc::new("contest", "Submit to a problem").param("slug", s::string()).body(s::object()).ok(201, s::object()).db()),
         op(M::POST, "/api/problems/{slug}/rejudge", Route::RejudgeProblem, AtLeast(Role::Setter), Doc::new("contest", "Judge every submission of a problem again").param("slug", s::string()).ok(200, s::object()).db()),
         op(M::POST, "/api/submissions/{id}/rejudge", Route::RejudgeSubmission, AtLeast(Role::Setter), Doc::new("contest", "Judge a submission again").param("id", s::id()).ok(200, s::object()).db()),
+        op(M::GET, "/api/users", Route::ListUsers, AtLeast(Role::Admin), Doc::new("auth", "Every user").ok(200, s::users()).db()),
+        op(M::PUT, "/api/users/{id}/role", Route::SetRole, AtLeast(Role::Admin), Doc::new("auth", "Give a user another role (not one's own)").param("id", s::id()).body(s::new_role()).ok(200, s::role_set()).db()),
+        op(M::DELETE, "/api/users/{id}", Route::DeleteUser, AtLeast(Role::Admin), Doc::new("auth", "Delete a user, their tokens and sessions (not oneself)").param("id", s::id()).ok(200, s::user_deleted()).db()),
+        op(M::GET, "/api/users/{id}/tokens", Route::ListTokens, AtLeast(Role::User), Doc::new("auth", "A user's API tokens (one's own; anyone's for admins)").param("id", s::id()).ok(200, s::tokens()).db()),
+        op(M::POST, "/api/users/{id}/tokens", Route::IssueToken, AtLeast(Role::User), Doc::new("auth", "A new API token, shown this once (one's own; anyone's for admins)").param("id", s::id()).body(s::new_token()).ok(201, s::issued_token()).db()),
+        op(M::DELETE, "/api/users/{id}/tokens/{tokenId}", Route::RevokeToken, AtLeast(Role::User), Doc::new("auth", "Revoke an API token (not the one of this request)").param("id", s::id()).param("tokenId", s::id()).ok(200, s::token_revoked()).db()),
         op(M::POST, "/api/users", Route::CreateUser, AtLeast(Role::Admin), Doc::new("auth", "Create a user and their first API token").body(s::new_user()).ok(201, s::created_user()).db()),
         op(M::POST, "/api/cluster/nodes", Route::AddClusterNode, AtLeast(Role::Admin), Doc::new("cluster", "Add a running coordinator (started with --join) to the raft cluster").body(s::new_cluster_node()).ok(200, s::voters())),
         op(M::DELETE, "/api/cluster/nodes/{id}", Route::RemoveClusterNode, AtLeast(Role::Admin), Doc::new("cluster", "Remove a coordinator from the raft cluster (ask another member)").param("id", s::id()).ok(200, s::voters())),
@@ -717,6 +735,12 @@ async fn with_store(api: &Api, route: Route, req: &mut Request, caller: &Caller)
             answer
         }
         Route::CreateUser => users::create(store, req, &caller).await,
+        Route::ListUsers => users::list(store, &caller).await,
+        Route::SetRole => users::set_role(&api.authn, store, req, &caller).await,
+        Route::DeleteUser => users::delete(&api.authn, store, req, &caller).await,
+        Route::ListTokens => users::tokens(store, req, &caller).await,
+        Route::IssueToken => users::issue_token(store, req, &caller).await,
+        Route::RevokeToken => users::revoke_token(store, req, &caller).await,
         Route::ImportProblem => problems::import(api, store, req, &caller).await,
         Route::ListProblems => problems::list(store).await,
         Route::GetProblem => problems::get(store, req).await,
