@@ -1,12 +1,14 @@
 //! One run of an untrusted program, isolated and measured.
 //!
-//! Per run: a clone into fresh pid, mount, net, ipc and uts namespaces (and a cgroup
-//! namespace once inside its cgroup); a pivot_root into a root assembled from the
+//! Per run: pid, mount, net, ipc and uts namespaces of its own — a pooled sandbox
+//! (`holder`) reset to a clean state since its previous run, or made for this run
+//! alone — and a cgroup namespace once inside its cgroup; a root assembled from the
 //! `rootfs` spec; an unprivileged uid/gid with every capability dropped and
-//! no_new_privs; rlimits as a backstop; a cgroup for memory, pids and CPU accounting.
-//! The parent watches the run on a pidfd and its pipes, enforces the CPU and wall limits
-//! from the cgroup's readings, and stops a run by SIGKILLing its init, which makes the
-//! kernel kill everything else in the run's pid namespace.
+//! no_new_privs; a seccomp filter; rlimits as a backstop; a cgroup for memory, pids and
+//! CPU accounting. The parent watches the run on its pipes and the holder's socket (or
+//! init's pidfd), enforces the CPU and wall limits from the cgroup's readings, and stops
+//! a run by SIGKILLing the program, after which its holder kills everything else in its
+//! pid namespace (a fresh run: SIGKILLing init, whose namespace the kernel then kills).
 
 pub mod cgroup;
 mod child;
