@@ -43,6 +43,10 @@ pub struct AgentArgs {
     /// Loopback unless told otherwise: the numbers say what is judged and when.
     #[arg(long, default_value = "127.0.0.1:9102")]
     pub metrics_listen: SocketAddr,
+    /// Pre-created sandboxes kept to serve run after run (reset in between; see
+    /// docs/sandbox.md); 0 makes every run's namespaces afresh. Default: four per CPU.
+    #[arg(long, env = "SANDBOX_POOL")]
+    pub pooled_sandboxes: Option<usize>,
 }
 
 /// Runs an agent until SIGTERM or SIGINT. Tracing must be set up by the caller.
@@ -71,6 +75,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let spec = Arc::new(spec);
     let sandbox = Sandbox::new(&args.work_dir, &spec).context("setting up the sandbox")?;
+    if let Some(n) = args.pooled_sandboxes {
+        sandbox.set_pool_size(n);
+    }
     let languages: Vec<String> = spec.languages.iter().map(|l| l.id.clone()).collect();
     let metrics = AgentMetrics::new(&args.agent_id, slots, &languages).context("setting up metrics")?;
     let judge = Arc::new(Judge::new(sandbox, spec, &args.work_dir, args.uid_base, slots)?.with_metrics(metrics.clone()));

@@ -66,7 +66,13 @@ impl Judge {
 
     /// `up` on a given data dir (a second start on the data of a first).
     pub fn up_in(data_dir: tempfile::TempDir, uid_base: u32, extra: &[&str]) -> Judge {
+        Judge::up_with_env(data_dir, uid_base, extra, &[])
+    }
+
+    /// `up` with environment variables of its own (its local agent inherits them).
+    pub fn up_with_env(data_dir: tempfile::TempDir, uid_base: u32, extra: &[&str], env: &[(&str, &str)]) -> Judge {
         let child = Command::new(bin_dir().join("coordinator"))
+            .envs(env.iter().copied())
             .args(["up", "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .args(["--uid-base", &uid_base.to_string()])

@@ -1491,8 +1491,16 @@ fn run_phase(judge: &Judge, cases: &[Case], failures: &mut Vec<String>) {
     }
 }
 
+/// The whole suite twice: through pooled sandboxes (the default), and with every run in
+/// namespaces made for it alone (`SANDBOX_POOL=0`, the path a full pool falls back to).
 #[test]
 fn hostile_programs_are_contained_and_leave_the_host_untouched() {
+    for pool in ["default", "0"] {
+        hostile_suite(pool);
+    }
+}
+
+fn hostile_suite(pool: &str) {
     // The host's state before: sentinels with known contents where hostile programs aim.
     let sentinel_dir = tempfile::tempdir().unwrap();
     let host_sentinel = sentinel_dir.path().join("judge-hostile-sentinel");
@@ -1506,7 +1514,8 @@ fn hostile_programs_are_contained_and_leave_the_host_untouched() {
     let names_before: BTreeSet<String> = hostile_names("/tmp").into_iter().chain(hostile_names("/dev/shm")).collect();
     assert!(host_ipc_objects().is_empty(), "the host already has IPC objects with key {IPC_KEY:#x}");
 
-    let judge = Judge::up(uid_base(6), &["--slots", "2"]);
+    let env: &[(&str, &str)] = if pool == "default" { &[] } else { &[("SANDBOX_POOL", pool)] };
+    let judge = Judge::up_with_env(tempfile::tempdir().unwrap(), uid_base(6), &["--slots", "2"], env);
     let started = Instant::now();
     let mut failures = Vec::new();
     let cases = cases(host_sentinel.to_str().unwrap());
@@ -1566,8 +1575,8 @@ fn hostile_programs_are_contained_and_leave_the_host_untouched() {
     for p in [tmp_sentinel, shm_sentinel] {
         let _ = std::fs::remove_file(p);
     }
-    eprintln!("hostile suite: {} cases in {suite_time:?}", cases.len() + after.len());
-    assert!(failures.is_empty(), "{} problems:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("hostile suite (sandbox pool {pool}): {} cases in {suite_time:?}", cases.len() + after.len());
+    assert!(failures.is_empty(), "sandbox pool {pool}: {} problems:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// The agent's data dir is a host path; a run should not learn it (nor, with it, where
