@@ -438,7 +438,9 @@ impl Scheduler {
             other => return Err(SubmitError::Internal(format!("Accept answered {other:?}"))),
         };
         self.inner.shared.metrics.accepted(&language);
-        info!(submission = id, "submission queued");
+        // Not info: one line per submission costs a write on the accept path, and the
+        // accepted counter says as much.
+        debug!(submission = id, "submission queued");
         self.pump().await;
         Ok(id)
     }

@@ -439,6 +439,7 @@ impl<A: Apply> NodeThread<A> {
             let handled = loop {
                 match self.on_ready() {
                     Ok(()) if rounds < 8 && self.raw.has_ready() => rounds += 1,
+                    Ok(()) => break self.maybe_snapshot(),
                     outcome => break outcome,
                 }
             };
@@ -644,7 +645,7 @@ impl<A: Apply> NodeThread<A> {
         for peer in self.snapshots_sent.drain(..) {
             self.raw.report_snapshot(peer, SnapshotStatus::Finish);
         }
-        self.maybe_snapshot()
+        Ok(())
     }
 
     /// The writer has made every Ready up to `number` durable.
@@ -847,17 +848,21 @@ impl<A: Apply> NodeThread<A> {
                 self.leader_changes += 1;
                 info!(leader, term = self.raw.raft.term, "raft leader");
             }
-            self.last_leader = leader;
             // Proposals forwarded to the old leader are likely lost with it; say so now
             // rather than at the timeout, so the caller can propose again. One may still
             // commit (the new leader had it): it is then applied without an answer.
+            // Without an old leader, every pending proposal was made under the new one
+            // (none is taken while there is no leader), in this round: those stand.
             let now_leader = Some(leader).filter(|&l| l != 0);
-            for (_, (_, reply)) in self.pending.drain() {
-                let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+            if self.last_leader != 0 {
+                for (_, (_, reply)) in self.pending.drain() {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+                }
+                for (_, (_, reply)) in self.pending_changes.drain() {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+                }
             }
-            for (_, (_, reply)) in self.pending_changes.drain() {
-                let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
-            }
+            self.last_leader = leader;
             // A read index confirmed by the old leader is still sound (it was the commit
             // index while that leader led); unconfirmed requests may be lost with it.
             let unconfirmed: Vec<u64> = self.reads.iter().filter(|(_, r)| r.index.is_none()).map(|(s, _)| *s).collect();
@@ -933,5 +938,94 @@ impl slog::Drain for TracingDrain {
             slog::Level::Debug | slog::Level::Trace => debug!(target: "raft", "{}", record.msg()),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A state machine of the entries applied, whose first snapshot is encoded only once
+    /// the test says so: a snapshot as slow as the test wants, without a clock.
+    struct Slow {
+        applied: Vec<Vec<u8>>,
+        started: mpsc::Sender<u64>,
+        release: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+    }
+
+    impl Apply for Slow {
+        type Output = usize;
+
+        fn apply(&mut self, _index: u64, data: &[u8]) -> usize {
+            self.applied.push(data.to_vec());
+            self.applied.len()
+        }
+
+        fn snapshot(&self) -> SnapshotJob {
+            let copy = self.applied.clone();
+            let (started, release) = (self.started.clone(), self.release.lock().unwrap().take());
+            Box::new(move || {
+                let _ = started.send(copy.len() as u64);
+                if let Some(release) = release {
+                    // Bounded, so that a failing test ends instead of hanging in its drop.
+                    release.recv_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+                }
+                Ok(copy.concat())
+            })
+        }
+
+        fn restore(&mut self, _index: u64, data: &[u8]) -> Result<(), String> {
+            self.applied = data.iter().map(|b| vec![*b]).collect();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_node_keeps_committing_while_a_snapshot_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LogStore::open(dir.path(), &[1]).unwrap();
+        let mut config = NodeConfig::single(1);
+        config.snapshot_every = 5;
+        let (started, started_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let slow = Slow { applied: Vec::new(), started, release: Arc::new(Mutex::new(Some(release_rx))) };
+        let node = Node::start(config, store, slow).unwrap();
+        let mut answers = Vec::new();
+        for i in 0..5u8 {
+            answers.push(node.propose(vec![i]).await.unwrap());
+        }
+        // The snapshot of the first five entries (after the leader's empty one) is under
+        // way, and stays so.
+        let copied = started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(copied >= 4, "{copied}");
+        for i in 5..200u8 {
+            answers.push(node.propose(vec![i]).await.unwrap());
+        }
+        assert_eq!(answers, (1..=200).collect::<Vec<_>>(), "every entry applied, in order");
+        let status = node.status();
+        assert!(status.applied >= 200, "{status:?}");
+        assert_eq!(status.snapshot_index, 0, "the snapshot is not done: {status:?}");
+
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.status().snapshot_index < copied + 1 {
+            assert!(Instant::now() < deadline, "the snapshot never finished: {:?}", node.status());
+            tokio::task::yield_now().await;
+            std::thread::yield_now();
+        }
+        // Once a snapshot finished, the next (of everything applied since) may start.
+        assert_eq!(node.propose(vec![200]).await.unwrap(), 201);
+        drop(node);
+
+        // On disk: the snapshot, and a log that starts after it with every later entry.
+        let (store, recovery) = LogStore::open(dir.path(), &[1]).unwrap();
+        assert!(recovery.snapshot_index > copied, "{recovery:?}");
+        let storage = store.storage();
+        assert_eq!(storage.first_index().unwrap(), recovery.snapshot_index + 1);
+        assert!(storage.last_index().unwrap() >= 201, "every entry is in the log");
     }
 }

@@ -108,8 +108,8 @@ impl Persister {
     pub fn queue(&self, op: WriteOp) -> Result<bool, LogError> {
         match self {
             Persister::Memory => Ok(false),
-            Persister::Thread { ops, .. } => match ops.as_ref().map(|ops| ops.send(op)) {
-                Some(Ok(())) => Ok(true),
+            Persister::Thread { ops, .. } => match ops {
+                Some(ops) if ops.send(op).is_ok() => Ok(true),
                 _ => Err(LogError::WriterGone),
             },
         }
