@@ -633,7 +633,7 @@ impl<A: Apply> NodeThread<A> {
             self.held.push_back((self.submitted, persisted));
         }
         self.raw.advance_append_async(ready);
-        self.raw.advance_apply();
+        self.advance_apply();
         if self.submitted <= self.persisted {
             // Nothing of this Ready or an earlier one is waiting for the writer (in memory
             // only, or nothing to write): as good as durable.
@@ -652,7 +652,18 @@ impl<A: Apply> NodeThread<A> {
     fn persisted_up_to(&mut self, number: u64) {
         self.persisted = self.persisted.max(number);
         self.raw.on_persist_ready(number);
+        self.advance_apply();
         self.release_held();
+    }
+
+    /// Tells raft what is applied. An installed snapshot counts only once it is durable
+    /// (raft refuses an applied index past what it knows persisted).
+    fn advance_apply(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let applied = self.applied.min(log.persisted).min(log.committed);
+        if applied > log.applied {
+            self.raw.advance_apply_to(applied);
+        }
     }
 
     fn release_held(&mut self) {
