@@ -137,8 +137,27 @@ async def run_tests_and_watchers():
                             "bubble_sort" / "tests.json").read_text()))
         assert [m["type"] for m in msgs] == ["TESTS_STARTED"] + ["TEST_RESULT"] * n + ["TESTS_COMPLETED"], msgs
         assert msgs[-1]["passed"] == n and msgs[-1]["success"] is True, msgs[-1]
+        # A catalog test that is not a sample keeps its data to setters, as over REST.
+        cases = json.loads((pathlib.Path(__file__).resolve().parent.parent / "coordinator" / "catalog" /
+                            "bubble_sort" / "tests.json").read_text())
+        for case, m in zip(cases, msgs[1:-1]):
+            r = m["result"]
+            if case["sample"]:
+                assert r["input"] == case["input"] and r["expected"] == case["expected"] and "hidden" not in r, r
+            else:
+                assert r["hidden"] is True and r["input"] is None and r["expected"] is None and r["actual"] is None, r
         seen = await until(watcher, "TESTS_COMPLETED")
         assert [m["type"] for m in seen] == [m["type"] for m in msgs], seen
+        # A wrong sort that passes the samples: the hidden test's answer is nowhere.
+        wrong = BUBBLE_PY.replace("time.sleep(0.5)", "").replace("    return a\n", "    return a if len(a) != 9 else [0]\n")
+        await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": wrong, "algorithmName": "bubble_sort",
+                                  "language": "python"}))
+        failed = await until(ws, "TESTS_COMPLETED")
+        assert failed[-1]["success"] is False and failed[-1]["passed"] == n - 1, failed[-1]
+        text = json.dumps(failed)
+        for secret in ("1, 2, 3, 4, 5, 6, 7, 8, 9", "1,2,3,4,5,6,7,8,9", "9, 8, 7", "9,8,7"):
+            assert secret not in text, (secret, failed)
+        await until(watcher, "TESTS_COMPLETED")
         # Inline cases, one wrong on purpose, order-insensitive comparison.
         cases = [{"input": {"nums": [3, 2, 4], "target": 6}, "expected": [2, 1]},
                  {"input": {"nums": [1, 2], "target": 3}, "expected": [0, 0]}]
@@ -181,8 +200,9 @@ async def malformed_and_unknown():
 
 async def oversized_frame():
     async with websockets.connect(WS, max_size=None) as ws:
-        await ws.send("x" * (2 << 20))
         try:
+            # The server may close the connection while the message is still being sent.
+            await ws.send("x" * (2 << 20))
             await recv(ws)
             raise AssertionError("an oversized message was answered")
         except websockets.ConnectionClosed as e:
@@ -432,9 +452,36 @@ async def catalog_reference_solutions():
                     (slug, language, last)
 
 
+async def stored_algorithm():
+    """An algorithm a setter adds through the catalog API runs its tests over /ws at once,
+    its hidden test's data withheld from an anonymous caller."""
+    import os
+    admin = os.environ.get("JUDGE_ADMIN_TOKEN")
+    assert admin, "JUDGE_ADMIN_TOKEN is not set"
+    slug = f"shout_{int(time.time() * 1000)}"
+    body = {"slug": slug, "name": "Shout", "description": "upper case", "difficulty": "EASY", "category": "STRINGS",
+            "timeComplexity": "O(n)", "spaceComplexity": "O(n)", "entryPoint": "shout",
+            "testCases": [{"input": ["hi"], "expected": "HI!", "sample": True},
+                          {"input": ["zebracorn"], "expected": "ZEBRACORN!", "sample": False}]}
+    req = urllib.request.Request(f"{HTTP}/api/algorithms", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {admin}"})
+    with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+        assert r.status == 201, r.status
+    async with websockets.connect(WS) as ws:
+        await ws.send(json.dumps({"type": "RUN_TESTS", "algorithmCode": "def shout(s):\n    return s.upper() + '!' if len(s) < 5 else ''\n",
+                                  "algorithmName": slug, "language": "python"}))
+        msgs = await until(ws, "TESTS_COMPLETED", "error")
+        last = msgs[-1]
+        assert last["type"] == "TESTS_COMPLETED" and (last["passed"], last["total"]) == (1, 2), last
+        sample, hidden = [m["result"] for m in msgs if m["type"] == "TEST_RESULT"]
+        assert sample["input"] == ["hi"] and sample["expected"] == "HI!" and sample["passed"], sample
+        assert hidden["hidden"] is True and not hidden["passed"], hidden
+        assert "zebracorn" not in json.dumps(msgs).lower(), msgs
+
+
 SCENARIOS = [seed_two_sum, bubble_sort_live, run_tests_and_watchers, malformed_and_unknown, oversized_frame,
              flood_steps, cancel_never_returns, performance_benchmark, catalog_reference_solutions,
-             c_functions, benchmark_generators]
+             c_functions, benchmark_generators, stored_algorithm]
 
 
 async def main():

@@ -424,11 +424,11 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
             let key = api::jwt::JwtKey::load_or_create(secret.as_deref(), &file, Duration::from_secs(300))
                 .context("the cluster's JWT secret")?;
             let admin = coordinator::store::auth::Principal {
-                user_id: 0,
+                user_id: api::jwt::OPERATOR_USER_ID,
                 name: "coordinator cluster".into(),
                 role: coordinator::store::auth::Role::Admin,
             };
-            key.issue(&admin).0
+            key.issue(&admin, 0).0
         }
     };
     // Membership changes are made on the leader: find it through the member given.
@@ -548,9 +548,12 @@ async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()>
     if let Some(store) = &store {
         live.set_store(store.clone());
     }
-    live.set_auth(api::Authn { config: options.auth.clone(), store: store.clone() });
+    live.set_auth(api::Authn::new(options.auth.clone(), store.clone()));
     // The same caps (and the same per-caller budget of unfinished runs) as the REST API.
     live.set_run_caps(options.run_caps(&caps));
+    if let Some(limiter) = options.limiter() {
+        live.set_rate_limiter(limiter);
+    }
     // Live data passes the runner (which keeps the returned values of the REST API's runs)
     // on its way to the WebSocket hub.
     let runner = coordinator::runner::Runner::new(scheduler.clone());

@@ -147,6 +147,24 @@ fn runs_versions_and_test_suites_in_the_sandbox_feed_the_analytics() {
     assert_eq!(rows.len(), 2, "{history}");
     assert_eq!((&rows[1]["input"][0], &rows[1]["output"]), (&json!("a\u{fffd}"), &json!("x\u{fffd}a\u{fffd}")), "{history}");
     assert!(rows[0]["error"].as_str().unwrap().contains("ValueError"), "{history}");
+
+    // A solution that passes the samples, fails the hidden tests and prints its
+    // arguments: nothing of a hidden test (its arguments, its answer) reaches uma, not in
+    // the suite's answer, not in the run's history, not through the submission's own route.
+    let peeking = "def two_sum(nums, target):\n    print('PEEK', nums, target)\n    if target == 9:\n        return [0, 1]\n    if nums == [3, 2, 4]:\n        return [1, 2]\n    return [7, 7]\n";
+    let (_, peek) = call(&judge, "POST", "/api/testing/run", &token, Some(json!({ "algorithm": "two_sum", "language": "python", "code": peeking })));
+    assert_eq!((peek["verdict"].as_str(), peek["passed"].as_u64()), (Some("WA"), Some(2)), "{peek}");
+    let (_, peek_record) = call(&judge, "GET", &format!("/api/execution/history/{}", peek["executionId"]), &token, None);
+    let (status, peek_submission) = call(&judge, "GET", &format!("/api/submissions/{}", peek["submissionId"]), &token, None);
+    assert_eq!(status, 200, "{peek_submission}");
+    for (what, shown) in [("the suite's answer", &peek), ("the history", &peek_record), ("the submission", &peek_submission)] {
+        let text = shown.to_string();
+        for secret in ["[3, 3]", "[3,3]", "[-1, -2", "[-1,-2", "[2, 4]", "[2,4]", "[0, 3]", "[0,3]", "[0, 4, 3", "[1, 5, 9", "[3,4]", "[3, 4]"] {
+            assert!(!text.contains(secret), "{what} shows {secret:?} of a hidden test: {text}");
+        }
+    }
+    // The samples' own data is still there.
+    assert!(peek.to_string().contains("[3, 2, 4]") || peek.to_string().contains("[3,2,4]"), "{peek}");
     assert!(judge.stop().success());
 }
 

@@ -15,7 +15,16 @@ fn python() -> &'static str {
 fn client(judge: &Judge, args: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/ws_client.py");
     let ws = format!("{}/ws", judge.api.replacen("http://", "ws://", 1));
-    let out = Command::new(python()).arg(script).arg(&ws).arg(&judge.api).args(args).output().unwrap();
+    // The admin token `up` wrote, for the scenarios that add to the catalog.
+    let admin = std::fs::read_to_string(judge.data_dir.path().join("admin-token")).unwrap_or_default();
+    let out = Command::new(python())
+        .arg(script)
+        .arg(&ws)
+        .arg(&judge.api)
+        .args(args)
+        .env("JUDGE_ADMIN_TOKEN", admin.trim())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "ws_client.py {args:?} failed");
@@ -37,6 +46,7 @@ fn seed_frontend_scenarios_over_websocket() {
         "performance_benchmark",
         "c_functions",
         "benchmark_generators",
+        "stored_algorithm",
     ] {
         assert!(out.contains(&format!("OK {scenario}")), "{scenario} did not pass:\n{out}");
     }

@@ -2,12 +2,21 @@
 //! (a JWT, checked with the shared secret) from `Authorization: Bearer <credential>` or
 //! `X-Auth-Token` (what Judge0 clients send); `/ws` takes it as a `token` query parameter
 //! or a first `AUTH` message. Plus the `/api/auth` routes: password login, exchanging a
-//! token for a session, the caller's identity, setting a password.
+//! token for a session, the caller's identity, setting a password, logging out.
+//!
+//! A session is signed, but not trusted alone: it carries its user's session epoch, and
+//! a logout or a password change raises the epoch, which ends every session issued
+//! before. The user's current role and name come from the store, so a session does not
+//! outlive its user either. Reads of the epoch are cached for `SESSION_RECHECK`.
 //!
 //! No credential means anonymous, which may read the catalog, and may run code only when
 //! the operator allows it (`--allow-anonymous`). A credential that is present but unknown,
 //! revoked or expired is refused (401) even where anonymous access would do: a client
 //! with a typo in its token should hear about it, not silently get less.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use salvo::Request;
 use salvo::http::StatusCode;
@@ -41,15 +50,83 @@ impl Default for AuthConfig {
 pub struct Authn {
     pub config: AuthConfig,
     pub store: Option<Store>,
+    sessions: SessionCache,
+}
+
+/// How long a session's user, as read from the store, is taken as current: a logout or a
+/// password change on another coordinator of the cluster takes effect within it (on this
+/// one at once).
+pub const SESSION_RECHECK: Duration = Duration::from_secs(1);
+
+/// Users bigger than this trigger a sweep of the stale entries.
+const SESSION_SWEEP_AT: usize = 100_000;
+
+/// A session user as the store has them now, and their session epoch.
+type SessionState = Option<(Principal, u32)>;
+
+/// Session states read recently, by user id (None: no such user).
+#[derive(Clone, Default)]
+struct SessionCache {
+    seen: Arc<Mutex<HashMap<i64, (Instant, SessionState)>>>,
+}
+
+impl SessionCache {
+    fn get(&self, user_id: i64) -> Option<SessionState> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.get(&user_id).filter(|(at, _)| at.elapsed() < SESSION_RECHECK).map(|(_, state)| state.clone())
+    }
+
+    fn put(&self, user_id: i64, state: SessionState) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= SESSION_SWEEP_AT {
+            seen.retain(|_, (at, _)| at.elapsed() < SESSION_RECHECK);
+        }
+        seen.insert(user_id, (Instant::now(), state));
+    }
+
+    fn forget(&self, user_id: i64) {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner).remove(&user_id);
+    }
 }
 
 impl Authn {
+    pub fn new(config: AuthConfig, store: Option<Store>) -> Authn {
+        Authn { config, store, sessions: SessionCache::default() }
+    }
+
+    /// Drops what this coordinator remembers of a user's sessions (their role changed,
+    /// or they are gone): the next request reads the store.
+    pub(super) fn forget_user(&self, user_id: i64) {
+        self.sessions.forget(user_id);
+    }
+
+    /// The session user's current identity and epoch (None: the user is gone).
+    async fn session_state(&self, store: &Store, user_id: i64) -> Result<SessionState, ApiError> {
+        if let Some(state) = self.sessions.get(user_id) {
+            return Ok(state);
+        }
+        let state = store.session_state(user_id).await.map_err(super::catalog::store_error)?;
+        self.sessions.put(user_id, state.clone());
+        Ok(state)
+    }
+
     /// The caller behind `credential` (None: anonymous).
     pub async fn resolve(&self, credential: Option<&str>) -> Result<Caller, ApiError> {
         let Some(credential) = credential else { return Ok(Caller::Anonymous) };
         if looks_like_jwt(credential) {
             let key = self.config.jwt.as_ref().ok_or_else(|| ApiError::Unauthorized("login sessions are not enabled here".into()))?;
-            return key.verify(credential).map(Caller::User).map_err(|e| ApiError::Unauthorized(e.to_string()));
+            let (claimed, epoch) = key.verify(credential).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+            // Without a store nobody can log in or out here: the signature is all there is.
+            let Some(store) = self.store.as_ref().filter(|_| claimed.user_id != super::jwt::OPERATOR_USER_ID) else {
+                return Ok(Caller::User(claimed));
+            };
+            return match self.session_state(store, claimed.user_id).await? {
+                None => Err(ApiError::Unauthorized("the session's user no longer exists".into())),
+                Some((_, current)) if current != epoch => {
+                    Err(ApiError::Unauthorized("this session has ended (a logout or a password change); log in again".into()))
+                }
+                Some((who, _)) => Ok(Caller::User(who)),
+            };
         }
         let store = self
             .store
@@ -95,7 +172,7 @@ impl Caller {
 }
 
 /// The token of the request, if any; a malformed Authorization header is an error.
-fn token(req: &Request) -> Result<Option<String>, ApiError> {
+pub(super) fn token(req: &Request) -> Result<Option<String>, ApiError> {
     if let Some(value) = req.headers().get("authorization") {
         let value = value.to_str().map_err(|_| ApiError::Unauthorized("the Authorization header is not text".into()))?;
         let token = value
@@ -133,9 +210,17 @@ async fn small_json<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result
     super::submit::decode_json(body)
 }
 
-fn session(authn: &Authn, who: &Principal) -> Result<Value, ApiError> {
+async fn session(authn: &Authn, who: &Principal) -> Result<Value, ApiError> {
     let key = authn.config.jwt.as_ref().ok_or(ApiError::SessionsDisabled)?;
-    let (token, expires) = key.issue(who);
+    // Issued in the user's current epoch (read afresh: a logout a moment ago counts).
+    let epoch = match &authn.store {
+        Some(store) => {
+            let state = store.session_state(who.user_id).await.map_err(super::catalog::store_error)?;
+            state.ok_or(ApiError::UserNotFound(who.user_id))?.1
+        }
+        None => 0,
+    };
+    let (token, expires) = key.issue(who, epoch);
     Ok(json!({
         "token": token,
         "tokenType": "Bearer",
@@ -165,7 +250,7 @@ pub(super) async fn login(authn: &Authn, req: &mut Request) -> Result<(StatusCod
     match store.login(body.login.trim(), &body.password).await.map_err(super::catalog::store_error)? {
         Some(who) => {
             tracing::info!(user = who.user_id, "login");
-            Ok((StatusCode::OK, session(authn, &who)?))
+            Ok((StatusCode::OK, session(authn, &who).await?))
         }
         // One message for both: which logins exist is not for strangers to learn.
         None => Err(ApiError::Unauthorized("wrong login or password".into())),
@@ -174,9 +259,22 @@ pub(super) async fn login(authn: &Authn, req: &mut Request) -> Result<(StatusCod
 
 /// `POST /api/auth/session`: a session for the caller's credential (an API token
 /// becomes a JWT; a session gets a fresh one).
-pub(super) fn exchange(authn: &Authn, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+pub(super) async fn exchange(authn: &Authn, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
     let who = require(caller, Role::User)?;
-    Ok((StatusCode::OK, session(authn, who)?))
+    Ok((StatusCode::OK, session(authn, who).await?))
+}
+
+/// `POST /api/auth/logout`: ends every login session of the caller, on every device
+/// (API tokens stay valid: they are revoked one by one).
+pub(super) async fn logout(authn: &Authn, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
+    let store = authn.store.as_ref().ok_or(ApiError::NoDatabase)?;
+    let who = require(caller, Role::User)?;
+    if !store.end_sessions(who.user_id).await.map_err(super::catalog::store_error)? {
+        return Err(ApiError::UserNotFound(who.user_id));
+    }
+    authn.sessions.forget(who.user_id);
+    tracing::info!(user = who.user_id, "sessions ended");
+    Ok((StatusCode::OK, json!({ "userId": who.user_id, "sessionsEnded": true })))
 }
 
 /// `GET /api/auth/me`.
@@ -218,6 +316,8 @@ pub(super) async fn set_password(authn: &Authn, req: &mut Request, caller: &Call
     if !store.set_password(target, &body.password).await.map_err(super::catalog::store_error)? {
         return Err(ApiError::UserNotFound(target));
     }
+    // The user's sessions ended with the old password.
+    authn.sessions.forget(target);
     tracing::info!(user = target, by = who.user_id, "password set");
     Ok((StatusCode::OK, json!({ "userId": target, "passwordSet": true })))
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::jwt::JwtKey;
 use super::test_fixture::{BASE, Fixture, Setup};
+use crate::store::Queries;
 use super::*;
 
 fn strict() -> ApiOptions {
@@ -155,6 +156,130 @@ async fn password_login_gives_a_session_that_works_like_a_token() {
     // Anonymous: no session to exchange.
     let (status, _) = send(&f, TestClient::post(format!("{BASE}/api/auth/session"))).await;
     assert_eq!(status, 401);
+}
+
+/// A logout ends every session of the user (API tokens stay), a password change ends
+/// them too, and a new login works at once; a session whose user is gone is refused.
+#[tokio::test]
+async fn logout_and_a_new_password_end_the_sessions_issued_before() {
+    let f = &fixture(strict()).await;
+    let new = json!({ "name": "Lin", "role": "user", "password": "first password" });
+    let (status, body) = send(f, bearer(TestClient::post(format!("{BASE}/api/users")).json(&new), Some(&f.admin))).await;
+    assert_eq!(status, 201, "{body}");
+    let lin = body["id"].as_i64().unwrap();
+    let api_token = body["token"].as_str().unwrap().to_owned();
+    let login = |password: &'static str| async move {
+        let body = json!({ "login": "Lin", "password": password });
+        let (status, session) = send(f, TestClient::post(format!("{BASE}/api/auth/login")).json(&body)).await;
+        assert_eq!(status, 200, "{session}");
+        session["token"].as_str().unwrap().to_owned()
+    };
+    let me = |token: String| async move { send(f, bearer(TestClient::get(format!("{BASE}/api/auth/me")), Some(&token))).await };
+    let (laptop, phone) = (login("first password").await, login("first password").await);
+    assert_eq!(me(laptop.clone()).await.0, 200);
+    let (status, body) = send(f, bearer(TestClient::post(format!("{BASE}/api/auth/logout")), Some(&phone))).await;
+    assert_eq!((status, &body), (200, &json!({ "userId": lin, "sessionsEnded": true })));
+    for ended in [&laptop, &phone] {
+        let (status, body) = me(ended.clone()).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("session has ended"), "{body}");
+    }
+    assert_eq!(me(api_token.clone()).await.0, 200, "API tokens are not sessions");
+    let fresh = login("first password").await;
+    assert_eq!(me(fresh.clone()).await.0, 200);
+    // A new password ends the sessions made with the old one.
+    let change = TestClient::put(format!("{BASE}/api/auth/password")).json(&json!({ "password": "second password" }));
+    assert_eq!(send(f, bearer(change, Some(&api_token))).await.0, 200);
+    assert_eq!(me(fresh).await.0, 401);
+    assert_eq!(me(login("second password").await).await.0, 200);
+    // A session outlives neither its user nor a change of role.
+    let last = login("second password").await;
+    let c = f.store.client().await.unwrap();
+    c.execute("UPDATE users SET role = 'setter' WHERE id = $1", &[&lin]).await.unwrap();
+    // (Within SESSION_RECHECK the cached role may still answer.)
+    let deadline = std::time::Instant::now() + super::auth::SESSION_RECHECK * 5;
+    while me(last.clone()).await.1["role"] != "setter" {
+        assert!(std::time::Instant::now() < deadline, "the new role never showed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.execute("DELETE FROM users WHERE id = $1", &[&lin]).await.unwrap();
+    let deadline = std::time::Instant::now() + super::auth::SESSION_RECHECK * 5;
+    loop {
+        let (status, body) = me(last.clone()).await;
+        if status == 401 {
+            assert!(body["error"]["message"].as_str().unwrap().contains("no longer exists"), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "a deleted user's session still works");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Admins list users, change roles and delete users, never their own; a user lists,
+/// creates and revokes their own tokens (an admin anyone's), never the one in use.
+#[tokio::test]
+async fn users_and_their_tokens_are_managed_through_the_api() {
+    let f = &fixture(strict()).await;
+    let call = |method: &str, path: String, token: String, body: Option<Value>| {
+        let req = match method {
+            "GET" => TestClient::get(format!("{BASE}{path}")),
+            "POST" => TestClient::post(format!("{BASE}{path}")),
+            "PUT" => TestClient::put(format!("{BASE}{path}")),
+            _ => TestClient::delete(format!("{BASE}{path}")),
+        };
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        async move { send(f, bearer(req, Some(&token))).await }
+    };
+    let admin = f.admin.clone();
+    let (status, bo) = call("POST", "/api/users".into(), admin.clone(), Some(json!({ "name": "Bo", "role": "user" }))).await;
+    assert_eq!(status, 201, "{bo}");
+    let (bo_id, first) = (bo["id"].as_i64().unwrap(), bo["token"].as_str().unwrap().to_owned());
+    let (status, list) = call("GET", "/api/users".into(), admin.clone(), None).await;
+    assert_eq!(status, 200, "{list}");
+    let row = list["users"].as_array().unwrap().iter().find(|u| u["id"] == bo_id).unwrap().clone();
+    assert_eq!((row["name"].as_str(), row["activeTokens"].as_i64(), row["hasPassword"].as_bool()), (Some("Bo"), Some(1), Some(false)));
+    assert_eq!(call("GET", "/api/users".into(), first.clone(), None).await.0, 403);
+
+    // Bo's own tokens.
+    let (status, issued) = call("POST", format!("/api/users/{bo_id}/tokens"), first.clone(), Some(json!({ "label": "ci" }))).await;
+    assert_eq!(status, 201, "{issued}");
+    let second = issued["token"].as_str().unwrap().to_owned();
+    let (_, tokens) = call("GET", format!("/api/users/{bo_id}/tokens"), second.clone(), None).await;
+    let tokens = tokens["tokens"].as_array().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    assert!(!Value::Array(tokens.clone()).to_string().contains(&first[3..]), "a token's secret is never listed");
+    let first_id = tokens[0]["id"].as_i64().unwrap();
+    let (status, body) = call("DELETE", format!("/api/users/{bo_id}/tokens/{first_id}"), first.clone(), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    assert_eq!(call("DELETE", format!("/api/users/{bo_id}/tokens/{first_id}"), second.clone(), None).await.0, 200);
+    assert_eq!(call("GET", "/api/auth/me".into(), first.clone(), None).await.0, 401, "a revoked token is refused");
+    assert_eq!(call("DELETE", format!("/api/users/{bo_id}/tokens/{first_id}"), second.clone(), None).await.0, 404);
+    // Not somebody else's, unless an admin.
+    let uma = f.user.0;
+    assert_eq!(call("GET", format!("/api/users/{uma}/tokens"), second.clone(), None).await.0, 403);
+    assert_eq!(call("GET", format!("/api/users/{uma}/tokens"), admin.clone(), None).await.0, 200);
+    assert_eq!(call("GET", "/api/users/999999/tokens".into(), admin.clone(), None).await.0, 404);
+
+    // Roles: the new one applies to the user's next request; an admin's own stays.
+    let (status, _) = call("PUT", format!("/api/users/{bo_id}/role"), admin.clone(), Some(json!({ "role": "setter" }))).await;
+    assert_eq!(status, 200);
+    assert_eq!(call("GET", "/api/auth/me".into(), second.clone(), None).await.1["role"], "setter");
+    let (status, body) = call("PUT", format!("/api/users/{bo_id}/role"), admin.clone(), Some(json!({ "role": "god" }))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_field")), "{body}");
+    let admin_id = f.store.authenticate(&admin).await.unwrap().unwrap().user_id;
+    let (status, _) = call("PUT", format!("/api/users/{admin_id}/role"), admin.clone(), Some(json!({ "role": "user" }))).await;
+    assert_eq!(status, 409);
+    assert_eq!(call("DELETE", format!("/api/users/{admin_id}"), admin.clone(), None).await.0, 409);
+    assert_eq!(call("PUT", "/api/users/999999/role".into(), admin.clone(), Some(json!({ "role": "user" }))).await.0, 404);
+
+    // Deleted: their tokens die with them.
+    let (status, body) = call("DELETE", format!("/api/users/{bo_id}"), admin.clone(), None).await;
+    assert_eq!((status, &body), (200, &json!({ "deleted": bo_id })));
+    assert_eq!(call("GET", "/api/auth/me".into(), second, None).await.0, 401);
+    assert_eq!(call("DELETE", format!("/api/users/{bo_id}"), admin, None).await.0, 404);
 }
 
 #[tokio::test]

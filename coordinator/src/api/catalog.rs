@@ -17,7 +17,7 @@ use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::submit::decode_json;
 use crate::store::auth::Role;
-use crate::store::catalog::{Algorithm, AlgorithmInput, CATEGORIES, DIFFICULTIES, Filter, TestCase, json_bytes};
+use crate::store::catalog::{Algorithm, AlgorithmInput, CATEGORIES, DIFFICULTIES, Filter, Generator, TestCase, json_bytes};
 use crate::store::{Store, StoreError};
 
 /// Caps on catalog writes.
@@ -161,6 +161,16 @@ struct AlgorithmBody {
     /// language id (as in /api/languages) -> source code
     #[serde(default)]
     reference_solutions: BTreeMap<String, String>,
+    /// The benchmark's input generator (see docs/websocket.md, "Input generators").
+    #[serde(default)]
+    generator: Option<GeneratorBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GeneratorBody {
+    language: String,
+    source: String,
 }
 
 fn validate(body: AlgorithmBody, slug: String, spec: &Spec, limits: &CatalogLimits) -> Result<AlgorithmInput, ApiError> {
@@ -219,6 +229,13 @@ fn validate(body: AlgorithmBody, slug: String, spec: &Spec, limits: &CatalogLimi
         }
         text(&format!("referenceSolutions.{language}"), source, 1, limits.max_text_bytes)?;
     }
+    if let Some(g) = &body.generator {
+        if spec.language(&g.language).is_none() {
+            let known = spec.languages.iter().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(ApiError::UnknownLanguage { language: g.language.clone(), known });
+        }
+        text("generator.source", &g.source, 1, limits.max_text_bytes)?;
+    }
     Ok(AlgorithmInput {
         slug,
         name: body.name,
@@ -234,6 +251,7 @@ fn validate(body: AlgorithmBody, slug: String, spec: &Spec, limits: &CatalogLimi
         entry_point: body.entry_point,
         test_cases: body.test_cases,
         reference_solutions: body.reference_solutions,
+        generator: body.generator.map(|g| Generator { language: g.language, source: g.source }),
     })
 }
 
@@ -305,6 +323,11 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(what) => ApiError::Conflict(what),
         StoreError::Pool(_) => ApiError::DatabaseUnavailable(e.to_string()),
+        // A row this write points at (an algorithm, a user, a code version) was deleted
+        // by another request in the meantime: the caller's view is stale, not ours broken.
+        _ if e.is_foreign_key_violation() => {
+            ApiError::Conflict("something this request refers to was deleted meanwhile; reload and retry".into())
+        }
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -336,6 +359,9 @@ fn detail(a: &Algorithm, role: Option<Role>, hints: usize, solution: bool) -> Va
         o.insert("hints".into(), json!(a.hints.iter().take(hints).collect::<Vec<_>>()));
         o.insert("testCases".into(), json!(tests));
         o.insert("testCount".into(), json!(a.test_cases.len()));
+        if all_tests && let Some(g) = &a.generator {
+            o.insert("generator".into(), json!({ "language": g.language, "source": g.source }));
+        }
         if solution {
             o.insert("solution".into(), json!({ "explanation": a.solution, "referenceSolutions": a.reference_solutions }));
         }

@@ -209,6 +209,31 @@ async fn writes_need_a_setter_or_an_admin() {
     assert_eq!(total(&f).await, before);
 }
 
+/// A benchmark's input generator is stored with the algorithm, shown to setters and
+/// admins, replaced or dropped by an update; the shipped Dijkstra brings its own.
+#[tokio::test]
+async fn a_generator_is_kept_with_its_algorithm() {
+    let f = fixture().await;
+    let source = "n, m, seed = map(int, input().split())\nprint([list(range(n))])\n";
+    let mut body = new_algorithm();
+    body["generator"] = json!({ "language": "python", "source": source });
+    let (status, created) = post(&f, body.to_string(), Some(&f.setter)).await;
+    assert_eq!(status, 201, "{created}");
+    let (_, shown) = get(&f, "/api/algorithms/sum_list", Some(&f.setter)).await;
+    assert_eq!(shown["generator"], json!({ "language": "python", "source": source }));
+    let (_, as_user) = get(&f, "/api/algorithms/sum_list", Some(&f.user.1)).await;
+    assert!(as_user.get("generator").is_none(), "{as_user}");
+    let stored = f.store.get_algorithm("sum_list").await.unwrap().unwrap().generator.unwrap();
+    assert_eq!((stored.language.as_str(), stored.source.as_str()), ("python", source));
+    let mut changed = new_algorithm();
+    changed.as_object_mut().unwrap().remove("slug");
+    let (status, _) = put(&f, "sum_list", changed.to_string(), Some(&f.setter)).await;
+    assert_eq!(status, 200);
+    assert!(f.store.get_algorithm("sum_list").await.unwrap().unwrap().generator.is_none());
+    let dijkstra = f.store.get_algorithm("dijkstra").await.unwrap().unwrap().generator.unwrap();
+    assert_eq!(dijkstra.language, "python");
+}
+
 #[tokio::test]
 async fn bad_bodies_are_4xx_and_write_nothing() {
     let f = fixture().await;
@@ -242,6 +267,13 @@ async fn bad_bodies_are_4xx_and_write_nothing() {
     assert_error(post(&f, with("/testCases", json!([])), t).await, 400, "invalid_field", "testCases");
     assert_error(post(&f, with("/testCases/0/input", json!(5)), t).await, 400, "invalid_field", "testCases[0].input");
     assert_error(post(&f, with("/referenceSolutions", json!({ "cobol": "x" })), t).await, 400, "unknown_language", "cobol");
+    let mut generator = new_algorithm();
+    generator["generator"] = json!({ "language": "cobol", "source": "x" });
+    assert_error(post(&f, generator.to_string(), t).await, 400, "unknown_language", "cobol");
+    generator["generator"] = json!({ "language": "python", "source": "" });
+    assert_error(post(&f, generator.to_string(), t).await, 400, "invalid_field", "generator.source");
+    generator["generator"] = json!({ "language": "python", "source": "x", "seed": 1 });
+    assert_error(post(&f, generator.to_string(), t).await, 400, "unknown_field", "seed");
     assert_error(post(&f, with("/description", json!("x".repeat(70_000))), t).await, 413, "too_large", "description");
     let huge = format!("{{\"slug\": \"{}\"}}", "a".repeat(17 << 20));
     assert_error(post(&f, huge, t).await, 413, "body_too_large", "exceeds");

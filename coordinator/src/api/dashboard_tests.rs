@@ -518,3 +518,29 @@ async fn nul_characters_in_the_arguments_are_stored_as_replacement_characters() 
     let (_, history) = get(&f, "/api/execution/history", Some(&f.user.1)).await;
     assert_eq!(history["executions"][0]["input"], json!({"nums\u{fffd}": ["\u{fffd}"], "target": 3}), "{history}");
 }
+
+/// A run whose algorithm a setter deletes while it is queued cannot be recorded: the
+/// caller gets a 409 that says so, not a 500.
+#[tokio::test]
+async fn a_run_of_an_algorithm_deleted_meanwhile_is_a_conflict_not_an_internal_error() {
+    let f = fixture().await;
+    let algorithm = f.store.get_algorithm("two_sum").await.unwrap().unwrap();
+    assert!(f.store.delete_algorithm("two_sum").await.unwrap());
+    let run = NewRun {
+        epoch: f.epoch,
+        submission_id: 900_001,
+        user_id: Some(f.user.0),
+        algorithm_id: algorithm.id,
+        language: "python",
+        kind: RunKind::Execute,
+        source: b"code",
+        code_version_id: None,
+        input: None,
+        total: 1,
+    };
+    let err = f.store.start_run(&run).await.unwrap_err();
+    assert!(err.is_foreign_key_violation(), "{err:?}");
+    let api = super::catalog::store_error(err);
+    assert!(matches!(api, ApiError::Conflict(_)), "{api:?}");
+    assert_eq!(api.status(), salvo::http::StatusCode::CONFLICT);
+}

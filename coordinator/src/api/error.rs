@@ -85,6 +85,8 @@ pub enum ApiError {
     VersionNotFound(i64),
     #[error("execution {0} does not exist")]
     RunNotFound(i64),
+    #[error("no unrevoked token {0} of this user")]
+    TokenNotFound(i64),
 }
 
 impl ApiError {
@@ -125,7 +127,7 @@ impl ApiError {
             ApiError::CompileFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RunTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RunUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::VersionNotFound(_) | ApiError::RunNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::VersionNotFound(_) | ApiError::RunNotFound(_) | ApiError::TokenNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -169,6 +171,7 @@ impl ApiError {
             ApiError::RunUnavailable(_) => "run_unavailable",
             ApiError::VersionNotFound(_) => "version_not_found",
             ApiError::RunNotFound(_) => "execution_not_found",
+            ApiError::TokenNotFound(_) => "token_not_found",
         }
     }
 

@@ -95,13 +95,9 @@ impl Handler for Gate {
             Caller::Anonymous => Key::Ip(ip),
         };
         if let Some(limiter) = &self.limiter
-            && let Err(wait) = limiter.check(&key, Instant::now())
+            && let Err(err) = limiter.admit(&key)
         {
             self.metrics.rate_limited(key.scope());
-            let limit = limiter.limit();
-            // Whole seconds, rounded up: a client retrying at once would be refused again.
-            let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let err = ApiError::RateLimited { limit: limit.max, window_s: limit.window.as_secs().max(1), retry_after_s };
             return refuse(err, res, ctrl);
         }
         depot.insert_typed(Identity { caller, key });

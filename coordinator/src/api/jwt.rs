@@ -46,7 +46,15 @@ struct Claims {
     role: String,
     iat: u64,
     exp: u64,
+    /// The user's session epoch at issue (see `Store::end_sessions`).
+    #[serde(default)]
+    ep: u32,
 }
+
+/// The user id of a session minted by the holder of the secret itself (`coordinator
+/// cluster add-node`), not by a login: no user has it, and it has no session epoch to
+/// check. Whoever has the secret could sign any session anyway.
+pub const OPERATOR_USER_ID: i64 = 0;
 
 /// The key sessions are signed with.
 #[derive(Clone)]
@@ -128,10 +136,11 @@ impl JwtKey {
     }
 
     /// A session for `who`, and when it expires (seconds since the epoch).
-    pub fn issue(&self, who: &Principal) -> (String, u64) {
+    pub fn issue(&self, who: &Principal, epoch: u32) -> (String, u64) {
         let iat = now_s();
         let exp = iat + self.ttl.as_secs();
-        let claims = Claims { sub: who.user_id.to_string(), name: who.name.clone(), role: who.role.as_str().into(), iat, exp };
+        let claims =
+            Claims { sub: who.user_id.to_string(), name: who.name.clone(), role: who.role.as_str().into(), iat, exp, ep: epoch };
         // Serializing a struct of strings and integers cannot fail.
         let payload = serde_json::to_vec(&claims).unwrap_or_default();
         let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(HEADER), URL_SAFE_NO_PAD.encode(payload));
@@ -141,8 +150,8 @@ impl JwtKey {
         (format!("{signing_input}.{sig}"), exp)
     }
 
-    /// The principal of a valid, unexpired session we signed.
-    pub fn verify(&self, token: &str) -> Result<Principal, JwtError> {
+    /// The principal of a valid, unexpired session we signed, and its session epoch.
+    pub fn verify(&self, token: &str) -> Result<(Principal, u32), JwtError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
         else {
@@ -167,7 +176,7 @@ impl JwtKey {
         }
         let user_id = claims.sub.parse().map_err(|_| JwtError::Claims(format!("sub {:?} is not a user id", claims.sub)))?;
         let role = Role::parse(&claims.role).ok_or_else(|| JwtError::Claims(format!("role {:?}", claims.role)))?;
-        Ok(Principal { user_id, name: claims.name, role })
+        Ok((Principal { user_id, name: claims.name, role }, claims.ep))
     }
 }
 
@@ -189,10 +198,10 @@ mod tests {
     #[test]
     fn a_session_round_trips_and_another_key_refuses_it() {
         let key = JwtKey::random(Duration::from_secs(60)).unwrap();
-        let (token, exp) = key.issue(&alice());
+        let (token, exp) = key.issue(&alice(), 3);
         assert!(looks_like_jwt(&token));
         assert!(exp >= now_s() + 59);
-        assert_eq!(key.verify(&token).unwrap(), alice());
+        assert_eq!(key.verify(&token).unwrap(), (alice(), 3));
         let other = JwtKey::random(Duration::from_secs(60)).unwrap();
         assert_eq!(other.verify(&token), Err(JwtError::Signature));
     }
@@ -200,7 +209,7 @@ mod tests {
     #[test]
     fn tampered_expired_and_unsigned_tokens_are_refused() {
         let key = JwtKey::random(Duration::from_secs(60)).unwrap();
-        let (token, _) = key.issue(&alice());
+        let (token, _) = key.issue(&alice(), 3);
         let parts: Vec<&str> = token.split('.').collect();
         // Promote ourselves to admin, keeping the signature.
         let forged = URL_SAFE_NO_PAD
@@ -211,7 +220,7 @@ mod tests {
         assert_eq!(key.verify(&format!("{none}.{}.", parts[1])), Err(JwtError::Signature));
         assert_eq!(key.verify("a.b"), Err(JwtError::Malformed));
         let expired = JwtKey { secret: key.secret.clone(), ttl: Duration::ZERO };
-        let (old, _) = expired.issue(&alice());
+        let (old, _) = expired.issue(&alice(), 3);
         assert_eq!(key.verify(&old), Err(JwtError::Expired));
     }
 
@@ -222,8 +231,8 @@ mod tests {
         let file = dir.path().join("jwt-secret");
         let a = JwtKey::load_or_create(None, &file, Duration::from_secs(60)).unwrap();
         let b = JwtKey::load_or_create(None, &file, Duration::from_secs(60)).unwrap();
-        let (token, _) = a.issue(&alice());
-        assert_eq!(b.verify(&token).unwrap(), alice(), "a restart keeps accepting its sessions");
+        let (token, _) = a.issue(&alice(), 3);
+        assert_eq!(b.verify(&token).unwrap(), (alice(), 3), "a restart keeps accepting its sessions");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     }

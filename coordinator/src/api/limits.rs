@@ -88,6 +88,20 @@ impl RateLimiter {
         map.insert(key.clone(), next);
         Ok(())
     }
+
+    /// Counts a request of `key` now; a refusal is the 429 to answer, naming the limit
+    /// and when to retry.
+    pub fn admit(&self, key: &Key) -> Result<(), super::ApiError> {
+        self.check(key, Instant::now()).map_err(|wait| {
+            // Whole seconds, rounded up: a client retrying at once would be refused again.
+            let retry_after_s = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            super::ApiError::RateLimited {
+                limit: self.limit.max,
+                window_s: self.limit.window.as_secs().max(1),
+                retry_after_s,
+            }
+        })
+    }
 }
 
 /// A run the caller started, by the id the API gave out.

@@ -169,6 +169,13 @@ pub(crate) enum Route {
     Session,
     Me,
     SetPassword,
+    Logout,
+    ListUsers,
+    SetRole,
+    DeleteUser,
+    ListTokens,
+    IssueToken,
+    RevokeToken,
     ImportProblem,
     ListProblems,
     GetProblem,
@@ -242,7 +249,8 @@ impl std::fmt::Debug for SharedLimiter {
 }
 
 impl ApiOptions {
-    fn limiter(&self) -> Option<Arc<limits::RateLimiter>> {
+    /// The per-caller request budget (`rate_limit`), the same one for every door.
+    pub fn limiter(&self) -> Option<Arc<limits::RateLimiter>> {
         self.rate_limit.map(|l| self.limiter.rate.get_or_init(|| Arc::new(limits::RateLimiter::new(l))).clone())
     }
 
@@ -299,7 +307,8 @@ impl Handler for Endpoint {
             Route::Submit => submit(api, req).await,
             Route::GetSubmission => get_submission(api, req, &caller).await,
             Route::Login => auth::login(&api.authn, req).await,
-            Route::Session => auth::exchange(&api.authn, &caller),
+            Route::Session => auth::exchange(&api.authn, &caller).await,
+            Route::Logout => auth::logout(&api.authn, &caller).await,
             Route::Me => auth::me(&caller),
             Route::SetPassword => auth::set_password(&api.authn, req, &caller).await,
             Route::AddClusterNode => members::add(api, req).await,
@@ -310,6 +319,12 @@ impl Handler for Endpoint {
             | Route::UpdateAlgorithm
             | Route::DeleteAlgorithm
             | Route::CreateUser
+            | Route::ListUsers
+            | Route::SetRole
+            | Route::DeleteUser
+            | Route::ListTokens
+            | Route::IssueToken
+            | Route::RevokeToken
             | Route::ImportProblem
             | Route::ListProblems
             | Route::GetProblem
@@ -456,12 +471,19 @@ fn routes() -> Vec<Op> {
         op(M::POST, "/api/problems/{slug}/submissions", Route::SubmitToProblem, Run, Doc::new("contest", "Submit to a problem").param("slug", s::string()).body(s::object()).ok(201, s::object()).db()),
         op(M::POST, "/api/problems/{slug}/rejudge", Route::RejudgeProblem, AtLeast(Role::Setter), Doc::new("contest", "Judge every submission of a problem again").param("slug", s::string()).ok(200, s::object()).db()),
         op(M::POST, "/api/submissions/{id}/rejudge", Route::RejudgeSubmission, AtLeast(Role::Setter), Doc::new("contest", "Judge a submission again").param("id", s::id()).ok(200, s::object()).db()),
+        op(M::GET, "/api/users", Route::ListUsers, AtLeast(Role::Admin), Doc::new("auth", "Every user").ok(200, s::users()).db()),
+        op(M::PUT, "/api/users/{id}/role", Route::SetRole, AtLeast(Role::Admin), Doc::new("auth", "Give a user another role (not one's own)").param("id", s::id()).body(s::new_role()).ok(200, s::role_set()).db()),
+        op(M::DELETE, "/api/users/{id}", Route::DeleteUser, AtLeast(Role::Admin), Doc::new("auth", "Delete a user, their tokens and sessions (not oneself)").param("id", s::id()).ok(200, s::user_deleted()).db()),
+        op(M::GET, "/api/users/{id}/tokens", Route::ListTokens, AtLeast(Role::User), Doc::new("auth", "A user's API tokens (one's own; anyone's for admins)").param("id", s::id()).ok(200, s::tokens()).db()),
+        op(M::POST, "/api/users/{id}/tokens", Route::IssueToken, AtLeast(Role::User), Doc::new("auth", "A new API token, shown this once (one's own; anyone's for admins)").param("id", s::id()).body(s::new_token()).ok(201, s::issued_token()).db()),
+        op(M::DELETE, "/api/users/{id}/tokens/{tokenId}", Route::RevokeToken, AtLeast(Role::User), Doc::new("auth", "Revoke an API token (not the one of this request)").param("id", s::id()).param("tokenId", s::id()).ok(200, s::token_revoked()).db()),
         op(M::POST, "/api/users", Route::CreateUser, AtLeast(Role::Admin), Doc::new("auth", "Create a user and their first API token").body(s::new_user()).ok(201, s::created_user()).db()),
         op(M::POST, "/api/cluster/nodes", Route::AddClusterNode, AtLeast(Role::Admin), Doc::new("cluster", "Add a running coordinator (started with --join) to the raft cluster").body(s::new_cluster_node()).ok(200, s::voters())),
         op(M::DELETE, "/api/cluster/nodes/{id}", Route::RemoveClusterNode, AtLeast(Role::Admin), Doc::new("cluster", "Remove a coordinator from the raft cluster (ask another member)").param("id", s::id()).ok(200, s::voters())),
         op(M::POST, "/api/auth/login", Route::Login, Public, Doc::new("auth", "Log in with a password; returns a session (JWT)").body(s::login()).ok(200, s::session()).db()),
         op(M::POST, "/api/auth/session", Route::Session, AtLeast(Role::User), Doc::new("auth", "Exchange the credential sent for a fresh session (JWT)").ok(200, s::session())),
         op(M::GET, "/api/auth/me", Route::Me, AtLeast(Role::User), Doc::new("auth", "The caller").ok(200, s::user())),
+        op(M::POST, "/api/auth/logout", Route::Logout, AtLeast(Role::User), Doc::new("auth", "End every login session of the caller (API tokens stay valid)").ok(200, s::sessions_ended()).db()),
         op(M::PUT, "/api/auth/password", Route::SetPassword, AtLeast(Role::User), Doc::new("auth", "Set the caller's (or, as admin, a user's) password").body(s::new_password()).ok(200, s::password_set()).db()),
         // Judge0 CE's API at the root. The batch routes before `{token}`, which would match "batch" too.
         op(M::GET, "/submissions/batch", Route::Judge0(J::ShowBatch), Run, Doc::judge0("Several submissions").query(&[("tokens", s::string()), ("base64_encoded", s::boolean()), ("fields", s::string())]).ok(200, s::object())),
@@ -569,7 +591,7 @@ pub fn router_with_options(
     let ops = routes();
     let openapi = openapi::document(&ops, options.auth.allow_anonymous);
     let templates = ops.iter().map(|op| op.path).collect();
-    let authn = Authn { config: options.auth.clone(), store: store.clone() };
+    let authn = Authn::new(options.auth.clone(), store.clone());
     let run_caps = options.run_caps(&caps);
     let dashboard = match (&store, &options.dashboard) {
         (Some(store), Some(setup)) => {
@@ -713,6 +735,12 @@ async fn with_store(api: &Api, route: Route, req: &mut Request, caller: &Caller)
             answer
         }
         Route::CreateUser => users::create(store, req, &caller).await,
+        Route::ListUsers => users::list(store, &caller).await,
+        Route::SetRole => users::set_role(&api.authn, store, req, &caller).await,
+        Route::DeleteUser => users::delete(&api.authn, store, req, &caller).await,
+        Route::ListTokens => users::tokens(store, req, &caller).await,
+        Route::IssueToken => users::issue_token(store, req, &caller).await,
+        Route::RevokeToken => users::revoke_token(store, req, &caller).await,
         Route::ImportProblem => problems::import(api, store, req, &caller).await,
         Route::ListProblems => problems::list(store).await,
         Route::GetProblem => problems::get(store, req).await,

@@ -372,6 +372,8 @@ pub mod schema {
                 "testCases": { "type": "array", "items": { "type": "object", "required": ["input", "expected"], "properties": {
                     "input": array(), "expected": {}, "sample": boolean() } } },
                 "referenceSolutions": { "type": "object", "additionalProperties": string() },
+                "generator": { "type": "object", "required": ["language", "source"], "additionalProperties": false,
+                    "properties": { "language": string(), "source": string() } },
             },
         })
     }
@@ -407,6 +409,49 @@ pub mod schema {
 
     pub fn new_password() -> Value {
         json!({ "type": "object", "required": ["password"], "properties": { "password": string(), "userId": id() } })
+    }
+
+    pub fn users() -> Value {
+        json!({ "type": "object", "required": ["users"], "properties": { "users": { "type": "array", "items": {
+            "type": "object", "required": ["id", "name", "role", "hasPassword", "activeTokens", "createdAt"], "properties": {
+                "id": id(), "name": string(), "email": nullable_string(), "role": string(), "hasPassword": boolean(),
+                "activeTokens": count(), "createdAt": string() } } } } })
+    }
+
+    pub fn new_role() -> Value {
+        json!({ "type": "object", "required": ["role"], "additionalProperties": false, "properties": {
+            "role": { "type": "string", "enum": ["admin", "setter", "user"] } } })
+    }
+
+    pub fn role_set() -> Value {
+        json!({ "type": "object", "required": ["id", "role"], "properties": { "id": id(), "role": string() } })
+    }
+
+    pub fn user_deleted() -> Value {
+        json!({ "type": "object", "required": ["deleted"], "properties": { "deleted": id() } })
+    }
+
+    pub fn tokens() -> Value {
+        json!({ "type": "object", "required": ["userId", "tokens"], "properties": { "userId": id(), "tokens": { "type": "array", "items": {
+            "type": "object", "required": ["id", "label", "createdAt", "revokedAt"], "properties": {
+                "id": id(), "label": string(), "createdAt": string(), "revokedAt": nullable_string() } } } } })
+    }
+
+    pub fn new_token() -> Value {
+        json!({ "type": "object", "additionalProperties": false, "properties": { "label": string() } })
+    }
+
+    pub fn issued_token() -> Value {
+        json!({ "type": "object", "required": ["id", "userId", "label", "token"], "properties": {
+            "id": { "type": ["integer", "null"] }, "userId": id(), "label": string(), "token": string() } })
+    }
+
+    pub fn token_revoked() -> Value {
+        json!({ "type": "object", "required": ["revoked"], "properties": { "revoked": id() } })
+    }
+
+    pub fn sessions_ended() -> Value {
+        json!({ "type": "object", "required": ["userId", "sessionsEnded"], "properties": { "userId": id(), "sessionsEnded": boolean() } })
     }
 
     pub fn password_set() -> Value {

@@ -37,6 +37,23 @@ struct TestRequest {
     version_id: Option<i64>,
 }
 
+/// The suite as the judge state keeps a problem: one pass-fail group, which tests are
+/// samples. Named `algorithm:<slug>` so that no problem's rejudge takes it for its own.
+fn suite_ref(algorithm: &crate::store::catalog::Algorithm) -> crate::contest::ProblemRef {
+    use crate::contest::{GroupRef, ProblemRef, Scoring, TestRef};
+    ProblemRef {
+        slug: format!("algorithm:{}", algorithm.slug),
+        scoring: Scoring::PassFail,
+        groups: vec![GroupRef { name: "tests".into(), score: 1.0 }],
+        tests: algorithm
+            .test_cases
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TestRef { name: format!("test {}", i + 1), group: 0, sample: t.sample })
+            .collect(),
+    }
+}
+
 pub(super) async fn run(
     d: &Dashboard,
     req: &mut Request,
@@ -92,7 +109,9 @@ pub(super) async fn run(
         limits: d.run_limits(),
         options: Default::default(),
         judge0: None,
-        problem: None,
+        // Which tests are samples, so that the submission's own route
+        // (`/api/submissions/{id}`) hides the others as it hides a problem's secret tests.
+        problem: Some(suite_ref(&algorithm)),
     };
     let function = FunctionSpec {
         entry_point: dashboard::entry_point(&algorithm),
@@ -144,7 +163,13 @@ pub(super) async fn run(
             "cpuTime": result.map(|r| r.cpu_time_us as f64 / 1000.0),
             "wallTime": result.map(|r| r.wall_time_us as f64 / 1000.0),
             "memoryUsage": result.map(|r| r.peak_memory_bytes as f64 / (1024.0 * 1024.0)),
-            "error": error_text(&finished, index),
+            // A hidden test's error would quote its answer ("expected ...") or what the
+            // code printed or raised about its arguments: only the verdict is shown.
+            "error": if case.sample || sees_hidden {
+                error_text(&finished, index)
+            } else {
+                result.filter(|r| r.verdict != Verdict::AC).map(|r| format!("{} on a hidden test", r.verdict.as_str()))
+            },
         });
         if case.sample || sees_hidden {
             entry["input"] = case.input.clone();
@@ -159,8 +184,10 @@ pub(super) async fn run(
         status: status_of(view.verdict),
         verdict: view.verdict.map(|v| v.as_str()),
         result: Value::Array(results.clone()),
-        error: (verdict != Verdict::AC).then(|| {
-            if verdict == Verdict::CE && !view.compile_output.is_empty() { view.compile_output.clone() } else { view.message.clone() }
+        error: (verdict != Verdict::AC).then(|| match &view.problem {
+            _ if verdict == Verdict::CE && !view.compile_output.is_empty() => view.compile_output.clone(),
+            Some(suite) if !sees_hidden => super::view::public_message(suite, &view.message),
+            _ => view.message.clone(),
         }),
         step_count: 0,
         passed: i32::try_from(passed).unwrap_or(i32::MAX),

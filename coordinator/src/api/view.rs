@@ -54,6 +54,9 @@ pub fn submission(view: &SubmissionView, secrets: Secrets) -> Value {
             if let (Some(problem), Some(tests)) = (&h.problem, past["tests"].as_array_mut()) {
                 annotate(problem, tests, secrets);
             }
+            if let (Some(problem), Secrets::Hidden) = (&h.problem, secrets) {
+                past["message"] = json!(public_message(problem, &h.outcome.message));
+            }
             past
         })
         .collect();
@@ -67,8 +70,25 @@ pub fn submission(view: &SubmissionView, secrets: Secrets) -> Value {
         if let Some(tests) = body["tests"].as_array_mut() {
             annotate(problem, tests, secrets);
         }
+        if secrets == Secrets::Hidden {
+            body["message"] = json!(public_message(problem, &view.message));
+        }
     }
     body
+}
+
+/// A judging's message as anybody may see it. The judge names the first failing test
+/// ("test 3: line 1: expected ..., got ..."); of a secret test only its number stays,
+/// the rest would leak its answer or input. Other messages (a compile error, a judge
+/// failure) say nothing of the tests and are kept.
+pub fn public_message(problem: &crate::contest::ProblemRef, message: &str) -> String {
+    let Some(rest) = message.strip_prefix("test ") else { return message.to_string() };
+    let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    if !rest[number.len()..].starts_with(':') {
+        return message.to_string();
+    }
+    let sample = number.parse::<usize>().ok().and_then(|n| problem.tests.get(n.checked_sub(1)?)).is_some_and(|t| t.sample);
+    if sample { message.to_string() } else { format!("test {number}: failed (a secret test)") }
 }
 
 /// Names each test of a problem's submission after the problem's tests and, unless
@@ -118,4 +138,29 @@ pub fn output(kept: &[u8], total: u64) -> String {
         text.push_str(&format!("\n[output truncated: showing {} of {} bytes]", shown.len(), total));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_message;
+    use crate::contest::{GroupRef, ProblemRef, Scoring, TestRef};
+
+    #[test]
+    fn a_secret_tests_message_keeps_only_its_number() {
+        let test = |sample| TestRef { name: String::new(), group: 0, sample };
+        let problem = ProblemRef {
+            slug: "p".into(),
+            scoring: Scoring::PassFail,
+            groups: vec![GroupRef { name: "g".into(), score: 1.0 }],
+            tests: vec![test(true), test(false)],
+        };
+        let sample = "test 1: line 1: expected \"3\", got \"4\"";
+        assert_eq!(public_message(&problem, sample), sample);
+        assert_eq!(public_message(&problem, "test 2: line 1: expected \"3000000000\", got \"-1294967296\""), "test 2: failed (a secret test)");
+        // A test the problem does not know counts as secret; other messages stay.
+        assert_eq!(public_message(&problem, "test 9: x"), "test 9: failed (a secret test)");
+        assert_eq!(public_message(&problem, "test 0: x"), "test 0: failed (a secret test)");
+        assert_eq!(public_message(&problem, "compilation failed"), "compilation failed");
+        assert_eq!(public_message(&problem, "test suite: ok"), "test suite: ok");
+    }
 }

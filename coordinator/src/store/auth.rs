@@ -91,6 +91,27 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy password").unwrap_or_default())
 }
 
+/// A user as admins see them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub has_password: bool,
+    pub created_at: String,
+    pub active_tokens: i64,
+}
+
+/// An API token as its owner and admins see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRow {
+    pub id: i64,
+    pub label: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
 impl Store {
     /// Sets (or replaces) a user's login password. The caller checks the length rules.
     pub async fn set_password(&self, user_id: i64, password: &str) -> Result<bool, StoreError> {
@@ -99,8 +120,32 @@ impl Store {
             .await
             .map_err(|e| StoreError::Corrupt(format!("password hashing task: {e}")))??;
         let client = self.client().await?;
-        let n = client.execute("UPDATE users SET password_hash = $2 WHERE id = $1", &[&user_id, &phc]).await?;
+        // A new password ends the sessions made with the old one (see `end_sessions`).
+        let n = client
+            .execute("UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1 WHERE id = $1", &[&user_id, &phc])
+            .await?;
         Ok(n == 1)
+    }
+
+    /// Ends every login session (JWT) of the user issued so far: each carries the epoch
+    /// it was issued in, and this raises it. False if there is no such user.
+    pub async fn end_sessions(&self, user_id: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(client.execute("UPDATE users SET session_epoch = session_epoch + 1 WHERE id = $1", &[&user_id]).await? == 1)
+    }
+
+    /// The user as a session must find them: their current name, role and session
+    /// epoch; None if the user is gone.
+    pub async fn session_state(&self, user_id: i64) -> Result<Option<(Principal, u32)>, StoreError> {
+        let client = self.client().await?;
+        let Some(row) = client.query_opt("SELECT name, role, session_epoch FROM users WHERE id = $1", &[&user_id]).await?
+        else {
+            return Ok(None);
+        };
+        let role: String = row.try_get(1)?;
+        let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?;
+        let epoch: i32 = row.try_get(2)?;
+        Ok(Some((Principal { user_id, name: row.try_get(0)?, role }, u32::try_from(epoch).unwrap_or(0))))
     }
 
     /// The user whose email, or else unique name, is `login`, if `password` is theirs.
@@ -159,6 +204,94 @@ impl Store {
             )
             .await?;
         Ok(token)
+    }
+
+    /// Every user, by id.
+    pub async fn list_users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT u.id, u.name, u.email, u.role, u.password_hash IS NOT NULL, {},
+                         (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL)
+                     FROM users u ORDER BY u.id",
+                    super::ts!("u.created_at")
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get(3)?;
+                Ok(UserRow {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    email: r.try_get(2)?,
+                    role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("user role {role:?}")))?,
+                    has_password: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                    active_tokens: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Gives a user another role; false if there is no such user. Their tokens and
+    /// sessions carry the new role from the next request (sessions: see `session_state`).
+    pub async fn set_role(&self, user_id: i64, role: Role) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(client.execute("UPDATE users SET role = $2 WHERE id = $1", &[&user_id, &role.as_str()]).await? == 1)
+    }
+
+    /// Deletes a user with their tokens (their history keeps its rows, user unset).
+    pub async fn delete_user(&self, user_id: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(client.execute("DELETE FROM users WHERE id = $1", &[&user_id]).await? == 1)
+    }
+
+    /// A user's API tokens (never the tokens themselves, which are not kept), by id.
+    pub async fn list_tokens(&self, user_id: i64) -> Result<Vec<TokenRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT id, label, {}, {} FROM api_tokens WHERE user_id = $1 ORDER BY id",
+                    super::ts!("created_at"),
+                    super::ts!("revoked_at")
+                ),
+                &[&user_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok(TokenRow { id: r.try_get(0)?, label: r.try_get(1)?, created_at: r.try_get(2)?, revoked_at: r.try_get(3)? }))
+            .collect()
+    }
+
+    /// Revokes one of a user's tokens; false if it is not theirs or already revoked.
+    pub async fn revoke_token(&self, user_id: i64, token_id: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                &[&token_id, &user_id],
+            )
+            .await?
+            == 1)
+    }
+
+    /// The id of the unrevoked token `token`, if it is one.
+    pub async fn token_id(&self, token: &str) -> Result<Option<i64>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
+                &[&&sha256(token.as_bytes())[..]],
+            )
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
     }
 
     /// A user and a token in one go (tests, and the admin's first token).

@@ -35,6 +35,14 @@ pub struct TestCase {
     pub sample: bool,
 }
 
+/// A program that prints a benchmark's input for a size (see `analytics::benchmark`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generator {
+    /// A language id of /api/languages.
+    pub language: String,
+    pub source: String,
+}
+
 /// An algorithm as written by a setter (and as shipped in the seed catalog), validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlgorithmInput {
@@ -53,6 +61,7 @@ pub struct AlgorithmInput {
     pub test_cases: Vec<TestCase>,
     /// language -> source
     pub reference_solutions: BTreeMap<String, String>,
+    pub generator: Option<Generator>,
 }
 
 /// An algorithm as stored. The API decides which parts a caller sees.
@@ -76,6 +85,7 @@ pub struct Algorithm {
     /// Filled by `get_algorithm` only.
     pub test_cases: Vec<TestCase>,
     pub reference_solutions: BTreeMap<String, String>,
+    pub generator: Option<Generator>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -115,6 +125,7 @@ fn algorithm(row: &Row) -> Result<Algorithm, StoreError> {
         updated_at: row.try_get(14)?,
         test_cases: Vec::new(),
         reference_solutions: BTreeMap::new(),
+        generator: None,
     })
 }
 
@@ -187,6 +198,17 @@ impl Store {
             let bytes: Vec<u8> = s.try_get(1)?;
             a.reference_solutions.insert(s.try_get(0)?, String::from_utf8_lossy(&bytes).into_owned());
         }
+        let generator = client
+            .query_opt(
+                "SELECT g.language, b.content FROM algorithm_generators g JOIN blobs b ON b.sha256 = g.source_sha256
+                 WHERE g.algorithm_id = $1",
+                &[&a.id],
+            )
+            .await?;
+        if let Some(g) = generator {
+            let bytes: Vec<u8> = g.try_get(1)?;
+            a.generator = Some(Generator { language: g.try_get(0)?, source: String::from_utf8_lossy(&bytes).into_owned() });
+        }
         Ok(Some(a))
     }
 
@@ -231,6 +253,7 @@ impl Store {
         let id: i64 = row.try_get(0)?;
         tx.execute("DELETE FROM test_cases WHERE algorithm_id = $1", &[&id]).await?;
         tx.execute("DELETE FROM reference_solutions WHERE algorithm_id = $1", &[&id]).await?;
+        tx.execute("DELETE FROM algorithm_generators WHERE algorithm_id = $1", &[&id]).await?;
         write_children(&tx, id, input).await?;
         tx.commit().await?;
         Ok(true)
@@ -321,6 +344,14 @@ async fn write_children(tx: &Tx<'_>, id: i64, input: &AlgorithmInput) -> Result<
         tx.execute(
             "INSERT INTO reference_solutions (algorithm_id, language, source_sha256) VALUES ($1, $2, $3)",
             &[&id, language, &&hash[..]],
+        )
+        .await?;
+    }
+    if let Some(g) = &input.generator {
+        let hash = put_blob(tx, g.source.as_bytes()).await?;
+        tx.execute(
+            "INSERT INTO algorithm_generators (algorithm_id, language, source_sha256) VALUES ($1, $2, $3)",
+            &[&id, &g.language, &&hash[..]],
         )
         .await?;
     }
@@ -435,6 +466,15 @@ pub mod shipped {
         let mut reference_solutions = BTreeMap::new();
         reference_solutions.insert("python".to_owned(), e.python.to_owned());
         reference_solutions.insert("javascript".to_owned(), e.javascript.to_owned());
+        let generator = match e.generator {
+            None => None,
+            Some((file, source)) => Some(Generator {
+                language: generator_language(file)
+                    .ok_or_else(|| format!("catalog/{}/{file}: the extension names no language", e.slug))?
+                    .to_owned(),
+                source: source.to_owned(),
+            }),
+        };
         Ok(AlgorithmInput {
             slug: e.slug.to_owned(),
             name: meta.name,
@@ -450,6 +490,7 @@ pub mod shipped {
             entry_point: meta.entry_point,
             test_cases,
             reference_solutions,
+            generator,
         })
     }
 

@@ -34,6 +34,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cluster_streams",
         sql: include_str!("../../migrations/0008_cluster_streams.sql"),
     },
+    Migration {
+        version: 9,
+        name: "algorithm_generators",
+        sql: include_str!("../../migrations/0009_algorithm_generators.sql"),
+    },
+    Migration { version: 10, name: "session_epochs", sql: include_str!("../../migrations/0010_session_epochs.sql") },
 ];
 
 /// An arbitrary constant naming our advisory lock.

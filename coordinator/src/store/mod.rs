@@ -67,6 +67,27 @@ impl StoreError {
     fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
     }
+
+    /// True when the same request may succeed later: the database was unreachable or
+    /// busy, not refusing what it was given.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Postgres(e) => match e.code() {
+                // No SQLSTATE: the connection broke, nothing was refused.
+                None => true,
+                // Connection exceptions, serialization failures and deadlocks,
+                // insufficient resources, an operator's shutdown, system errors.
+                Some(code) => ["08", "40", "53", "57", "58"].iter().any(|class| code.code().starts_with(class)),
+            },
+            _ => false,
+        }
+    }
+
+    /// True when a row the write refers to is gone (deleted by a concurrent request).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        matches!(self, StoreError::Postgres(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION))
+    }
 }
 
 /// How many connections the coordinator keeps at most.

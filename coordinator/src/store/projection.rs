@@ -138,10 +138,13 @@ impl Store {
 async fn insert_judging(tx: &impl Queries, stream: i64, view: &SubmissionView) -> Result<bool, StoreError> {
     let source = put_blob(tx, &view.source).await?;
     let max = |f: fn(&protocol::TestResult) -> u64| view.tests.iter().map(|t| f(&t.result)).max().map(i64_of);
+    // What a program raised or a compiler printed may hold NUL, which a text column
+    // refuses: the history keeps U+FFFD in its place (the judge keeps the bytes).
+    let message = super::storable_text(&view.message);
     let error = match view.verdict {
         Some(Verdict::AC) | None => None,
-        Some(_) if !view.compile_output.is_empty() => Some(view.compile_output.clone()),
-        Some(_) => Some(view.message.clone()),
+        Some(_) if !view.compile_output.is_empty() => Some(super::storable_text(&view.compile_output)),
+        Some(_) => Some(message.clone()),
     };
     let row = tx
         .query_opt(
@@ -157,7 +160,7 @@ async fn insert_judging(tx: &impl Queries, stream: i64, view: &SubmissionView) -
                 &&source[..],
                 &status_of(view.verdict),
                 &view.verdict.map(|v| v.as_str()),
-                &view.message,
+                &message,
                 &max(|r| r.cpu_time_us),
                 &max(|r| r.wall_time_us),
                 &max(|r| r.peak_memory_bytes),
@@ -246,7 +249,8 @@ async fn project_with_retry(store: &Store, stream: i64, view: &SubmissionView) {
                 tracing::debug!(submission = view.id, ?outcome, "projected");
                 return;
             }
-            Err(e) if attempt < 10 => {
+            // A row the database refuses is refused again on every retry.
+            Err(e) if attempt < 10 && e.is_transient() => {
                 tracing::warn!(submission = view.id, attempt, error = %e, "projecting failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_secs(10));

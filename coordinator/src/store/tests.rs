@@ -130,7 +130,7 @@ async fn equal_test_data_is_stored_once() {
     let refs: i64 = c
         .query_one(
             "SELECT count(*) FROM (SELECT input_sha256 FROM test_cases UNION SELECT expected_sha256 FROM test_cases
-             UNION SELECT source_sha256 FROM reference_solutions) x",
+             UNION SELECT source_sha256 FROM reference_solutions UNION SELECT source_sha256 FROM algorithm_generators) x",
             &[],
         )
         .await
@@ -331,6 +331,29 @@ async fn coordinators_of_one_cluster_project_each_judging_once() {
     let other = store.cluster_stream("c2").await.unwrap();
     assert_ne!(other, stream);
     assert_eq!(store.project_judging(other, &finished(1, Verdict::TLE)).await.unwrap(), Projected::Written);
+}
+
+/// A program's exception or a compiler's output with NUL in it (which a text column
+/// refuses) is projected with U+FFFD in its place, not retried for a minute and lost.
+#[tokio::test]
+async fn a_message_with_nul_is_projected() {
+    let store = fresh_store().await;
+    let stream = store.new_epoch().await.unwrap();
+    let mut raised = finished(4, Verdict::RE);
+    raised.message = "test 1: ValueError: a\0b".into();
+    assert_eq!(store.project_judging(stream, &raised).await.unwrap(), Projected::Written);
+    let mut compile = finished(5, Verdict::CE);
+    compile.compile_output = "error at \0".into();
+    assert_eq!(store.project_judging(stream, &compile).await.unwrap(), Projected::Written);
+    let c = store.client().await.unwrap();
+    let rows = c.query("SELECT message, error FROM executions ORDER BY submission_id", &[]).await.unwrap();
+    let got: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got[0], ("test 1: ValueError: a\u{fffd}b".to_string(), Some("test 1: ValueError: a\u{fffd}b".to_string())));
+    assert_eq!(got[1].1.as_deref(), Some("error at \u{fffd}"));
+    // What the database refuses for its content is not worth a retry; a broken
+    // connection is.
+    let refused = c.execute("SELECT $1::text", &[&"\0"]).await.unwrap_err();
+    assert!(!StoreError::from(refused).is_transient());
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
-//! Algorithm metadata and test cases, as the WebSocket API needs them. The store issue's
-//! catalog plugs in through [`Catalog`]; until then a tiny built-in set (algorithms.json)
-//! answers RUN_TESTS without inline `testCases`.
+//! Algorithm metadata and test cases, as the WebSocket API needs them: the catalog shipped
+//! in coordinator/catalog/ plus a tiny built-in set (algorithms.json). With a database,
+//! the store's catalog comes first (see `Live::algorithm_meta`).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -10,6 +10,14 @@ use serde_json::Value;
 pub struct TestCase {
     pub input: Value,
     pub expected: Value,
+    /// A sample's data is shown to everybody; another test's only to setters and admins,
+    /// as the catalog API and `/api/testing/run` do.
+    #[serde(default = "shown")]
+    pub sample: bool,
+}
+
+fn shown() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,7 +65,7 @@ impl BuiltinCatalog {
     /// The catalog shipped with the store (coordinator/catalog/, by slug: the same
     /// algorithms and tests the catalog API lists) plus the built-in set, whose entries
     /// only add what the store's schema lacks (`orderInsensitive`) or algorithms it does
-    /// not have. Edits made through the catalog API reach `/ws` after a restart only.
+    /// not have. With a database, `/ws` asks the store first (see `Live::algorithm_meta`).
     pub fn with_shipped() -> Result<BuiltinCatalog, String> {
         let builtin = BuiltinCatalog::new().map_err(|e| format!("ws/algorithms.json: {e}"))?;
         let mut algorithms: Vec<Algorithm> = crate::store::catalog::shipped::all()?
@@ -70,7 +78,7 @@ impl BuiltinCatalog {
                 generator: shipped_generator(&entry.slug),
                 name: entry.slug,
                 category: Some(entry.category),
-                tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected }).collect(),
+                tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected, sample: t.sample }).collect(),
             })
             .collect();
         for b in builtin.algorithms {

@@ -80,6 +80,10 @@ struct Run {
     algorithm: String,
     /// Per test: the arguments, the expected value, the input size (benchmarks).
     tests: Vec<(Value, Value, usize)>,
+    /// Per test: whether its data (arguments, answer, what the code returned, printed or
+    /// raised) is withheld from the frames: a catalog test that is not a sample, run by
+    /// anybody but a setter or admin.
+    hidden: Vec<bool>,
     returns: BTreeMap<u32, ReturnValue>,
     results: Vec<Value>,
     steps: Vec<Arc<str>>,
@@ -127,6 +131,9 @@ pub struct Live {
     /// MAX_EXECUTION_TIME, MAX_MEMORY_USAGE, MAX_CONCURRENT_EXECUTIONS; unset: the
     /// runs' own limits and no cap on unfinished runs.
     caps: std::sync::OnceLock<RunCaps>,
+    /// The REST API's per-caller request budget, also spent by the upgrade to /ws and by
+    /// every run a client starts here; unset: unlimited.
+    rate: std::sync::OnceLock<Arc<crate::api::limits::RateLimiter>>,
     scheduler: Scheduler,
     spec: Arc<Spec>,
     catalog: Arc<dyn Catalog>,
@@ -164,6 +171,7 @@ impl Live {
         let live = Arc::new_cyclic(|me| Live {
             authn: std::sync::OnceLock::new(),
             caps: std::sync::OnceLock::new(),
+            rate: std::sync::OnceLock::new(),
             scheduler,
             spec,
             catalog,
@@ -201,6 +209,54 @@ impl Live {
     /// unfinished runs counted per user or anonymous IP with the REST API's). Once.
     pub fn set_run_caps(&self, caps: RunCaps) {
         let _ = self.caps.set(caps);
+    }
+
+    /// Spends `limiter`'s budget (the REST API's, shared per user or anonymous IP) on
+    /// the upgrade to /ws and on each run started over it. Once.
+    pub fn set_rate_limiter(&self, limiter: Arc<crate::api::limits::RateLimiter>) {
+        let _ = self.rate.set(limiter);
+    }
+
+    /// What the catalog says of `name`: the store's entry when there is one (an
+    /// algorithm a setter added or edited, as the catalog API shows it now, with its
+    /// benchmark generator), with what only the shipped catalog knows
+    /// (`orderInsensitive`); else the shipped catalog's.
+    async fn algorithm_meta(&self, name: &str) -> Option<catalog::Algorithm> {
+        let shipped = self.catalog.algorithm(name);
+        let Some(store) = self.store.get().filter(|_| !name.is_empty()) else { return shipped };
+        let stored = match store.get_algorithm(name).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return shipped,
+            Err(e) => {
+                tracing::warn!(algorithm = name, error = %e, "catalog lookup failed; using the shipped catalog");
+                return shipped;
+            }
+        };
+        Some(catalog::Algorithm {
+            // An entry point that is the algorithm's own name adds nothing to the seed's
+            // rule, which also accepts its camelCase (`twoSum` in JavaScript).
+            entry_point: (stored.entry_point != stored.slug).then_some(stored.entry_point),
+            order_insensitive: shipped.as_ref().is_some_and(|s| s.order_insensitive),
+            tests: stored
+                .test_cases
+                .into_iter()
+                .map(|t| catalog::TestCase { input: t.input, expected: t.expected, sample: t.sample })
+                .collect(),
+            category: Some(stored.category),
+            generator: match stored.generator {
+                Some(g) => Some(bench::GeneratorSource { language: g.language, source: g.source }),
+                None => shipped.and_then(|s| s.generator),
+            },
+            name: stored.slug,
+        })
+    }
+
+    /// Counts one request of `key` against the rate limit.
+    fn rate_check(&self, key: &Key) -> Result<(), crate::api::ApiError> {
+        match self.rate.get() {
+            Some(limiter) => limiter.admit(key).inspect_err(|_| self.scheduler.metrics().rate_limited(key.scope())),
+            None => Ok(()),
+        }
     }
 
     /// The salvo handler of `/ws`.
@@ -410,7 +466,7 @@ impl Live {
         if algorithm.len() > 100 {
             return Err("algorithmName is too long".into());
         }
-        let meta = self.catalog.algorithm(&algorithm);
+        let meta = self.algorithm_meta(&algorithm).await;
         let mut entry_point = msg.get("entryPoint").and_then(Value::as_str).map(str::to_string);
         if entry_point.is_none() {
             entry_point = meta.as_ref().and_then(|m| m.entry_point.clone());
@@ -423,6 +479,7 @@ impl Live {
         let mut input_kind = None;
         let mut generator = None;
         let mut seed = 0;
+        let mut hidden = Vec::new();
         // Per test: arguments, expected value (null: any), input size.
         let tests: Vec<(Value, Value, usize)> = match kind {
             Kind::Execute => vec![(msg.get("testData").cloned().unwrap_or(Value::Null), Value::Null, 0)],
@@ -468,6 +525,12 @@ impl Live {
                 Some(_) => return Err("testCases must be an array".into()),
                 None => match &meta {
                     Some(m) if !m.tests.is_empty() => {
+                        let setter = lock(&self.state)
+                            .clients
+                            .get(&client)
+                            .and_then(|c| c.user.as_ref())
+                            .is_some_and(|p| p.role >= crate::store::auth::Role::Setter);
+                        hidden = m.tests.iter().map(|t| !t.sample && !setter).collect();
                         m.tests.iter().map(|t| (t.input.clone(), t.expected.clone(), 0)).collect()
                     }
                     _ => {
@@ -490,6 +553,7 @@ impl Live {
             }
             c.user.as_ref().map_or(Key::Ip(c.ip), |p| Key::User(p.user_id))
         };
+        self.rate_check(&key).map_err(|e| e.to_string())?;
         // MAX_CONCURRENT_EXECUTIONS, with the caller's runs through the REST API: a place
         // is reserved now and goes to the run once it has an id.
         let caps = self.caps.get();
@@ -544,6 +608,7 @@ impl Live {
             owner: client,
             algorithm: algorithm.clone(),
             tests,
+            hidden,
             returns: BTreeMap::new(),
             results: Vec::new(),
             steps: Vec::new(),
@@ -594,6 +659,24 @@ impl Live {
         let actual = ret.and_then(|r| serde_json::from_slice::<Value>(&r.value).ok()).unwrap_or(Value::Null);
         let (input, expected, size) = run.tests.get(index).cloned().unwrap_or((Value::Null, Value::Null, 0));
         let error = if result.verdict == Verdict::AC { Value::Null } else { Value::String(result.message.clone()) };
+        if run.hidden.get(index).copied().unwrap_or(false) {
+            let error = (result.verdict != Verdict::AC).then(|| format!("{} on a hidden test", result.verdict.as_str()));
+            return json!({
+                "testNumber": index + 1,
+                "passed": result.verdict == Verdict::AC,
+                "verdict": result.verdict.as_str(),
+                "hidden": true,
+                "input": Value::Null,
+                "expected": Value::Null,
+                "actual": Value::Null,
+                "inputSize": size,
+                "executionTime": ret.map_or(0.0, |r| r.function_time_us as f64 / 1000.0),
+                "cpuTime": result.cpu_time_us as f64 / 1000.0,
+                "memoryUsage": result.peak_memory_bytes as f64 / (1024.0 * 1024.0),
+                "output": "",
+                "error": error,
+            });
+        }
         json!({
             "testNumber": index + 1,
             "passed": result.verdict == Verdict::AC,
@@ -892,6 +975,13 @@ fn completion_frame(id: SubmissionId, run: &Run, view: &SubmissionView) -> Value
         }
         Kind::Tests => {
             let passed = run.results.iter().filter(|r| r["passed"] == Value::Bool(true)).count();
+            // The judge's message names the first failing test and quotes its answer.
+            let failed_hidden = view.tests.iter().any(|t| {
+                t.result.verdict != Verdict::AC && run.hidden.get(t.result.index as usize).copied().unwrap_or(false)
+            });
+            if failed_hidden && verdict != Verdict::CE {
+                error_text = format!("{}: a hidden test failed", verdict.as_str());
+            }
             json!({
                 "type": "TESTS_COMPLETED",
                 "executionId": id.to_string(),
@@ -1014,6 +1104,11 @@ impl Handler for WsEndpoint {
             },
             _ => None,
         };
+        // The upgrade is a request like any other: it spends the caller's budget.
+        let key = user.as_ref().map_or(Key::Ip(ip), |p| Key::User(p.user_id));
+        if let Err(e) = live.rate_check(&key) {
+            return e.write(res);
+        }
         let upgrade = WebSocketUpgrade::new().max_message_size(MAX_MESSAGE_BYTES).max_frame_size(MAX_MESSAGE_BYTES);
         if let Err(e) = upgrade.upgrade(req, res, move |ws| connection(live, ws, user, ip)).await {
             res.render(e);
@@ -1152,6 +1247,53 @@ mod tests {
         let id: SubmissionId = started["benchmarkId"].as_str().unwrap().parse().unwrap();
         let limits = scheduler.get(id).await.unwrap().limits;
         assert_eq!((limits.cpu_ms, limits.wall_ms, limits.memory_bytes), (700, 900, 64 << 20));
+    }
+
+    /// Runs started over /ws spend the REST API's per-caller budget: past it an error
+    /// frame says when to retry, nothing is queued, and another caller is unaffected.
+    #[tokio::test]
+    async fn runs_spend_the_callers_request_budget() {
+        use crate::api::limits::{RateLimit, RateLimiter};
+        let scheduler = Scheduler::new(Arc::new(NoAgents));
+        let spec = Arc::new(Spec::builtin().unwrap());
+        let live = Live::new(scheduler.clone(), spec, Arc::new(catalog::BuiltinCatalog::with_shipped().unwrap()));
+        let limiter = Arc::new(RateLimiter::new(RateLimit { max: 2, window: Duration::from_secs(600) }));
+        live.set_rate_limiter(limiter.clone());
+        let (client, mut frames, _close) = live.register(None, "10.0.0.9".parse().unwrap());
+        let message = json!({ "type": "EXECUTE_ALGORITHM", "algorithmName": "two_sum", "language": "python",
+            "algorithmCode": "def two_sum(nums, target):\n    return [0, 1]\n", "testData": {"nums": [1, 2], "target": 3} })
+        .to_string();
+        // The upgrade took one request of this address's budget.
+        limiter.check(&Key::Ip("10.0.0.9".parse().unwrap()), std::time::Instant::now()).unwrap();
+        live.handle(client, &message).await;
+        assert_eq!(next_frame(&mut frames).await["type"], "EXECUTION_STARTED");
+        live.handle(client, &message).await;
+        let refused = next_frame(&mut frames).await;
+        assert_eq!(refused["type"], "error", "{refused}");
+        let text = refused["message"].as_str().unwrap();
+        assert!(text.contains("too many requests: at most 2 per 600 s; retry in"), "{refused}");
+        assert_eq!(scheduler.queue_summary().await.queued, 1, "the refused run is not queued");
+        let (other, mut theirs, _) = live.register(None, "10.0.0.10".parse().unwrap());
+        live.handle(other, &message).await;
+        assert_eq!(next_frame(&mut theirs).await["type"], "EXECUTION_STARTED");
+    }
+
+    /// The upgrade to /ws spends the caller's budget like any request: past it, a 429
+    /// with Retry-After before any upgrade.
+    #[tokio::test]
+    async fn the_upgrade_is_refused_past_the_rate_limit() {
+        use crate::api::limits::{RateLimit, RateLimiter};
+        use salvo::test::TestClient;
+        let scheduler = Scheduler::new(Arc::new(NoAgents));
+        let spec = Arc::new(Spec::builtin().unwrap());
+        let live = Live::new(scheduler, spec, Arc::new(catalog::BuiltinCatalog::with_shipped().unwrap()));
+        live.set_rate_limiter(Arc::new(RateLimiter::new(RateLimit { max: 1, window: Duration::from_secs(600) })));
+        let service = salvo::Service::new(salvo::Router::with_path("ws").goal(live.handler()));
+        let first = TestClient::get("http://127.0.0.1:3001/ws").send(&service).await;
+        assert_ne!(first.status_code.map(|s| s.as_u16()), Some(429));
+        let second = TestClient::get("http://127.0.0.1:3001/ws").send(&service).await;
+        assert_eq!(second.status_code.map(|s| s.as_u16()), Some(429));
+        assert!(second.headers().contains_key("retry-after"));
     }
 
     #[test]
