@@ -613,10 +613,9 @@ impl<A: Apply> NodeThread<A> {
         if !ready.snapshot().is_empty() {
             queued |= self.install(ready.snapshot().clone(), number)?;
         }
+        // Their proposers are answered at the round's end, after the status shows them
+        // (nothing in the round waits for a disk).
         self.apply_committed(ready.take_committed_entries());
-        // Entries committed are on a majority's disks: their proposers need not wait for
-        // the fsync of newer entries.
-        self.answer();
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
         if !entries.is_empty() || hard_state.is_some() {
