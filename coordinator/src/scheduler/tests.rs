@@ -357,3 +357,21 @@ async fn a_restart_from_a_snapshot_and_the_compacted_log_gives_the_same_state() 
     eventually("the whole log applied", async || s.cluster_status().applied >= status.applied).await;
     assert_eq!(views.iter().filter(|v| v.status == Status::Done).count(), 8);
 }
+
+/// An `Assign` whose proposal timed out (its fate unknown to the proposer) but committed
+/// is settled by sending the job: the lease is not left with an agent that never got it.
+#[tokio::test]
+async fn an_assignment_of_unknown_fate_that_committed_is_dispatched() {
+    let (s, fake) = scheduler(SchedulerConfig::default());
+    let id = s.submit(submission("py")).await.unwrap();
+    // The agent, registered without a pump round: as if the pump's proposal were the one
+    // in doubt.
+    let up = Command::AgentUp { agent_id: "a".into(), languages: vec!["py".into()], slots: 1, now_ms: 2_000 };
+    s.propose(up).await.unwrap().unwrap();
+    let assign = Command::Assign { submission_id: id, agent_id: "a".into(), now_ms: 2_000 };
+    assert_eq!(s.propose(assign).await.unwrap().unwrap(), Effect::Assigned);
+    assert!(fake.sent().is_empty());
+    s.settle_assignment(id, "a".into()).await;
+    assert_eq!(fake.sent(), vec![("a".to_string(), id)], "the committed assignment is sent");
+    assert_eq!(s.get(id).await.unwrap().status, Status::Running);
+}
