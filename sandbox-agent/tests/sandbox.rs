@@ -425,3 +425,154 @@ fn a_non_root_agent_refuses_and_says_why() {
     assert!(err.contains("cgroups are not delegated to uid 65534 (cannot write /sys/fs/cgroup/"), "{err}");
     assert!(!dir.path().join("work").exists(), "it created its work dir before refusing");
 }
+
+/// A program that leaves everything it can behind (`leave`), or looks for anything an
+/// earlier run left (`look`): files in /tmp, /dev/shm and /box, SysV shared memory,
+/// semaphores and message queues, a POSIX message queue, an abstract unix socket, a
+/// double-forked daemon burning CPU, memory use; and its own pid.
+const LEFTOVERS_C: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <mqueue.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+static int abstract_socket(int bind_it) {
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    memcpy(a.sun_path, "\0judge-leftover", 15);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    socklen_t len = offsetof(struct sockaddr_un, sun_path) + 15;
+    if (bind_it) return bind(s, (struct sockaddr *)&a, len) == 0 && listen(s, 1) == 0;
+    return connect(s, (struct sockaddr *)&a, len) == 0;
+}
+int main(int argc, char **argv) {
+    printf("pid %d\n", getpid());
+    if (strcmp(argv[1], "leave") == 0) {
+        FILE *f;
+        if ((f = fopen("/tmp/left", "w"))) { fputs("x", f); fclose(f); } else puts("no /tmp");
+        if ((f = fopen("/dev/shm/left", "w"))) { fputs("x", f); fclose(f); } else puts("no /dev/shm");
+        if ((f = fopen("/box/left", "w"))) { fputs("x", f); fclose(f); } else puts("no /box");
+        if (shmget(0x4a55, 4096, IPC_CREAT | 0666) < 0) puts("no shm");
+        if (semget(0x4a55, 1, IPC_CREAT | 0666) < 0) puts("no sem");
+        if (msgget(0x4a55, IPC_CREAT | 0666) < 0) puts("no msg");
+        mqd_t q = mq_open("/judge-leftover", O_CREAT | O_RDWR, 0666, NULL);
+        printf("mq %s\n", q == (mqd_t)-1 ? "refused" : "made");
+        if (!abstract_socket(1)) puts("no socket");
+        size_t n = 64 << 20;
+        volatile char *p = malloc(n);
+        for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+        if (fork() == 0) {
+            setsid();
+            if (fork() == 0) { for (;;) {} }
+            _exit(0);
+        }
+        usleep(20000);
+        puts("left");
+        return 0;
+    }
+    int found = 0;
+    if (access("/tmp/left", F_OK) == 0) { puts("found /tmp"); found = 1; }
+    if (access("/dev/shm/left", F_OK) == 0) { puts("found /dev/shm"); found = 1; }
+    if (access("/box/left", F_OK) == 0) { puts("found /box"); found = 1; }
+    if (shmget(0x4a55, 0, 0) >= 0) { puts("found shm"); found = 1; }
+    if (semget(0x4a55, 0, 0) >= 0) { puts("found sem"); found = 1; }
+    if (msgget(0x4a55, 0) >= 0) { puts("found msg"); found = 1; }
+    if (mq_open("/judge-leftover", O_RDONLY) != (mqd_t)-1) { puts("found mq"); found = 1; }
+    if (abstract_socket(0)) { puts("found socket"); found = 1; }
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid > 0 && pid != getpid()) { printf("found process %d\n", pid); found = 1; }
+    }
+    puts(found ? "dirty" : "clean");
+    return 0;
+}
+"#;
+
+fn compile_leftovers(f: &Fixture) {
+    let src = f.box_dir.join("leftovers.c");
+    std::fs::write(&src, LEFTOVERS_C).unwrap();
+    let st = std::process::Command::new("gcc").arg("-O2").arg("-o").arg(f.box_dir.join("leftovers")).arg(&src).status().unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_pooled_sandbox_keeps_nothing_of_its_previous_run() {
+    let f = fixture();
+    // One holder: every run below is served by the same one, reset in between.
+    f.sandbox.set_pool_size(1);
+    compile_leftovers(&f);
+    let other_box = f._dir.path().join("box2");
+    std::fs::create_dir(&other_box).unwrap();
+    std::os::unix::fs::chown(&other_box, Some(60000), Some(60000)).unwrap();
+    std::fs::copy(f.box_dir.join("leftovers"), other_box.join("leftovers")).unwrap();
+    let env = env();
+    for round in 0..3 {
+        let argv: Vec<String> = ["/box/leftovers", "leave"].iter().map(|s| s.to_string()).collect();
+        let leave = RunSpec { box_writable: true, box_dir: &other_box, ..spec(&f, &argv, &env, limits()) };
+        let o = f.sandbox.run(&leave).unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "pid 2\nmq refused\nleft\n", "round {round}: {o:?}");
+        assert!(o.peak_memory_bytes > 64 << 20, "{o:?}");
+        assert_eq!(f.sandbox.idle_holder_count(), 1, "the run was pooled");
+        let o = run(&f, &["/box/leftovers", "look"], limits());
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "pid 2\nclean\n", "round {round}: {o:?}");
+        assert!(o.peak_memory_bytes < 16 << 20, "the earlier run's peak is not this one's: {o:?}");
+        assert!(o.cpu < Duration::from_millis(100), "the daemon's CPU time is not this run's: {o:?}");
+        assert_eq!(o.limit, None);
+        std::fs::remove_file(other_box.join("left")).unwrap();
+    }
+    assert_eq!(f.sandbox.idle_holder_count(), 1);
+}
+
+#[test]
+fn a_daemon_of_a_stopped_run_is_gone_before_the_next_and_the_holder_serves_on() {
+    let f = fixture();
+    f.sandbox.set_pool_size(1);
+    compile_leftovers(&f);
+    // Killed on the wall limit while a double-forked daemon burns CPU.
+    let o = run(&f, &["/bin/sh", "-c", "(setsid sh -c 'while :; do :; done' &) ; sleep 100"], with(|l| l.wall = Duration::from_millis(300)));
+    assert_eq!(o.limit, Some(protocol::LimitHit::Wall), "{o:?}");
+    let o = run(&f, &["/box/leftovers", "look"], limits());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "pid 2\nclean\n", "{o:?}");
+    assert!(o.cpu < Duration::from_millis(200), "{o:?}");
+    assert_eq!(f.sandbox.idle_holder_count(), 1);
+    // Without the pool every run is set up afresh, and still works.
+    f.sandbox.set_pool_size(0);
+    assert_eq!(f.sandbox.idle_holder_count(), 0);
+    let o = sh(&f, "echo $$");
+    assert_eq!(o.stdout, b"2\n", "{o:?}");
+}
+
+#[test]
+fn a_holder_that_died_is_replaced() {
+    let f = fixture();
+    f.sandbox.set_pool_size(1);
+    assert_eq!(sh(&f, "echo $$").stdout, b"2\n");
+    let pids = f.sandbox.idle_holder_pids();
+    assert_eq!(pids.len(), 1);
+    // SAFETY: kill(2) on the pid of our own child, which is not reaped yet.
+    assert_eq!(unsafe { libc::kill(pids[0], libc::SIGKILL) }, 0);
+    // Dead (a zombie until the pool reaps it) before the next run takes a holder.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{}/stat", pids[0])).unwrap().contains(") Z ") {
+        assert!(std::time::Instant::now() < deadline, "the holder did not die");
+        std::thread::yield_now();
+    }
+    let o = sh(&f, "echo $$");
+    assert_eq!((o.exit, o.stdout.as_slice()), (Exit::Code(0), b"2\n".as_slice()), "{o:?}");
+    let now = f.sandbox.idle_holder_pids();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, pids, "the dead holder was replaced");
+    // The dead one was reaped: no zombie of it is left.
+    assert!(!std::path::Path::new(&format!("/proc/{}", pids[0])).exists());
+}

@@ -410,6 +410,19 @@ int main(void) {
 }"#;
 const ABSTRACT_READER_OUT: &[&str] = &["connect abstract ECONNREFUSED", "connect /tmp socket ENOENT"];
 
+const LEFTOVER_READER: &str = r#"#include <mqueue.h>
+int main(void) {
+    CALL("mq_open existing", mq_open("/judge-hostile-mq", O_RDONLY));
+    int others = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (atoi(e->d_name) > 0 && atoi(e->d_name) != getpid()) others++;
+    printf("other processes %d\npid %d\n", others, getpid());
+    return 0;
+}"#;
+const LEFTOVER_READER_OUT: &[&str] = &["mq_open existing ENOENT", "other processes 0", "pid 2"];
+
 const FIFO_READER: &str = r#"
 int main(void) {
     /* The run's own /box holds exactly its source and binary; /tmp starts empty. */
@@ -1265,7 +1278,27 @@ fn between_runs(after: bool) -> Vec<Case> {
             "mkfifo in /box EROFS\nsymlink in /box EROFS\nmkfifo in /tmp ok\nsymlink in /tmp ok\n",
         ));
     }
+    if !after {
+        // Runs share pooled sandboxes: a POSIX queue (refused anyway: RLIMIT_MSGQUEUE is
+        // 0) and a daemon must not reach the next run, nor may the pids tell of it.
+        v.push(c(
+            "leftover_writer",
+            r#"#include <mqueue.h>
+int main(void) {
+    CALL("mq_open create", mq_open("/judge-hostile-mq", O_CREAT | O_RDWR, 0666, NULL));
+    if (fork() == 0) {
+        setsid();
+        if (fork() == 0) { for (int i = 0; i < 100; i++) { fork(); sleep(1); } }
+        _exit(0);
+    }
+    usleep(100000);
+    return 0;
+}"#,
+            "mq_open create EMFILE\n",
+        ));
+    }
     let suffix = |n: &'static str, m: &'static str| if after { m } else { n };
+    v.push(reader(suffix("leftover_reader", "leftover_reader_after"), LEFTOVER_READER, LEFTOVER_READER_OUT));
     v.push(reader(suffix("sysv_reader", "sysv_reader_after"), SYSV_READER, SYSV_READER_OUT));
     v.push(reader(suffix("shm_reader", "shm_reader_after"), SHM_READER, SHM_READER_OUT));
     v.push(reader(suffix("abstract_reader", "abstract_reader_after"), ABSTRACT_READER, ABSTRACT_READER_OUT));

@@ -261,6 +261,8 @@ pub struct RunCgroup {
     /// Control files read on every poll and reset, kept open and re-read from offset 0:
     /// no path lookup, open and close per reading.
     files: Mutex<Vec<(PathBuf, OwnedFd)>>,
+    /// Control files written on every reset, kept open the same way.
+    written: Vec<(PathBuf, OwnedFd)>,
     join: OnceLock<Join>,
 }
 
@@ -287,7 +289,31 @@ const REUSE_RESIDUE_BYTES: u64 = 1 << 20;
 
 impl RunCgroup {
     fn new(groups: Groups) -> RunCgroup {
-        RunCgroup { groups, base: Baseline::default(), limits: None, files: Mutex::default(), join: OnceLock::new() }
+        RunCgroup { groups, base: Baseline::default(), limits: None, files: Mutex::default(), written: Vec::new(), join: OnceLock::new() }
+    }
+
+    /// Writes a control file through a descriptor kept open (see `written`).
+    fn write_cached(&mut self, path: PathBuf, value: &str) -> Result<(), CgroupError> {
+        let i = match self.written.iter().position(|(p, _)| *p == path) {
+            Some(i) => i,
+            None => {
+                let fd = open_fd(&path, libc::O_WRONLY)?;
+                self.written.push((path.clone(), fd));
+                self.written.len() - 1
+            }
+        };
+        let fd = self.written[i].1.as_raw_fd();
+        // Control files ignore the offset and the truncation; a fixture's regular file
+        // needs both to end up holding just `value`.
+        // SAFETY: ftruncate and pwrite on a descriptor we own, from a live buffer.
+        let n = unsafe {
+            libc::ftruncate(fd, 0);
+            libc::pwrite(fd, value.as_ptr().cast(), value.len(), 0)
+        };
+        if n != value.len() as isize {
+            return Err(CgroupError::Write { path, source: io::Error::last_os_error() });
+        }
+        Ok(())
     }
 
     /// Reads a control file through a descriptor kept open (see `files`).
@@ -413,9 +439,10 @@ impl RunCgroup {
                 return Ok(false);
             }
         }
-        write(&cpuacct.join("cpuacct.usage"), "0")?;
+        let (usage, peak) = (cpuacct.join("cpuacct.usage"), memory.join("memory.max_usage_in_bytes"));
+        self.write_cached(usage, "0")?;
         // Resets the peak to the current use: the residue.
-        write(&memory.join("memory.max_usage_in_bytes"), "0")?;
+        self.write_cached(peak, "0")?;
         self.base = Baseline::default();
         self.base = Baseline {
             cpu_ns: self.cpu_usage_ns()?,

@@ -2,7 +2,7 @@
 //! user program it forks. Everything is prepared beforehand in `Plan`, so this code only
 //! makes syscalls: no allocation, no locks, no formatting.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 
 use super::sys;
@@ -33,7 +33,7 @@ pub struct Plan {
     pub argv: Vec<CString>,
     pub env: Vec<CString>,
     pub cwd: CString,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    pub rlimits: [(libc::__rlimit_resource_t, u64); RLIMITS.len()],
     pub uid: u32,
     pub gid: u32,
     pub cap_last: u32,
@@ -45,6 +45,34 @@ pub struct Plan {
     /// Seccomp filters installed last before the exec; they point into the
     /// `Sandbox`'s compiled programs, which outlive the run.
     pub seccomp: Vec<libc::sock_fprog>,
+}
+
+/// The rlimits every program gets, in the order a holder's command carries their values.
+pub const RLIMITS: [libc::__rlimit_resource_t; 7] = [
+    libc::RLIMIT_CPU,
+    libc::RLIMIT_FSIZE,
+    libc::RLIMIT_NOFILE,
+    libc::RLIMIT_STACK,
+    libc::RLIMIT_CORE,
+    libc::RLIMIT_MEMLOCK,
+    libc::RLIMIT_MSGQUEUE,
+];
+
+/// What the program's own process needs up to its exec, borrowed: from a `Plan` in a
+/// run's init, or from a holder's fixed buffers (see `holder`).
+pub struct Exec<'a> {
+    pub argv: &'a [*const libc::c_char],
+    pub envp: &'a [*const libc::c_char],
+    pub cwd: &'a CStr,
+    pub rlimits: &'a [(libc::__rlimit_resource_t, u64)],
+    pub uid: u32,
+    pub gid: u32,
+    pub cap_last: u32,
+    pub clear_groups: bool,
+    /// The bounding set is empty already (a holder empties its own once).
+    pub bounding_dropped: bool,
+    pub with_steps: bool,
+    pub seccomp: &'a [libc::sock_fprog],
 }
 
 /// Descriptors handed to the child, all close-on-exec in the parent.
@@ -87,17 +115,18 @@ pub const STEP_CGROUP: u32 = u32::MAX - 11;
 pub const STEP_MOUNT_NS: u32 = u32::MAX - 12;
 pub const STEP_BOX: u32 = u32::MAX - 13;
 
-/// Fixed descriptor numbers in init, above 0..2, so inherited descriptors of other runs
-/// (cloned concurrently by other threads of the agent) can all be closed.
+/// Fixed descriptor numbers in init (and in a holder during a run), above 0..2, so
+/// inherited descriptors of other runs (cloned concurrently by other threads of the
+/// agent) can all be closed.
 const FD_SYNC: RawFd = 3;
-const FD_ERROR: RawFd = 4;
+pub const FD_ERROR: RawFd = 4;
 const FD_STATUS: RawFd = 5;
-const FD_STDIN: RawFd = 6;
-const FD_STDOUT: RawFd = 7;
-const FD_STDERR: RawFd = 8;
-const FD_STEPS: RawFd = 9;
+pub const FD_STDIN: RawFd = 6;
+pub const FD_STDOUT: RawFd = 7;
+pub const FD_STDERR: RawFd = 8;
+pub const FD_STEPS: RawFd = 9;
 
-fn fail(err_fd: RawFd, step: u32, errno: i32) -> ! {
+pub fn fail(err_fd: RawFd, step: u32, errno: i32) -> ! {
     let mut buf = [0u8; 8];
     buf[..4].copy_from_slice(&step.to_ne_bytes());
     buf[4..].copy_from_slice(&(errno as u32).to_ne_bytes());
@@ -179,7 +208,19 @@ pub fn init_main(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc:
         Err(e) => fail(FD_ERROR, STEP_FORK, e.raw_os_error().unwrap_or(0)),
     };
     if pid == 0 {
-        exec_user(plan, argv, envp);
+        exec_user(&Exec {
+            argv,
+            envp,
+            cwd: &plan.cwd,
+            rlimits: &plan.rlimits,
+            uid: plan.uid,
+            gid: plan.gid,
+            cap_last: plan.cap_last,
+            clear_groups: plan.clear_groups,
+            bounding_dropped: false,
+            with_steps: plan.with_steps,
+            seccomp: &plan.seccomp,
+        });
     }
     // Closing our copy of the error pipe leaves the program's, which closes on exec:
     // the parent sees end of file at the moment the program starts (its set-up time).
@@ -231,7 +272,7 @@ pub fn run_step(step: &Step) -> Result<(), i32> {
 }
 
 /// The user program's side: descriptors, limits, privileges, exec.
-fn exec_user(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> ! {
+pub fn exec_user(plan: &Exec<'_>) -> ! {
     if let Err(e) = sys::setsid() {
         fail(FD_ERROR, STEP_FDS, e);
     }
@@ -248,25 +289,25 @@ fn exec_user(plan: &Plan, argv: &[*const libc::c_char], envp: &[*const libc::c_c
     if let Err(e) = moved.and_then(|_| sys::close_from(err_fd as u32 + 1)) {
         fail(FD_ERROR, STEP_FDS, e);
     }
-    for &(resource, value) in &plan.rlimits {
+    for &(resource, value) in plan.rlimits {
         if let Err(e) = sys::setrlimit(resource, value) {
             fail(err_fd, STEP_RLIMIT, e);
         }
     }
-    if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last, plan.clear_groups) {
+    if let Err(e) = sys::become_unprivileged(plan.uid, plan.gid, plan.cap_last, plan.clear_groups, plan.bounding_dropped) {
         fail(err_fd, STEP_PRIVILEGES, e);
     }
     if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {
         fail(err_fd, STEP_PRIVILEGES, e);
     }
-    if let Err(e) = sys::chdir(&plan.cwd) {
+    if let Err(e) = sys::chdir(plan.cwd) {
         fail(err_fd, STEP_CHDIR, e);
     }
-    for prog in &plan.seccomp {
+    for prog in plan.seccomp {
         if let Err(e) = sys::seccomp_filter(prog) {
             fail(err_fd, STEP_SECCOMP, e);
         }
     }
-    let e = sys::execve(argv, envp);
+    let e = sys::execve(plan.argv, plan.envp);
     fail(err_fd, STEP_EXEC, e)
 }

@@ -1,15 +1,18 @@
 //! One run of an untrusted program, isolated and measured.
 //!
-//! Per run: a clone into fresh pid, mount, net, ipc and uts namespaces (and a cgroup
-//! namespace once inside its cgroup); a pivot_root into a root assembled from the
+//! Per run: pid, mount, net, ipc and uts namespaces of its own — a pooled sandbox
+//! (`holder`) reset to a clean state since its previous run, or made for this run
+//! alone — and a cgroup namespace once inside its cgroup; a root assembled from the
 //! `rootfs` spec; an unprivileged uid/gid with every capability dropped and
-//! no_new_privs; rlimits as a backstop; a cgroup for memory, pids and CPU accounting.
-//! The parent watches the run on a pidfd and its pipes, enforces the CPU and wall limits
-//! from the cgroup's readings, and stops a run by SIGKILLing its init, which makes the
-//! kernel kill everything else in the run's pid namespace.
+//! no_new_privs; a seccomp filter; rlimits as a backstop; a cgroup for memory, pids and
+//! CPU accounting. The parent watches the run on its pipes and the holder's socket (or
+//! init's pidfd), enforces the CPU and wall limits from the cgroup's readings, and stops
+//! a run by SIGKILLing the program, after which its holder kills everything else in its
+//! pid namespace (a fresh run: SIGKILLing init, whose namespace the kernel then kills).
 
 pub mod cgroup;
 mod child;
+mod holder;
 mod privilege;
 mod monitor;
 mod netns;
@@ -21,13 +24,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cgroup::{CgroupError, CgroupLimits, CgroupManager, RunCgroup};
 use child::{ChildFds, Plan};
-use monitor::{Capture, Ended, Monitor, SetupWatch, StepReader};
+use monitor::{Capture, Ended, Monitor, SetupWatch, StepReader, Target};
 use protocol::LimitHit;
 
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +173,9 @@ pub struct Sandbox {
     cap_last: u32,
     cpus: u32,
     aborted: AtomicBool,
-    filters: seccomp::Filters,
+    filters: Arc<seccomp::Filters>,
+    /// Pre-created sandboxes that serve run after run (see `holder`).
+    holders: holder::Pool,
     netns: netns::Pool,
     /// Empty, reset cgroups of finished runs, for the next ones (see `take_cgroup`).
     idle_cgroups: Mutex<Vec<RunCgroup>>,
@@ -208,6 +213,7 @@ pub fn unmount(dir: &Path) {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.holders.clear();
         plan::remove_template(&self.root_mountpoint);
         if let Ok(idle) = self.idle_cgroups.get_mut() {
             for cg in idle.drain(..) {
@@ -215,6 +221,22 @@ impl Drop for Sandbox {
             }
         }
     }
+}
+
+/// Holders a sandbox keeps at most: two per concurrent run, so that one resets while the
+/// other serves, with room for interactive runs (two sandboxes per slot).
+fn default_holders(cpus: u32) -> usize {
+    (4 * cpus as usize).max(4)
+}
+
+/// A run's descriptors that its sandbox gets (the agent keeps the other ends).
+struct RunFds {
+    stdin: OwnedFd,
+    out_w: OwnedFd,
+    errout_w: OwnedFd,
+    err_w: OwnedFd,
+    steps_w: Option<OwnedFd>,
+    box_tree: OwnedFd,
 }
 
 /// Names run cgroups uniquely across every `Sandbox` of the process.
@@ -229,7 +251,7 @@ impl Sandbox {
     pub fn new(work_dir: &Path, spec: &rootfs::Spec) -> Result<Sandbox, SandboxError> {
         privilege::require_isolation()?;
         let mapped = mapped();
-        let filters = seccomp::Filters::compile(&spec.seccomp)?;
+        let filters = Arc::new(seccomp::Filters::compile(&spec.seccomp)?);
         let cgroups = CgroupManager::detect()?;
         cgroups.remove_stale();
         let root_mountpoint = work_dir.join("sandbox-root");
@@ -246,12 +268,42 @@ impl Sandbox {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         tracing::info!(cgroup_v2 = cgroups.is_v2(), cpus, user_namespace = mapped.is_some(), "sandbox ready");
         let dropped_mounts = keep_mounts()?;
-        Ok(Sandbox { cgroups, root_mountpoint, template_ns, cap_last, cpus, aborted: AtomicBool::new(false), filters, netns: netns::Pool::default(), idle_cgroups: Mutex::default(), mapped, dropped_mounts })
+        let holders = holder::Pool::new(&template_ns, filters.clone(), mapped.is_some(), cap_last, default_holders(cpus))?;
+        Ok(Sandbox {
+            cgroups,
+            root_mountpoint,
+            template_ns,
+            cap_last,
+            cpus,
+            aborted: AtomicBool::new(false),
+            filters,
+            holders,
+            netns: netns::Pool::default(),
+            idle_cgroups: Mutex::default(),
+            mapped,
+            dropped_mounts,
+        })
     }
 
     /// CPUs runs can be pinned to; empty without a usable cpuset controller.
     pub fn pinnable_cpus(&self) -> Vec<u32> {
         self.cgroups.pinnable_cpus()
+    }
+
+    /// At most `n` pooled sandboxes (see `holder`); 0 sets every run up afresh, in
+    /// namespaces made for it alone. The default is four per CPU.
+    pub fn set_pool_size(&self, n: usize) {
+        self.holders.set_max(n);
+    }
+
+    /// How many pooled sandboxes wait for a run (for tests of the pool).
+    pub fn idle_holder_count(&self) -> usize {
+        self.holders.idle_count()
+    }
+
+    /// The host pids of the pooled sandboxes' holders that wait for a run (for tests).
+    pub fn idle_holder_pids(&self) -> Vec<i32> {
+        self.holders.idle_pids()
     }
 
     /// How many cgroups of finished runs wait for the next (for tests of their reuse).
@@ -357,10 +409,6 @@ impl Sandbox {
         observer: Observer<'_>,
         piped: Option<(OwnedFd, OwnedFd)>,
     ) -> Result<RunOutcome, SandboxError> {
-        let argv: Vec<*const libc::c_char> =
-            plan.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        let envp: Vec<*const libc::c_char> =
-            plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let (stdin, out_r, out_w) = match piped {
             None => {
                 let (out_r, out_w) = pipe()?;
@@ -373,14 +421,146 @@ impl Sandbox {
                 (high_fd(stdin)?, out_r, high_fd(stdout)?)
             }
         };
-        let (sync_r, sync_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        let (status_r, status_w) = pipe()?;
         let (errout_r, errout_w) = pipe()?;
-        let steps_pipe = if observer.steps.is_some() { Some(pipe()?) } else { None };
-        let box_tree = box_tree(spec)?;
-        let net = self.netns.take()?;
+        let (step_r, steps_w) = match observer.steps.is_some() {
+            true => pipe().map(|(r, w)| (Some(r), Some(w)))?,
+            false => (None, None),
+        };
+        let fds = RunFds { stdin, out_w, errout_w, err_w, steps_w, box_tree: box_tree(spec)? };
         let join = cg.join()?;
+        let monitor = Monitor {
+            target: Target::Over,
+            out: [&out_r, &errout_r],
+            err_pipe: &err_r,
+            step_pipe: step_r.as_ref(),
+            capture: Capture::new(spec.limits.output_bytes),
+            setup: SetupWatch { report: Vec::new(), exec_at: None },
+            steps: observer.steps.map(|(limits, sink)| StepReader::new(limits, sink)),
+            cancel: observer.cancel,
+            aborted: &self.aborted,
+            cpus: self.cpus,
+            mounts: None,
+        };
+        if let Some(holder) = self.holders.take() {
+            match self.command(spec, plan, join) {
+                Some(command) => return self.run_pooled(spec, plan, cg, holder, &command, join, fds, monitor),
+                None => self.holders.put(holder),
+            }
+        }
+        self.run_fresh(spec, plan, cg, join, fds, monitor)
+    }
+
+    /// The holder's command for a run, or None when the run does not fit one.
+    fn command(&self, spec: &RunSpec<'_>, plan: &Plan, join: &cgroup::Join) -> Option<Vec<u8>> {
+        let (tasks, cgroup_dir) = match join {
+            cgroup::Join::V1Tasks(fds) => (fds.len(), false),
+            cgroup::Join::V2Dir(_) => (0, true),
+        };
+        holder::command(&holder::CommandParts {
+            argv: &plan.argv,
+            env: &plan.env,
+            rlimits: &plan.rlimits,
+            uid: plan.uid,
+            gid: plan.gid,
+            tmp_bytes: plan::tmp_bytes(&spec.limits),
+            tool: spec.profile == Profile::Tool,
+            steps: plan.with_steps,
+            tasks,
+            cgroup_dir,
+        })
+    }
+
+    /// A run in a pooled holder (see `holder`).
+    #[allow(clippy::too_many_arguments)]
+    fn run_pooled(
+        &self,
+        spec: &RunSpec<'_>,
+        plan: &Plan,
+        cg: &RunCgroup,
+        mut holder: holder::Holder,
+        command: &[u8],
+        join: &cgroup::Join,
+        fds: RunFds,
+        mut monitor: Monitor<'_>,
+    ) -> Result<RunOutcome, SandboxError> {
+        let mut passed = vec![
+            fds.stdin.as_raw_fd(),
+            fds.out_w.as_raw_fd(),
+            fds.errout_w.as_raw_fd(),
+            fds.err_w.as_raw_fd(),
+            fds.box_tree.as_raw_fd(),
+        ];
+        if let Some(w) = &fds.steps_w {
+            passed.push(w.as_raw_fd());
+        }
+        match join {
+            cgroup::Join::V1Tasks(t) => passed.extend(t.iter().map(AsRawFd::as_raw_fd)),
+            cgroup::Join::V2Dir(d) => passed.push(d.as_raw_fd()),
+        }
+        let start = Instant::now();
+        if let Err(e) = holder.start(command, &passed) {
+            self.holders.discard(holder);
+            return Err(e);
+        }
+        // The holder has its own copies now; ours would keep the pipes open.
+        drop(fds);
+        monitor.target = Target::Holder(holder::Session::new(holder));
+        let watched = monitor.watch(&spec.limits, cg, start);
+        let wall = start.elapsed();
+        let Target::Holder(mut session) = std::mem::replace(&mut monitor.target, Target::Over) else {
+            return Err(SandboxError::Invalid("the monitor lost its run".into()));
+        };
+        // A run stopped on a limit is over once the holder has killed and reaped the rest.
+        session.wait_finished();
+        // A process of the run still in its cgroup would mean the holder lost track of it.
+        let reusable = session.reusable() && cg.is_empty().unwrap_or(false);
+        let lost = session.lost_before_start();
+        let holder::Session { holder, done, fault, .. } = session;
+        if reusable {
+            self.holders.put(holder);
+        } else {
+            // Its namespace dies with it; the cgroup's own kill is for anything else.
+            self.holders.discard(holder);
+            cg.kill_all();
+        }
+        let ended = watched?;
+        if lost && matches!(ended, Ended::Exited) {
+            return Err(SandboxError::Setup {
+                step: "sandbox holder: it was lost before it started the program".into(),
+                errno: io::Error::from_raw_os_error(libc::EPIPE),
+            });
+        }
+        monitor.drain(cg, start)?;
+        if monitor.setup.failure().is_none()
+            && let Some((step, errno)) = fault
+        {
+            monitor.setup.report = [step.to_ne_bytes(), (errno as u32).to_ne_bytes()].concat();
+        }
+        let status = done.and_then(|(status, voluntary_switches, involuntary_switches)| {
+            status.map(|status| StatusReport { status, voluntary_switches, involuntary_switches })
+        });
+        self.outcome(spec, plan, cg, monitor, ended, status, wall, start)
+    }
+
+    /// A run in namespaces of its own, made for it (the pool is disabled or full, or
+    /// the run does not fit a holder's command).
+    fn run_fresh(
+        &self,
+        spec: &RunSpec<'_>,
+        plan: &Plan,
+        cg: &RunCgroup,
+        join: &cgroup::Join,
+        fds: RunFds,
+        mut monitor: Monitor<'_>,
+    ) -> Result<RunOutcome, SandboxError> {
+        let argv: Vec<*const libc::c_char> =
+            plan.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let envp: Vec<*const libc::c_char> =
+            plan.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let (sync_r, sync_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        let net = self.netns.take()?;
         let mut cgroup_tasks = [-1; 4];
         let cgroup_dir = match join {
             cgroup::Join::V1Tasks(fds) => {
@@ -391,18 +571,18 @@ impl Sandbox {
             }
             cgroup::Join::V2Dir(fd) => Some(fd.as_raw_fd()),
         };
-        let fds = ChildFds {
+        let child_fds = ChildFds {
             sync_read: sync_r.as_raw_fd(),
-            error_write: err_w.as_raw_fd(),
+            error_write: fds.err_w.as_raw_fd(),
             status_write: status_w.as_raw_fd(),
-            stdin: stdin.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: errout_w.as_raw_fd(),
-            steps: steps_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
+            stdin: fds.stdin.as_raw_fd(),
+            stdout: fds.out_w.as_raw_fd(),
+            stderr: fds.errout_w.as_raw_fd(),
+            steps: fds.steps_w.as_ref().map_or(-1, |w| w.as_raw_fd()),
             netns: net.as_raw_fd(),
             cgroup_tasks,
             template_ns: self.template_ns.as_raw_fd(),
-            box_tree: box_tree.as_raw_fd(),
+            box_tree: fds.box_tree.as_raw_fd(),
         };
 
         let start = Instant::now();
@@ -410,31 +590,18 @@ impl Sandbox {
         // above (plan, argv, envp, fds) and never returns.
         let (pid, pidfd) = unsafe { sys::clone3(NS_FLAGS, cgroup_dir) }.map_err(io_err("clone the sandbox"))?;
         if pid == 0 {
-            child::init_main(plan, &argv, &envp, fds);
+            child::init_main(plan, &argv, &envp, child_fds);
         }
         // SAFETY: CLONE_PIDFD gave us this new descriptor; we own it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        let step_read = steps_pipe.map(|(r, _w)| r);
-        drop((sync_r, err_w, status_w, stdin, out_w, errout_w, box_tree));
+        drop((sync_r, status_w, fds));
 
         // Init already is in its cgroups (born there on v2, moved itself on v1); the
         // byte only tells it that we are alive and watching.
         sys::write_all(sync_w.as_raw_fd(), b"g");
         drop(sync_w);
 
-        let mut monitor = Monitor {
-            pidfd: &pidfd,
-            out: [&out_r, &errout_r],
-            err_pipe: &err_r,
-            step_pipe: step_read.as_ref(),
-            capture: Capture::new(spec.limits.output_bytes),
-            setup: SetupWatch { report: Vec::new(), exec_at: None },
-            steps: observer.steps.map(|(limits, sink)| StepReader::new(limits, sink)),
-            cancel: observer.cancel,
-            aborted: &self.aborted,
-            cpus: self.cpus,
-            mounts: None,
-        };
+        monitor.target = Target::Init(pidfd);
         let ended = match monitor.watch(&spec.limits, cg, start) {
             Ok(e) => e,
             Err(e) => {
@@ -444,6 +611,7 @@ impl Sandbox {
         };
         let wall = start.elapsed();
         reap(pid);
+        monitor.target = Target::Over;
         if let Some(ns) = monitor.mounts.take() {
             // Nothing of the run is left in it; its teardown happens on the dropping thread.
             let _ = self.dropped_mounts.send(ns);
@@ -452,7 +620,23 @@ impl Sandbox {
         // holds nothing of it anymore and can serve the next run.
         self.netns.put(net);
         monitor.drain(cg, start)?;
+        let status = read_status(&status_r);
+        self.outcome(spec, plan, cg, monitor, ended, status, wall, start)
+    }
 
+    /// The outcome of a run whose processes are all gone.
+    #[allow(clippy::too_many_arguments)]
+    fn outcome(
+        &self,
+        spec: &RunSpec<'_>,
+        plan: &Plan,
+        cg: &RunCgroup,
+        mut monitor: Monitor<'_>,
+        ended: Ended,
+        status: Option<StatusReport>,
+        wall: Duration,
+        start: Instant,
+    ) -> Result<RunOutcome, SandboxError> {
         if let Some((step, errno)) = monitor.setup.failure() {
             let name = match step {
                 child::STEP_SYNC => "waiting for the agent".to_string(),
@@ -468,12 +652,13 @@ impl Sandbox {
                 child::STEP_NETNS => "joining the network namespace".into(),
                 child::STEP_MOUNT_NS => "copying the template's mount namespace".into(),
                 child::STEP_BOX => "mounting the work dir".into(),
-                i => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
+                i => match holder::step_name(i) {
+                    Some(name) => format!("sandbox holder: {name}"),
+                    None => plan.step_names.get(i as usize).cloned().unwrap_or_else(|| format!("step {i}")),
+                },
             };
             return Err(SandboxError::Setup { step: name, errno: io::Error::from_raw_os_error(errno) });
         }
-        let status = read_status(&status_r);
-
         let [mut stdout, mut stderr] = std::mem::take(&mut monitor.capture.bufs);
         let overflow = monitor.capture.overflowed(spec.limits.output_bytes)
             || stdout.len() as u64 > spec.limits.output_bytes

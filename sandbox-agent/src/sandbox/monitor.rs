@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use protocol::LimitHit;
 
 use super::cgroup::RunCgroup;
+use super::holder::Session;
 use super::{RunLimits, SandboxError, StepEvent, StepLimits};
 
 /// How a watched run ended, as far as the monitor knows.
@@ -20,8 +21,36 @@ pub(super) enum Ended {
     Limit(LimitHit),
 }
 
+/// What a run's end is watched on.
+pub(super) enum Target {
+    /// A fresh run's init: the run is over when it exits.
+    Init(OwnedFd),
+    /// A pooled run: over when its holder reports so (see `holder`).
+    Holder(Session),
+    /// Nothing left to watch (the run is over).
+    Over,
+}
+
+impl Target {
+    fn fd(&self) -> i32 {
+        match self {
+            Target::Init(pidfd) => pidfd.as_raw_fd(),
+            Target::Holder(s) => s.holder.socket(),
+            Target::Over => -1,
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Target::Init(pidfd) => kill(pidfd),
+            Target::Holder(s) => s.kill(),
+            Target::Over => {}
+        }
+    }
+}
+
 pub(super) struct Monitor<'a> {
-    pub pidfd: &'a OwnedFd,
+    pub target: Target,
     pub out: [&'a OwnedFd; 2],
     pub err_pipe: &'a OwnedFd,
     pub step_pipe: Option<&'a OwnedFd>,
@@ -42,11 +71,11 @@ impl Monitor<'_> {
             let elapsed = start.elapsed();
             let cpu = Duration::from_nanos(cg.cpu_usage_ns()?);
             if self.aborted.load(Ordering::SeqCst) {
-                kill(self.pidfd);
+                self.target.kill();
                 return Err(SandboxError::Aborted);
             }
             if self.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
-                kill(self.pidfd);
+                self.target.kill();
                 return Err(SandboxError::Cancelled);
             }
             let hit = if elapsed >= limits.wall {
@@ -59,7 +88,7 @@ impl Monitor<'_> {
                 None
             };
             if let Some(hit) = hit {
-                kill(self.pidfd);
+                self.target.kill();
                 return Ok(Ended::Limit(hit));
             }
             // CPU time can grow at most `cpus` times faster than the wall clock, so this
@@ -75,7 +104,7 @@ impl Monitor<'_> {
                 _ => -1,
             };
             let mut pfds = [
-                pollfd(self.pidfd.as_raw_fd()),
+                pollfd(self.target.fd()),
                 pollfd(fd_if(self.capture.open[0], self.out[0])),
                 pollfd(fd_if(self.capture.open[1], self.out[1])),
                 pollfd(fd_if(self.setup.exec_at.is_none(), self.err_pipe)),
@@ -97,8 +126,8 @@ impl Monitor<'_> {
             }
             if pfds[3].revents != 0 {
                 self.setup.read(self.err_pipe);
-                if self.setup.exec_at.is_some() && self.mounts.is_none() {
-                    self.mounts = super::sys::pidfd_mount_namespace(self.pidfd.as_raw_fd());
+                if let (Some(_), None, Target::Init(pidfd)) = (self.setup.exec_at, &self.mounts, &self.target) {
+                    self.mounts = super::sys::pidfd_mount_namespace(pidfd.as_raw_fd());
                 }
             }
             if pfds[4].revents != 0
@@ -107,7 +136,15 @@ impl Monitor<'_> {
                 r.read(p, cg, start)?;
             }
             if pfds[0].revents != 0 {
-                return Ok(Ended::Exited);
+                match &mut self.target {
+                    Target::Init(_) | Target::Over => return Ok(Ended::Exited),
+                    Target::Holder(s) => {
+                        s.on_readable();
+                        if s.finished() {
+                            return Ok(Ended::Exited);
+                        }
+                    }
+                }
             }
         }
     }

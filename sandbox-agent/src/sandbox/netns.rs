@@ -36,7 +36,7 @@ impl Pool {
 
 /// Creates an empty network namespace on a short-lived thread, so the caller's own
 /// namespace is untouched (unshare affects only the calling thread's namespace).
-fn create() -> Result<OwnedFd, SandboxError> {
+pub(super) fn create() -> Result<OwnedFd, SandboxError> {
     let made = std::thread::spawn(|| -> Result<OwnedFd, i32> {
         sys::unshare(libc::CLONE_NEWNET)?;
         let path = c"/proc/thread-self/ns/net";

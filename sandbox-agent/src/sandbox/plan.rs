@@ -49,6 +49,15 @@ impl Steps {
     }
 }
 
+/// Inodes of a run's /tmp and /dev/shm.
+pub(super) const TMP_INODES: u32 = 4096;
+pub(super) const SHM_INODES: u32 = 256;
+
+/// Size of a run's /tmp and of its /dev/shm each.
+pub(super) fn tmp_bytes(l: &super::RunLimits) -> u64 {
+    l.file_bytes.max(4096)
+}
+
 const RO: libc::c_ulong = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
 
 /// Builds the template root at `root` in the agent's own mount namespace.
@@ -272,30 +281,40 @@ pub(super) fn remove_template(root: &Path) {
     }
 }
 
-impl Sandbox {
-    /// Builds the per-run steps, argv, env and limits, before the clone.
-    pub(super) fn plan(&self, spec: &RunSpec<'_>, with_steps: bool) -> Result<Plan, SandboxError> {
-        let l = spec.limits;
-        let mut s = Steps::default();
-        // Init is in its copy of the template's namespace, /box attached (see `child`).
-        s.add("making mounts private", Step::PrivateRoot);
-        let proc_at = |dst: &[u8]| -> Result<Step, SandboxError> {
-            Ok(Step::Mount {
-                src: Some(cstr(b"proc")?),
-                dst: cstr(dst)?,
-                fstype: Some(cstr(b"proc")?),
-                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                // Init is a clone of the agent: its command line would show the agent's
-                // paths. The program sees only processes it could ptrace: not init,
-                // which runs as root or, in the agent's user namespace, keeps
-                // capabilities the program has not.
-                data: Some(cstr(b"hidepid=invisible")?),
-            })
-        };
-        if self.mapped.is_some() {
-            // Mounted while the template's bind of the agent's /proc is in the namespace
-            // (the kernel's condition for a proc in a user namespace), on /tmp, not yet
-            // in use; then that bind is detached and the run's own moved into its place.
+/// The mounts of a holder's namespaces, made once when it starts (see `holder`):
+/// private propagation, its pid namespace's /proc, the hostname. /tmp and /dev/shm
+/// are the holder's own, made fresh after every run.
+pub(super) fn holder_steps(mapped: bool) -> Result<(Vec<Step>, Vec<String>), SandboxError> {
+    let mut s = Steps::default();
+    s.add("making mounts private", Step::PrivateRoot);
+    proc_steps(&mut s, mapped, true)?;
+    proc_steps(&mut s, mapped, false)?;
+    s.add("setting the hostname", Step::Hostname(cstr(b"judge")?));
+    Ok((s.steps, s.names))
+}
+
+/// /proc of the pid namespace; in the agent's user namespace (`mapped`) that is
+/// `userns_part`, otherwise the other part.
+fn proc_steps(s: &mut Steps, mapped: bool, userns_part: bool) -> Result<(), SandboxError> {
+    let proc_at = |dst: &[u8]| -> Result<Step, SandboxError> {
+        Ok(Step::Mount {
+            src: Some(cstr(b"proc")?),
+            dst: cstr(dst)?,
+            fstype: Some(cstr(b"proc")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            // Init is a clone of the agent: its command line would show the agent's
+            // paths. The program sees only processes it could ptrace: not init,
+            // which runs as root or, in the agent's user namespace, keeps
+            // capabilities the program has not.
+            data: Some(cstr(b"hidepid=invisible")?),
+        })
+    };
+    match (mapped, userns_part) {
+        (true, true) => {
+            // Mounted while the template's bind of the agent's /proc is in the
+            // namespace (the kernel's condition for a proc in a user namespace), on
+            // /tmp, not yet in use; then that bind is detached and the run's own
+            // moved into its place.
             s.add("mounting /proc", proc_at(b"/tmp")?);
             s.add("detaching the agent's /proc", Step::Unmount(cstr(b"/proc")?));
             s.add("moving /proc into place", Step::Mount {
@@ -306,13 +325,25 @@ impl Sandbox {
                 data: None,
             });
         }
-        let tmp_bytes = l.file_bytes.max(4096);
+        (false, false) => s.add("mounting /proc", proc_at(b"/proc")?),
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Sandbox {
+    /// Builds the per-run steps, argv, env and limits, before the clone.
+    pub(super) fn plan(&self, spec: &RunSpec<'_>, with_steps: bool) -> Result<Plan, SandboxError> {
+        let l = spec.limits;
+        let mut s = Steps::default();
+        // Init is in its copy of the template's namespace, /box attached (see `child`).
+        s.add("making mounts private", Step::PrivateRoot);
+        proc_steps(&mut s, self.mapped.is_some(), true)?;
+        let tmp_bytes = tmp_bytes(&l);
         let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
-        s.tmpfs("/tmp", cstr(b"/tmp")?, nosuid_nodev, &format!("size={tmp_bytes},nr_inodes=4096,mode=1777"))?;
-        s.tmpfs("/dev/shm", cstr(b"/dev/shm")?, nosuid_nodev | libc::MS_NOEXEC, &format!("size={tmp_bytes},nr_inodes=256,mode=1777"))?;
-        if self.mapped.is_none() {
-            s.add("mounting /proc", proc_at(b"/proc")?);
-        }
+        s.tmpfs("/tmp", cstr(b"/tmp")?, nosuid_nodev, &format!("size={tmp_bytes},nr_inodes={TMP_INODES},mode=1777"))?;
+        s.tmpfs("/dev/shm", cstr(b"/dev/shm")?, nosuid_nodev | libc::MS_NOEXEC, &format!("size={tmp_bytes},nr_inodes={SHM_INODES},mode=1777"))?;
+        proc_steps(&mut s, self.mapped.is_some(), false)?;
         s.add("setting the hostname", Step::Hostname(cstr(b"judge")?));
 
         if spec.argv.is_empty() {
@@ -322,15 +353,8 @@ impl Sandbox {
         let env = spec.env.iter().map(|(k, v)| cstr(format!("{k}={v}").as_bytes())).collect::<Result<_, _>>()?;
         // RLIMIT_CPU is a backstop past the limit; the monitor acts first.
         let cpu_secs = l.cpu.as_secs() + 2;
-        let rlimits = vec![
-            (libc::RLIMIT_CPU, cpu_secs),
-            (libc::RLIMIT_FSIZE, l.file_bytes),
-            (libc::RLIMIT_NOFILE, l.open_files),
-            (libc::RLIMIT_STACK, l.stack_bytes),
-            (libc::RLIMIT_CORE, 0),
-            (libc::RLIMIT_MEMLOCK, 0),
-            (libc::RLIMIT_MSGQUEUE, 0),
-        ];
+        let values = [cpu_secs, l.file_bytes, l.open_files, l.stack_bytes, 0, 0, 0];
+        let rlimits = std::array::from_fn(|i| (child::RLIMITS[i], values[i]));
         let programs = match spec.profile {
             Profile::Program => &self.filters.program,
             Profile::Tool => &self.filters.tool,

@@ -49,6 +49,27 @@ pub unsafe fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<(i32, RawF
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok((r as i32, pidfd)) }
 }
 
+/// Starts `entry(arg)` in a new process that shares our memory and runs on `stack`;
+/// we are suspended until it execs or exits (vfork). Unlike a fork, nothing of our
+/// address space is copied, nor torn down again at its exec: for a fork of the agent,
+/// that was most of the cost of starting a program. Returns (pid, pidfd).
+///
+/// # Safety
+/// `entry` runs in our memory while we wait: it may only make syscalls on data that
+/// outlives it and must end in execve or _exit. `stack` must be used by nobody else
+/// meanwhile, and `arg` must be what `entry` expects.
+pub unsafe fn vfork_on(entry: extern "C" fn(*mut libc::c_void) -> libc::c_int, stack: &mut [u8], arg: *mut libc::c_void) -> Result<(i32, RawFd), i32> {
+    let mut pidfd: libc::c_int = -1;
+    // The stack grows down from its end, 16-byte aligned as the ABI wants.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: glibc's clone switches to `top`, which is within `stack`, and calls
+    // `entry(arg)` there; with CLONE_PIDFD the kernel writes the pidfd to the
+    // parent_tid argument, a valid int. The caller upholds the rest.
+    let pid = unsafe { libc::clone(entry, top as *mut libc::c_void, flags, arg, &mut pidfd as *mut libc::c_int) };
+    if pid < 0 { Err(errno()) } else { Ok((pid, pidfd)) }
+}
+
 /// linux/sched.h; not in the libc crate.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -213,9 +234,11 @@ pub fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> Result<(), i32> {
 /// Drops every capability from the bounding set, the ambient set, and then all
 /// privileges by switching to `uid`/`gid` (with no supplementary groups when
 /// `clear_groups`) and clearing the remaining capability sets.
-pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32, clear_groups: bool) -> Result<(), i32> {
-    for cap in 0..=cap_last {
-        prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
+/// Leaves `bounding_dropped` to a caller whose bounding set is already empty (see
+/// `drop_bounding_set`).
+pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32, clear_groups: bool, bounding_dropped: bool) -> Result<(), i32> {
+    if !bounding_dropped {
+        drop_bounding_set(cap_last)?;
     }
     prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong)?;
     // Raw syscalls, not glibc's wrappers: those broadcast the change to every thread
@@ -235,6 +258,15 @@ pub fn become_unprivileged(uid: u32, gid: u32, cap_last: u32, clear_groups: bool
     let none = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
     // SAFETY: a valid header and the two data words version 3 takes, both outliving the call.
     sys_ret(unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, none.as_ptr()) })
+}
+
+/// Empties the capability bounding set: no exec can gain a capability again. The
+/// caller keeps the capabilities it has.
+pub fn drop_bounding_set(cap_last: u32) -> Result<(), i32> {
+    for cap in 0..=cap_last {
+        prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong)?;
+    }
+    Ok(())
 }
 
 /// linux/capability.h; not in the libc crate.
@@ -373,6 +405,172 @@ pub fn execve(argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32
     // outlive the call (the caller builds them before forking); argv[0] is the path.
     unsafe { libc::execve(argv[0], argv.as_ptr(), envp.as_ptr()) };
     errno()
+}
+
+/// A connected pair of close-on-exec `SOCK_SEQPACKET` unix sockets: message boundaries
+/// kept, descriptors passed with `SCM_RIGHTS`.
+pub fn seqpacket_pair() -> io::Result<(RawFd, RawFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok((fds[0], fds[1])) }
+}
+
+/// Most descriptors one message carries (see `holder`).
+pub const MAX_PASSED_FDS: usize = 16;
+
+/// Sends one message with `fds` attached (at most `MAX_PASSED_FDS`).
+pub fn send_with_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> Result<(), i32> {
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(libc::EINVAL);
+    }
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // Aligned like a cmsghdr; room for the largest descriptor list.
+    let mut control = [0u64; 2 + MAX_PASSED_FDS / 2];
+    // SAFETY: msghdr is plain old data; all-zero bytes are a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let payload = size_of_val(fds) as u32;
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is arithmetic.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(payload) } as usize;
+        // SAFETY: msg_control points to `control`, which is at least CMSG_SPACE(payload)
+        // bytes and aligned for a cmsghdr, so the first header and its data fit in it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+        }
+    }
+    loop {
+        // SAFETY: `msg` describes the live buffers above.
+        let r = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if r == data.len() as isize {
+            return Ok(());
+        }
+        if r < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return Err(if r < 0 { errno() } else { libc::EIO });
+    }
+}
+
+/// Receives one message into `data` and its descriptors (close-on-exec) into `fds`:
+/// (bytes, descriptors). A message cut short or with descriptors beyond `fds` is
+/// `EMSGSIZE` (any descriptors that did arrive are closed); end of file is `Ok((0, 0))`.
+pub fn recv_with_fds(sock: RawFd, data: &mut [u8], fds: &mut [RawFd]) -> Result<(usize, usize), i32> {
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let mut control = [0u64; 2 + MAX_PASSED_FDS / 2];
+    // SAFETY: msghdr is plain old data; all-zero bytes are a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control);
+    let n = loop {
+        // SAFETY: `msg` describes the live buffers above.
+        let r = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if r >= 0 {
+            break r as usize;
+        }
+        if errno() != libc::EINTR {
+            return Err(errno());
+        }
+    };
+    let mut got = 0;
+    let mut overflow = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
+    // SAFETY: the kernel filled `control` up to msg_controllen with well-formed headers;
+    // CMSG_FIRSTHDR/CMSG_NXTHDR stay within it, and each SCM_RIGHTS payload holds
+    // (cmsg_len - CMSG_LEN(0)) / 4 descriptors, read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let count = ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
+                let base = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..count {
+                    let fd = base.add(i).read_unaligned();
+                    match fds.get_mut(got) {
+                        Some(slot) if !overflow => {
+                            *slot = fd;
+                            got += 1;
+                        }
+                        _ => {
+                            overflow = true;
+                            close(fd);
+                        }
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if overflow {
+        for &fd in fds.iter().take(got) {
+            close(fd);
+        }
+        return Err(libc::EMSGSIZE);
+    }
+    Ok((n, got))
+}
+
+/// SIGKILLs every process the caller may signal except itself: from a pid namespace's
+/// init, every other process of that namespace.
+pub fn kill_all_others() {
+    // SAFETY: kill(2) has no memory preconditions.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+}
+
+/// Whether the caller has no child left (reaped or not).
+pub fn no_children() -> bool {
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer.
+    let r = unsafe { libc::waitpid(-1, &mut status, libc::__WALL | libc::WNOHANG) };
+    r < 0 && errno() == libc::ECHILD
+}
+
+/// Writes `buf` at offset 0 (a sysctl file kept open).
+pub fn pwrite0(fd: RawFd, buf: &[u8]) -> Result<(), i32> {
+    // SAFETY: the pointer and length describe `buf`.
+    let r = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), 0) };
+    if r == buf.len() as isize { Ok(()) } else if r < 0 { Err(errno()) } else { Err(libc::EIO) }
+}
+
+/// Reads up to `buf.len()` bytes from offset 0.
+pub fn pread0(fd: RawFd, buf: &mut [u8]) -> Result<usize, i32> {
+    // SAFETY: the pointer and length describe `buf`.
+    let r = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if r < 0 { Err(errno()) } else { Ok(r as usize) }
+}
+
+pub fn open(path: &CStr, flags: libc::c_int) -> Result<RawFd, i32> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 { Err(errno()) } else { Ok(fd) }
+}
+
+/// Duplicates `fd` to the lowest free descriptor at or above `min`, close-on-exec.
+pub fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, i32> {
+    // SAFETY: fcntl with integer arguments.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if r < 0 { Err(errno()) } else { Ok(r) }
+}
+
+/// Closes the descriptors `first..=last`.
+pub fn close_range(first: u32, last: u32) {
+    // SAFETY: close_range has no memory preconditions.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+}
+
+/// Sends `signal` to the process behind `pidfd`.
+pub fn pidfd_signal(pidfd: RawFd, signal: i32) -> Result<(), i32> {
+    // SAFETY: pidfd_send_signal with a null siginfo and no flags.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, signal, 0, 0) };
+    if r < 0 { Err(errno()) } else { Ok(()) }
 }
 
 pub fn exit(code: i32) -> ! {
