@@ -31,7 +31,7 @@ use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::Storage as _;
 use raft::storage::MemStorage;
 
-use super::snapshot::{self, RaftStorage};
+use super::snapshot::{self, RaftStorage, SnapshotFile};
 
 const KIND_ENTRIES: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
@@ -52,13 +52,25 @@ pub enum LogError {
     Raft(#[from] raft::Error),
     #[error("raft log: encoding: {0}")]
     Encode(#[from] protobuf::ProtobufError),
+    #[error("raft log: the writer thread has stopped")]
+    WriterGone,
 }
 
 /// The node's storage: what raft reads (`MemStorage`, shared) and, unless in memory only,
 /// the file that makes it durable.
 pub struct LogStore {
     storage: RaftStorage,
-    file: Option<(File, PathBuf)>,
+    file: Option<LogFile>,
+}
+
+/// The file half of a `LogStore`: what the raft node's writer thread owns (see
+/// `writer.rs`), while the raft thread keeps the in-memory half. Every change reaches the
+/// memory first and the file after, in the same order, so the file always holds a state
+/// the memory went through.
+pub struct LogFile {
+    file: File,
+    path: PathBuf,
+    snapshots: SnapshotFile,
 }
 
 /// What `open` found in the file, for the start-up log line and tests.
@@ -126,7 +138,8 @@ impl LogStore {
         }
         // A new file's directory entry must be durable too, or the whole log can vanish.
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok((LogStore { storage, file: Some((file, path)) }, Recovery { records, truncated_bytes, snapshot_index }))
+        let snapshots = SnapshotFile::new(dir, snapshot_index);
+        Ok((LogStore { storage, file: Some(LogFile { file, path, snapshots }) }, Recovery { records, truncated_bytes, snapshot_index }))
     }
 
     /// What raft reads; clones share the same log.
@@ -139,89 +152,70 @@ impl LogStore {
         self.storage.latest()
     }
 
+    /// The in-memory half (what raft reads) and the file half (none in memory only).
+    pub fn split(self) -> (RaftStorage, Option<LogFile>) {
+        (self.storage, self.file)
+    }
+
     /// Makes `snapshot` (of this node's applied state) durable and drops the entries it
     /// covers, from memory and from the file.
     pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), LogError> {
-        let index = snapshot.get_metadata().index;
-        let mem = &self.storage.mem;
-        let last = mem.last_index()?;
-        let tail = if last > index {
-            mem.entries(index + 1, last + 1, None, raft::GetEntriesContext::empty(false))?
-        } else {
-            Vec::new()
-        };
-        let hard_state = mem.initial_state()?.hard_state;
-        self.replace(snapshot, &tail, hard_state)
+        if let Some(file) = &self.file {
+            file.snapshots.write(&snapshot)?;
+        }
+        let rewrite = self.storage.stage_compact(snapshot)?;
+        if let Some(file) = &mut self.file {
+            file.rewrite(&rewrite)?;
+        }
+        Ok(())
     }
 
     /// Replaces the whole log by `snapshot`, received from the leader.
     pub fn install(&mut self, snapshot: Snapshot) -> Result<(), LogError> {
-        let hard_state = self.storage.mem.initial_state()?.hard_state;
-        self.replace(snapshot, &[], hard_state)
-    }
-
-    fn replace(&mut self, snapshot: Snapshot, tail: &[Entry], hard_state: HardState) -> Result<(), LogError> {
-        if let Some((_, path)) = &self.file
-            && let Some(dir) = path.parent()
-        {
-            snapshot::write(dir, &snapshot)?;
+        let rewrite = self.storage.stage_install(snapshot.clone())?;
+        if let Some(file) = &mut self.file {
+            file.install(&snapshot, &rewrite)?;
         }
-        self.storage.reset(&snapshot, tail, hard_state)?;
-        let meta = snapshot.get_metadata().clone();
-        self.storage.set_latest(snapshot);
-        self.rewrite(&meta)
-    }
-
-    /// The file becomes: a start at `meta`, the entries in memory, the hard state.
-    fn rewrite(&mut self, meta: &SnapshotMetadata) -> Result<(), LogError> {
-        let Some((file, path)) = &mut self.file else { return Ok(()) };
-        let mem = &self.storage.mem;
-        let (first, last) = (mem.first_index()?, mem.last_index()?);
-        let entries =
-            if last >= first { mem.entries(first, last + 1, None, raft::GetEntriesContext::empty(false))? } else { Vec::new() };
-        let mut buf = Vec::new();
-        record(&mut buf, KIND_START, &meta.write_to_bytes()?);
-        if !entries.is_empty() {
-            record(&mut buf, KIND_ENTRIES, &entries_payload(&entries)?);
-        }
-        record(&mut buf, KIND_HARD_STATE, &mem.initial_state()?.hard_state.write_to_bytes()?);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(LOG_TMP);
-        let io = |source| LogError::Io { path: tmp.clone(), source };
-        let mut new = File::create(&tmp).map_err(io)?;
-        new.write_all(&buf).map_err(io)?;
-        new.sync_all().map_err(io)?;
-        drop(new);
-        std::fs::rename(&tmp, &*path).map_err(io)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        *file = OpenOptions::new().append(true).open(&*path).map_err(|source| LogError::Io { path: path.clone(), source })?;
         Ok(())
     }
 
     /// Makes `entries` and `hard_state` durable (one write, one fsync), then visible to raft.
     pub fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), LogError> {
-        self.write(entries, hard_state, true)
+        if let Some(file) = &mut self.file {
+            file.append(entries, hard_state)?;
+            file.sync()?;
+        }
+        self.storage.stage(entries, hard_state)
     }
 
-    fn write(&mut self, entries: &[Entry], hard_state: Option<&HardState>, sync: bool) -> Result<(), LogError> {
-        if entries.is_empty() && hard_state.is_none() {
-            return Ok(());
+    /// Records a commit index learnt after the entries were persisted.
+    /// Written but not fsync'd: the next `persist` syncs it along, and losing it in a
+    /// crash only means the commit is learnt again from the leader (or, alone, re-elected).
+    pub fn persist_commit(&mut self, commit: u64) -> Result<(), LogError> {
+        let mut hs = self.storage.mem.rl().hard_state().clone();
+        hs.commit = commit;
+        if let Some(file) = &mut self.file {
+            file.append(&[], Some(&hs))?;
         }
-        if let Some((file, path)) = &mut self.file {
-            let mut buf = Vec::new();
-            if !entries.is_empty() {
-                record(&mut buf, KIND_ENTRIES, &entries_payload(entries)?);
-            }
-            if let Some(hs) = hard_state {
-                record(&mut buf, KIND_HARD_STATE, &hs.write_to_bytes()?);
-            }
-            let io = |source| LogError::Io { path: path.clone(), source };
-            file.write_all(&buf).map_err(io)?;
-            if sync {
-                file.sync_data().map_err(io)?;
-            }
-        }
-        let mut core = self.storage.mem.wl();
+        self.storage.stage(&[], Some(&hs))
+    }
+}
+
+/// What the file must become after a snapshot: a start at `meta`, then `entries` (those
+/// after the snapshot that the log keeps) and `hard_state`, as the memory holds them
+/// when the change is made there.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    pub meta: SnapshotMetadata,
+    pub entries: Vec<Entry>,
+    pub hard_state: HardState,
+}
+
+/// The in-memory half's changes; the file follows with the same changes (`LogFile`).
+impl RaftStorage {
+    /// Appends `entries` (replacing a conflicting suffix) and sets the hard state.
+    pub fn stage(&self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), LogError> {
+        let mut core = self.mem.wl();
         if !entries.is_empty() {
             core.append(entries)?;
         }
@@ -231,13 +225,93 @@ impl LogStore {
         Ok(())
     }
 
-    /// Records a commit index learnt after the entries were persisted (raft's LightReady).
-    /// Written but not fsync'd: the next `persist` syncs it along, and losing it in a
-    /// crash only means the commit is learnt again from the leader (or, alone, re-elected).
-    pub fn persist_commit(&mut self, commit: u64) -> Result<(), LogError> {
-        let mut hs = self.storage.mem.rl().hard_state().clone();
-        hs.commit = commit;
-        self.write(&[], Some(&hs), false)
+    /// Drops the entries `snapshot` covers and makes it the one raft sends; answers what
+    /// the file must become.
+    pub fn stage_compact(&self, snapshot: Snapshot) -> Result<Rewrite, LogError> {
+        let index = snapshot.get_metadata().index;
+        let last = self.mem.last_index()?;
+        let tail = if last > index {
+            self.mem.entries(index + 1, last + 1, None, raft::GetEntriesContext::empty(false))?
+        } else {
+            Vec::new()
+        };
+        let hard_state = self.mem.initial_state()?.hard_state;
+        self.replace(snapshot, &tail, hard_state)
+    }
+
+    /// The whole log replaced by `snapshot` (from the leader).
+    pub fn stage_install(&self, snapshot: Snapshot) -> Result<Rewrite, LogError> {
+        let hard_state = self.mem.initial_state()?.hard_state;
+        self.replace(snapshot, &[], hard_state)
+    }
+
+    fn replace(&self, snapshot: Snapshot, tail: &[Entry], hard_state: HardState) -> Result<Rewrite, LogError> {
+        self.reset(&snapshot, tail, hard_state)?;
+        let meta = snapshot.get_metadata().clone();
+        self.set_latest(snapshot);
+        let (first, last) = (self.mem.first_index()?, self.mem.last_index()?);
+        let entries = if last >= first {
+            self.mem.entries(first, last + 1, None, raft::GetEntriesContext::empty(false))?
+        } else {
+            Vec::new()
+        };
+        Ok(Rewrite { meta, entries, hard_state: self.mem.initial_state()?.hard_state })
+    }
+}
+
+impl LogFile {
+    /// Writes entries and hard state at the end of the file, without fsync.
+    pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> Result<(), LogError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        if !entries.is_empty() {
+            record(&mut buf, KIND_ENTRIES, &entries_payload(entries)?);
+        }
+        if let Some(hs) = hard_state {
+            record(&mut buf, KIND_HARD_STATE, &hs.write_to_bytes()?);
+        }
+        self.file.write_all(&buf).map_err(|source| LogError::Io { path: self.path.clone(), source })
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.file.sync_data().map_err(|source| LogError::Io { path: self.path.clone(), source })
+    }
+
+    /// Makes `snapshot` (from the leader) durable, then rewrites the log after it.
+    pub fn install(&mut self, snapshot: &Snapshot, rewrite: &Rewrite) -> Result<(), LogError> {
+        self.snapshots.write(snapshot)?;
+        self.rewrite(rewrite)
+    }
+
+    /// The file becomes `rewrite` (its snapshot is durable already): temp file, fsync,
+    /// rename, directory fsync.
+    pub fn rewrite(&mut self, rewrite: &Rewrite) -> Result<(), LogError> {
+        let mut buf = Vec::new();
+        record(&mut buf, KIND_START, &rewrite.meta.write_to_bytes()?);
+        if !rewrite.entries.is_empty() {
+            record(&mut buf, KIND_ENTRIES, &entries_payload(&rewrite.entries)?);
+        }
+        record(&mut buf, KIND_HARD_STATE, &rewrite.hard_state.write_to_bytes()?);
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(LOG_TMP);
+        let io = |source| LogError::Io { path: tmp.clone(), source };
+        let mut new = File::create(&tmp).map_err(io)?;
+        new.write_all(&buf).map_err(io)?;
+        new.sync_all().map_err(io)?;
+        drop(new);
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        self.file =
+            OpenOptions::new().append(true).open(&self.path).map_err(|source| LogError::Io { path: self.path.clone(), source })?;
+        Ok(())
+    }
+
+    /// Where snapshots of this log are written.
+    pub fn snapshots(&self) -> SnapshotFile {
+        self.snapshots.clone()
     }
 }
 

@@ -1,14 +1,21 @@
 //! One raft node: a thread that owns the `RawNode`, the durable log, and the state
 //! machine's apply function, and handles raft-rs's `Ready` in its documented order.
 //!
-//! Why a thread rather than a tokio task: each `Ready` ends in an fsync, which would block
-//! a runtime worker; and the apply function may be called from any runtime flavour (the
-//! unit tests use current-thread runtimes). Callers talk to it over a channel and wait on
-//! a oneshot for the result of applying their entry, which they get only once it is
+//! Why a thread rather than a tokio task: the apply function may be called from any
+//! runtime flavour (the unit tests use current-thread runtimes), and a round of the loop
+//! must not wait for a runtime worker. Callers talk to it over a channel and wait on a
+//! oneshot for the result of applying their entry, which they get only once it is
 //! committed and applied. Everything waiting in the channel is proposed before the next
-//! `Ready`, so concurrent proposals share one fsync (group commit).
+//! `Ready`.
+//!
+//! Nothing slow runs on this thread: a Ready's entries are staged in memory and made
+//! durable by the log writer (`writer.rs`, raft-rs's asynchronous Ready handling: the
+//! writer fsyncs whatever queued up meanwhile at once, and raft counts the entries as
+//! persisted here, and the messages that say so go out, only when it reports back); a
+//! snapshot is a copy of the state taken here and encoded, written and fsync'd on a
+//! thread of its own, after which the log is compacted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,19 +26,24 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use super::log_store::{LogError, LogStore};
-use super::snapshot::RaftStorage;
+use super::snapshot::{RaftStorage, SnapshotFile};
 use super::transport::{Deliver, Transport};
+use super::writer::{Persister, WriteOp, Written};
 
 /// The state machine as the node sees it: committed entries in log order.
 pub trait Apply: Send + 'static {
     type Output: Send + 'static;
     /// Must be deterministic: every node applies the same entries to the same effect.
     fn apply(&mut self, index: u64, data: &[u8]) -> Self::Output;
-    /// The whole state, as `restore` takes it back.
-    fn snapshot(&self) -> Result<Vec<u8>, String>;
+    /// A copy of the whole state as of now, which encodes it (as `restore` takes it back)
+    /// when called: on another thread, while this one goes on applying.
+    fn snapshot(&self) -> SnapshotJob;
     /// Replaces the whole state by a snapshot's, taken after entry `index` was applied.
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), String>;
 }
+
+/// See `Apply::snapshot`.
+pub type SnapshotJob = Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send>;
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -160,6 +172,10 @@ enum Msg<O> {
     ReadIndex { reply: oneshot::Sender<Result<u64, ProposeError>> },
     /// From a peer, through the transport.
     Raft(Box<Message>),
+    /// From the log writer.
+    Written(Written),
+    /// From the snapshot thread: a snapshot of the state, durable.
+    Snapshotted(Result<Snapshot, String>),
     Stop,
 }
 
@@ -210,7 +226,8 @@ impl<O: Send + 'static> Node<O> {
             info!(index = snapshot_index, bytes = snapshot.data.len(), "state restored from the snapshot");
         }
         let conf_state = store.storage().initial_state()?.conf_state;
-        let mut raw = RawNode::new(&raft_config, store.storage(), &logger)?;
+        let (storage, file) = store.split();
+        let mut raw = RawNode::new(&raft_config, storage.clone(), &logger)?;
         if config.voters == [config.id] {
             // Alone, there is nobody to wait for: lead at once instead of after a timeout.
             raw.campaign()?;
@@ -219,9 +236,23 @@ impl<O: Send + 'static> Node<O> {
         let transport = Arc::new(OnceLock::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::try_current().ok();
+        let snapshots = file.as_ref().map(|f| f.snapshots());
+        let written = tx.clone();
+        let persister = Persister::start(file, move |w| {
+            let _ = written.send(Msg::Written(w));
+        })
+        .map_err(NodeError::Thread)?;
         let mut thread = NodeThread {
             raw,
-            store,
+            storage,
+            persister,
+            snapshots,
+            inbox: tx.clone(),
+            submitted: 0,
+            persisted: 0,
+            held: VecDeque::new(),
+            snapshot_job: None,
+            snapshot_floor: 0,
             apply,
             config,
             pending: HashMap::new(),
@@ -327,7 +358,25 @@ impl<O: Send + 'static> Node<O> {
 
 struct NodeThread<A: Apply> {
     raw: RawNode<RaftStorage>,
-    store: LogStore,
+    /// The log in memory, as raft reads it; the file follows through `persister`.
+    storage: RaftStorage,
+    persister: Persister,
+    /// Where snapshots are written (none: in memory only).
+    snapshots: Option<SnapshotFile>,
+    /// For the snapshot thread's answer.
+    inbox: Sender<Msg<A::Output>>,
+    /// The number of the last Ready that gave the writer something to persist, and of
+    /// the last one it reported durable.
+    submitted: u64,
+    persisted: u64,
+    /// Messages that may only go out once Ready `.0` is durable (raft's persisted
+    /// messages: a follower's append response, a vote), in order.
+    held: VecDeque<(u64, Vec<Message>)>,
+    /// The thread taking a snapshot, if one is under way (one at a time).
+    snapshot_job: Option<std::thread::JoinHandle<()>>,
+    /// No snapshot is due before `snapshot_every` entries past this one (set when one
+    /// failed, so that a failing disk is not asked again every round).
+    snapshot_floor: u64,
     apply: A,
     config: NodeConfig,
     /// This node's proposals not yet applied, by sequence number.
@@ -384,7 +433,17 @@ impl<A: Apply> NodeThread<A> {
                 next_tick = now + self.config.tick;
                 self.expire(now);
             }
-            if let Err(err) = self.on_ready() {
+            // A Ready handled can make another (in memory only, entries are durable at
+            // once, and a leader alone commits them then): handle that now, not next round.
+            let mut rounds = 0;
+            let handled = loop {
+                match self.on_ready() {
+                    Ok(()) if rounds < 8 && self.raw.has_ready() => rounds += 1,
+                    Ok(()) => break self.maybe_snapshot(),
+                    outcome => break outcome,
+                }
+            };
+            if let Err(err) = handled {
                 // A node that cannot make its log durable must not go on acknowledging.
                 error!(%err, "raft node stops");
                 break;
@@ -402,6 +461,12 @@ impl<A: Apply> NodeThread<A> {
         for (_, read) in self.reads.drain() {
             let _ = read.reply.send(Err(ProposeError::Stopped));
         }
+        // Both write into the raft directory: a node restarted in this process must find
+        // them done.
+        if let Some(job) = self.snapshot_job.take() {
+            let _ = job.join();
+        }
+        self.persister.stop();
         self.status.lock().unwrap_or_else(PoisonError::into_inner).role = Role::Stopped;
         info!("raft node stopped");
     }
@@ -410,6 +475,15 @@ impl<A: Apply> NodeThread<A> {
     fn handle(&mut self, msg: Msg<A::Output>) -> bool {
         match msg {
             Msg::Stop => return false,
+            Msg::Written(Written::Durable(number)) => self.persisted_up_to(number),
+            // The writer has logged why; a node whose log is not durable must not go on.
+            Msg::Written(Written::Failed(_)) => return false,
+            Msg::Snapshotted(snapshot) => {
+                if let Err(err) = self.snapshotted(snapshot) {
+                    error!(%err, "raft node stops");
+                    return false;
+                }
+            }
             Msg::Raft(message) => {
                 if let Err(err) = self.raw.step(*message) {
                     debug!(%err, "raft message refused");
@@ -518,13 +592,15 @@ impl<A: Apply> NodeThread<A> {
         }
     }
 
-    /// raft-rs's order: send, apply committed, persist entries and hard state, send what
-    /// needed them persisted, advance; then the same for the LightReady.
+    /// raft-rs's order, asynchronously: send, apply committed, stage entries and hard
+    /// state in memory and queue them for the writer, hold what may only be sent once they
+    /// are durable, advance. `persisted_up_to` goes on when the writer reports.
     fn on_ready(&mut self) -> Result<(), NodeError> {
         if !self.raw.has_ready() {
             return Ok(());
         }
         let mut ready = self.raw.ready();
+        let number = ready.number();
         self.send(ready.take_messages());
         for state in ready.take_read_states() {
             if let Some(seq) = self.own_proposal(&state.request_ctx)
@@ -533,63 +609,154 @@ impl<A: Apply> NodeThread<A> {
                 read.index = Some(state.index);
             }
         }
+        let mut queued = false;
         if !ready.snapshot().is_empty() {
-            self.install(ready.snapshot().clone())?;
+            queued |= self.install(ready.snapshot().clone(), number)?;
         }
+        // Their proposers are answered at the round's end, after the status shows them
+        // (nothing in the round waits for a disk).
         self.apply_committed(ready.take_committed_entries());
-        // Entries committed are on a majority's disks: their proposers need not wait for
-        // this round's fsync of newer entries (under load there always are some).
-        self.answer();
-        self.store.persist(ready.entries(), ready.hs())?;
-        self.send(ready.take_persisted_messages());
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.store.persist_commit(commit)?;
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        if !entries.is_empty() || hard_state.is_some() {
+            self.storage.stage(&entries, hard_state.as_ref())?;
+            let sync = ready.must_sync();
+            queued |= self.persister.queue(WriteOp::Append { number, entries, hard_state, sync })?;
         }
-        self.send(light.take_messages());
-        self.apply_committed(light.take_committed_entries());
-        self.raw.advance_apply();
+        if queued {
+            self.submitted = number;
+        }
+        let persisted = ready.take_persisted_messages();
+        if !persisted.is_empty() {
+            // They promise what this Ready and every earlier one wrote.
+            self.held.push_back((self.submitted, persisted));
+        }
+        self.raw.advance_append_async(ready);
+        self.advance_apply();
+        if self.submitted <= self.persisted {
+            // Nothing of this Ready or an earlier one is waiting for the writer (in memory
+            // only, or nothing to write): as good as durable.
+            self.persisted_up_to(number);
+        }
+        self.release_held();
         // Counted as delivered once handed to the transport: if it was lost, the peer's
         // answer to the next append shows it still behind, and raft sends it again.
         for peer in self.snapshots_sent.drain(..) {
             self.raw.report_snapshot(peer, SnapshotStatus::Finish);
         }
-        self.maybe_snapshot()
+        Ok(())
+    }
+
+    /// The writer has made every Ready up to `number` durable.
+    fn persisted_up_to(&mut self, number: u64) {
+        self.persisted = self.persisted.max(number);
+        self.raw.on_persist_ready(number);
+        self.advance_apply();
+        self.release_held();
+    }
+
+    /// Tells raft what is applied. An installed snapshot counts only once it is durable
+    /// (raft refuses an applied index past what it knows persisted).
+    fn advance_apply(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let applied = self.applied.min(log.persisted).min(log.committed);
+        if applied > log.applied {
+            self.raw.advance_apply_to(applied);
+        }
+    }
+
+    fn release_held(&mut self) {
+        while self.held.front().is_some_and(|(needs, _)| *needs <= self.persisted) {
+            if let Some((_, messages)) = self.held.pop_front() {
+                self.send(messages);
+            }
+        }
     }
 
     /// A snapshot from the leader: the state machine and the log start over from it.
-    fn install(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+    /// True if the writer has it to make durable.
+    fn install(&mut self, snapshot: Snapshot, number: u64) -> Result<bool, NodeError> {
         let index = snapshot.get_metadata().index;
         self.apply.restore(index, &snapshot.data).map_err(NodeError::Snapshot)?;
         self.conf_state = snapshot.get_metadata().get_conf_state().clone();
-        self.store.install(snapshot)?;
+        let rewrite = self.storage.stage_install(snapshot.clone())?;
+        let queued = self.persister.queue(WriteOp::Install { number, snapshot, rewrite })?;
         info!(index, "installed a snapshot from the leader");
         self.snapshot_index = index;
         self.installed_snapshot = Some(index);
         self.applied = self.applied.max(index);
-        Ok(())
+        Ok(queued)
     }
 
-    /// Every `snapshot_every` applied entries (or at once after a node was added):
-    /// snapshot the state machine, compact the log.
+    /// Every `snapshot_every` applied entries (or at once after a node was added): a copy
+    /// of the state machine, encoded and made durable on a thread of its own; the log is
+    /// compacted when it is (`snapshotted`).
     fn maybe_snapshot(&mut self) -> Result<(), NodeError> {
+        if self.snapshot_job.as_ref().is_some_and(|job| !job.is_finished()) {
+            // One at a time; a membership change's wish waits for it.
+            return Ok(());
+        }
         let applied = self.raw.raft.raft_log.applied;
-        let due = self.config.snapshot_every > 0 && applied >= self.snapshot_index + self.config.snapshot_every;
+        let since = self.snapshot_index.max(self.snapshot_floor);
+        let due = self.config.snapshot_every > 0 && applied >= since + self.config.snapshot_every;
         if !(due || std::mem::take(&mut self.snapshot_now)) || applied <= self.snapshot_index {
             return Ok(());
         }
-        let started = Instant::now();
-        let term = self.raw.raft.raft_log.term(applied)?;
+        if let Some(done) = self.snapshot_job.take() {
+            let _ = done.join();
+        }
         let mut snapshot = Snapshot::default();
-        snapshot.data = self.apply.snapshot().map_err(NodeError::Snapshot)?.into();
         let meta = snapshot.mut_metadata();
         meta.index = applied;
-        meta.term = term;
+        meta.term = self.raw.raft.raft_log.term(applied)?;
         meta.set_conf_state(self.conf_state.clone());
-        let bytes = snapshot.data.len();
-        self.store.compact(snapshot)?;
-        self.snapshot_index = applied;
-        info!(index = applied, bytes, duration_ms = started.elapsed().as_millis() as u64, "snapshot taken; log compacted");
+        let encode = self.apply.snapshot();
+        let (file, inbox) = (self.snapshots.clone(), self.inbox.clone());
+        let job = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let result = encode().and_then(|data| {
+                    snapshot.data = data.into();
+                    match &file {
+                        Some(file) => match file.write_if_newer(&snapshot) {
+                            Ok(true) => Ok(snapshot),
+                            Ok(false) => Err("a newer snapshot was installed meanwhile".into()),
+                            Err(err) => Err(err.to_string()),
+                        },
+                        None => Ok(snapshot),
+                    }
+                });
+                if let Ok(snapshot) = &result {
+                    let (index, bytes) = (snapshot.get_metadata().index, snapshot.data.len());
+                    debug!(index, bytes, duration_ms = started.elapsed().as_millis() as u64, "snapshot written");
+                }
+                let _ = inbox.send(Msg::Snapshotted(result));
+            })
+            .map_err(NodeError::Thread)?;
+        self.snapshot_job = Some(job);
+        Ok(())
+    }
+
+    /// A snapshot taken here is durable: the log drops what it covers.
+    fn snapshotted(&mut self, snapshot: Result<Snapshot, String>) -> Result<(), NodeError> {
+        let applied = self.raw.raft.raft_log.applied;
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                error!(%err, "snapshot failed; the log is not compacted");
+                self.snapshot_floor = applied;
+                return Ok(());
+            }
+        };
+        let (index, bytes) = (snapshot.get_metadata().index, snapshot.data.len());
+        if index <= self.snapshot_index {
+            return Ok(()); // a newer one was installed meanwhile
+        }
+        let rewrite = self.storage.stage_compact(snapshot)?;
+        self.persister.queue(WriteOp::Compact(rewrite))?;
+        self.snapshot_index = index;
+        info!(index, bytes, "snapshot taken; log compacted");
         Ok(())
     }
 
@@ -691,17 +858,21 @@ impl<A: Apply> NodeThread<A> {
                 self.leader_changes += 1;
                 info!(leader, term = self.raw.raft.term, "raft leader");
             }
-            self.last_leader = leader;
             // Proposals forwarded to the old leader are likely lost with it; say so now
             // rather than at the timeout, so the caller can propose again. One may still
             // commit (the new leader had it): it is then applied without an answer.
+            // Without an old leader, every pending proposal was made under the new one
+            // (none is taken while there is no leader), in this round: those stand.
             let now_leader = Some(leader).filter(|&l| l != 0);
-            for (_, (_, reply)) in self.pending.drain() {
-                let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+            if self.last_leader != 0 {
+                for (_, (_, reply)) in self.pending.drain() {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+                }
+                for (_, (_, reply)) in self.pending_changes.drain() {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
+                }
             }
-            for (_, (_, reply)) in self.pending_changes.drain() {
-                let _ = reply.send(Err(ProposeError::NotLeader { leader: now_leader }));
-            }
+            self.last_leader = leader;
             // A read index confirmed by the old leader is still sound (it was the commit
             // index while that leader led); unconfirmed requests may be lost with it.
             let unconfirmed: Vec<u64> = self.reads.iter().filter(|(_, r)| r.index.is_none()).map(|(s, _)| *s).collect();
@@ -777,5 +948,94 @@ impl slog::Drain for TracingDrain {
             slog::Level::Debug | slog::Level::Trace => debug!(target: "raft", "{}", record.msg()),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A state machine of the entries applied, whose first snapshot is encoded only once
+    /// the test says so: a snapshot as slow as the test wants, without a clock.
+    struct Slow {
+        applied: Vec<Vec<u8>>,
+        started: mpsc::Sender<u64>,
+        release: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+    }
+
+    impl Apply for Slow {
+        type Output = usize;
+
+        fn apply(&mut self, _index: u64, data: &[u8]) -> usize {
+            self.applied.push(data.to_vec());
+            self.applied.len()
+        }
+
+        fn snapshot(&self) -> SnapshotJob {
+            let copy = self.applied.clone();
+            let (started, release) = (self.started.clone(), self.release.lock().unwrap().take());
+            Box::new(move || {
+                let _ = started.send(copy.len() as u64);
+                if let Some(release) = release {
+                    // Bounded, so that a failing test ends instead of hanging in its drop.
+                    release.recv_timeout(Duration::from_secs(30)).map_err(|e| e.to_string())?;
+                }
+                Ok(copy.concat())
+            })
+        }
+
+        fn restore(&mut self, _index: u64, data: &[u8]) -> Result<(), String> {
+            self.applied = data.iter().map(|b| vec![*b]).collect();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_node_keeps_committing_while_a_snapshot_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LogStore::open(dir.path(), &[1]).unwrap();
+        let mut config = NodeConfig::single(1);
+        config.snapshot_every = 5;
+        let (started, started_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let slow = Slow { applied: Vec::new(), started, release: Arc::new(Mutex::new(Some(release_rx))) };
+        let node = Node::start(config, store, slow).unwrap();
+        let mut answers = Vec::new();
+        for i in 0..5u8 {
+            answers.push(node.propose(vec![i]).await.unwrap());
+        }
+        // The snapshot of the first five entries (after the leader's empty one) is under
+        // way, and stays so.
+        let copied = started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(copied >= 4, "{copied}");
+        for i in 5..200u8 {
+            answers.push(node.propose(vec![i]).await.unwrap());
+        }
+        assert_eq!(answers, (1..=200).collect::<Vec<_>>(), "every entry applied, in order");
+        let status = node.status();
+        assert!(status.applied >= 200, "{status:?}");
+        assert_eq!(status.snapshot_index, 0, "the snapshot is not done: {status:?}");
+
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.status().snapshot_index < copied + 1 {
+            assert!(Instant::now() < deadline, "the snapshot never finished: {:?}", node.status());
+            tokio::task::yield_now().await;
+            std::thread::yield_now();
+        }
+        // Once a snapshot finished, the next (of everything applied since) may start.
+        assert_eq!(node.propose(vec![200]).await.unwrap(), 201);
+        drop(node);
+
+        // On disk: the snapshot, and a log that starts after it with every later entry.
+        let (store, recovery) = LogStore::open(dir.path(), &[1]).unwrap();
+        assert!(recovery.snapshot_index > copied, "{recovery:?}");
+        let storage = store.storage();
+        assert_eq!(storage.first_index().unwrap(), recovery.snapshot_index + 1);
+        assert!(storage.last_index().unwrap() >= 201, "every entry is in the log");
     }
 }

@@ -16,8 +16,8 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use protobuf::Message as _;
 use raft::prelude::{Entry, HardState, Snapshot, SnapshotMetadata};
@@ -76,6 +76,42 @@ pub fn write(dir: &Path, snapshot: &Snapshot) -> Result<(), LogError> {
     drop(file);
     std::fs::rename(&tmp, dir.join(FILE)).map_err(io)?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// The snapshot file of one raft directory, written by whichever thread takes a snapshot
+/// (in the background) or installs one from the leader (the log writer). One at a time,
+/// and a snapshot taken here that finishes after a newer one was installed is not
+/// written over it.
+#[derive(Clone)]
+pub struct SnapshotFile {
+    dir: PathBuf,
+    /// The index of the durable snapshot (0: none).
+    durable: Arc<Mutex<u64>>,
+}
+
+impl SnapshotFile {
+    pub fn new(dir: &Path, durable: u64) -> SnapshotFile {
+        SnapshotFile { dir: dir.to_owned(), durable: Arc::new(Mutex::new(durable)) }
+    }
+
+    /// Makes `snapshot` the durable one.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<(), LogError> {
+        let mut durable = self.durable.lock().unwrap_or_else(PoisonError::into_inner);
+        write(&self.dir, snapshot)?;
+        *durable = snapshot.get_metadata().index;
+        Ok(())
+    }
+
+    /// Makes `snapshot` the durable one unless a newer one is; false if so.
+    pub fn write_if_newer(&self, snapshot: &Snapshot) -> Result<bool, LogError> {
+        let mut durable = self.durable.lock().unwrap_or_else(PoisonError::into_inner);
+        if *durable >= snapshot.get_metadata().index {
+            return Ok(false);
+        }
+        write(&self.dir, snapshot)?;
+        *durable = snapshot.get_metadata().index;
+        Ok(true)
+    }
 }
 
 /// The durable snapshot of `dir`, if any. A torn temp file is a write that never
