@@ -187,27 +187,26 @@ impl Store {
             };
             a.test_cases.push(TestCase { input: parse(0)?, expected: parse(1)?, sample: t.try_get(2)? });
         }
-        let solutions = client
+        // Reference solutions and the benchmark generator: a language and a blob each.
+        let sources = client
             .query(
-                "SELECT r.language, b.content FROM reference_solutions r JOIN blobs b ON b.sha256 = r.source_sha256
-                 WHERE r.algorithm_id = $1",
-                &[&a.id],
-            )
-            .await?;
-        for s in &solutions {
-            let bytes: Vec<u8> = s.try_get(1)?;
-            a.reference_solutions.insert(s.try_get(0)?, String::from_utf8_lossy(&bytes).into_owned());
-        }
-        let generator = client
-            .query_opt(
-                "SELECT g.language, b.content FROM algorithm_generators g JOIN blobs b ON b.sha256 = g.source_sha256
+                "SELECT 'solution', r.language, b.content FROM reference_solutions r JOIN blobs b ON b.sha256 = r.source_sha256
+                 WHERE r.algorithm_id = $1
+                 UNION ALL
+                 SELECT 'generator', g.language, b.content FROM algorithm_generators g JOIN blobs b ON b.sha256 = g.source_sha256
                  WHERE g.algorithm_id = $1",
                 &[&a.id],
             )
             .await?;
-        if let Some(g) = generator {
-            let bytes: Vec<u8> = g.try_get(1)?;
-            a.generator = Some(Generator { language: g.try_get(0)?, source: String::from_utf8_lossy(&bytes).into_owned() });
+        for row in &sources {
+            let (kind, language): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            let bytes: Vec<u8> = row.try_get(2)?;
+            let source = String::from_utf8_lossy(&bytes).into_owned();
+            if kind == "generator" {
+                a.generator = Some(Generator { language, source });
+            } else {
+                a.reference_solutions.insert(language, source);
+            }
         }
         Ok(Some(a))
     }
