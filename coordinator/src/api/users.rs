@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::auth::{self, Authn, Caller};
 use super::catalog::store_error;
+use super::dashboard::read_body;
 use super::error::ApiError;
 use super::submit::decode_json;
 use crate::store::Store;
@@ -32,10 +33,7 @@ struct NewUser {
 
 pub(super) async fn create(store: &Store, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
     let admin = auth::require(caller, Role::Admin)?;
-    let body = req.payload_with_max_size(MAX_BODY_BYTES).await.map_err(|e| match e {
-        salvo::http::ParseError::PayloadTooLarge => ApiError::BodyTooLarge { limit: MAX_BODY_BYTES },
-        other => ApiError::BadBody(other.to_string()),
-    })?;
+    let body = read_body(req, MAX_BODY_BYTES).await?;
     let new: NewUser = decode_json(body)?;
     let name = new.name.trim();
     if name.is_empty() || name.len() > 200 || name.contains('\0') {
@@ -103,7 +101,7 @@ struct NewRole {
 pub(super) async fn set_role(authn: &Authn, store: &Store, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
     let admin = auth::require(caller, Role::Admin)?;
     let id = user_param(req)?;
-    let body = req.payload_with_max_size(MAX_BODY_BYTES).await.map_err(|e| ApiError::BadBody(e.to_string()))?;
+    let body = read_body(req, MAX_BODY_BYTES).await?;
     let new: NewRole = decode_json(body)?;
     let role = Role::parse(&new.role)
         .ok_or_else(|| ApiError::InvalidField(format!("role: {:?} is not one of admin, setter, user", new.role)))?;
@@ -155,7 +153,7 @@ struct NewToken {
 /// `POST /api/users/{id}/tokens`: `{label?}` -> the new token, shown this once.
 pub(super) async fn issue_token(store: &Store, req: &mut Request, caller: &Caller) -> Result<(StatusCode, Value), ApiError> {
     let id = token_owner(store, req, caller).await?;
-    let body = req.payload_with_max_size(MAX_BODY_BYTES).await.map_err(|e| ApiError::BadBody(e.to_string()))?;
+    let body = read_body(req, MAX_BODY_BYTES).await?;
     let new: NewToken = if body.is_empty() { NewToken { label: String::new() } } else { decode_json(body)? };
     if new.label.len() > 200 || new.label.contains('\0') {
         return Err(ApiError::InvalidField("label: at most 200 bytes, no NUL characters".into()));

@@ -169,7 +169,7 @@ enum Msg<O> {
     ChangeMembership { change: Membership, reply: Reply<Vec<u64>> },
     /// A linearizable read: answered once this node has applied the leader's commit index
     /// as of the request (raft's ReadIndex).
-    ReadIndex { reply: oneshot::Sender<Result<u64, ProposeError>> },
+    ReadIndex { reply: Reply<u64> },
     /// From a peer, through the transport.
     Raft(Box<Message>),
     /// From the log writer.
@@ -302,9 +302,15 @@ impl<O: Send + 'static> Node<O> {
     /// Adds or removes a voter through the log (one at a time, raft's single-server
     /// change); answers with the voters once the change is applied here.
     pub async fn change_membership(&self, change: Membership) -> Result<Vec<u64>, ProposeError> {
+        self.ask(|reply| Msg::ChangeMembership { change, reply }).await
+    }
+
+    /// Sends the node thread the message `make` builds around a reply channel, and waits
+    /// for the answer; a stopped node answers `Stopped`.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Msg<O>) -> Result<T, ProposeError> {
         let (reply, rx) = oneshot::channel();
         let sent = match self.tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            Some(tx) => tx.send(Msg::ChangeMembership { change, reply }).is_ok(),
+            Some(tx) => tx.send(make(reply)).is_ok(),
             None => false,
         };
         if !sent {
@@ -320,15 +326,7 @@ impl<O: Send + 'static> Node<O> {
 
     /// Proposes `data` and waits until it is committed and applied here.
     pub async fn propose(&self, data: Vec<u8>) -> Result<O, ProposeError> {
-        let (reply, rx) = oneshot::channel();
-        let sent = match self.tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            Some(tx) => tx.send(Msg::Propose { data, reply }).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(ProposeError::Stopped);
-        }
-        rx.await.unwrap_or(Err(ProposeError::Stopped))
+        self.ask(|reply| Msg::Propose { data, reply }).await
     }
 
     /// Waits until this node has applied everything committed when the call was made, as
@@ -336,15 +334,7 @@ impl<O: Send + 'static> Node<O> {
     /// after it sees every write acknowledged before the call, on any node. Answers the
     /// applied index.
     pub async fn read_index(&self) -> Result<u64, ProposeError> {
-        let (reply, rx) = oneshot::channel();
-        let sent = match self.tx.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            Some(tx) => tx.send(Msg::ReadIndex { reply }).is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(ProposeError::Stopped);
-        }
-        rx.await.unwrap_or(Err(ProposeError::Stopped))
+        self.ask(|reply| Msg::ReadIndex { reply }).await
     }
 
     pub fn status(&self) -> NodeStatus {

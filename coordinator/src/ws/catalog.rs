@@ -70,15 +70,9 @@ impl BuiltinCatalog {
         let builtin = BuiltinCatalog::new().map_err(|e| format!("ws/algorithms.json: {e}"))?;
         let mut algorithms: Vec<Algorithm> = crate::store::catalog::shipped::all()?
             .into_iter()
-            .map(|entry| Algorithm {
-                order_insensitive: builtin.algorithm(&entry.slug).is_some_and(|b| b.order_insensitive),
-                // An entry point that is the algorithm's own name adds nothing to the
-                // seed's rule, which also accepts its camelCase (`twoSum` in JavaScript).
-                entry_point: (entry.entry_point != entry.slug).then_some(entry.entry_point),
-                generator: shipped_generator(&entry.slug),
-                name: entry.slug,
-                category: Some(entry.category),
-                tests: entry.test_cases.into_iter().map(|t| TestCase { input: t.input, expected: t.expected, sample: t.sample }).collect(),
+            .map(|entry| {
+                let order_insensitive = builtin.algorithm(&entry.slug).is_some_and(|b| b.order_insensitive);
+                Algorithm::of_catalog(entry.slug, entry.entry_point, entry.category, entry.test_cases, entry.generator, order_insensitive)
             })
             .collect();
         for b in builtin.algorithms {
@@ -90,13 +84,27 @@ impl BuiltinCatalog {
     }
 }
 
-fn shipped_generator(slug: &str) -> Option<crate::analytics::benchmark::GeneratorSource> {
-    use crate::store::catalog::shipped;
-    let (file, source) = shipped::ENTRIES.iter().find(|e| e.slug == slug)?.generator?;
-    Some(crate::analytics::benchmark::GeneratorSource {
-        language: shipped::generator_language(file)?.to_string(),
-        source: source.to_string(),
-    })
+impl Algorithm {
+    /// An algorithm of the catalog API's (shipped or a setter's), as `/ws` needs it.
+    pub fn of_catalog(
+        slug: String,
+        entry_point: String,
+        category: String,
+        tests: Vec<crate::store::catalog::TestCase>,
+        generator: Option<crate::store::catalog::Generator>,
+        order_insensitive: bool,
+    ) -> Algorithm {
+        Algorithm {
+            // An entry point that is the algorithm's own name adds nothing to the seed's
+            // rule, which also accepts its camelCase (`twoSum` in JavaScript).
+            entry_point: (entry_point != slug).then_some(entry_point),
+            order_insensitive,
+            tests: tests.into_iter().map(|t| TestCase { input: t.input, expected: t.expected, sample: t.sample }).collect(),
+            category: Some(category),
+            generator: generator.map(|g| crate::analytics::benchmark::GeneratorSource { language: g.language, source: g.source }),
+            name: slug,
+        }
+    }
 }
 
 /// The seed's `generateTestData`: arguments of a given input size for an algorithm.

@@ -232,23 +232,18 @@ impl Live {
                 return shipped;
             }
         };
-        Some(catalog::Algorithm {
-            // An entry point that is the algorithm's own name adds nothing to the seed's
-            // rule, which also accepts its camelCase (`twoSum` in JavaScript).
-            entry_point: (stored.entry_point != stored.slug).then_some(stored.entry_point),
-            order_insensitive: shipped.as_ref().is_some_and(|s| s.order_insensitive),
-            tests: stored
-                .test_cases
-                .into_iter()
-                .map(|t| catalog::TestCase { input: t.input, expected: t.expected, sample: t.sample })
-                .collect(),
-            category: Some(stored.category),
-            generator: match stored.generator {
-                Some(g) => Some(bench::GeneratorSource { language: g.language, source: g.source }),
-                None => shipped.and_then(|s| s.generator),
-            },
-            name: stored.slug,
-        })
+        let order_insensitive = shipped.as_ref().is_some_and(|s| s.order_insensitive);
+        let mut algorithm = catalog::Algorithm::of_catalog(
+            stored.slug,
+            stored.entry_point,
+            stored.category,
+            stored.test_cases,
+            stored.generator,
+            order_insensitive,
+        );
+        // A database seeded before generators were stored has none for Dijkstra.
+        algorithm.generator = algorithm.generator.or_else(|| shipped.and_then(|s| s.generator));
+        Some(algorithm)
     }
 
     /// Counts one request of `key` against the rate limit.
