@@ -395,7 +395,10 @@ async def benchmark_generators():
         done = msgs[-1]
         assert done["type"] == "BENCHMARK_COMPLETED", done
         assert done["inputKind"].startswith("generator:") and done["inputKind"] != started["inputKind"], done["inputKind"]
-        assert done["complexityAnalysis"]["bestFit"] == "O(n)", done["complexityAnalysis"]
+        # A sum over at most 4096 numbers takes well under a millisecond, so cache and
+        # allocator effects can tilt the fit from n to n log n (seen in CI); anything else
+        # would mean the generator's sizes or the timings are wrong.
+        assert done["complexityAnalysis"]["bestFit"] in ("O(n)", "O(n log n)"), done["complexityAnalysis"]
         assert done["results"][-1]["inputSize"] == 4096, done["results"][-1]
         for language, code, says in BAD_GENERATORS:
             await ws.send(json.dumps({"type": "PERFORMANCE_BENCHMARK", "algorithmCode": SUM_PY, "algorithmName": "total",
