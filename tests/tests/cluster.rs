@@ -476,18 +476,25 @@ fn bench_accept_rate_latency_and_failover() {
     // as the last is answered), as tasks on one thread: blocking clients cost two threads
     // each and a thread hop per request, which on 2 cores were a third of the CPU.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Built before the clock starts: a client's construction blocks the one thread, and
+    // the first acknowledgments would wait for the other clients' setups.
+    let clients: Vec<reqwest::Client> = runtime.block_on(async {
+        (0..clients).map(|_| reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()).collect()
+    });
     let started = Instant::now();
-    let mut latencies: Vec<Duration> = runtime.block_on(async {
-        let workers: Vec<_> = (0..clients)
-            .map(|c| {
-                let (apis, accepted) = (apis.clone(), accepted.clone());
+    let mut timed: Vec<(Duration, Duration)> = runtime.block_on(async {
+        let workers: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(c, client)| {
+                let (apis, accepted, client) = (apis.clone(), accepted.clone(), client.clone());
                 tokio::spawn(async move {
-                    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
                     let body = serde_json::to_vec(&program("b")).unwrap();
                     let url = format!("http://{}/api/submissions", apis[c % apis.len()]);
                     let mut latencies = Vec::new();
                     while accepted.load(Ordering::SeqCst) < limit && started.elapsed() < Duration::from_secs(20) {
                         let t = Instant::now();
+                        let at = started.elapsed();
                         let r = client
                             .post(&url)
                             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -495,7 +502,7 @@ fn bench_accept_rate_latency_and_failover() {
                             .send()
                             .await;
                         if r.is_ok_and(|r| r.status().as_u16() == 201) {
-                            latencies.push(t.elapsed());
+                            latencies.push((t.elapsed(), at));
                             accepted.fetch_add(1, Ordering::SeqCst);
                         }
                     }
@@ -511,15 +518,50 @@ fn bench_accept_rate_latency_and_failover() {
     });
     let elapsed = started.elapsed();
     drop(runtime);
+    timed.sort();
+    let mut latencies: Vec<Duration> = timed.iter().map(|&(latency, _)| latency).collect();
     latencies.sort();
     let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
     println!(
-        "bench: {} accepted in {elapsed:?} by {clients} clients over 3 nodes: {:.0}/s; accept latency p50 {:?}, p99 {:?}, max {:?}",
+        "bench: {} accepted in {elapsed:?} by {} clients over 3 nodes: {:.0}/s; accept latency p50 {:?}, p99 {:?}, max {:?}",
         latencies.len(),
+        clients.len(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
         pct(50),
         pct(99),
         latencies.last().unwrap()
+    );
+
+    // Where the slowest acknowledgments fell, next to what the nodes did meanwhile.
+    let slowest: Vec<String> =
+        timed.iter().rev().take(12).map(|(latency, at)| format!("{:.1} ms at {:.3} s", latency.as_secs_f64() * 1e3, at.as_secs_f64())).collect();
+    println!("bench: slowest acks: {}", slowest.join(", "));
+    let mut windows: Vec<Vec<Duration>> = Vec::new();
+    for &(latency, at) in &timed {
+        let w = (at.as_millis() / 100) as usize;
+        windows.resize_with(windows.len().max(w + 1), Vec::new);
+        windows[w].push(latency);
+    }
+    let by_window: Vec<String> = windows
+        .iter_mut()
+        .map(|w| {
+            w.sort();
+            w.get(w.len() * 99 / 100).map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        })
+        .collect();
+    println!("bench: p99 (ms) of each 100 ms of load: {}", by_window.join(" "));
+    for node in &cluster.nodes {
+        let log = std::fs::read_to_string(node.dir.join("log")).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("snapshot written") || l.contains("log rewritten")) {
+            println!("bench: node {}: {line}", node.id);
+        }
+    }
+    let start = (std::time::SystemTime::now() - started.elapsed()).duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 86_400.0;
+    println!(
+        "bench: the load started at {:02}:{:02}:{:06.3} UTC (for the log lines above)",
+        (start / 3600.0) as u64,
+        (start % 3600.0 / 60.0) as u64,
+        start % 60.0
     );
 
     let mut failovers = Vec::new();

@@ -252,7 +252,11 @@ impl<O: Send + 'static> Node<O> {
             persisted: 0,
             held: VecDeque::new(),
             snapshot_job: None,
-            snapshot_floor: 0,
+            // Nodes of one cluster apply the same entries at about the same time: left
+            // alone, all would snapshot and compact at once, each follower's acknowledgments
+            // would wait for its compaction, and commits with them. Node k's first snapshot
+            // comes (k-1)/4 of an interval later, so they take turns.
+            snapshot_floor: snapshot_index + config.snapshot_every * ((config.id.max(1) - 1) % 4) / 4,
             apply,
             config,
             pending: HashMap::new(),
@@ -365,7 +369,8 @@ struct NodeThread<A: Apply> {
     /// The thread taking a snapshot, if one is under way (one at a time).
     snapshot_job: Option<std::thread::JoinHandle<()>>,
     /// No snapshot is due before `snapshot_every` entries past this one (set when one
-    /// failed, so that a failing disk is not asked again every round).
+    /// failed, so that a failing disk is not asked again every round, and at start, so that
+    /// the nodes of a cluster take their snapshots in turn).
     snapshot_floor: u64,
     apply: A,
     config: NodeConfig,
@@ -700,11 +705,14 @@ impl<A: Apply> NodeThread<A> {
         meta.index = applied;
         meta.term = self.raw.raft.raft_log.term(applied)?;
         meta.set_conf_state(self.conf_state.clone());
+        let copying = Instant::now();
         let encode = self.apply.snapshot();
+        let copy_ms = copying.elapsed().as_secs_f64() * 1e3;
         let (file, inbox) = (self.snapshots.clone(), self.inbox.clone());
         let job = std::thread::Builder::new()
             .name("raft-snapshot".into())
             .spawn(move || {
+                background_priority();
                 let started = Instant::now();
                 let result = encode().and_then(|data| {
                     snapshot.data = data.into();
@@ -719,7 +727,7 @@ impl<A: Apply> NodeThread<A> {
                 });
                 if let Ok(snapshot) = &result {
                     let (index, bytes) = (snapshot.get_metadata().index, snapshot.data.len());
-                    debug!(index, bytes, duration_ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    info!(index, bytes, copy_ms, write_ms = started.elapsed().as_secs_f64() * 1e3, "snapshot written");
                 }
                 let _ = inbox.send(Msg::Snapshotted(result));
             })
@@ -887,6 +895,18 @@ impl<A: Apply> NodeThread<A> {
 
 /// `applied`: what this node has applied, which runs ahead of raft's own count within a
 /// round (raft hears of it at the round's end).
+/// Lowers the calling thread's CPU priority to the least (nice 19). A snapshot's encoding
+/// is background work: on a busy host it must not take CPU from the threads that commit
+/// and answer, and it needs little (the log holds everything meanwhile).
+fn background_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id changes only
+    // this thread's nice value (Linux applies PRIO_PROCESS to a thread id).
+    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) } != 0;
+    if failed {
+        debug!(err = %std::io::Error::last_os_error(), "snapshot thread keeps its priority");
+    }
+}
+
 fn status_of(
     raw: &RawNode<RaftStorage>,
     applied: u64,

@@ -78,8 +78,10 @@ fn write_batch(file: &mut LogFile, batch: Vec<WriteOp>) -> Result<Option<u64>, L
                 last = Some(number);
             }
             WriteOp::Compact(rewrite) => {
+                let started = std::time::Instant::now();
                 file.rewrite(&rewrite)?;
                 unsynced = false;
+                tracing::info!(entries = rewrite.entries.len(), duration_ms = started.elapsed().as_secs_f64() * 1e3, "log rewritten after a snapshot");
             }
         }
     }

@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use protocol::{FinalResult, Verdict};
 
@@ -13,7 +14,11 @@ use super::{
 pub struct JudgeState {
     next_id: SubmissionId,
     max_attempts: u32,
-    submissions: BTreeMap<SubmissionId, Submission>,
+    /// Shared so that a snapshot's copy of the state (taken on the raft thread) costs a
+    /// reference count per submission, not a deep copy; a change copies the one it changes.
+    /// Archived inline, as a plain map of submissions: no sharing to track.
+    #[rkyv(with = rkyv::with::MapKV<rkyv::with::Identity, rkyv::with::Unshare>)]
+    submissions: BTreeMap<SubmissionId, Arc<Submission>>,
     /// Queued ids; ids grow with acceptance, so ascending order is FIFO, and a requeued
     /// submission goes back to its original place rather than the end.
     queue: BTreeSet<SubmissionId>,
@@ -143,7 +148,7 @@ impl JudgeState {
     }
 
     pub fn get(&self, id: SubmissionId) -> Option<&Submission> {
-        self.submissions.get(&id)
+        self.submissions.get(&id).map(|s| &**s)
     }
 
     /// The submission a Judge0 token names.
@@ -159,11 +164,11 @@ impl JudgeState {
 
     /// Every submission, by id.
     pub fn submissions(&self) -> impl Iterator<Item = &Submission> + '_ {
-        self.submissions.values()
+        self.submissions.values().map(|s| &**s)
     }
 
     pub fn by_token(&self, token: &str) -> Option<&Submission> {
-        self.tokens.get(token).and_then(|id| self.submissions.get(id))
+        self.tokens.get(token).and_then(|id| self.get(*id))
     }
 
     /// Judge0 submissions, newest first: `per_page` of them after skipping `skip`, and
@@ -177,6 +182,7 @@ impl JudgeState {
             .filter(|s| s.judge0.is_some())
             .skip(skip)
             .take(per_page)
+            .map(|s| &**s)
             .collect();
         (page, total)
     }
@@ -254,7 +260,7 @@ impl JudgeState {
         let test_count = new.tests.len();
         self.submissions.insert(
             id,
-            Submission {
+            Arc::new(Submission {
                 id,
                 language: new.language,
                 source: new.source,
@@ -274,7 +280,7 @@ impl JudgeState {
                 outcome: None,
                 finished_ms: None,
                 history: Vec::new(),
-            },
+            }),
         );
         self.queue.insert(id);
         Ok(Effect::Accepted { id })
@@ -398,7 +404,7 @@ impl JudgeState {
     fn finish(&mut self, id: SubmissionId, result: FinalResult, now_ms: u64) {
         self.release(id);
         self.queue.remove(&id);
-        if let Some(sub) = self.submissions.get_mut(&id) {
+        if let Some(sub) = self.submissions.get_mut(&id).map(Arc::make_mut) {
             sub.status = Status::Done;
             sub.outcome = Some(result);
             sub.finished_ms = Some(now_ms);
@@ -410,7 +416,7 @@ impl JudgeState {
 
     /// Ends the lease of a running submission, on both sides.
     fn release(&mut self, id: SubmissionId) {
-        let Some(sub) = self.submissions.get_mut(&id) else {
+        let Some(sub) = self.submissions.get_mut(&id).map(Arc::make_mut) else {
             return;
         };
         if let Some(lease) = sub.lease.take()
@@ -441,7 +447,7 @@ impl JudgeState {
                 continue;
             }
             self.release(id);
-            if let Some(sub) = self.submissions.get_mut(&id) {
+            if let Some(sub) = self.submissions.get_mut(&id).map(Arc::make_mut) {
                 sub.status = Status::Queued;
                 sub.results.clear();
                 sub.last_requeue_reason = Some(reason.to_owned());
@@ -464,6 +470,6 @@ impl JudgeState {
     }
 
     fn sub_mut(&mut self, id: SubmissionId) -> Result<&mut Submission, Rejected> {
-        self.submissions.get_mut(&id).ok_or(Rejected::UnknownSubmission(id))
+        self.submissions.get_mut(&id).map(Arc::make_mut).ok_or(Rejected::UnknownSubmission(id))
     }
 }
