@@ -16,6 +16,7 @@
 //! thread of its own, after which the log is compacted.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use super::log_store::{LogError, LogStore};
+use super::log_store::{LogError, LogStore, Spares};
 use super::snapshot::{RaftStorage, SnapshotFile};
 use super::transport::{Deliver, Transport};
 use super::writer::{Persister, WriteOp, Written};
@@ -68,13 +69,16 @@ impl NodeConfig {
     /// Node `id` of a cluster of `voters`: elections time out after 0.5–1 s, heartbeats
     /// every 100 ms. A proposal normally commits in milliseconds; one not applied within
     /// a second was most likely lost with a leader, and the scheduler proposes it again.
+    /// Ticks are fine (10 ms) because raft draws each election timeout in whole ticks:
+    /// with 50 ms ticks two followers drew the same one 1 time in 10, campaigned at once,
+    /// split the vote and took another timeout to elect a leader.
     pub fn cluster(id: u64, voters: Vec<u64>) -> NodeConfig {
         NodeConfig {
             id,
             voters,
-            tick: Duration::from_millis(50),
-            election_ticks: 10,
-            heartbeat_ticks: 2,
+            tick: Duration::from_millis(10),
+            election_ticks: 50,
+            heartbeat_ticks: 10,
             proposal_timeout: Duration::from_secs(1),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
@@ -174,8 +178,9 @@ enum Msg<O> {
     Raft(Box<Message>),
     /// From the log writer.
     Written(Written),
-    /// From the snapshot thread: a snapshot of the state, durable.
-    Snapshotted(Result<Snapshot, String>),
+    /// From the snapshot thread: a snapshot of the state, durable, and a prepared segment
+    /// for the log to go on in (none if preparing one failed).
+    Snapshotted(Result<(Snapshot, Option<PathBuf>), String>),
     Stop,
 }
 
@@ -236,7 +241,7 @@ impl<O: Send + 'static> Node<O> {
         let transport = Arc::new(OnceLock::new());
         let (tx, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let snapshots = file.as_ref().map(|f| f.snapshots());
+        let snapshots = file.as_ref().map(|f| (f.snapshots(), f.spares()));
         let written = tx.clone();
         let persister = Persister::start(file, move |w| {
             let _ = written.send(Msg::Written(w));
@@ -356,7 +361,7 @@ struct NodeThread<A: Apply> {
     storage: RaftStorage,
     persister: Persister,
     /// Where snapshots are written (none: in memory only).
-    snapshots: Option<SnapshotFile>,
+    snapshots: Option<(SnapshotFile, Spares)>,
     /// For the snapshot thread's answer.
     inbox: Sender<Msg<A::Output>>,
     /// The number of the last Ready that gave the writer something to persist, and of
@@ -674,8 +679,8 @@ impl<A: Apply> NodeThread<A> {
         let index = snapshot.get_metadata().index;
         self.apply.restore(index, &snapshot.data).map_err(NodeError::Snapshot)?;
         self.conf_state = snapshot.get_metadata().get_conf_state().clone();
-        let rewrite = self.storage.stage_install(snapshot.clone())?;
-        let queued = self.persister.queue(WriteOp::Install { number, snapshot, rewrite })?;
+        let roll = self.storage.stage_install(snapshot.clone())?;
+        let queued = self.persister.queue(WriteOp::Install { number, snapshot, roll })?;
         info!(index, "installed a snapshot from the leader");
         self.snapshot_index = index;
         self.installed_snapshot = Some(index);
@@ -705,6 +710,9 @@ impl<A: Apply> NodeThread<A> {
         meta.index = applied;
         meta.term = self.raw.raft.raft_log.term(applied)?;
         meta.set_conf_state(self.conf_state.clone());
+        // The next one is due `snapshot_every` after this one, whatever becomes of it (its
+        // answer can come after the thread is seen finished, and must not start another).
+        self.snapshot_floor = applied;
         let copying = Instant::now();
         let encode = self.apply.snapshot();
         let copy_ms = copying.elapsed().as_secs_f64() * 1e3;
@@ -714,18 +722,23 @@ impl<A: Apply> NodeThread<A> {
             .spawn(move || {
                 background_priority();
                 let started = Instant::now();
+                // The log's next segment first: the snapshot's directory fsync makes its
+                // name durable too.
+                let spare = file.as_ref().and_then(|(_, spares)| {
+                    spares.prepare().map_err(|err| warn!(%err, "no prepared log segment; the next one grows as written")).ok()
+                });
                 let result = encode().and_then(|data| {
                     snapshot.data = data.into();
                     match &file {
-                        Some(file) => match file.write_if_newer(&snapshot) {
-                            Ok(true) => Ok(snapshot),
+                        Some((file, _)) => match file.write_if_newer(&snapshot) {
+                            Ok(true) => Ok((snapshot, spare)),
                             Ok(false) => Err("a newer snapshot was installed meanwhile".into()),
                             Err(err) => Err(err.to_string()),
                         },
-                        None => Ok(snapshot),
+                        None => Ok((snapshot, None)),
                     }
                 });
-                if let Ok(snapshot) = &result {
+                if let Ok((snapshot, _)) = &result {
                     let (index, bytes) = (snapshot.get_metadata().index, snapshot.data.len());
                     info!(index, bytes, copy_ms, write_ms = started.elapsed().as_secs_f64() * 1e3, "snapshot written");
                 }
@@ -737,10 +750,10 @@ impl<A: Apply> NodeThread<A> {
     }
 
     /// A snapshot taken here is durable: the log drops what it covers.
-    fn snapshotted(&mut self, snapshot: Result<Snapshot, String>) -> Result<(), NodeError> {
+    fn snapshotted(&mut self, snapshot: Result<(Snapshot, Option<PathBuf>), String>) -> Result<(), NodeError> {
         let applied = self.raw.raft.raft_log.applied;
-        let snapshot = match snapshot {
-            Ok(snapshot) => snapshot,
+        let (snapshot, spare) = match snapshot {
+            Ok(taken) => taken,
             Err(err) => {
                 error!(%err, "snapshot failed; the log is not compacted");
                 self.snapshot_floor = applied;
@@ -751,8 +764,9 @@ impl<A: Apply> NodeThread<A> {
         if index <= self.snapshot_index {
             return Ok(()); // a newer one was installed meanwhile
         }
-        let rewrite = self.storage.stage_compact(snapshot)?;
-        self.persister.queue(WriteOp::Compact(rewrite))?;
+        let mut roll = self.storage.stage_compact(snapshot)?;
+        roll.spare = spare;
+        self.persister.queue(WriteOp::Compact(roll))?;
         self.snapshot_index = index;
         info!(index, bytes, "snapshot taken; log compacted");
         Ok(())

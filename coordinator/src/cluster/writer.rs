@@ -17,18 +17,20 @@
 use std::sync::mpsc::{Receiver, Sender};
 
 use raft::prelude::{Entry, HardState, Snapshot};
-use tracing::error;
+use tracing::{error, info};
 
-use super::log_store::{LogError, LogFile, Rewrite};
+use super::log_store::{LogError, LogFile, Roll};
 
 pub enum WriteOp {
     /// Ready `number`'s entries and hard state; fsync'd if `sync` (raft's `must_sync`:
     /// anything but a commit index moving on).
     Append { number: u64, entries: Vec<Entry>, hard_state: Option<HardState>, sync: bool },
-    /// Ready `number`'s snapshot from the leader: written, then the log starts after it.
-    Install { number: u64, snapshot: Snapshot, rewrite: Rewrite },
-    /// The log starts after a snapshot taken here, which is durable already.
-    Compact(Rewrite),
+    /// Ready `number`'s snapshot from the leader: written, then the log starts afresh
+    /// after it in a new segment.
+    Install { number: u64, snapshot: Snapshot, roll: Roll },
+    /// The log goes on in a new segment after a snapshot taken here (durable already), and
+    /// the segments it covers go.
+    Compact(Roll),
 }
 
 /// What the writer reports back to the raft thread.
@@ -70,18 +72,19 @@ fn write_batch(file: &mut LogFile, batch: Vec<WriteOp>) -> Result<Option<u64>, L
                 unsynced |= sync;
                 last = Some(number);
             }
-            // A rewrite replaces the file by one that holds everything appended before
-            // it (the memory had it when the rewrite was queued), and fsyncs it.
-            WriteOp::Install { number, snapshot, rewrite } => {
-                file.install(&snapshot, &rewrite)?;
-                unsynced = false;
+            // A new segment: what came before it is synced as it is left. An installed
+            // snapshot's start must be durable before its Ready is reported; a segment
+            // header after our own snapshot is synced with what follows.
+            WriteOp::Install { number, snapshot, roll } => {
+                file.install(&snapshot, &roll)?;
+                unsynced = true;
                 last = Some(number);
             }
-            WriteOp::Compact(rewrite) => {
+            WriteOp::Compact(roll) => {
                 let started = std::time::Instant::now();
-                file.rewrite(&rewrite)?;
+                file.roll(&roll)?;
                 unsynced = false;
-                tracing::info!(entries = rewrite.entries.len(), duration_ms = started.elapsed().as_secs_f64() * 1e3, "log rewritten after a snapshot");
+                info!(duration_ms = started.elapsed().as_secs_f64() * 1e3, "the log goes on in a new segment");
             }
         }
     }
