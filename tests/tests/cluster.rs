@@ -556,20 +556,7 @@ fn bench_accept_rate_latency_and_failover() {
     let slowest: Vec<String> =
         timed.iter().rev().take(12).map(|(latency, at)| format!("{:.1} ms at {:.3} s", latency.as_secs_f64() * 1e3, at.as_secs_f64())).collect();
     println!("bench: slowest acks: {}", slowest.join(", "));
-    let mut windows: Vec<Vec<Duration>> = Vec::new();
-    for &(latency, at) in &timed {
-        let w = (at.as_millis() / 100) as usize;
-        windows.resize_with(windows.len().max(w + 1), Vec::new);
-        windows[w].push(latency);
-    }
-    let by_window: Vec<String> = windows
-        .iter_mut()
-        .map(|w| {
-            w.sort();
-            w.get(w.len() * 99 / 100).map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
-        })
-        .collect();
-    println!("bench: p99 (ms) of each 100 ms of load: {}", by_window.join(" "));
+    println!("bench: p99 (ms) of each 100 ms of load: {}", p99_by_window(timed.iter().copied(), 100));
     // Open loop at twice the goal's rate.
     let (rate, count) = (4000.0, 10_000usize);
     let urls: Vec<String> = apis.iter().map(|a| format!("http://{a}/api/submissions")).collect();
@@ -605,20 +592,8 @@ fn bench_accept_rate_latency_and_failover() {
         paced_latencies[paced_latencies.len() * 999 / 1000],
         paced_latencies.last().unwrap()
     );
-    let mut windows: Vec<Vec<Duration>> = Vec::new();
-    for &(latency, at, _) in &paced {
-        let w = (at.as_millis() / 250) as usize;
-        windows.resize_with(windows.len().max(w + 1), Vec::new);
-        windows[w].push(latency);
-    }
-    let by_window: Vec<String> = windows
-        .iter_mut()
-        .map(|w| {
-            w.sort();
-            w.get(w.len() * 99 / 100).map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
-        })
-        .collect();
-    println!("bench: open loop p99 (ms) of each 250 ms: {}", by_window.join(" "));
+    let windows = p99_by_window(paced.iter().map(|&(latency, at, _)| (latency, at)), 250);
+    println!("bench: open loop p99 (ms) of each 250 ms: {windows}");
     for node in &cluster.nodes {
         let log = std::fs::read_to_string(node.dir.join("log")).unwrap_or_default();
         for line in log.lines().filter(|l| l.contains("snapshot written") || l.contains("new segment")) {
@@ -663,6 +638,25 @@ fn bench_accept_rate_latency_and_failover() {
         });
     }
     println!("bench: leader kill to first new ack: {failovers:?}");
+}
+
+/// The p99 latency of the requests sent in each `window_ms` of a run, in ms: where in the
+/// run the tail came from. Samples are (latency, when sent since the start).
+fn p99_by_window(samples: impl Iterator<Item = (Duration, Duration)>, window_ms: u128) -> String {
+    let mut windows: Vec<Vec<Duration>> = Vec::new();
+    for (latency, at) in samples {
+        let w = (at.as_millis() / window_ms) as usize;
+        windows.resize_with(windows.len().max(w + 1), Vec::new);
+        windows[w].push(latency);
+    }
+    let p99: Vec<String> = windows
+        .iter_mut()
+        .map(|w| {
+            w.sort();
+            w.get(w.len() * 99 / 100).map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        })
+        .collect();
+    p99.join(" ")
 }
 
 #[test]
