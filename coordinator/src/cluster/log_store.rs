@@ -56,8 +56,10 @@ const KIND_SEGMENT: u8 = 4;
 const LEGACY_LOG: &str = "raft.log";
 /// Left by earlier versions' compaction cut short; the old log was still whole.
 const LEGACY_TMP: &str = "raft.log.tmp";
-/// A zero-filled segment being prepared, or prepared and not used yet.
-const SPARE: &str = "raft-next.tmp";
+/// Zero-filled segments being prepared, or prepared and not used yet, are
+/// `raft-next-<n>.tmp`: a name of its own each, so that one being prepared is never one
+/// the writer is renaming into place.
+const SPARE_PREFIX: &str = "raft-next-";
 /// Sizes of a prepared segment: about what the last segment reached, within these.
 const SPARE_MIN: u64 = 1 << 20;
 const SPARE_MAX: u64 = 64 << 20;
@@ -136,11 +138,11 @@ impl LogStore {
             move |source| LogError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        for unfinished in [dir.join(LEGACY_TMP), dir.join(SPARE)] {
-            if unfinished.exists() {
-                std::fs::remove_file(&unfinished).map_err(io(&unfinished))?;
-            }
+        let legacy_tmp = dir.join(LEGACY_TMP);
+        if legacy_tmp.exists() {
+            std::fs::remove_file(&legacy_tmp).map_err(io(&legacy_tmp))?;
         }
+        remove_spares(dir)?;
         let legacy = dir.join(LEGACY_LOG);
         if legacy.exists() {
             let first = segment_path(dir, 0);
@@ -219,7 +221,8 @@ impl LogStore {
         let file = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
         let len = file.metadata().map_err(io(&path))?.len();
         let snapshots = SnapshotFile::new(dir, snapshot_index);
-        let spares = Spares { dir: dir.to_owned(), hint: Arc::new(AtomicU64::new(len.max(SPARE_MIN))) };
+        let spares =
+            Spares { dir: dir.to_owned(), hint: Arc::new(AtomicU64::new(len.max(SPARE_MIN))), made: Arc::new(AtomicU64::new(0)) };
         let recovery = Recovery { records: replay.records, truncated_bytes, snapshot_index };
         Ok((LogStore { storage, file: Some(LogFile { dir: dir.to_owned(), file, len, segments, snapshots, spares }) }, recovery))
     }
@@ -396,13 +399,9 @@ impl LogFile {
         let mut buf = Vec::new();
         record(&mut buf, if roll.reset { KIND_START } else { KIND_SEGMENT }, &roll.header.write_to_bytes()?);
         record(&mut buf, KIND_HARD_STATE, &roll.hard_state.write_to_bytes()?);
-        let file = match &roll.spare {
-            Some(spare) => {
-                std::fs::rename(spare, &path).map_err(io)?;
-                OpenOptions::new().write(true).open(&path).map_err(io)?
-            }
-            None => OpenOptions::new().write(true).create_new(true).open(&path).map_err(io)?,
-        };
+        // A prepared segment if there is one (a failed rename only costs the zeros).
+        let prepared = roll.spare.as_ref().is_some_and(|spare| std::fs::rename(spare, &path).is_ok());
+        let file = OpenOptions::new().write(true).create_new(!prepared).open(&path).map_err(io)?;
         // The name must be durable before anything written to the file is reported so.
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
         self.spares.hint.store(self.len, Ordering::Relaxed);
@@ -433,6 +432,8 @@ pub struct Spares {
     dir: PathBuf,
     /// The length the last segment reached.
     hint: Arc<AtomicU64>,
+    /// How many were prepared (names them).
+    made: Arc<AtomicU64>,
 }
 
 impl Spares {
@@ -441,7 +442,8 @@ impl Spares {
     /// snapshot's rename does that); a crash before it is used leaves it to be deleted.
     pub fn prepare(&self) -> std::io::Result<PathBuf> {
         let size = (self.hint.load(Ordering::Relaxed) * 5 / 4).clamp(SPARE_MIN, SPARE_MAX);
-        let path = self.dir.join(SPARE);
+        let n = self.made.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("{SPARE_PREFIX}{n}.tmp"));
         let file = File::create(&path)?;
         let zeros = vec![0u8; snapshot::WRITEBACK_CHUNK];
         let mut at = 0;
@@ -454,6 +456,18 @@ impl Spares {
         file.sync_all()?;
         Ok(path)
     }
+}
+
+/// Deletes prepared segments left by an earlier run.
+fn remove_spares(dir: &Path) -> Result<(), LogError> {
+    let io = |source| LogError::Io { path: dir.to_owned(), source };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(SPARE_PREFIX) && n.ends_with(".tmp")) {
+            std::fs::remove_file(entry.path()).map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -931,7 +945,7 @@ mod tests {
         drop(rolled_into_a_spare(dir.path()));
         let second = segment_path(dir.path(), 2);
         assert!(std::fs::metadata(&second).unwrap().len() >= SPARE_MIN, "written over its zeros, not grown");
-        assert!(!dir.path().join(SPARE).exists());
+        assert!(!dir.path().join(format!("{SPARE_PREFIX}0.tmp")).exists());
         let (mut store, rec) = LogStore::open(dir.path(), &[1]).unwrap();
         assert_eq!(rec.truncated_bytes, 0, "zeros after the records are not a torn write");
         assert_eq!(datas(&store), vec![(3, 1, b"c".to_vec()), (4, 1, b"d".to_vec())]);
@@ -984,13 +998,27 @@ mod tests {
         let second = segment_path(dir.path(), 2);
         let len = std::fs::metadata(&second).unwrap().len() as usize;
         std::fs::write(&second, vec![0u8; len]).unwrap();
-        std::fs::write(dir.path().join(SPARE), b"a spare being prepared").unwrap();
+        std::fs::write(dir.path().join(format!("{SPARE_PREFIX}7.tmp")), b"a spare being prepared").unwrap();
         let (mut store, _) = LogStore::open(dir.path(), &[1]).unwrap();
         assert_eq!(segments(dir.path()), [1]);
-        assert!(!dir.path().join(SPARE).exists());
+        assert!(!dir.path().join(format!("{SPARE_PREFIX}7.tmp")).exists());
         assert_eq!(datas(&store), vec![(3, 1, b"c".to_vec())]);
         store.persist(&[entry(4, 1, b"D")], Some(&hs(1, 4))).unwrap();
         drop(store);
         assert_eq!(datas(&LogStore::open(dir.path(), &[1]).unwrap().0)[1], (4, 1, b"D".to_vec()));
+    }
+
+    #[test]
+    fn a_prepared_segment_that_is_gone_is_replaced_by_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = written(dir.path());
+        snapshot::write(dir.path(), &snap(2, 1)).unwrap();
+        let mut roll = store.storage.stage_compact(snap(2, 1)).unwrap();
+        roll.spare = Some(dir.path().join(format!("{SPARE_PREFIX}9.tmp")));
+        store.file.as_mut().unwrap().roll(&roll).unwrap();
+        store.persist(&[entry(4, 1, b"d")], Some(&hs(1, 4))).unwrap();
+        drop(store);
+        assert_eq!(segments(dir.path()), [1, 2]);
+        assert_eq!(datas(&LogStore::open(dir.path(), &[1]).unwrap().0).len(), 2);
     }
 }

@@ -731,13 +731,17 @@ impl<A: Apply> NodeThread<A> {
                     snapshot.data = data.into();
                     match &file {
                         Some((file, _)) => match file.write_if_newer(&snapshot) {
-                            Ok(true) => Ok((snapshot, spare)),
+                            Ok(true) => Ok((snapshot, spare.clone())),
                             Ok(false) => Err("a newer snapshot was installed meanwhile".into()),
                             Err(err) => Err(err.to_string()),
                         },
                         None => Ok((snapshot, None)),
                     }
                 });
+                if let (Err(_), Some(spare)) = (&result, &spare) {
+                    // Not rolled into: it would only take disk space until a restart.
+                    let _ = std::fs::remove_file(spare);
+                }
                 if let Ok((snapshot, _)) = &result {
                     let (index, bytes) = (snapshot.get_metadata().index, snapshot.data.len());
                     info!(index, bytes, copy_ms, write_ms = started.elapsed().as_secs_f64() * 1e3, "snapshot written");
