@@ -185,7 +185,9 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         .arg("run")
         .arg(judge.url("/api/openapi.json"))
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
-        .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "12", "--seed", "1", "--workers", "2"])
+        // One worker: two run ast.parse in parallel threads, which CPython 3.11 can fail
+        // with "AST constructor recursion depth mismatch" (an internal error, seen in CI).
+        .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "12", "--seed", "1", "--workers", "1"])
         .args(["--generation-database", "none", "--request-timeout", "90", "--no-color"])
         // schemathesis cannot generate application/zip bodies (problem packages); the
         // import is tested with real packages in contest.rs.

@@ -776,7 +776,20 @@ impl<A: Apply> NodeThread<A> {
         Ok(())
     }
 
-    fn send(&mut self, messages: Vec<Message>) {
+    fn send(&mut self, mut messages: Vec<Message>) {
+        // A node added at run time must start from a snapshot: the log does not hold the
+        // membership the cluster started with, so entries from index 1 would make it a
+        // cluster of its own. The leader compacts when a node is added (`snapshot_now`);
+        // until then appends from the start are held back, and raft, hearing nothing,
+        // sends again at the next heartbeat, a snapshot once the log is compacted.
+        messages.retain(|m| {
+            let from_the_start = m.get_msg_type() == MessageType::MsgAppend && m.index == 0 && !m.entries.is_empty();
+            let held = from_the_start && !self.config.voters.contains(&m.to);
+            if held {
+                debug!(to = m.to, "entries from the start of the log held back from an added node");
+            }
+            !held
+        });
         if messages.is_empty() {
             return;
         }
@@ -830,9 +843,8 @@ impl<A: Apply> NodeThread<A> {
         }
         info!(index = entry.index, change = ?cc.get_change_type(), node = cc.node_id, voters = ?self.conf_state.voters, "membership changed");
         if cc.get_change_type() == ConfChangeType::AddNode {
-            // A new node must start from a snapshot, not from entry 1: the log does not hold
-            // the membership the cluster started with. Compacting now means the leader has
-            // nothing older to send it.
+            // A new node must start from a snapshot, not from entry 1 (see `send`):
+            // compacting now gives the leader one to send.
             self.snapshot_now = true;
         }
         if let Some(seq) = self.own_proposal(&entry.context)
