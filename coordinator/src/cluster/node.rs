@@ -766,7 +766,9 @@ impl<A: Apply> NodeThread<A> {
         };
         let (index, bytes) = (snapshot.get_metadata().index, snapshot.data.len());
         if index <= self.snapshot_index {
-            return Ok(()); // a newer one was installed meanwhile
+            // A newer one was installed meanwhile. Its prepared segment, if any, is left
+            // for the next start to delete (the raft thread touches no disk).
+            return Ok(());
         }
         let mut roll = self.storage.stage_compact(snapshot)?;
         roll.spare = spare;
