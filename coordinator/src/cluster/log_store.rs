@@ -38,8 +38,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use protobuf::Message as _;
 use raft::prelude::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
@@ -222,7 +222,7 @@ impl LogStore {
         let len = file.metadata().map_err(io(&path))?.len();
         let snapshots = SnapshotFile::new(dir, snapshot_index);
         let spares =
-            Spares { dir: dir.to_owned(), hint: Arc::new(AtomicU64::new(len.max(SPARE_MIN))), made: Arc::new(AtomicU64::new(0)) };
+            Spares { dir: dir.to_owned(), hint: Arc::new(AtomicU64::new(len.max(SPARE_MIN))), made: Arc::default(), retired: Arc::default() };
         let recovery = Recovery { records: replay.records, truncated_bytes, snapshot_index };
         Ok((LogStore { storage, file: Some(LogFile { dir: dir.to_owned(), file, len, segments, snapshots, spares }) }, recovery))
     }
@@ -252,6 +252,7 @@ impl LogStore {
         if let Some(file) = &mut self.file {
             file.roll(&roll)?;
             file.sync()?;
+            file.spares.delete_retired().map_err(|source| LogError::Io { path: file.dir.clone(), source })?;
         }
         Ok(())
     }
@@ -389,9 +390,11 @@ impl LogFile {
         // behind is whole, and the oldest one left can begin the log.
         self.sync()?;
         while self.segments.len() > 1 && self.segments[1].after <= roll.covered {
+            // Deleted by the next snapshot thread, not here: unlinking megabytes can take
+            // milliseconds (online discard), and appends wait behind the writer. Until
+            // then, or after a crash, the file only holds entries the snapshot covers.
             let old = self.segments.remove(0);
-            // A deletion lost in a crash only leaves entries the snapshot covers.
-            std::fs::remove_file(&old.path).map_err(|source| LogError::Io { path: old.path.clone(), source })?;
+            self.spares.retired.lock().unwrap_or_else(PoisonError::into_inner).push(old.path);
         }
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         let path = segment_path(&self.dir, seq);
@@ -434,6 +437,8 @@ pub struct Spares {
     hint: Arc<AtomicU64>,
     /// How many were prepared (names them).
     made: Arc<AtomicU64>,
+    /// Segments a snapshot covers, to be deleted.
+    retired: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 impl Spares {
@@ -441,6 +446,7 @@ impl Spares {
     /// roll (`Roll::spare`). Its name is durable once the directory is next fsync'd (a
     /// snapshot's rename does that); a crash before it is used leaves it to be deleted.
     pub fn prepare(&self) -> std::io::Result<PathBuf> {
+        self.delete_retired()?;
         let size = (self.hint.load(Ordering::Relaxed) * 5 / 4).clamp(SPARE_MIN, SPARE_MAX);
         let n = self.made.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{SPARE_PREFIX}{n}.tmp"));
@@ -468,6 +474,20 @@ fn remove_spares(dir: &Path) -> Result<(), LogError> {
         }
     }
     Ok(())
+}
+
+impl Spares {
+    /// Deletes the segments the writer left behind as covered by a snapshot.
+    pub fn delete_retired(&self) -> std::io::Result<()> {
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(PoisonError::into_inner));
+        for path in retired {
+            match std::fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -1020,5 +1040,23 @@ mod tests {
         drop(store);
         assert_eq!(segments(dir.path()), [1, 2]);
         assert_eq!(datas(&LogStore::open(dir.path(), &[1]).unwrap().0).len(), 2);
+    }
+
+    #[test]
+    fn covered_segments_are_deleted_by_the_next_preparation_not_by_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = written(dir.path());
+        store.compact(snap(2, 1)).unwrap();
+        store.persist(&[entry(4, 1, b"d")], Some(&hs(1, 4))).unwrap();
+        // As the writer rolls: the first segment is covered, and left for later.
+        snapshot::write(dir.path(), &snap(4, 1)).unwrap();
+        let roll = store.storage.stage_compact(snap(4, 1)).unwrap();
+        store.file.as_mut().unwrap().roll(&roll).unwrap();
+        assert_eq!(segments(dir.path()), [1, 2, 3]);
+        let spare = store.file.as_ref().unwrap().spares().prepare().unwrap();
+        assert_eq!(segments(dir.path()), [2, 3]);
+        std::fs::remove_file(spare).unwrap();
+        drop(store);
+        assert_eq!(datas(&LogStore::open(dir.path(), &[1]).unwrap().0), Vec::<(u64, u64, Vec<u8>)>::new());
     }
 }
