@@ -142,25 +142,27 @@ impl LogStore {
         if legacy_tmp.exists() {
             std::fs::remove_file(&legacy_tmp).map_err(io(&legacy_tmp))?;
         }
-        remove_spares(dir)?;
         let legacy = dir.join(LEGACY_LOG);
         if legacy.exists() {
             let first = segment_path(dir, 0);
             std::fs::rename(&legacy, &first).map_err(io(&first))?;
         }
         let snap = snapshot::read(dir)?;
-        let mut segments = list_segments(dir)?;
+        let (mut segments, spares) = scan(dir)?;
+        for spare in spares {
+            std::fs::remove_file(&spare).map_err(io(&spare))?;
+        }
         let mem = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
         let mut replay = Replay::default();
         let mut truncated_bytes = 0;
         let count = segments.len();
-        let mut newest = (0, 0); // (records, good length) of the newest segment
+        // Where each segment's records end.
+        let mut ends = Vec::with_capacity(count);
         for (k, segment) in segments.iter_mut().enumerate() {
             let bytes = std::fs::read(&segment.path).map_err(io(&segment.path))?;
-            let records = replay.records;
             let good = replay.segment(&segment.path, &bytes, &mem, k == 0, k + 1 == count)?;
             segment.after = replay.header;
-            newest = (replay.records - records, good);
+            ends.push(good);
             let rest = &bytes[good as usize..];
             if rest.iter().any(|&b| b != 0) {
                 // Only the newest segment can end torn (`Replay::segment` refuses others).
@@ -168,21 +170,22 @@ impl LogStore {
                 tracing::warn!(path = %segment.path.display(), truncated_bytes, "cutting off a torn last record");
             }
         }
-        if segments.len() > 1 && newest.0 == 0 {
+        if segments.len() > 1 && ends.last() == Some(&0) {
             // Rolled into, and nothing, not even its header, made durable: the segment
             // before is still whole and goes on.
             if let Some(empty) = segments.pop() {
                 std::fs::remove_file(&empty.path).map_err(io(&empty.path))?;
             }
-            newest.1 = replay.ends[segments.len() - 1];
+            ends.pop();
         }
+        let end = ends.last().copied().unwrap_or(0);
         // Whatever lies past the records (zeros of a prepared segment, a torn record) is
         // cut off: the writer goes on after the last record, and a later record must not
         // be followed by remnants of an earlier one.
         if let Some(last) = segments.last() {
             let file = OpenOptions::new().write(true).open(&last.path).map_err(io(&last.path))?;
-            if file.metadata().map_err(io(&last.path))?.len() > newest.1 {
-                file.set_len(newest.1).map_err(io(&last.path))?;
+            if file.metadata().map_err(io(&last.path))?.len() > end {
+                file.set_len(end).map_err(io(&last.path))?;
                 file.sync_all().map_err(io(&last.path))?;
             }
         }
@@ -462,21 +465,7 @@ impl Spares {
         file.sync_all()?;
         Ok(path)
     }
-}
 
-/// Deletes prepared segments left by an earlier run.
-fn remove_spares(dir: &Path) -> Result<(), LogError> {
-    let io = |source| LogError::Io { path: dir.to_owned(), source };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        if entry.file_name().to_str().is_some_and(|n| n.starts_with(SPARE_PREFIX) && n.ends_with(".tmp")) {
-            std::fs::remove_file(entry.path()).map_err(io)?;
-        }
-    }
-    Ok(())
-}
-
-impl Spares {
     /// Deletes the segments the writer left behind as covered by a snapshot.
     pub fn delete_retired(&self) -> std::io::Result<()> {
         let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(PoisonError::into_inner));
@@ -494,19 +483,22 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("raft-{seq:020}.log"))
 }
 
-/// The segments in `dir`, oldest first (`after` is filled in by the replay).
-fn list_segments(dir: &Path) -> Result<Vec<Segment>, LogError> {
+/// The segments in `dir`, oldest first (`after` is filled in by the replay), and the
+/// prepared segments an earlier run left.
+fn scan(dir: &Path) -> Result<(Vec<Segment>, Vec<PathBuf>), LogError> {
     let io = |source| LogError::Io { path: dir.to_owned(), source };
-    let mut segments = Vec::new();
+    let (mut segments, mut spares) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let name = entry.map_err(io)?.file_name();
-        let Some(seq) = name.to_str().and_then(|n| n.strip_prefix("raft-")?.strip_suffix(".log")?.parse::<u64>().ok()) else {
-            continue;
-        };
-        segments.push(Segment { seq, path: dir.join(&name), after: 0 });
+        let Some(name_str) = name.to_str() else { continue };
+        if name_str.starts_with(SPARE_PREFIX) && name_str.ends_with(".tmp") {
+            spares.push(dir.join(&name));
+        } else if let Some(seq) = name_str.strip_prefix("raft-").and_then(|n| n.strip_suffix(".log")?.parse::<u64>().ok()) {
+            segments.push(Segment { seq, path: dir.join(&name), after: 0 });
+        }
     }
     segments.sort_by_key(|s| s.seq);
-    Ok(segments)
+    Ok((segments, spares))
 }
 
 fn entries_payload(entries: &[Entry]) -> Result<Vec<u8>, LogError> {
@@ -537,8 +529,6 @@ struct Replay {
     start: u64,
     /// The header index of the segment replayed last (0: none).
     header: u64,
-    /// Where each segment's records end.
-    ends: Vec<u64>,
 }
 
 impl Replay {
@@ -638,7 +628,6 @@ impl Replay {
             self.records += 1;
             at += HEADER + len;
         }
-        self.ends.push(at as u64);
         Ok(at as u64)
     }
 }
@@ -783,7 +772,7 @@ mod tests {
     }
 
     fn segments(dir: &Path) -> Vec<u64> {
-        list_segments(dir).unwrap().iter().map(|s| s.seq).collect()
+        scan(dir).unwrap().0.iter().map(|s| s.seq).collect()
     }
 
     #[test]

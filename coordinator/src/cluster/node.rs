@@ -632,13 +632,14 @@ impl<A: Apply> NodeThread<A> {
             self.held.push_back((self.submitted, persisted));
         }
         self.raw.advance_append_async(ready);
-        self.advance_apply();
         if self.submitted <= self.persisted {
             // Nothing of this Ready or an earlier one is waiting for the writer (in memory
             // only, or nothing to write): as good as durable.
             self.persisted_up_to(number);
+        } else {
+            self.advance_apply();
+            self.release_held();
         }
-        self.release_held();
         // Counted as delivered once handed to the transport: if it was lost, the peer's
         // answer to the next append shows it still behind, and raft sends it again.
         for peer in self.snapshots_sent.drain(..) {
