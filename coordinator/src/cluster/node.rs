@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, MessageType, Snapshot};
-use raft::{RawNode, SnapshotStatus, StateRole, Storage as _};
+use raft::{GetEntriesContext, RawNode, SnapshotStatus, StateRole, Storage as _};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
@@ -59,6 +59,9 @@ pub struct NodeConfig {
     pub proposal_timeout: Duration,
     /// A snapshot is taken (and the log compacted) after this many applied entries.
     pub snapshot_every: u64,
+    /// Held for writing, it stalls this node's log writer as a slow disk would.
+    #[cfg(test)]
+    pub log_gate: Option<Arc<std::sync::RwLock<()>>>,
 }
 
 /// Entries applied between snapshots unless configured: a few thousand entries replay in
@@ -81,6 +84,8 @@ impl NodeConfig {
             heartbeat_ticks: 10,
             proposal_timeout: Duration::from_secs(1),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            #[cfg(test)]
+            log_gate: None,
         }
     }
 
@@ -93,6 +98,8 @@ impl NodeConfig {
             heartbeat_ticks: 2,
             proposal_timeout: Duration::from_secs(5),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            #[cfg(test)]
+            log_gate: None,
         }
     }
 }
@@ -243,7 +250,11 @@ impl<O: Send + 'static> Node<O> {
         let runtime = tokio::runtime::Handle::try_current().ok();
         let snapshots = file.as_ref().map(|f| (f.snapshots(), f.spares()));
         let written = tx.clone();
+        #[cfg(test)]
+        let gate = config.log_gate.clone();
         let persister = Persister::start(file, move |w| {
+            #[cfg(test)]
+            let _stalled = gate.as_ref().map(|g| g.read());
             let _ = written.send(Msg::Written(w));
         })
         .map_err(NodeError::Thread)?;
@@ -559,7 +570,7 @@ impl<A: Apply> NodeThread<A> {
 
     /// Answers the reads whose index this node has applied.
     fn answer_reads(&mut self) {
-        let applied = self.raw.raft.raft_log.applied;
+        let applied = self.applied;
         let ready: Vec<u64> =
             self.reads.iter().filter(|(_, r)| r.index.is_some_and(|i| i <= applied)).map(|(s, _)| *s).collect();
         for seq in ready {
@@ -616,6 +627,7 @@ impl<A: Apply> NodeThread<A> {
         // Their proposers are answered at the round's end, after the status shows them
         // (nothing in the round waits for a disk).
         self.apply_committed(ready.take_committed_entries());
+        self.apply_ahead();
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
         if !entries.is_empty() || hard_state.is_some() {
@@ -626,7 +638,15 @@ impl<A: Apply> NodeThread<A> {
         if queued {
             self.submitted = number;
         }
-        let persisted = ready.take_persisted_messages();
+        // A follower's messages all come as "persisted" ones, but a proposal or read request
+        // it forwards to the leader promises nothing about its own log: out now, not after
+        // the fsync under way (which would add up to a whole fsync to every request made
+        // through a follower).
+        let (forwarded, persisted): (Vec<Message>, Vec<Message>) = ready
+            .take_persisted_messages()
+            .into_iter()
+            .partition(|m| matches!(m.get_msg_type(), MessageType::MsgPropose | MessageType::MsgReadIndex));
+        self.send(forwarded);
         if !persisted.is_empty() {
             // They promise what this Ready and every earlier one wrote.
             self.held.push_back((self.submitted, persisted));
@@ -697,7 +717,13 @@ impl<A: Apply> NodeThread<A> {
             // One at a time; a membership change's wish waits for it.
             return Ok(());
         }
-        let applied = self.raw.raft.raft_log.applied;
+        // The copy holds every entry applied, ahead of the log's durable end or not; it
+        // waits for the log, so that a snapshot never covers entries the log has yet to
+        // write (the compaction that follows would retire segments out of order).
+        let applied = self.applied;
+        if applied > self.raw.raft.raft_log.persisted {
+            return Ok(());
+        }
         let since = self.snapshot_index.max(self.snapshot_floor);
         let due = self.config.snapshot_every > 0 && applied >= since + self.config.snapshot_every;
         if !(due || std::mem::take(&mut self.snapshot_now)) || applied <= self.snapshot_index {
@@ -804,8 +830,35 @@ impl<A: Apply> NodeThread<A> {
         }
     }
 
+    /// Applies what is committed but not yet durable here. raft-rs hands out only entries
+    /// this node has persisted, so a node whose own fsync lags would answer its clients
+    /// late even though a quorum already has their entries on disk (which is what makes
+    /// them safe: a committed entry is never undone, and a crash here loses nothing the
+    /// quorum does not hold). The entries are in memory from the Ready that brought them.
+    /// A membership change is left, with all after it, to raft's own order.
+    fn apply_ahead(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let (from, to) = (self.applied + 1, log.committed);
+        if from > to || from < log.first_index() {
+            return;
+        }
+        let entries = match log.slice(from, to + 1, None, GetEntriesContext::empty(false)) {
+            Ok(entries) => entries,
+            Err(err) => {
+                debug!(%err, from, to, "committed entries not at hand; applied once durable");
+                return;
+            }
+        };
+        let normal = entries.iter().take_while(|e| e.get_entry_type() != EntryType::EntryConfChange).count();
+        self.apply_committed(entries.into_iter().take(normal).collect());
+    }
+
     fn apply_committed(&mut self, entries: Vec<Entry>) {
         for entry in entries {
+            // Applied ahead already (`apply_ahead`).
+            if entry.index <= self.applied {
+                continue;
+            }
             if entry.get_entry_type() == EntryType::EntryConfChange {
                 self.applied = self.applied.max(entry.index);
                 self.apply_conf_change(&entry);
@@ -1080,5 +1133,80 @@ mod tests {
         let storage = store.storage();
         assert_eq!(storage.first_index().unwrap(), recovery.snapshot_index + 1);
         assert!(storage.last_index().unwrap() >= 201, "every entry is in the log");
+    }
+
+    /// The entries applied, in order.
+    struct Entries(Vec<Vec<u8>>);
+
+    impl Apply for Entries {
+        type Output = usize;
+
+        fn apply(&mut self, _index: u64, data: &[u8]) -> usize {
+            self.0.push(data.to_vec());
+            self.0.len()
+        }
+
+        fn snapshot(&self) -> SnapshotJob {
+            let copy = self.0.concat();
+            Box::new(move || Ok(copy))
+        }
+
+        fn restore(&mut self, _index: u64, data: &[u8]) -> Result<(), String> {
+            self.0 = data.iter().map(|b| vec![*b]).collect();
+            Ok(())
+        }
+    }
+
+    /// A follower's disk stalls: what it forwards still goes out at once, and what a
+    /// quorum (the other two) has durable is applied and answered there, though raft
+    /// alone would wait for the follower's own fsync for both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_follower_whose_disk_stalls_answers_what_a_quorum_has_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = crate::tls::ClusterTls::load_or_create(&dir.path().join("tls")).unwrap();
+        let voters = vec![1, 2, 3];
+        let gates: Vec<Arc<std::sync::RwLock<()>>> = voters.iter().map(|_| Arc::default()).collect();
+        let mut nodes = Vec::new();
+        for &id in &voters {
+            let (store, _) = LogStore::open(&dir.path().join(format!("node{id}")), &voters).unwrap();
+            let mut config = NodeConfig::cluster(id, voters.clone());
+            config.log_gate = Some(gates[id as usize - 1].clone());
+            let node = Node::start(config, store, Entries(Vec::new())).unwrap();
+            let transport = Transport::start(id, "127.0.0.1:0".parse().unwrap(), &[], &tls, node.inbox()).unwrap();
+            nodes.push((node, transport));
+        }
+        let addrs: Vec<_> = nodes.iter().map(|(_, t)| t.local_addr().unwrap()).collect();
+        let nodes: Vec<Node<usize>> = nodes
+            .into_iter()
+            .map(|(node, transport)| {
+                for (k, &addr) in addrs.iter().enumerate() {
+                    transport.add_peer(k as u64 + 1, addr);
+                }
+                node.set_transport(transport);
+                node
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let leader = loop {
+            let leaders: Vec<u64> = nodes.iter().map(|n| n.status().leader.unwrap_or(0)).collect();
+            if leaders[0] != 0 && leaders.iter().all(|&l| l == leaders[0]) {
+                break leaders[0];
+            }
+            assert!(Instant::now() < deadline, "no leader known to all: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let f = (0..3).find(|&k| k as u64 + 1 != leader).unwrap();
+        let follower = &nodes[f];
+        let before = follower.propose(vec![0]).await.unwrap();
+
+        let stall = gates[f].write().unwrap();
+        for i in 1..=20u8 {
+            let answer = follower.propose(vec![i]).await;
+            assert_eq!(answer, Ok(before + usize::from(i)), "proposal {i} through the stalled follower");
+        }
+        assert!(follower.read_index().await.is_ok(), "a consistent read through the stalled follower");
+        drop(stall);
+        // Once its disk is back, it goes on as before.
+        assert_eq!(follower.propose(vec![21]).await, Ok(before + 21));
     }
 }
