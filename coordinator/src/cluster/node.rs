@@ -57,7 +57,8 @@ pub struct NodeConfig {
     /// A proposal not applied by then is answered `Timeout` (the API's 503). It may still
     /// commit later: a client that retries can create a second submission.
     pub proposal_timeout: Duration,
-    /// A snapshot is taken (and the log compacted) after this many applied entries.
+    /// A snapshot is taken (and the log compacted) after this many applied entries, once
+    /// the entries applied since the last one are at least as large as it.
     pub snapshot_every: u64,
     /// Held for writing, it stalls this node's log writer as a slow disk would.
     #[cfg(test)]
@@ -292,6 +293,8 @@ impl<O: Send + 'static> Node<O> {
             installed_snapshot: None,
             snapshots_sent: Vec::new(),
             snapshot_now: false,
+            snapshot_bytes: snapshot.data.len() as u64,
+            applied_bytes: 0,
         };
         let thread = std::thread::Builder::new()
             .name("raft-node".into())
@@ -418,6 +421,13 @@ struct NodeThread<A: Apply> {
     snapshots_sent: Vec<u64>,
     /// Set when a node was added: it must start from a snapshot (see `apply_conf_change`).
     snapshot_now: bool,
+    /// The size of the last snapshot, and of the entries applied since it was copied: a
+    /// snapshot writes the whole state, so taking one every `snapshot_every` entries
+    /// whatever its size would make the work grow with the square of the history. Waiting
+    /// until the log since is as large keeps it in proportion to what is appended (at
+    /// most twice the bytes), and a restart replays no more than a snapshot's worth.
+    snapshot_bytes: u64,
+    applied_bytes: u64,
 }
 
 impl<A: Apply> NodeThread<A> {
@@ -699,6 +709,7 @@ impl<A: Apply> NodeThread<A> {
     fn install(&mut self, snapshot: Snapshot, number: u64) -> Result<bool, NodeError> {
         let index = snapshot.get_metadata().index;
         self.apply.restore(index, &snapshot.data).map_err(NodeError::Snapshot)?;
+        (self.snapshot_bytes, self.applied_bytes) = (snapshot.data.len() as u64, 0);
         self.conf_state = snapshot.get_metadata().get_conf_state().clone();
         let roll = self.storage.stage_install(snapshot.clone())?;
         let queued = self.persister.queue(WriteOp::Install { number, snapshot, roll })?;
@@ -725,7 +736,9 @@ impl<A: Apply> NodeThread<A> {
             return Ok(());
         }
         let since = self.snapshot_index.max(self.snapshot_floor);
-        let due = self.config.snapshot_every > 0 && applied >= since + self.config.snapshot_every;
+        let due = self.config.snapshot_every > 0
+            && applied >= since + self.config.snapshot_every
+            && self.applied_bytes >= self.snapshot_bytes;
         if !(due || std::mem::take(&mut self.snapshot_now)) || applied <= self.snapshot_index {
             return Ok(());
         }
@@ -742,6 +755,7 @@ impl<A: Apply> NodeThread<A> {
         self.snapshot_floor = applied;
         let copying = Instant::now();
         let encode = self.apply.snapshot();
+        self.applied_bytes = 0;
         let copy_ms = copying.elapsed().as_secs_f64() * 1e3;
         let (file, inbox) = (self.snapshots.clone(), self.inbox.clone());
         let job = std::thread::Builder::new()
@@ -801,6 +815,7 @@ impl<A: Apply> NodeThread<A> {
         roll.spare = spare;
         self.persister.queue(WriteOp::Compact(roll))?;
         self.snapshot_index = index;
+        self.snapshot_bytes = bytes as u64;
         info!(index, bytes, "snapshot taken; log compacted");
         Ok(())
     }
@@ -870,6 +885,7 @@ impl<A: Apply> NodeThread<A> {
                 continue;
             }
             self.applied = self.applied.max(entry.index);
+            self.applied_bytes += entry.data.len() as u64;
             let output = self.apply.apply(entry.index, &entry.data);
             if let Some(seq) = self.own_proposal(&entry.context)
                 && let Some((_, reply)) = self.pending.remove(&seq)
@@ -1208,5 +1224,66 @@ mod tests {
         drop(stall);
         // Once its disk is back, it goes on as before.
         assert_eq!(follower.propose(vec![21]).await, Ok(before + 21));
+    }
+
+    /// Entries with a state of `padding` bytes besides them.
+    struct Padded(Entries, usize);
+
+    impl Apply for Padded {
+        type Output = usize;
+
+        fn apply(&mut self, index: u64, data: &[u8]) -> usize {
+            self.0.apply(index, data)
+        }
+
+        fn snapshot(&self) -> SnapshotJob {
+            let mut copy = vec![0; self.1];
+            copy.extend(self.0.0.concat());
+            Box::new(move || Ok(copy))
+        }
+
+        fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), String> {
+            self.0.restore(index, data)
+        }
+    }
+
+    async fn snapshot_past(node: &Node<usize>, index: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let taken = node.status().snapshot_index;
+            if taken > index {
+                return taken;
+            }
+            assert!(Instant::now() < deadline, "no snapshot past {index}: {:?}", node.status());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_state_is_snapshotted_only_once_the_log_since_is_as_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = LogStore::open(dir.path(), &[1]).unwrap();
+        let mut config = NodeConfig::single(1);
+        config.snapshot_every = 5;
+        // A 2000-byte state besides 10-byte entries.
+        let node = Node::start(config, store, Padded(Entries(Vec::new()), 2000)).unwrap();
+        let entry = |i: u32| format!("entry{i:05}").into_bytes();
+        // The first is due after 5 entries: nothing was written yet.
+        for i in 0..5 {
+            node.propose(entry(i)).await.unwrap();
+        }
+        let first = snapshot_past(&node, 0).await;
+        // 150 entries of 10 bytes are 1500 bytes: less than the 2000-byte state, no
+        // snapshot yet, though 5 entries would have been enough for the count alone.
+        for i in 5..155 {
+            node.propose(entry(i)).await.unwrap();
+        }
+        assert_eq!(node.status().snapshot_index, first, "{:?}", node.status());
+        // 60 more make over 2000 bytes: the next one is taken.
+        for i in 155..215 {
+            node.propose(entry(i)).await.unwrap();
+        }
+        let second = snapshot_past(&node, first).await;
+        assert!(second > first + 200, "{second} after {first}");
     }
 }
