@@ -21,6 +21,9 @@ use tracing::{error, info};
 
 use super::log_store::{LogError, LogFile, Roll};
 
+/// A log sync this slow is logged.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(5);
+
 pub enum WriteOp {
     /// Ready `number`'s entries and hard state; fsync'd if `sync` (raft's `must_sync`:
     /// anything but a commit index moving on).
@@ -89,7 +92,13 @@ fn write_batch(file: &mut LogFile, batch: Vec<WriteOp>) -> Result<Option<u64>, L
         }
     }
     if unsynced {
+        let started = std::time::Instant::now();
         file.sync()?;
+        // Every acknowledgment waits for a quorum's syncs: a slow disk is worth knowing.
+        let took = started.elapsed();
+        if took >= SLOW_SYNC {
+            info!(duration_ms = took.as_secs_f64() * 1e3, "slow raft log sync");
+        }
     }
     Ok(last)
 }
