@@ -183,6 +183,14 @@ struct ServeArgs {
     /// so that a flood is refused at the door rather than judged hours late.
     #[arg(long, env = "MAX_QUEUED", default_value_t = SchedulerConfig::default().max_queued)]
     max_queued: usize,
+    /// Lock the coordinator's memory as mapped at start (its code above all) in RAM:
+    /// reclaim (page cache eviction, proactive pageout such as DAMON's) would otherwise
+    /// drop code pages that a later request faults back from disk, milliseconds on the
+    /// accept path. Costs about 20 MB of RAM held (the code). On by default; needs
+    /// CAP_IPC_LOCK or a LimitMEMLOCK as large as the address space (the systemd unit
+    /// sets infinity), and without either the coordinator runs unlocked, with a warning.
+    #[arg(long, env = "LOCK_MEMORY", num_args = 0..=1, default_missing_value = "true")]
+    lock_memory: Option<bool>,
     #[command(flatten)]
     access: AccessArgs,
 }
@@ -357,6 +365,22 @@ fn config_flags(text: &str, command: &clap::Command) -> anyhow::Result<Vec<Strin
     Ok(flags)
 }
 
+/// Locks every page mapped now (the binary, its libraries, the heap and stacks so far);
+/// later allocations are not locked, so memory use is not pinned as it grows. Measured
+/// on the raft bench (2 cores, DAMON paging out every 500 ms): the share of submissions
+/// the coordinators answered within 10 ms at 2000/s went from 99.33–99.69 % to 99.89 %.
+fn lock_memory() {
+    // SAFETY: mlockall changes only how the kernel pages this process's memory; it
+    // touches no Rust-visible state.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT) } != 0 {
+        tracing::warn!(
+            err = %std::io::Error::last_os_error(),
+            "memory not locked (grant CAP_IPC_LOCK or raise LimitMEMLOCK; --lock-memory=false not to ask): \
+             reclaim may page the coordinator's code out and stall requests while it faults back"
+        );
+    }
+}
+
 fn problem_command(command: ProblemCommand) -> anyhow::Result<()> {
     use coordinator::contest::zip::{PackageCaps, read_dir, write_zip};
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
@@ -466,6 +490,9 @@ struct LocalAgent {
 }
 
 async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()> {
+    if args.lock_memory.unwrap_or(true) {
+        lock_memory();
+    }
     create_private_dir(&args.data_dir)?;
     let spec = match &args.rootfs {
         Some(dir) => rootfs::Spec::load(dir),

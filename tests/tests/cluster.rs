@@ -471,6 +471,27 @@ fn a_job_of_a_killed_agent_runs_elsewhere_with_one_verdict() {
     }
 }
 
+/// The kB of node `k`'s memory locked in RAM (VmLck).
+fn locked_kb(cluster: &Cluster, k: usize) -> u64 {
+    let pid = cluster.nodes[k].child.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmLck:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_coordinator_locks_its_code_in_memory_unless_told_not_to() {
+    let cluster = Cluster::start_with(tempfile::tempdir().unwrap(), 1, 0, 0, &[]);
+    cluster.wait_ready(0);
+    // VmLck counts the locked mappings: at least the binary's code, tens of MB in any build.
+    let locked = locked_kb(&cluster, 0);
+    assert!(locked > 10_000, "VmLck {locked} kB");
+    drop(cluster);
+    let cluster = Cluster::start_with(tempfile::tempdir().unwrap(), 1, 0, 0, &["--lock-memory=false"]);
+    cluster.wait_ready(0);
+    assert_eq!(locked_kb(&cluster, 0), 0);
+}
+
 /// Accepted submissions per second and accept latency through a 3-node cluster (no agents:
 /// submissions only queue, so judging is not the bottleneck), then the time from a leader
 /// kill to the next acknowledgment. Prints the figures; goals: ≥ 2000/s, p99 ≤ 10 ms,
