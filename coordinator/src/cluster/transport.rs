@@ -22,13 +22,17 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::prelude::Message;
+use tokio::io::AsyncReadExt as _;
 use tokio::sync::{Notify, mpsc};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::tls::{ClusterTls, SERVER_NAME, TlsError, peer_common_name};
 
-/// Larger frames are not raft messages we send (entries are capped at 1 MiB per message).
-const MAX_FRAME: usize = 64 << 20;
+/// Larger frames are not raft messages we send. Entries are capped at 1 MiB per message;
+/// a snapshot travels whole, and the judge state grows with the history, so this bounds
+/// how large a state a node can catch up from (at 64 MiB it was ~80,000 submissions).
+/// Frames are read as they arrive, not allocated from the length a peer announces.
+const MAX_FRAME: usize = 1 << 30;
 const QUEUE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
@@ -176,8 +180,11 @@ async fn read_frames(stream: &mut quinn::RecvStream, deliver: &Deliver) -> Resul
         if len > MAX_FRAME {
             return Err(format!("frame of {len} bytes"));
         }
-        let mut buf = vec![0u8; len];
-        stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::with_capacity(len.min(1 << 20));
+        let read = (&mut *stream).take(len as u64).read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        if read < len {
+            return Err(format!("stream ended {read} bytes into a frame of {len}"));
+        }
         let message = Message::parse_from_bytes(&buf).map_err(|e| e.to_string())?;
         deliver(message);
     }
@@ -222,6 +229,10 @@ async fn dial(
             let Some(message) = rx.recv().await else { return };
             let mut frame = Vec::new();
             match message.write_to_bytes() {
+                Ok(bytes) if bytes.len() > MAX_FRAME => {
+                    error!(peer, bytes = bytes.len(), kind = ?message.get_msg_type(), "a raft message over the frame limit; not sent");
+                    continue;
+                }
                 Ok(bytes) => {
                     frame.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     frame.extend_from_slice(&bytes);
@@ -234,7 +245,9 @@ async fn dial(
             // Batch what else is queued into the same write.
             while frame.len() < (1 << 20) {
                 let Ok(more) = rx.try_recv() else { break };
-                if let Ok(bytes) = more.write_to_bytes() {
+                if let Ok(bytes) = more.write_to_bytes()
+                    && bytes.len() <= MAX_FRAME
+                {
                     frame.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     frame.extend_from_slice(&bytes);
                 }
@@ -325,5 +338,32 @@ mod tests {
         let probe = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
         assert_eq!(probe.term, 99);
         assert!(rx.try_recv().is_err(), "nothing from the refused connections");
+    }
+
+    /// A snapshot larger than the 64 MiB the frames were once capped at arrives whole
+    /// (a judge state of ~100,000 submissions), and the messages after it too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_over_64_mib_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = ClusterTls::load_or_create(dir.path()).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let deliver: Deliver = Arc::new(move |m| {
+            let _ = tx.send(m);
+        });
+        let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let node1 = Transport::start(1, "127.0.0.1:0".parse().unwrap(), &[(2, unused)], &tls, deliver).unwrap();
+        let addr = node1.local_addr().unwrap();
+        let node2 = Transport::start(2, "127.0.0.1:0".parse().unwrap(), &[(1, addr)], &tls, Arc::new(|_| {})).unwrap();
+        let mut snapshot = Message { to: 1, from: 2, term: 3, ..Default::default() };
+        snapshot.set_msg_type(raft::prelude::MessageType::MsgSnapshot);
+        let data: Vec<u8> = (0..72u32 << 20).map(|i| (i % 251) as u8).collect();
+        snapshot.mut_snapshot().data = data.clone().into();
+        snapshot.mut_snapshot().mut_metadata().index = 123_456;
+        node2.send(vec![snapshot, Message { to: 1, from: 2, term: 4, ..Default::default() }]);
+        let got = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(got.get_snapshot().get_metadata().index, 123_456);
+        assert!(got.get_snapshot().data[..] == data[..], "the snapshot's bytes, all {} of them", data.len());
+        let next = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(next.term, 4);
     }
 }
