@@ -406,7 +406,7 @@ fn leader_kills_under_load_lose_and_duplicate_nothing() {
 }
 
 #[test]
-#[ignore = "about ten minutes: run with --ignored"]
+#[ignore = "1000 submissions, 40 s in a release build: run with --ignored"]
 fn leader_kills_under_load_lose_and_duplicate_nothing_1000() {
     leader_kills_lose_and_duplicate_nothing(1000, 3);
 }
