@@ -305,21 +305,29 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(2), conn.closed()).await.is_err()
     }
 
+    /// Node 1, whose received messages come out of the receiver, and node 2, a peer that
+    /// sends to it; both with `tls`.
+    fn two_nodes(tls: &ClusterTls) -> (Transport, Transport, mpsc::UnboundedReceiver<Message>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let deliver: Deliver = Arc::new(move |m| {
+            let _ = tx.send(m);
+        });
+        let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let node1 = Transport::start(1, "127.0.0.1:0".parse().unwrap(), &[(2, unused)], tls, deliver).unwrap();
+        let addr = node1.local_addr().unwrap();
+        let node2 = Transport::start(2, "127.0.0.1:0".parse().unwrap(), &[(1, addr)], tls, Arc::new(|_| {})).unwrap();
+        (node1, node2, rx)
+    }
+
     #[tokio::test]
     async fn only_configured_peers_of_the_cluster_ca_are_heard() {
         let (dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let tls = ClusterTls::load_or_create(dir.path()).unwrap();
         let other = ClusterTls::load_or_create(other_dir.path()).unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let deliver: Deliver = Arc::new(move |m| {
-            let _ = tx.send(m);
-        });
-        let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let node1 = Transport::start(1, "127.0.0.1:0".parse().unwrap(), &[(2, unused)], &tls, deliver).unwrap();
+        let (node1, node2, mut rx) = two_nodes(&tls);
         let addr = node1.local_addr().unwrap();
 
         // Node 2, with a peer certificate of this cluster: its message arrives.
-        let node2 = Transport::start(2, "127.0.0.1:0".parse().unwrap(), &[(1, addr)], &tls, Arc::new(|_| {})).unwrap();
         node2.send(vec![Message { to: 1, from: 2, term: 7, ..Default::default() }]);
         let got = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
         assert_eq!((got.from, got.term), (2, 7));
@@ -346,14 +354,7 @@ mod tests {
     async fn a_snapshot_over_64_mib_arrives() {
         let dir = tempfile::tempdir().unwrap();
         let tls = ClusterTls::load_or_create(dir.path()).unwrap();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let deliver: Deliver = Arc::new(move |m| {
-            let _ = tx.send(m);
-        });
-        let unused: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let node1 = Transport::start(1, "127.0.0.1:0".parse().unwrap(), &[(2, unused)], &tls, deliver).unwrap();
-        let addr = node1.local_addr().unwrap();
-        let node2 = Transport::start(2, "127.0.0.1:0".parse().unwrap(), &[(1, addr)], &tls, Arc::new(|_| {})).unwrap();
+        let (_node1, node2, mut rx) = two_nodes(&tls);
         let mut snapshot = Message { to: 1, from: 2, term: 3, ..Default::default() };
         snapshot.set_msg_type(raft::prelude::MessageType::MsgSnapshot);
         let data: Vec<u8> = (0..72u32 << 20).map(|i| (i % 251) as u8).collect();
