@@ -21,8 +21,8 @@ use tracing::{error, info};
 
 use super::log_store::{LogError, LogFile, Roll};
 
-/// A log sync this slow is logged.
-const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(5);
+/// A log sync this slow is logged: twice the accept latency budget (p99 10 ms) in one sync.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub enum WriteOp {
     /// Ready `number`'s entries and hard state; fsync'd if `sync` (raft's `must_sync`:
