@@ -189,8 +189,8 @@ struct ServeArgs {
     /// accept path. Costs about 20 MB of RAM held (the code). On by default; needs
     /// CAP_IPC_LOCK or a LimitMEMLOCK as large as the address space (the systemd unit
     /// sets infinity), and without either the coordinator runs unlocked, with a warning.
-    #[arg(long, env = "LOCK_MEMORY", num_args = 0..=1, default_missing_value = "true")]
-    lock_memory: Option<bool>,
+    #[arg(long, env = "LOCK_MEMORY", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    lock_memory: bool,
     #[command(flatten)]
     access: AccessArgs,
 }
@@ -490,7 +490,7 @@ struct LocalAgent {
 }
 
 async fn serve(args: ServeArgs, local: Option<LocalAgent>) -> anyhow::Result<()> {
-    if args.lock_memory.unwrap_or(true) {
+    if args.lock_memory {
         lock_memory();
     }
     create_private_dir(&args.data_dir)?;

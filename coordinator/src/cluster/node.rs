@@ -796,12 +796,11 @@ impl<A: Apply> NodeThread<A> {
 
     /// A snapshot taken here is durable: the log drops what it covers.
     fn snapshotted(&mut self, snapshot: Result<(Snapshot, Option<PathBuf>), String>) -> Result<(), NodeError> {
-        let applied = self.raw.raft.raft_log.applied;
         let (snapshot, spare) = match snapshot {
             Ok(taken) => taken,
             Err(err) => {
                 error!(%err, "snapshot failed; the log is not compacted");
-                self.snapshot_floor = applied;
+                self.snapshot_floor = self.applied;
                 return Ok(());
             }
         };
@@ -854,7 +853,7 @@ impl<A: Apply> NodeThread<A> {
     fn apply_ahead(&mut self) {
         let log = &self.raw.raft.raft_log;
         let (from, to) = (self.applied + 1, log.committed);
-        if from > to || from < log.first_index() {
+        if from > to {
             return;
         }
         let entries = match log.slice(from, to + 1, None, GetEntriesContext::empty(false)) {
@@ -874,17 +873,15 @@ impl<A: Apply> NodeThread<A> {
             if entry.index <= self.applied {
                 continue;
             }
+            self.applied = entry.index;
             if entry.get_entry_type() == EntryType::EntryConfChange {
-                self.applied = self.applied.max(entry.index);
                 self.apply_conf_change(&entry);
                 continue;
             }
             // Empty entries are the no-ops a new leader appends.
             if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
-                self.applied = self.applied.max(entry.index);
                 continue;
             }
-            self.applied = self.applied.max(entry.index);
             self.applied_bytes += entry.data.len() as u64;
             let output = self.apply.apply(entry.index, &entry.data);
             if let Some(seq) = self.own_proposal(&entry.context)
@@ -995,8 +992,6 @@ impl<A: Apply> NodeThread<A> {
     }
 }
 
-/// `applied`: what this node has applied, which runs ahead of raft's own count within a
-/// round (raft hears of it at the round's end).
 /// Lowers the calling thread's CPU priority to the least (nice 19). A snapshot's encoding
 /// is background work: on a busy host it must not take CPU from the threads that commit
 /// and answer, and it needs little (the log holds everything meanwhile).
@@ -1009,6 +1004,8 @@ fn background_priority() {
     }
 }
 
+/// `applied`: what this node has applied, which runs ahead of raft's own count (raft hears
+/// of it at the round's end, and only up to what this node has persisted).
 fn status_of(
     raw: &RawNode<RaftStorage>,
     applied: u64,
@@ -1106,16 +1103,21 @@ mod tests {
         }
     }
 
+    /// A node alone in `dir`, due a snapshot every 5 entries.
+    fn single_node<A: Apply<Output = usize>>(dir: &std::path::Path, apply: A) -> Node<usize> {
+        let (store, _) = LogStore::open(dir, &[1]).unwrap();
+        let mut config = NodeConfig::single(1);
+        config.snapshot_every = 5;
+        Node::start(config, store, apply).unwrap()
+    }
+
     #[tokio::test]
     async fn the_node_keeps_committing_while_a_snapshot_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = LogStore::open(dir.path(), &[1]).unwrap();
-        let mut config = NodeConfig::single(1);
-        config.snapshot_every = 5;
         let (started, started_rx) = mpsc::channel();
         let (release, release_rx) = mpsc::channel();
         let slow = Slow { applied: Vec::new(), started, release: Arc::new(Mutex::new(Some(release_rx))) };
-        let node = Node::start(config, store, slow).unwrap();
+        let node = single_node(dir.path(), slow);
         let mut answers = Vec::new();
         for i in 0..5u8 {
             answers.push(node.propose(vec![i]).await.unwrap());
@@ -1262,11 +1264,8 @@ mod tests {
     #[tokio::test]
     async fn a_large_state_is_snapshotted_only_once_the_log_since_is_as_large() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = LogStore::open(dir.path(), &[1]).unwrap();
-        let mut config = NodeConfig::single(1);
-        config.snapshot_every = 5;
         // A 2000-byte state besides 10-byte entries.
-        let node = Node::start(config, store, Padded(Entries(Vec::new()), 2000)).unwrap();
+        let node = single_node(dir.path(), Padded(Entries(Vec::new()), 2000));
         let entry = |i: u32| format!("entry{i:05}").into_bytes();
         // The first is due after 5 entries: nothing was written yet.
         for i in 0..5 {
